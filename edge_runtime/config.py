@@ -1,0 +1,114 @@
+"""Typed run configs: dataclass defaults < a TOML/YAML file < command-line flags.
+
+Every field of a config dataclass becomes a `--field-name` flag automatically, so a config file
+and the command line can never disagree about what a run accepts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from edge_runtime.errors import UserError
+
+C = TypeVar("C")
+
+
+def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:
+        rest = [a for a in args if a is not type(None)]
+        return rest[0], True
+    return tp, False
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    base, optional = _unwrap_optional(tp)
+    if value is None or (optional and isinstance(value, str) and value.lower() in ("", "none", "null")):
+        if optional:
+            return None
+        raise UserError(f"config field '{name}' must not be empty")
+    try:
+        if typing.get_origin(base) is typing.Literal:
+            allowed = typing.get_args(base)
+            if value not in allowed:
+                raise ValueError(f"choose one of: {', '.join(map(str, allowed))}")
+            return value
+        if typing.get_origin(base) is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("1", "true", "yes", "on"):
+                return True
+            if str(value).lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if base is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError("expected an integer")
+        return base(value)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"config field '{name}': cannot use {value!r} ({error})") from None
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"config file not found: {path}")
+    try:
+        if path.suffix == ".toml":
+            data = tomllib.loads(path.read_text())
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(path.read_text()) or {}
+        else:
+            raise UserError(f"config file must be .toml, .yaml or .yml: {path}")
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as error:
+        raise UserError(f"cannot parse {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} must hold a table of settings")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(cls: type[C], *sources: dict[str, Any]) -> C:
+    """Later sources override earlier ones; unknown keys are refused by name."""
+    fields = _fields(cls)
+    values: dict[str, Any] = {}
+    for source in sources:
+        for key, value in source.items():
+            if key not in fields:
+                raise UserError(f"unknown config field '{key}'; known fields: {', '.join(fields)}")
+            values[key] = _coerce(key, fields[key], value)
+    config = cls(**values)
+    validate = getattr(config, "validate", None)
+    if validate:
+        validate()
+    return config
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    parser.add_argument("--config", help="TOML or YAML file with settings (flags override it)")
+    for f in dataclasses.fields(cls):
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        help_text = f.metadata.get("help", "")
+        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
+                            help=f"{help_text} (default: {default})")
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    from_file = read_config_file(args.config) if args.config else {}
+    from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    return build_config(cls, from_file, from_flags)

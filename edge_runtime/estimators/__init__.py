@@ -1,0 +1,16 @@
+"""Gradient estimators and update rules; `build_method(name, settings)` pairs them by name."""
+
+from edge_runtime.estimators.base import (
+    Estimate,
+    GradientEstimator,
+    Method,
+    NonFiniteLoss,
+    StepResult,
+    UpdateRule,
+)
+from edge_runtime.estimators.registry import METHODS, EstimatorSettings, MethodInfo, build_method, get_method
+
+__all__ = [
+    "Estimate", "GradientEstimator", "Method", "NonFiniteLoss", "StepResult", "UpdateRule",
+    "METHODS", "EstimatorSettings", "MethodInfo", "build_method", "get_method",
+]

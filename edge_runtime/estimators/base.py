@@ -1,0 +1,136 @@
+"""The two small interfaces every training method is built from.
+
+A `GradientEstimator` looks at loss(theta; batch) and returns an `Estimate` of the gradient; an
+`UpdateRule` (SGD, momentum, Adam) turns an estimate into a parameter update. A `Method` is what
+the trainer calls once per step; most methods are just one estimator paired with one rule
+(ZO-SGD = two-point ZO + SGD, ZO-Adam = two-point ZO + Adam, FO-Adam = backprop + Adam).
+
+Estimates are consumed one parameter at a time, so a zeroth-order estimate is never
+materialised for all parameters at once: it stays a list of (seed, scalar) pairs until each
+parameter's z is regenerated at update time.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+
+import torch
+
+from edge_runtime.estimators.directions import direction
+from edge_runtime.heads.base import Batch
+from edge_runtime.objective import Objective
+
+Params = Mapping[str, torch.nn.Parameter]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss or the estimate is NaN/Inf; no update was applied."""
+
+
+@dataclass
+class Estimate(ABC):
+    loss: float
+    forward_passes: int
+
+    @abstractmethod
+    def gradients(self, params: Params) -> Iterator[tuple[str, torch.nn.Parameter, torch.Tensor]]:
+        """Yield (name, parameter, gradient estimate) one parameter at a time."""
+
+
+@dataclass
+class SeedScalarEstimate(Estimate):
+    """g = mean_i scalars[i] * z(seeds[i]): ZO and Forward-Grad both estimate in this form, which
+    is also what a device uploads in seed-and-scalar federated mode."""
+
+    seeds: list[int] = field(default_factory=list)
+    scalars: list[float] = field(default_factory=list)
+
+    def gradients(self, params: Params):
+        for name, p in params.items():
+            grad = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
+            for seed, scalar in zip(self.seeds, self.scalars):
+                grad.add_(direction(seed, name, p), alpha=scalar / len(self.seeds))
+            yield name, p, grad
+
+
+@dataclass
+class DenseEstimate(Estimate):
+    """Backprop's gradient, held in each parameter's .grad."""
+
+    def gradients(self, params: Params):
+        for name, p in params.items():
+            yield name, p, p.grad if p.grad is not None else torch.zeros_like(p)
+
+
+def check_finite(loss: float, scalars: list[float] = ()) -> None:
+    if not math.isfinite(loss) or not all(math.isfinite(s) for s in scalars):
+        raise NonFiniteLoss(f"loss {loss}, projected gradients {list(scalars)}")
+
+
+def clip_scalar(value: float, bound: float | None) -> float:
+    return value if bound is None else max(-bound, min(bound, value))
+
+
+class GradientEstimator(ABC):
+    @abstractmethod
+    def estimate(self, objective: Objective, batch: Batch, seed: int) -> Estimate:
+        """`seed` names this step's random directions; methods without randomness ignore it."""
+
+
+class UpdateRule(ABC):
+    @abstractmethod
+    def apply(self, params: Params, estimate: Estimate, lr: float) -> None: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Rules with state (momentum, Adam) override this."""
+
+
+@dataclass
+class StepResult:
+    loss: float
+    forward_passes: int
+    # The (seed, scalar) pairs of this step when the method is seed-replayable, else empty.
+    seeds: list[int] = field(default_factory=list)
+    scalars: list[float] = field(default_factory=list)
+
+
+class Method(ABC):
+    """What the trainer calls once per step: estimate, update, report."""
+
+    @abstractmethod
+    def step(self, objective: Objective, batch: Batch, lr: float, seed: int) -> StepResult: ...
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Methods with state override this."""
+
+
+class EstimateThenUpdate(Method):
+    def __init__(self, estimator: GradientEstimator, rule: UpdateRule) -> None:
+        self.estimator = estimator
+        self.rule = rule
+
+    def step(self, objective: Objective, batch: Batch, lr: float, seed: int) -> StepResult:
+        estimate = self.estimator.estimate(objective, batch, seed)
+        self.rule.apply(objective.params, estimate, lr)
+        return result_of(estimate)
+
+    def state_dict(self):
+        return self.rule.state_dict()
+
+    def load_state_dict(self, state):
+        self.rule.load_state_dict(state)
+
+
+def result_of(estimate: Estimate) -> StepResult:
+    if isinstance(estimate, SeedScalarEstimate):
+        return StepResult(estimate.loss, estimate.forward_passes, list(estimate.seeds), list(estimate.scalars))
+    return StepResult(estimate.loss, estimate.forward_passes)

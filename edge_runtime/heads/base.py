@@ -1,0 +1,46 @@
+"""One interface for both ways of answering a task.
+
+A head encodes examples into a `Batch` of tensors once per step (so the several forward passes
+of a ZO step all see the same batch) and maps a forward function's outputs to scores of shape
+[batch, candidates]. The loss is cross-entropy over those scores in fp32, whatever the precision
+of the base model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from edge_runtime.tasks.base import Example
+
+Forward = Callable[..., object]
+
+
+@dataclass
+class Batch:
+    inputs: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    # Head-specific index tensors (positions to read, candidate token masks, ...).
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
+        return Batch(move(self.inputs), self.labels.to(device), move(self.extras))
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+class Head(ABC):
+    @abstractmethod
+    def encode(self, examples: Sequence[Example]) -> Batch: ...
+
+    @abstractmethod
+    def scores(self, forward: Forward, batch: Batch) -> torch.Tensor: ...
+
+    def loss(self, forward: Forward, batch: Batch) -> torch.Tensor:
+        return F.cross_entropy(self.scores(forward, batch).float(), batch.labels)

@@ -1,0 +1,87 @@
+"""Wrap a loaded model with LoRA adapters: the only trainable weights (plus an encoder's new head)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import peft
+import torch
+from peft import LoraConfig, TaskType, get_peft_model
+from peft.utils.other import ModulesToSaveWrapper
+from transformers.pytorch_utils import Conv1D
+
+from edge_runtime.errors import UserError
+from edge_runtime.models.families import default_lora_targets
+from edge_runtime.models.loader import LoadedModel
+
+# Layer types LoRA can wrap in the models this runtime loads (Conv1D: GPT-2 style projections).
+_LORA_LAYER_TYPES = (torch.nn.Linear, Conv1D)
+
+
+def apply_lora(
+    loaded: LoadedModel, *, r: int = 8, alpha: int = 16, targets: Sequence[str] | None = None
+) -> peft.PeftModel:
+    """Inject LoRA into ``loaded.model`` (in place) and return the PEFT wrapper, in eval() mode.
+
+    Trainable afterwards: the LoRA A/B matrices and, for encoders, the classification head; all of
+    them fp32 even when the base is fp16/bf16, because ZO perturbations vanish in half precision.
+    """
+    target_names = tuple(targets) if targets else default_lora_targets(loaded.family)
+    _check_targets_exist(loaded.model, target_names)
+    is_encoder = loaded.kind == "encoder"
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        target_modules=list(target_names),
+        lora_dropout=0.0,
+        task_type=TaskType.SEQ_CLS if is_encoder else TaskType.CAUSAL_LM,
+        # peft adds only modules named classifier/score; DistilBERT's pre_classifier is new too.
+        modules_to_save=_head_module_names(loaded.model) if is_encoder else None,
+    )
+    with warnings.catch_warnings():
+        # peft 0.21 still reads transformers' deprecated `is_gradient_checkpointing`.
+        warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        model = get_peft_model(loaded.model, config, autocast_adapter_dtype=True)
+    for wrapper in model.modules():
+        if isinstance(wrapper, ModulesToSaveWrapper):
+            _make_fp32(wrapper.modules_to_save[wrapper.active_adapters[0]])
+    model.eval()
+    return model
+
+
+def _check_targets_exist(model: torch.nn.Module, targets: Sequence[str]) -> None:
+    """Fail with the layer names that do exist, instead of peft's long error."""
+    # peft matches a plain name against the full module name or its last dotted components.
+    lora_layers = [name for name, module in model.named_modules() if isinstance(module, _LORA_LAYER_TYPES)]
+    unmatched = [
+        target for target in targets if not any(name == target or name.endswith(f".{target}") for name in lora_layers)
+    ]
+    if unmatched:
+        layer_names = sorted({name.rsplit(".", 1)[-1] for name in lora_layers})
+        raise UserError(
+            f"LoRA targets {', '.join(unmatched)} match no linear layer of {type(model).__name__}; "
+            f"its linear layers are named: {', '.join(layer_names[:12])}"
+        )
+
+
+def _head_module_names(model: torch.nn.Module) -> list[str]:
+    """The top-level modules with weights outside the pretrained body: the newly initialised head."""
+    body = getattr(model, "base_model_prefix", "")
+    return [name for name, child in model.named_children() if name != body and any(True for _ in child.parameters())]
+
+
+def _make_fp32(head: torch.nn.Module) -> None:
+    head.float()
+    # The body may run in half precision; feed its features to the fp32 head in fp32.
+    head.register_forward_pre_hook(_inputs_to_fp32, with_kwargs=True)
+
+
+def _inputs_to_fp32(
+    _module: torch.nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    def to_fp32(value: Any) -> Any:
+        return value.float() if isinstance(value, torch.Tensor) and value.is_floating_point() else value
+
+    return tuple(to_fp32(arg) for arg in args), {key: to_fp32(value) for key, value in kwargs.items()}

@@ -1,0 +1,7 @@
+"""Tasks: packaged data, MeZO prompts and label words, and seeded k-shot / eval subsets."""
+
+from edge_runtime.tasks.base import Example, TaskSpec
+from edge_runtime.tasks.registry import TASKS, get_task, load_split
+from edge_runtime.tasks.sampling import few_shot, subsample
+
+__all__ = ["TASKS", "Example", "TaskSpec", "few_shot", "get_task", "load_split", "subsample"]

@@ -1,0 +1,1 @@
+"""Single-device training: config, loop, evaluation, checkpoints."""

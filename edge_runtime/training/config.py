@@ -1,0 +1,74 @@
+"""The one config object of a single-device training run."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edge_runtime.errors import UserError
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class TrainConfig:
+    model: str = _help("model alias (minilm, smollm2-135m, tiny-bert, tiny-llama) or a local HF folder", "minilm")
+    task: str = _help("task name (sst2, rte, boolq, copa, winogrande)", "sst2")
+    data_dir: str | None = _help("folder with the task's files in the packaged layout", None)
+    train_split: str = _help("training split (winogrande also takes train_s, train_m)", "train")
+    k_shot: int | None = _help("examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
+    eval_examples: int | None = _help("evaluation examples (seeded sample); none = the whole split", 500)
+    method: str = _help("zo-sgd, zo-sgd-sign, zo-sgd-mmt, zo-sgd-cons, zo-adam, forward-grad, fo-sgd, fo-adam",
+                        "zo-sgd")
+    steps: int = _help("optimizer steps", 1000)
+    batch_size: int = _help("examples per step", 16)
+    lr: float | None = _help("learning rate; none = the method's default", None)
+    lr_schedule: Literal["constant", "linear", "cosine"] = _help("decay after warmup", "constant")
+    warmup_steps: int = _help("linear warmup steps", 0)
+    mu: float = _help("ZO perturbation scale (MeZO: 1e-2 for LoRA)", 1e-2)
+    queries: int = _help("random directions per step (q)", 1)
+    grad_clip: float | None = _help("ZO/Forward-Grad: bound on |projected gradient|; FO: bound on grad norm", None)
+    momentum: float = _help("ZO-SGD-MMT momentum", 0.9)
+    beta1: float = _help("Adam beta1", 0.9)
+    beta2: float = _help("Adam beta2", 0.999)
+    eps: float = _help("Adam epsilon", 1e-8)
+    zo_restore: Literal["snapshot", "inplace"] = _help(
+        "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle",
+        "snapshot")
+    lora_r: int = _help("LoRA rank", 8)
+    lora_alpha: int = _help("LoRA alpha", 16)
+    lora_targets: tuple[str, ...] = _help("comma-separated module names for LoRA; empty = family default", ())
+    max_length: int = _help("max tokens per sequence", 128)
+    attn_implementation: str = _help("eager (needed for jvp on CPU) or sdpa", "eager")
+    device: str = _help("cpu, cuda or auto", "cpu")
+    seed: int = _help("seed for data order, directions and initialisation", 0)
+    eval_every: int = _help("evaluate every N steps; 0 = only before and after", 0)
+    eval_batch_size: int = _help("batch size for evaluation", 32)
+    checkpoint_every: int = _help("save a resumable checkpoint every N steps; 0 = only at the end", 0)
+    resume: bool = _help("continue from the checkpoint in out_dir", False)
+    out_dir: str = _help("folder for the adapter, checkpoints and metrics", "runs/train")
+    out: str | None = _help("write a JSON summary to this file", None)
+    progress: bool = _help("show a progress bar", True)
+
+    def validate(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "mu": self.mu, "queries": self.queries,
+                    "lora_r": self.lora_r, "max_length": self.max_length, "eval_batch_size": self.eval_batch_size}
+        for name, value in positive.items():
+            if not value > 0:
+                raise UserError(f"{name} must be positive, got {value}")
+        for name in ("warmup_steps", "eval_every", "checkpoint_every"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
+            raise UserError(f"lr must be a positive finite number, got {self.lr}")
+        if self.grad_clip is not None and not self.grad_clip > 0:
+            raise UserError(f"grad_clip must be positive, got {self.grad_clip}")
+        if self.k_shot is not None and self.k_shot < 0:
+            raise UserError(f"k_shot must not be negative, got {self.k_shot}")
+        if self.eval_examples is not None and self.eval_examples < 1:
+            raise UserError(f"eval_examples must be at least 1, got {self.eval_examples}")
+        if self.device not in ("cpu", "cuda", "auto"):
+            raise UserError(f"device must be cpu, cuda or auto, got {self.device!r}")

@@ -1,0 +1,184 @@
+"""`edgetune train`: fine-tune a LoRA adapter on one device and report what it cost."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from edge_runtime.errors import UserError
+from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
+from edge_runtime.estimators.directions import Snapshot, step_seed
+from edge_runtime.heads import head_for
+from edge_runtime.models import LoadedModel, apply_lora, load_model
+from edge_runtime.objective import Objective
+from edge_runtime.tasks import Example, TaskSpec, get_task
+from edge_runtime.training import memory
+from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint
+from edge_runtime.training.config import TrainConfig
+from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples
+from edge_runtime.training.evaluation import EvalResult, evaluate
+from edge_runtime.training.schedule import learning_rate
+
+# Loss before/after is measured on at most this many training examples, the same ones both times.
+TRAIN_PROBE = 256
+
+
+@dataclass
+class Run:
+    """Everything a training loop needs, built once from the config."""
+
+    config: TrainConfig
+    spec: TaskSpec
+    loaded: LoadedModel
+    peft_model: torch.nn.Module
+    objective: Objective
+    method: Method
+    lr: float
+    device: torch.device
+    train: list[Example]
+    eval: list[Example]
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise UserError("device 'cuda' asked for, but torch sees no CUDA device")
+    return torch.device(name)
+
+
+def build_run(config: TrainConfig) -> Run:
+    info = get_method(config.method)
+    spec = get_task(config.task)
+    train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
+    eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
+    num_labels = 1 if spec.kind == "multiple_choice" else len(spec.label_words)
+    loaded = load_model(config.model, num_labels=num_labels, attn_implementation=config.attn_implementation,
+                        seed=config.seed)
+    device = _device(config.device)
+    peft_model = apply_lora(loaded, r=config.lora_r, alpha=config.lora_alpha,
+                            targets=config.lora_targets or None).to(device)
+    objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length))
+    settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
+                                 momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
+                                 zo_restore=config.zo_restore)
+    return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
+               config.lr if config.lr is not None else info.default_lr, device, train, eval_)
+
+
+class LastGood:
+    """The most recent parameters known to give a finite loss (two buffers: the pending state
+    is only known good once the step that starts from it succeeds)."""
+
+    def __init__(self, params) -> None:
+        self.pending, self.good = Snapshot(params), Snapshot(params)
+        self.step = 0
+
+    def before(self) -> None:
+        self.pending.save()
+
+    def passed(self, step: int) -> None:
+        self.pending, self.good = self.good, self.pending
+        self.step = step
+
+    def restore(self) -> None:
+        self.good.load()
+
+
+def train(config: TrainConfig) -> dict:
+    return fit(build_run(config))
+
+
+def fit(run: Run) -> dict:
+    started = time.perf_counter()
+    config = run.config
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    objective, device = run.objective, run.device
+    params = objective.params
+    first_step = 0
+    if config.resume:
+        progress, method_state = load_checkpoint(out_dir / "checkpoint", params)
+        run.method.load_state_dict(method_state)
+        first_step = progress.step
+
+    probe = run.train[:TRAIN_PROBE]
+    measure = lambda examples: evaluate(objective, examples, config.eval_batch_size, device)  # noqa: E731
+    train_before, eval_before = measure(probe), measure(run.eval)
+
+    sampler = BatchSampler(run.train, config.batch_size, config.seed)
+    guard = LastGood(params)
+    guard.passed(first_step)
+    stopped = "completed"
+    forward_passes, last_eval = 0, eval_before
+    step = first_step
+    with open(out_dir / "metrics.jsonl", "a") as metrics, \
+            tqdm(total=config.steps, initial=first_step, disable=not config.progress, desc=config.method,
+                 dynamic_ncols=True) as bar:
+        for step in range(first_step, config.steps):
+            batch = objective.head.encode(sampler.batch(step)).to(device)
+            lr = learning_rate(run.lr, step, config.steps, config.lr_schedule, config.warmup_steps)
+            guard.before()
+            tick = time.perf_counter()
+            try:
+                result = run.method.step(objective, batch, lr, step_seed(config.seed, step))
+            except NonFiniteLoss as error:
+                guard.restore()
+                stopped = (f"non-finite loss at step {step} ({error}); adapter restored to the state before "
+                           f"step {guard.step}, the last one with a finite loss; try a smaller lr")
+                break
+            guard.passed(step)
+            forward_passes += result.forward_passes
+            record = {"step": step + 1, "loss": result.loss, "lr": lr, "step_seconds": time.perf_counter() - tick,
+                      "memory_bytes": memory.current_bytes(device)}
+            if config.eval_every and (step + 1) % config.eval_every == 0:
+                last_eval = measure(run.eval)
+                record["eval_accuracy"] = last_eval.accuracy
+            if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
+                _checkpoint(run, out_dir, step + 1)
+            metrics.write(json.dumps(record) + "\n")
+            bar.set_postfix(loss=f"{result.loss:.4f}", acc=f"{last_eval.accuracy:.3f}",
+                            s_step=f"{record['step_seconds']:.2f}", mem=f"{record['memory_bytes'] / 2**20:.0f}MB")
+            bar.update(1)
+        else:
+            step = config.steps
+
+    _checkpoint(run, out_dir, step)
+    run.peft_model.save_pretrained(str(out_dir / "adapter"))
+    train_after, eval_after = measure(probe), measure(run.eval)
+    summary = _summary(run, step - first_step, forward_passes, stopped, train_before, train_after, eval_before,
+                       eval_after, time.perf_counter() - started, out_dir)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if config.out:
+        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.out).write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def _checkpoint(run: Run, out_dir: Path, step: int) -> None:
+    c = run.config
+    save_checkpoint(out_dir / "checkpoint", run.objective.params, run.method.state_dict(),
+                    Progress(step=step, method=c.method, model=c.model, task=c.task), run.peft_model)
+
+
+def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_before: EvalResult,
+             train_after: EvalResult, eval_before: EvalResult, eval_after: EvalResult, wall: float,
+             out_dir: Path) -> dict:
+    c = run.config
+    return {
+        "method": c.method, "model": c.model, "task": c.task, "steps": steps,
+        "train_examples": len(run.train), "eval_examples": len(run.eval), "batch_size": c.batch_size,
+        "lr": run.lr, "mu": c.mu, "queries": c.queries, "seed": c.seed,
+        "initial_train_loss": train_before.loss, "final_train_loss": train_after.loss,
+        "eval_accuracy_before": eval_before.accuracy, "eval_accuracy_after": eval_after.accuracy,
+        "eval_loss_before": eval_before.loss, "eval_loss_after": eval_after.loss,
+        "forward_passes": forward_passes, "wall_time_s": wall,
+        "peak_memory_bytes": memory.peak_bytes(run.device),
+        "trainable_params": sum(p.numel() for p in run.objective.params.values()),
+        "stopped": stopped, "adapter": str(out_dir / "adapter"), "config": asdict(c),
+    }

@@ -1,0 +1,143 @@
+"""`edgetune train` end to end on tiny models: every method learns, adapters reload in plain peft,
+runs resume exactly, and user mistakes end in one line."""
+
+import json
+
+import pytest
+import torch
+
+from edge_runtime.cli import main
+from edge_runtime.config import build_config
+from edge_runtime.training.config import TrainConfig
+from edge_runtime.training.trainer import build_run, fit, train
+
+
+def tiny_config(tmp_path, **overrides) -> TrainConfig:
+    base = dict(model="tiny-bert", task="sst2", k_shot=8, eval_examples=32, batch_size=8, steps=60,
+                progress=False, out_dir=str(tmp_path / "run"))
+    return build_config(TrainConfig, base, overrides)
+
+
+# Learning rates for a random 2-layer model; ZO needs far more steps than FO for the same drop.
+METHOD_RUNS = {
+    "zo-sgd": dict(steps=300, lr=1e-2),
+    "zo-sgd-sign": dict(steps=300, lr=2e-3),
+    "zo-sgd-mmt": dict(steps=300, lr=2e-3),
+    "zo-sgd-cons": dict(steps=200, lr=1e-2),
+    "zo-adam": dict(steps=300, lr=3e-3),
+    "forward-grad": dict(steps=300, lr=1e-2),
+    "fo-sgd": dict(steps=60, lr=5e-2),
+    "fo-adam": dict(steps=60, lr=1e-2),
+}
+
+
+@pytest.mark.parametrize("method", METHOD_RUNS)
+def test_every_method_lowers_the_training_loss(tmp_path, method):
+    summary = train(tiny_config(tmp_path, method=method, **METHOD_RUNS[method]))
+    assert summary["stopped"] == "completed"
+    assert summary["final_train_loss"] < summary["initial_train_loss"] - 0.02, summary
+    assert summary["forward_passes"] >= summary["steps"]
+
+
+def test_summary_json_has_the_promised_fields(tmp_path):
+    out = tmp_path / "summary.json"
+    train(tiny_config(tmp_path, steps=5, out=str(out)))
+    summary = json.loads(out.read_text())
+    for field in ("method", "model", "task", "steps", "initial_train_loss", "final_train_loss",
+                  "eval_accuracy_before", "eval_accuracy_after", "wall_time_s", "peak_memory_bytes",
+                  "trainable_params"):
+        assert field in summary
+    assert summary["peak_memory_bytes"] > 10 * 2**20
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-bert"])
+def test_saved_adapter_reloads_in_plain_peft_with_identical_logits(tmp_path, model):
+    from peft import PeftModel
+
+    from edge_runtime.models import load_model
+
+    run = build_run(tiny_config(tmp_path, model=model, method="fo-adam", steps=10, lr=1e-2))
+    fit(run)
+    base = load_model(model, num_labels=2, seed=run.config.seed).model
+    reloaded = PeftModel.from_pretrained(base, str(tmp_path / "run" / "adapter")).eval()
+    batch = run.objective.head.encode(run.train[:4])
+    with torch.no_grad():
+        trained_logits = run.peft_model(**batch.inputs).logits
+        reloaded_logits = reloaded(**batch.inputs).logits
+    assert torch.equal(trained_logits, reloaded_logits)
+    with torch.no_grad(), reloaded.disable_adapter():
+        untrained_logits = reloaded(**batch.inputs).logits
+    assert not torch.allclose(trained_logits, untrained_logits)  # the adapter really changed the model
+
+
+def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    straight = tiny_config(tmp_path / "a", method="zo-adam", steps=20, lr=1e-3)
+    train(straight)
+    first = tiny_config(tmp_path / "b", method="zo-adam", steps=10, lr=1e-3)
+    train(first)
+    train(tiny_config(tmp_path / "b", method="zo-adam", steps=20, lr=1e-3, resume=True))
+    from safetensors.torch import load_file
+
+    a = load_file(str(tmp_path / "a" / "run" / "checkpoint" / "trainable.safetensors"))
+    b = load_file(str(tmp_path / "b" / "run" / "checkpoint" / "trainable.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_diverging_lr_stops_and_keeps_the_last_good_adapter(tmp_path):
+    summary = train(tiny_config(tmp_path, method="fo-sgd", lr=1e12, steps=50))
+    assert summary["stopped"].startswith("non-finite loss at step")
+    assert summary["final_train_loss"] == summary["final_train_loss"]  # not NaN
+    from safetensors.torch import load_file
+
+    for tensor in load_file(str(tmp_path / "run" / "checkpoint" / "trainable.safetensors")).values():
+        assert torch.isfinite(tensor).all()
+
+
+def run_cli(capsys, *argv) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    return exit_info.value.code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "gpt-17"], "unknown model"),
+    (["--task", "imagenet"], "unknown task"),
+    (["--method", "zo-magic"], "unknown method"),
+    (["--steps", "-3"], "steps must be positive"),
+    (["--lr", "abc"], "config field 'lr'"),
+    (["--lora-targets", "no_such_module"], "no_such_module"),
+    (["--config", "missing.toml"], "config file not found"),
+])
+def test_cli_user_mistakes_end_in_one_line(tmp_path, capsys, argv, message):
+    code, err = run_cli(capsys, "train", "--model", "tiny-bert", "--steps", "1", "--progress", "false",
+                        "--out-dir", str(tmp_path), *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_refuses_a_folder_that_is_not_a_model(tmp_path, capsys):
+    code, err = run_cli(capsys, "train", "--model", str(tmp_path), "--out-dir", str(tmp_path / "o"))
+    assert code == 2 and "Traceback" not in err
+
+
+def test_cli_reports_malformed_data_by_line(tmp_path, capsys):
+    (tmp_path / "sst2").mkdir()
+    (tmp_path / "sst2" / "train.tsv").write_text("sentence\tlabel\ngood movie\t1\nbad row without label\n")
+    (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
+    code, err = run_cli(capsys, "train", "--model", "tiny-bert", "--data-dir", str(tmp_path), "--k-shot", "0",
+                        "--out-dir", str(tmp_path / "o"))
+    assert code == 2 and "line 3" in err
+
+
+def test_cli_config_file_and_flags(tmp_path, capsys):
+    config = tmp_path / "run.toml"
+    config.write_text('model = "tiny-bert"\nsteps = 3\nbatch-size = 4\nk_shot = 4\neval_examples = 8\n'
+                      f'progress = false\nout_dir = "{tmp_path / "o"}"\n')
+    main(["train", "--config", str(config), "--steps", "2", "--out", str(tmp_path / "s.json")])
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["steps"] == 2 and summary["batch_size"] == 4
