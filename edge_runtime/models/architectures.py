@@ -29,10 +29,11 @@ from edge_runtime.models.families import ModelKind, kind_for_family
 # models share with MiniLM; tiny-llama uses [CLS]/[SEP] as its bos/eos.
 BERT_VOCAB_SIZE = 30522
 BERT_PAD_ID, BERT_CLS_ID, BERT_SEP_ID = 0, 101, 102
-# The usual 0.02 init std is tuned for widths near 1000; at width 64 it leaves a random model's
-# outputs almost independent of its input (nothing to learn from). 1/sqrt(width) keeps them apart.
+# BERT-base's 0.02 init std is tuned for width 768; at width 64 it leaves a random model's outputs
+# almost independent of its input (nothing to learn from). Scaling it like 1/sqrt(width) keeps the
+# activations of the tiny models at BERT-base's scale.
 _TINY_WIDTH = 64
-_TINY_INIT_STD = 0.05
+_TINY_INIT_STD = 0.02 * (768 / _TINY_WIDTH) ** 0.5
 
 ARCHITECTURES: dict[str, PretrainedConfig] = {
     "tiny-bert": BertConfig(

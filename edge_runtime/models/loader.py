@@ -61,7 +61,8 @@ def load_model(
         return _load_folder(_PRETRAINED_ALIASES[name_or_path](), name_or_path, options)
     folder = Path(name_or_path).expanduser()
     if not _looks_like_path(name_or_path) and not folder.exists():
-        raise UserError(f"unknown model {name_or_path!r}; use one of {', '.join(MODEL_ALIASES)} or a local model folder")
+        aliases = ", ".join(MODEL_ALIASES)
+        raise UserError(f"unknown model {name_or_path!r}; use one of {aliases} or a local model folder")
     return _load_folder(folder, name_or_path, options)
 
 
@@ -116,10 +117,13 @@ def _load_folder(folder: Path, name: str, options: _LoadOptions) -> LoadedModel:
                 output_loading_info=True,
                 **head_options,
             )
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except OSError as error:  # transformers' way of saying a weight or tokenizer file is missing
+    except OSError as error:  # transformers' way of saying a weight file is missing
         raise UserError(f"cannot load the model in {str(folder)!r}: {_first_line(error)}") from error
     _warn_about_base_weights_not_loaded(model, loading_info)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+    except (OSError, ValueError) as error:  # no tokenizer files, or none this install can read
+        raise UserError(f"cannot load the tokenizer in {str(folder)!r}: {_first_line(error)}") from error
     return _finish(model, tokenizer, name=name, kind=kind, path=str(folder.resolve()))
 
 
@@ -132,7 +136,8 @@ def _finish(
         tokenizer.pad_token = tokenizer.eos_token
     model.eval()
     model.requires_grad_(False)
-    return LoadedModel(model=model, tokenizer=tokenizer, name=name, family=model.config.model_type, kind=kind, path=path)
+    family = model.config.model_type
+    return LoadedModel(model=model, tokenizer=tokenizer, name=name, family=family, kind=kind, path=path)
 
 
 @contextlib.contextmanager
@@ -170,7 +175,7 @@ def _warn_about_base_weights_not_loaded(model: PreTrainedModel, loading_info: di
     not_loaded = sorted(key for key in missing if key.startswith(base_prefix))
     if not_loaded:
         logger.warning(
-            "%d base weights were not in the checkpoint and are randomly initialised: %s",
+            "%d base weights were missing from the checkpoint or of the wrong shape, so are randomly initialised: %s",
             len(not_loaded),
             ", ".join(not_loaded[:5]) + (", ..." if len(not_loaded) > 5 else ""),
         )

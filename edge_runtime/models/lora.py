@@ -61,7 +61,7 @@ def _check_targets_exist(model: torch.nn.Module, targets: Sequence[str]) -> None
     if unmatched:
         layer_names = sorted({name.rsplit(".", 1)[-1] for name in lora_layers})
         raise UserError(
-            f"LoRA targets {', '.join(unmatched)} match no linear layer of {type(model).__name__}; "
+            f"no linear layer of {type(model).__name__} matches the LoRA target(s) {', '.join(unmatched)}; "
             f"its linear layers are named: {', '.join(layer_names[:12])}"
         )
 

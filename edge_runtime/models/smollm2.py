@@ -57,7 +57,8 @@ def _convert_into(folder: Path, gguf: Path) -> None:
         staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.partial-", dir=folder.parent))
     except OSError as error:
         raise UserError(
-            f"cannot write the model cache in {folder.parent} ({error.strerror}); set EDGETUNE_CACHE to a writable folder"
+            f"cannot write the model cache in {folder.parent} ({error.strerror}); "
+            "set EDGETUNE_CACHE to a writable folder"
         ) from error
     try:
         # dequantize=True yields a plain dense model; without it transformers marks the model as

@@ -117,7 +117,7 @@ def fit(run: Run) -> dict:
     stopped = "completed"
     forward_passes, last_eval = 0, eval_before
     step = first_step
-    with open(out_dir / "metrics.jsonl", "a") as metrics, \
+    with open(out_dir / "metrics.jsonl", "a", buffering=1) as metrics, \
             tqdm(total=config.steps, initial=first_step, disable=not config.progress, desc=config.method,
                  dynamic_ncols=True) as bar:
         for step in range(first_step, config.steps):
