@@ -97,6 +97,24 @@ def test_diverging_lr_stops_and_keeps_the_last_good_adapter(tmp_path):
         assert torch.isfinite(tensor).all()
 
 
+def test_interrupted_run_saves_a_resumable_checkpoint(tmp_path, monkeypatch):
+    run = build_run(tiny_config(tmp_path, method="zo-sgd", steps=10))
+    step = run.method.step
+
+    def interrupt_at_step_4(objective, batch, lr, seed):
+        if interrupt_at_step_4.calls == 4:
+            raise KeyboardInterrupt
+        interrupt_at_step_4.calls += 1
+        return step(objective, batch, lr, seed)
+
+    interrupt_at_step_4.calls = 0
+    monkeypatch.setattr(run.method, "step", interrupt_at_step_4)
+    summary = fit(run)
+    assert summary["stopped"].startswith("interrupted at step 4")
+    progress = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
+    assert progress["step"] == 4
+
+
 def run_cli(capsys, *argv) -> tuple[int, str]:
     with pytest.raises(SystemExit) as exit_info:
         main(list(argv))

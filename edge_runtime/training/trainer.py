@@ -132,6 +132,10 @@ def fit(run: Run) -> dict:
                 stopped = (f"non-finite loss at step {step} ({error}); adapter restored to the state before "
                            f"step {guard.step}, the last one with a finite loss; try a smaller lr")
                 break
+            except KeyboardInterrupt:
+                guard.pending.load()  # the interrupted step may have left the parameters half-updated
+                stopped = f"interrupted at step {step}; checkpoint saved, continue with --resume"
+                break
             guard.passed(step)
             forward_passes += result.forward_passes
             record = {"step": step + 1, "loss": result.loss, "lr": lr, "step_seconds": time.perf_counter() - tick,
