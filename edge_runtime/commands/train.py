@@ -1,0 +1,30 @@
+"""`edgetune train`: fine-tune a LoRA adapter on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from edge_runtime.config import add_config_arguments, config_from_args
+
+
+def _run(args: argparse.Namespace) -> None:
+    from edge_runtime.training.config import TrainConfig
+    from edge_runtime.training.trainer import train
+
+    summary = train(config_from_args(TrainConfig, args))
+    shown = {k: v for k, v in summary.items() if k != "config"}
+    print(json.dumps(shown, indent=2))
+    if summary["stopped"] != "completed":
+        print(f"edgetune: stopped early: {summary['stopped']}", file=sys.stderr)
+        sys.exit(3)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.training.config import TrainConfig
+
+    parser = sub.add_parser("train", help="fine-tune a LoRA adapter on this machine",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_arguments(parser, TrainConfig)
+    parser.set_defaults(run=_run)
