@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from edge_runtime.errors import UserError
 from edge_runtime.estimators.backprop import Backprop
@@ -31,10 +32,19 @@ class EstimatorSettings:
 @dataclass(frozen=True)
 class MethodInfo:
     name: str
-    forward_only: bool
     default_lr: float
     summary: str
     build: Callable[[EstimatorSettings], Method]
+    # What the memory model needs (edge_runtime.memory.model): the kind of pass a step runs, and
+    # how many copies of the trainable tensors the method keeps between steps besides the
+    # parameters themselves (momentum, Adam moments, its own snapshot). Two-point ZO's restore
+    # snapshot and the tangents/gradients made during a pass are counted by the memory model.
+    pass_kind: Literal["forward", "jvp", "backward"]
+    state_copies: int = 0
+
+    @property
+    def forward_only(self) -> bool:
+        return self.pass_kind != "backward"
 
 
 def _zo(s: EstimatorSettings, sign: bool = False) -> TwoPointZO:
@@ -48,23 +58,23 @@ def _adam(s: EstimatorSettings) -> Adam:
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
-        MethodInfo("zo-sgd", True, 1e-3, "MeZO: two-point ZO + SGD",
-                   lambda s: EstimateThenUpdate(_zo(s), SGD())),
-        MethodInfo("zo-sgd-sign", True, 1e-4, "two-point ZO, SGD on sign(g) z",
-                   lambda s: EstimateThenUpdate(_zo(s, sign=True), SGD())),
-        MethodInfo("zo-sgd-mmt", True, 1e-4, "two-point ZO + heavy-ball momentum",
-                   lambda s: EstimateThenUpdate(_zo(s), Momentum(s.momentum))),
-        MethodInfo("zo-sgd-cons", True, 1e-3, "two-point ZO + SGD, step kept only if the loss does not rise",
-                   lambda s: Conservative(_zo(s))),
-        MethodInfo("zo-adam", True, 1e-3, "two-point ZO + Adam",
-                   lambda s: EstimateThenUpdate(_zo(s), _adam(s))),
-        MethodInfo("forward-grad", True, 1e-3, "forward-mode AD (jvp) directional derivative + SGD",
+        MethodInfo("zo-sgd", 1e-3, "MeZO: two-point ZO + SGD",
+                   lambda s: EstimateThenUpdate(_zo(s), SGD()), "forward"),
+        MethodInfo("zo-sgd-sign", 1e-4, "two-point ZO, SGD on sign(g) z",
+                   lambda s: EstimateThenUpdate(_zo(s, sign=True), SGD()), "forward"),
+        MethodInfo("zo-sgd-mmt", 1e-4, "two-point ZO + heavy-ball momentum",
+                   lambda s: EstimateThenUpdate(_zo(s), Momentum(s.momentum)), "forward", state_copies=1),
+        MethodInfo("zo-sgd-cons", 1e-3, "two-point ZO + SGD, step kept only if the loss does not rise",
+                   lambda s: Conservative(_zo(s)), "forward", state_copies=1),
+        MethodInfo("zo-adam", 1e-3, "two-point ZO + Adam",
+                   lambda s: EstimateThenUpdate(_zo(s), _adam(s)), "forward", state_copies=2),
+        MethodInfo("forward-grad", 1e-3, "forward-mode AD (jvp) directional derivative + SGD",
                    lambda s: EstimateThenUpdate(
-                       ForwardGrad(queries=s.queries, fallback_mu=s.mu, clip=s.grad_clip), SGD())),
-        MethodInfo("fo-sgd", False, 1e-2, "backprop + SGD (baseline)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), SGD())),
-        MethodInfo("fo-adam", False, 1e-3, "backprop + Adam (baseline)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), _adam(s))),
+                       ForwardGrad(queries=s.queries, fallback_mu=s.mu, clip=s.grad_clip), SGD()), "jvp"),
+        MethodInfo("fo-sgd", 1e-2, "backprop + SGD (baseline)",
+                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), SGD()), "backward"),
+        MethodInfo("fo-adam", 1e-3, "backprop + Adam (baseline)",
+                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), _adam(s)), "backward", state_copies=2),
     )
 }
 

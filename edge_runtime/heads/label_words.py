@@ -3,7 +3,8 @@ prompt + label words). "<sentence> It was" -> " terrible" / " great".
 
 Sequences are left-padded with explicit position ids so every row ends at the last column; the
 model then computes vocabulary logits for the last few positions only (`logits_to_keep`), which
-keeps the [batch, length, vocab] tensor (200 MB for SmolLM2 at batch 8 x 128) out of memory.
+keeps the [batch, length, vocab] tensor (200 MB for SmolLM2 at batch 8 x 128) out of memory;
+`use_cache=False` likewise, since a training pass never reuses the keys and values (47 MB).
 When every example shares the same one-token candidates (classification tasks), one forward pass
 over the prompts scores all candidates at once; otherwise each (prompt, candidate) is a row.
 """
@@ -74,13 +75,13 @@ class CandidateScoringHead(Head):
     def scores(self, forward: Forward, batch: Batch) -> torch.Tensor:
         n_candidates = int(batch.extras["n_candidates"])
         if "candidate_ids" in batch.extras:
-            logits = forward(**batch.inputs, logits_to_keep=1).logits[:, -1].float()
+            logits = forward(**batch.inputs, logits_to_keep=1, use_cache=False).logits[:, -1].float()
             return logits.log_softmax(-1)[:, batch.extras["candidate_ids"]]
         targets, target_mask = batch.extras["targets"], batch.extras["target_mask"]
         keep = targets.shape[1]
         # Logits at position t predict token t+1, so the last `keep` targets need the `keep`
         # logits just before the final column.
-        logits = forward(**batch.inputs, logits_to_keep=keep + 1).logits[:, :keep].float()
+        logits = forward(**batch.inputs, logits_to_keep=keep + 1, use_cache=False).logits[:, :keep].float()
         token_logp = logits.log_softmax(-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         mean_logp = (token_logp * target_mask).sum(-1) / target_mask.sum(-1).clamp(min=1)
         return mean_logp.view(len(batch), n_candidates)

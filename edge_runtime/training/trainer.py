@@ -17,7 +17,7 @@ from edge_runtime.heads import head_for
 from edge_runtime.models import LoadedModel, apply_lora, load_model
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import Example, TaskSpec, get_task
-from edge_runtime.training import memory
+from edge_runtime.memory import measure as memory
 from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples

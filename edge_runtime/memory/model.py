@@ -1,0 +1,160 @@
+"""Peak memory of a training step, per component, from the model's shapes alone.
+
+Weights, adapters and optimizer state are counted from the parameter shapes of the model built
+on the meta device (with the run's LoRA and precision applied, so int8 tables and fp32 adapters
+have their real sizes). Activations, tangents and gradients are measured by running the step's
+kind of pass (no-grad forward, jvp, forward+backward) on meta tensors under `LiveBytes`: the
+same transformers code the run executes, so no per-architecture formula can drift from it.
+"""
+
+from __future__ import annotations
+
+import functools
+from unittest import mock
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edge_runtime.estimators import get_method
+from edge_runtime.memory.tracker import LiveBytes
+from edge_runtime.models import ARCHITECTURES, build_architecture
+from edge_runtime.models.families import kind_for_family
+from edge_runtime.models.loader import LoadedModel
+from edge_runtime.models.precision import check_precision, load_dtype, prepare_model
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One training step's shape: what the estimate depends on."""
+
+    model: str
+    method: str = "zo-sgd"
+    precision: str = "fp32"
+    batch: int = 8  # examples per forward pass (the micro-batch)
+    seq_len: int = 128
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ()
+    adapter: str = "lora"
+    num_labels: int = 2
+    zo_restore: str = "snapshot"
+    nan_guard: bool = True  # the trainer's two last-good copies of the trainable tensors
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    weights: int  # the frozen base (or nothing trainable-only for full fine-tuning)
+    adapters: int  # the trainable tensors, fp32
+    optimizer_state: int  # momentum / Adam moments, snapshots, the trainer's NaN guard
+    activations: int  # peak of the pass's transient tensors
+    tangents: int  # Forward-Grad's tangent per trainable tensor
+    gradients: int  # backprop's .grad per trainable tensor
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.adapters + self.optimizer_state + self.activations + self.tangents + self.gradients
+
+    def as_dict(self) -> dict[str, int]:
+        return {**asdict(self), "total": self.total}
+
+
+def estimate(work: Workload) -> MemoryEstimate:
+    check_precision(work.precision, work.adapter)
+    info = get_method(work.method)
+    net = _meta_model(work.model, work.num_labels, work.adapter, work.precision, work.lora_r, work.lora_alpha,
+                      work.lora_targets)
+    trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
+    frozen = [p for p in net.parameters() if not p.requires_grad]
+    adapters = _nbytes(trainable.values())
+    weights = _nbytes(frozen) + _nbytes(net.buffers())
+    copies = info.state_copies + (2 if work.nan_guard else 0)
+    if info.pass_kind == "forward" and work.zo_restore == "snapshot":
+        copies += 1
+    peak = _pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len)
+    tangents = adapters if info.pass_kind == "jvp" else 0
+    gradients = adapters if info.pass_kind == "backward" else 0
+    # ZO draws one direction at a time, outside the passes.
+    directions = max((p.numel() * 4 for p in trainable.values()), default=0) if info.pass_kind == "forward" else 0
+    activations = max(peak - tangents - gradients, 0) + directions
+    return MemoryEstimate(weights, adapters, copies * adapters, activations, tangents, gradients)
+
+
+def inference_estimate(work: Workload) -> int:
+    """Peak of evaluating the loss without training: weights plus one no-grad pass."""
+    net = _meta_model(work.model, work.num_labels, work.adapter, work.precision, work.lora_r, work.lora_alpha,
+                      work.lora_targets)
+    trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
+    return _nbytes(net.parameters()) + _nbytes(net.buffers()) + _pass_peak(net, trainable, "forward", work.batch,
+                                                                              work.seq_len)
+
+
+def _nbytes(tensors) -> int:
+    return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@functools.lru_cache(maxsize=8)
+def _meta_model(model: str, num_labels: int, adapter: str, precision: str, r: int, alpha: int,
+                targets: tuple[str, ...]) -> nn.Module:
+    base = _meta_architecture(model, num_labels).to(load_dtype(precision))
+    base.eval().requires_grad_(False)
+    family = base.config.model_type
+    loaded = LoadedModel(model=base, tokenizer=None, name=model, family=family, kind=kind_for_family(family),
+                         path=None)
+    return prepare_model(loaded, adapter=adapter, precision=precision, r=r, alpha=alpha, targets=targets or None)
+
+
+def _meta_architecture(model: str, num_labels: int) -> nn.Module:
+    from edge_runtime.models.architectures import model_class_for
+
+    if model in ARCHITECTURES:
+        net = build_architecture(model)
+        if kind_for_family(net.config.model_type) != "encoder" or net.config.num_labels == num_labels:
+            return net
+        config = net.config
+    else:
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(model)
+    config.num_labels = num_labels
+    with torch.device("meta"):
+        return model_class_for(kind_for_family(config.model_type)).from_config(config, attn_implementation="eager")
+
+
+def _pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int) -> int:
+    ids = torch.zeros(batch, seq_len, dtype=torch.long, device="meta")
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
+    labels = torch.zeros(batch, dtype=torch.long, device="meta")
+    causal = kind_for_family(_config(net).model_type) == "causal_lm"
+
+    def loss(forward) -> torch.Tensor:
+        # The candidate-scoring head reads the last position's logits (logits_to_keep=1).
+        logits = forward(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1] if causal else forward(**inputs).logits
+        return F.cross_entropy(logits[:, :2].float(), labels[: logits.shape[0]] % logits.shape[-1])
+
+    # Meta tensors have no values, so transformers' "is any token padded?" test cannot run; answer
+    # as it does while tracing: build the mask, as a padded batch (the worst case) needs it.
+    with mock.patch("transformers.masking_utils.is_tracing", lambda *_: True), LiveBytes() as tracked:
+        if kind == "forward":
+            with torch.no_grad():
+                loss(net)
+        elif kind == "jvp":
+            primals = {name: p.detach() for name, p in trainable.items()}
+            tangents = {name: torch.randn_like(p) for name, p in primals.items()}
+
+            def functional(params):
+                return loss(lambda **kw: torch.func.functional_call(net, params, args=(), kwargs=kw, strict=False))
+
+            torch.func.jvp(functional, (primals,), (tangents,))
+            del tangents
+        else:
+            with torch.enable_grad():
+                loss(net).backward()
+            for p in trainable.values():
+                p.grad = None
+    return tracked.peak
+
+
+def _config(net: nn.Module):
+    return net.get_base_model().config if hasattr(net, "get_base_model") else net.config
