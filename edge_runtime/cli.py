@@ -11,6 +11,7 @@ from edge_runtime.errors import UserError
 COMMANDS = [
     "edge_runtime.commands.train",
     "edge_runtime.commands.catalog",
+    "edge_runtime.commands.bench",
 ]
 
 

@@ -3,17 +3,23 @@
 Estimators see only this object. It exposes the loss two ways, in the style of torch.func:
 `loss(batch)` runs the module with the parameters it currently holds (what in-place ZO needs),
 `functional_loss(params, batch)` runs it with a dict of replacement tensors (what jvp needs).
+
+With a micro-batch size, `encode` splits a step's examples into micro-batches and every loss is
+their example-weighted mean: the same value as one pass over the whole batch, at the activation
+memory of one micro-batch (what a memory cap needs). Backprop must free each micro-batch's graph
+before the next, so it goes through `backward`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from edge_runtime.heads.base import Batch, Head
+from edge_runtime.tasks import Example
 
 
 def trainable_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
@@ -22,24 +28,64 @@ def trainable_parameters(module: nn.Module) -> dict[str, nn.Parameter]:
 
 
 @dataclass
+class MicroBatches:
+    """The micro-batches of one step; like a `Batch`, its length is its number of examples."""
+
+    parts: list[Batch]
+
+    def to(self, device: torch.device | str) -> "MicroBatches":
+        return MicroBatches([b.to(device) for b in self.parts])
+
+    def __len__(self) -> int:
+        return sum(len(b) for b in self.parts)
+
+
+Step = Batch | MicroBatches
+
+
+@dataclass
 class Objective:
     module: nn.Module
     head: Head
     params: dict[str, nn.Parameter] = field(default_factory=dict)
+    micro_batch: int | None = None
 
     def __post_init__(self) -> None:
         if not self.params:
             self.params = trainable_parameters(self.module)
 
-    def loss(self, batch: Batch) -> torch.Tensor:
-        return self.head.loss(self.module, batch)
+    def encode(self, examples: Sequence[Example]) -> Step:
+        if self.micro_batch is None or len(examples) <= self.micro_batch:
+            return self.head.encode(examples)
+        return MicroBatches([self.head.encode(examples[i:i + self.micro_batch])
+                             for i in range(0, len(examples), self.micro_batch)])
 
-    def functional_loss(self, params: Mapping[str, torch.Tensor], batch: Batch) -> torch.Tensor:
+    def loss(self, batch: Step) -> torch.Tensor:
+        return _weighted(lambda b: self.head.loss(self.module, b), batch)
+
+    def functional_loss(self, params: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
         def forward(**inputs):
             return torch.func.functional_call(self.module, dict(params), args=(), kwargs=inputs, strict=False)
 
-        return self.head.loss(forward, batch)
+        return _weighted(lambda b: self.head.loss(forward, b), batch)
+
+    def backward(self, batch: Step) -> float:
+        """Accumulate d loss / d params into .grad; returns the loss."""
+        parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
+        total, value = len(batch), 0.0
+        for part in parts:
+            loss = self.head.loss(self.module, part) * (len(part) / total)
+            loss.backward()
+            value += loss.item()
+        return value
 
     @torch.no_grad()
     def scores(self, batch: Batch) -> torch.Tensor:
         return self.head.scores(self.module, batch)
+
+
+def _weighted(loss: Callable[[Batch], torch.Tensor], batch: Step) -> torch.Tensor:
+    if not isinstance(batch, MicroBatches):
+        return loss(batch)
+    total = len(batch)
+    return sum(loss(part) * (len(part) / total) for part in batch.parts)

@@ -18,9 +18,8 @@ class Backprop(GradientEstimator):
         for p in params:
             p.grad = None
         with torch.enable_grad():
-            loss = objective.loss(batch)
-            check_finite(loss.item())
-            loss.backward()
+            loss = objective.backward(batch)
+        check_finite(loss)
         if self.clip is not None:
             torch.nn.utils.clip_grad_norm_(params, self.clip)
-        return DenseEstimate(loss.item(), 1)
+        return DenseEstimate(loss, 1)

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from edge_runtime.errors import UserError
+from edge_runtime.units import parse_bytes
 
 
 def _help(text: str, default):
@@ -38,6 +39,14 @@ class TrainConfig:
     zo_restore: Literal["snapshot", "inplace"] = _help(
         "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle",
         "snapshot")
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = _help(
+        "precision of the frozen base; adapters are always fp32", "fp32")
+    memory_cap: str | None = _help("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
+                                   "it cleanly before crossing", None)
+    micro_batch: int | None = _help("examples per forward pass (estimates accumulate over the batch); "
+                                    "none = the whole batch, or the largest that fits the memory cap", None)
+    allow_shorter_sequences: bool = _help("under a memory cap, may shorten max_length to fit", False)
+    allow_method_change: bool = _help("under a memory cap, may switch to a cheaper method to fit", False)
     lora_r: int = _help("LoRA rank", 8)
     lora_alpha: int = _help("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = _help("comma-separated module names for LoRA; empty = family default", ())
@@ -70,5 +79,9 @@ class TrainConfig:
             raise UserError(f"k_shot must not be negative, got {self.k_shot}")
         if self.eval_examples is not None and self.eval_examples < 1:
             raise UserError(f"eval_examples must be at least 1, got {self.eval_examples}")
+        if self.micro_batch is not None and self.micro_batch < 1:
+            raise UserError(f"micro_batch must be at least 1, got {self.micro_batch}")
+        if self.memory_cap is not None:
+            parse_bytes(self.memory_cap)
         if self.device not in ("cpu", "cuda", "auto"):
             raise UserError(f"device must be cpu, cuda or auto, got {self.device!r}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -14,15 +14,20 @@ from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
 from edge_runtime.estimators.directions import Snapshot, step_seed
 from edge_runtime.heads import head_for
-from edge_runtime.models import LoadedModel, apply_lora, load_model
+from edge_runtime.memory import Workload
+from edge_runtime.memory.planner import Plan, plan_under_cap
+from edge_runtime.memory.watchdog import MemoryWatchdog
+from edge_runtime.models import LoadedModel, load_model
+from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import Example, TaskSpec, get_task
-from edge_runtime.memory import measure as memory
 from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples
 from edge_runtime.training.evaluation import EvalResult, evaluate
 from edge_runtime.training.schedule import learning_rate
+from edge_runtime.units import format_bytes, parse_bytes
+from edge_runtime.memory import measure as memory
 
 # Loss before/after is measured on at most this many training examples, the same ones both times.
 TRAIN_PROBE = 256
@@ -42,6 +47,8 @@ class Run:
     device: torch.device
     train: list[Example]
     eval: list[Example]
+    plan: Plan | None = None
+    watchdog: MemoryWatchdog | None = None
 
 
 def _device(name: str) -> torch.device:
@@ -53,22 +60,48 @@ def _device(name: str) -> torch.device:
 
 
 def build_run(config: TrainConfig) -> Run:
-    info = get_method(config.method)
     spec = get_task(config.task)
+    num_labels = 1 if spec.kind == "multiple_choice" else len(spec.label_words)
+    device = _device(config.device)
+    plan = None
+    if config.memory_cap is not None:
+        plan = _plan(config, num_labels, device)
+        config = replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
+                         eval_batch_size=plan.eval_batch)
+    info = get_method(config.method)
     train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
     eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
-    num_labels = 1 if spec.kind == "multiple_choice" else len(spec.label_words)
-    loaded = load_model(config.model, num_labels=num_labels, attn_implementation=config.attn_implementation,
-                        seed=config.seed)
-    device = _device(config.device)
-    peft_model = apply_lora(loaded, r=config.lora_r, alpha=config.lora_alpha,
-                            targets=config.lora_targets or None).to(device)
-    objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length))
+    loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
+                        attn_implementation=config.attn_implementation, seed=config.seed)
+    peft_model = prepare_model(loaded, precision=config.precision, r=config.lora_r, alpha=config.lora_alpha,
+                               targets=config.lora_targets or None).to(device)
+    objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length),
+                          micro_batch=config.micro_batch)
     settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
                                  zo_restore=config.zo_restore)
+    watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
-               config.lr if config.lr is not None else info.default_lr, device, train, eval_)
+               config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog)
+
+
+def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
+    """Plan against what the cap leaves once the runtime is loaded; said before any model is."""
+    cap = parse_bytes(config.memory_cap)
+    memory.pin_allocator()
+    memory.release_freed_memory()
+    baseline = 0 if device.type == "cuda" else memory.rss_bytes()
+    work = Workload(model=config.model, method=config.method, precision=config.precision, batch=config.batch_size,
+                    seq_len=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
+                    lora_targets=tuple(config.lora_targets), num_labels=num_labels, zo_restore=config.zo_restore)
+    plan = plan_under_cap(cap, baseline, work, eval_batch=config.eval_batch_size,
+                          allow_shorter_sequences=config.allow_shorter_sequences,
+                          allow_method_change=config.allow_method_change)
+    if config.progress:
+        changed = "; ".join(plan.changes) or "as asked"
+        print(f"memory plan: {format_bytes(plan.estimate.total)} estimated + {format_bytes(baseline)} runtime "
+              f"under a cap of {format_bytes(cap)} ({changed})", flush=True)
+    return plan
 
 
 class LastGood:
@@ -125,6 +158,8 @@ def fit(run: Run) -> dict:
             lr = learning_rate(run.lr, step, config.steps, config.lr_schedule, config.warmup_steps)
             guard.before()
             tick = time.perf_counter()
+            if run.watchdog:
+                run.watchdog.step_started()
             try:
                 result = run.method.step(objective, batch, lr, step_seed(config.seed, step))
             except NonFiniteLoss as error:
@@ -136,6 +171,10 @@ def fit(run: Run) -> dict:
                 guard.pending.load()  # the interrupted step may have left the parameters half-updated
                 stopped = f"interrupted at step {step}; checkpoint saved, continue with --resume"
                 break
+            except torch.cuda.OutOfMemoryError:
+                guard.pending.load()
+                stopped = f"memory cap: step {step} hit the CUDA allocator's limit; checkpoint saved before it"
+                break
             guard.passed(step)
             forward_passes += result.forward_passes
             record = {"step": step + 1, "loss": result.loss, "lr": lr, "step_seconds": time.perf_counter() - tick,
@@ -145,10 +184,20 @@ def fit(run: Run) -> dict:
                 record["eval_accuracy"] = last_eval.accuracy
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 _checkpoint(run, out_dir, step + 1)
+            verdict = run.watchdog.step_finished() if run.watchdog else None
+            if verdict:
+                record["peak_bytes"] = verdict.last_peak
             metrics.write(json.dumps(record) + "\n")
             bar.set_postfix(loss=f"{result.loss:.4f}", acc=f"{last_eval.accuracy:.3f}",
                             s_step=f"{record['step_seconds']:.2f}", mem=f"{record['memory_bytes'] / 2**20:.0f}MB")
             bar.update(1)
+            if verdict and not verdict.fits:
+                step += 1
+                stopped = (f"memory cap: step {step} peaked at {format_bytes(verdict.last_peak)} and the next is "
+                           f"predicted at {format_bytes(verdict.predicted)}, over the cap of "
+                           f"{format_bytes(run.watchdog.cap)}; checkpoint of step {step} saved, continue with "
+                           "--resume and a larger cap")
+                break
         else:
             step = config.steps
 
@@ -182,7 +231,11 @@ def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_befo
         "eval_accuracy_before": eval_before.accuracy, "eval_accuracy_after": eval_after.accuracy,
         "eval_loss_before": eval_before.loss, "eval_loss_after": eval_after.loss,
         "forward_passes": forward_passes, "wall_time_s": wall,
-        "peak_memory_bytes": memory.peak_bytes(run.device),
+        "peak_memory_bytes": run.watchdog.peak if run.watchdog else memory.peak_bytes(run.device),
+        "memory_plan": None if run.plan is None else {
+            "cap_bytes": run.watchdog.cap, "available_bytes": run.plan.available, "micro_batch": run.plan.micro_batch,
+            "accumulation": run.plan.accumulation, "changes": list(run.plan.changes),
+            "estimate_bytes": run.plan.estimate.as_dict()},
         "trainable_params": sum(p.numel() for p in run.objective.params.values()),
         "stopped": stopped, "adapter": str(out_dir / "adapter"), "config": asdict(c),
     }

@@ -1,0 +1,27 @@
+"""`edgetune bench <what>`: benchmarks that write JSON rows."""
+
+from __future__ import annotations
+
+import argparse
+
+from edge_runtime.config import add_config_arguments, config_from_args
+
+
+def _memory(args: argparse.Namespace) -> None:
+    from edge_runtime.bench import memory
+
+    config = config_from_args(memory.MemoryBenchConfig, args)
+    rows = memory.run(config)
+    print(memory.table(rows))
+    print(f"wrote {len(rows)} rows to {config.out}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.bench.memory import MemoryBenchConfig
+
+    bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")
+    kinds = bench.add_subparsers(dest="bench", required=True)
+    memory = kinds.add_parser("memory", help="peak memory per method and precision, measured and estimated",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_arguments(memory, MemoryBenchConfig)
+    memory.set_defaults(run=_memory)

@@ -1,0 +1,104 @@
+"""Fit a training run under a memory cap before it starts, or say what cap would work.
+
+The cap is the whole process's; what is left of it for the model and training is the cap minus
+what the process already holds (the Python runtime, torch, the tokenizer). The planner tries the
+asked configuration first, then, only where the user allowed it, shorter sequences and cheaper
+methods; within each, the largest micro-batch that fits, with gradient-estimate accumulation
+over micro-batches so the effective batch (and so the estimator's variance) stays the same.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from edge_runtime.errors import UserError
+from edge_runtime.estimators import get_method
+from edge_runtime.memory.model import MemoryEstimate, Workload, estimate
+from edge_runtime.units import format_bytes
+
+# Cheaper methods to fall back to, by the kind of pass the asked method runs. Forward-Grad keeps
+# the exact directional derivative of a backprop method at a fraction of its memory; two-point
+# ZO-SGD needs nothing beyond inference.
+_CHEAPER = {"backward": ("forward-grad", "zo-sgd"), "jvp": ("zo-sgd",), "forward": ("zo-sgd",)}
+MIN_SEQ_LEN = 32
+
+
+@dataclass(frozen=True)
+class Plan:
+    method: str
+    micro_batch: int
+    accumulation: int  # micro-batches per optimizer step
+    seq_len: int
+    eval_batch: int
+    estimate: MemoryEstimate
+    available: int  # bytes of the cap left for model and training
+    changes: tuple[str, ...]  # what differs from what was asked, in words
+
+
+def plan_under_cap(
+    cap: int,
+    baseline: int,
+    work: Workload,
+    *,
+    eval_batch: int,
+    allow_shorter_sequences: bool = False,
+    allow_method_change: bool = False,
+) -> Plan:
+    """``work.batch`` is the effective batch; ``baseline`` what the process holds before loading."""
+    available = cap - baseline
+    methods = [work.method]
+    if allow_method_change:
+        methods += [m for m in _CHEAPER[get_method(work.method).pass_kind] if m != work.method]
+    lengths = [work.seq_len]
+    if allow_shorter_sequences:
+        while lengths[-1] // 2 >= MIN_SEQ_LEN:
+            lengths.append(lengths[-1] // 2)
+    for method in methods:
+        for seq_len in lengths:
+            trial = replace(work, method=method, seq_len=seq_len)
+            micro = _largest_fitting(lambda b: estimate(replace(trial, batch=b)).total, work.batch, available)
+            if micro:
+                return _plan(trial, work, micro, eval_batch, available)
+    cheapest = replace(work, method=methods[-1], seq_len=lengths[-1], batch=1)
+    need = estimate(cheapest).total
+    hint = "" if work.precision == "int8" else "; an int8 base (--precision int8) needs about 4x less for the weights"
+    raise UserError(
+        f"memory cap {format_bytes(cap)} is too small: {cheapest.method} on {work.model} ({work.precision}, "
+        f"sequence {cheapest.seq_len}) needs {format_bytes(need)} at micro-batch 1 on top of the "
+        f"{format_bytes(baseline)} this process already holds; the smallest cap that works is "
+        f"{format_bytes(need + baseline)}{hint}"
+    )
+
+
+def _largest_fitting(need, upper: int, available: int) -> int:
+    """Largest b in [1, upper] with need(b) <= available (need grows with b); 0 if none."""
+    if need(1) > available:
+        return 0
+    low, high = 1, upper
+    while low < high:
+        mid = (low + high + 1) // 2
+        if need(mid) <= available:
+            low = mid
+        else:
+            high = mid - 1
+    return low
+
+
+def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, available: int) -> Plan:
+    accumulation = -(-asked.batch // micro)
+    chosen = estimate(replace(trial, batch=micro))
+    # Evaluation holds the same state as training and runs no-grad passes of its own batch size.
+    state = chosen.total - chosen.activations - chosen.tangents - chosen.gradients
+    inference = replace(trial, method="zo-sgd")
+    evaluation = _largest_fitting(lambda b: state + estimate(replace(inference, batch=b)).activations, eval_batch,
+                                  available) or 1
+    changes = []
+    if trial.method != asked.method:
+        changes.append(f"method {asked.method} -> {trial.method}")
+    if trial.seq_len != asked.seq_len:
+        changes.append(f"max_length {asked.seq_len} -> {trial.seq_len}")
+    if accumulation > 1:
+        changes.append(f"micro-batch {micro} x {accumulation} accumulated for batch {asked.batch}")
+    if evaluation < eval_batch:
+        changes.append(f"eval batch {eval_batch} -> {evaluation}")
+    return Plan(trial.method, micro, accumulation, trial.seq_len, evaluation, chosen, available, tuple(changes))
