@@ -76,15 +76,20 @@ def run(config: MemoryBenchConfig) -> list[dict]:
                 bar.set_postfix_str(f"{adapter} {precision} {method}")
                 rows.append(_measured_row(config, work, method, inference_peak))
                 inference_peak = inference_peak or rows[-1]["peak_bytes"]
+                _write(config, rows)  # a long run's finished rows survive an interruption
                 bar.update(1)
     for model in config.project:
         for method in methods:
             work = Workload(model=model, precision=config.project_precision, batch=config.batch,
                             seq_len=config.seq_len, lora_r=config.lora_r)
             rows.append(_estimated_row(work, method))
+    _write(config, rows)
+    return rows
+
+
+def _write(config: MemoryBenchConfig, rows: list[dict]) -> None:
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
-    return rows
 
 
 def _row(work: Workload, method: str) -> dict:

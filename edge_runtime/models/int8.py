@@ -140,4 +140,9 @@ def quantize_frozen_(model: nn.Module) -> int:
         else:
             replacement = Int8Linear(q, scale, child.bias)
         setattr(parent, child_name, replacement)
+    # Checkpoints load as views into one memory-mapped file, which stays mapped (and resident)
+    # while any view lives: copy the small frozen tensors left (norms, biases) so it can go.
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if not tensor.requires_grad:
+            tensor.data = tensor.data.clone()
     return len(targets)
