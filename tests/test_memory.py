@@ -1,18 +1,21 @@
 """The memory model, the cap planner and the watchdog, checked against what really happens."""
 
 import json
+import os
+import re
+import subprocess
+import sys
 from dataclasses import replace
 
 import pytest
 import torch
 
-from edge_runtime.cli import main
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method, get_method
 from edge_runtime.heads import head_for
 from edge_runtime.memory import Workload, estimate, measure
 from edge_runtime.memory.model import _meta_model, pass_peak
-from edge_runtime.memory.planner import plan_under_cap
+from edge_runtime.memory.planner import plan_under_cap, required_bytes
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
@@ -94,24 +97,24 @@ def _baseline() -> int:
 
 def test_planner_keeps_the_batch_when_it_fits_and_accumulates_when_it_does_not():
     work = Workload("tiny-llama", "zo-sgd", batch=32, seq_len=512)
-    full = estimate(work).total
+    full = required_bytes(estimate(work))
     plan = plan_under_cap(10**9 + full, 10**9, work, eval_batch=32)
     assert (plan.micro_batch, plan.accumulation) == (32, 1)
-    tight = estimate(replace(work, batch=8)).total
+    tight = required_bytes(estimate(replace(work, batch=8)))
     plan = plan_under_cap(10**9 + tight, 10**9, work, eval_batch=32)
-    assert plan.micro_batch == 8 and plan.accumulation == 4 and plan.estimate.total <= tight
+    assert plan.micro_batch == 8 and plan.accumulation == 4 and required_bytes(plan.estimate) <= tight
     assert plan.eval_batch <= 8
 
 
 def test_planner_switches_method_or_shortens_sequences_only_when_allowed():
     work = Workload("tiny-llama", "fo-adam", batch=16, seq_len=512)
-    zo_one = estimate(replace(work, method="zo-sgd", batch=1)).total
-    assert zo_one < estimate(replace(work, batch=1)).total
+    zo_one = required_bytes(estimate(replace(work, method="zo-sgd", batch=1)))
+    assert zo_one < required_bytes(estimate(replace(work, batch=1)))
     with pytest.raises(UserError, match="smallest cap that works"):
         plan_under_cap(10**9 + zo_one, 10**9, work, eval_batch=16)
     plan = plan_under_cap(10**9 + zo_one, 10**9, work, eval_batch=16, allow_method_change=True)
     assert (plan.method, plan.micro_batch, plan.accumulation) == ("zo-sgd", 1, 16)
-    short_one = estimate(replace(work, batch=1, seq_len=128)).total
+    short_one = required_bytes(estimate(replace(work, batch=1, seq_len=128)))
     short = plan_under_cap(10**9 + short_one, 10**9, work, eval_batch=16, allow_shorter_sequences=True)
     assert (short.method, short.seq_len, short.micro_batch) == ("fo-adam", 128, 1)
     assert "max_length 512 -> 128" in short.changes
@@ -135,21 +138,28 @@ def test_micro_batches_give_the_same_loss_and_gradient_as_the_whole_batch(tiny_l
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
-def _cap_args(tmp_path, cap: int) -> list[str]:
-    return ["train", "--model", "tiny-llama", "--k-shot", "8", "--eval-examples", "16", "--batch-size", "8",
+def _train_capped(tmp_path, cap: int) -> subprocess.CompletedProcess:
+    """`edgetune train` in a fresh process, so its baseline is a real process's, not pytest's."""
+    args = ["train", "--model", "tiny-llama", "--k-shot", "8", "--eval-examples", "16", "--batch-size", "8",
             "--steps", "3", "--progress", "false", "--out-dir", str(tmp_path / "run"), "--memory-cap", str(cap)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "edge_runtime", *args], capture_output=True, text=True, env=env)
 
 
-def test_a_cap_just_above_the_estimate_trains_and_one_below_is_refused_with_the_smallest_cap(tmp_path, capsys):
-    need = estimate(Workload("tiny-llama", "zo-sgd", batch=8, seq_len=128)).total
-    need_one = estimate(Workload("tiny-llama", "zo-sgd", batch=1, seq_len=128)).total
-    baseline = _baseline()
-    with pytest.raises(SystemExit) as refused:
-        main(_cap_args(tmp_path, baseline + need_one // 2))
-    assert refused.value.code == 2
-    error = capsys.readouterr().err
+def test_a_cap_just_above_the_estimate_trains_and_one_below_is_refused_with_the_smallest_cap(tmp_path):
+    need = required_bytes(estimate(Workload("tiny-llama", "zo-sgd", batch=8, seq_len=128)))
+    need_one = required_bytes(estimate(Workload("tiny-llama", "zo-sgd", batch=1, seq_len=128)))
+    refused = _train_capped(tmp_path, need_one)  # not even the runtime fits
+    assert refused.returncode == 2, refused.stderr
+    error = refused.stderr.strip().splitlines()[-1]
     assert "too small" in error and "smallest cap that works is" in error
-    main(_cap_args(tmp_path, _baseline() + int(need * 1.05)))
+    held = re.search(r"on top of the ([\d.]+) MB this process already holds", error)
+    assert held, error
+    baseline = float(held.group(1)) * 10**6
+    below = _train_capped(tmp_path, int(baseline + need_one - 2e6))
+    assert below.returncode == 2 and "smallest cap that works" in below.stderr
+    trained = _train_capped(tmp_path, int(baseline + need + 2e6))
+    assert trained.returncode == 0, trained.stderr[-2000:]
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["stopped"] == "completed" and summary["memory_plan"]["micro_batch"] == 8
     assert summary["peak_memory_bytes"] < summary["memory_plan"]["cap_bytes"]

@@ -63,14 +63,14 @@ def build_run(config: TrainConfig) -> Run:
     spec = get_task(config.task)
     num_labels = 1 if spec.kind == "multiple_choice" else len(spec.label_words)
     device = _device(config.device)
+    train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
+    eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
     plan = None
-    if config.memory_cap is not None:
+    if config.memory_cap is not None:  # after the data, whose memory is then part of the baseline
         plan = _plan(config, num_labels, device)
         config = replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
                          eval_batch_size=plan.eval_batch)
     info = get_method(config.method)
-    train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
-    eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
     loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
                         attn_implementation=config.attn_implementation, seed=config.seed)
     peft_model = prepare_model(loaded, precision=config.precision, r=config.lora_r, alpha=config.lora_alpha,
