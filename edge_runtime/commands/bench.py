@@ -16,8 +16,18 @@ def _memory(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} rows to {config.out}")
 
 
+def _speed(args: argparse.Namespace) -> None:
+    from edge_runtime.bench import speed
+
+    config = config_from_args(speed.SpeedBenchConfig, args)
+    rows = speed.run(config)
+    print(speed.table(rows))
+    print(f"wrote {len(rows)} rows to {config.out}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.bench.memory import MemoryBenchConfig
+    from edge_runtime.bench.speed import SpeedBenchConfig
 
     bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -25,3 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_config_arguments(memory, MemoryBenchConfig)
     memory.set_defaults(run=_memory)
+    speed = kinds.add_parser("speed", help="time per step of each method beside one forward pass (its floor)",
+                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_config_arguments(speed, SpeedBenchConfig)
+    speed.set_defaults(run=_speed)

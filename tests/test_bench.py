@@ -1,0 +1,40 @@
+"""`edgetune bench memory|speed` at their quick size: the JSON has the promised fields and
+physically sane values (not timings or sizes, which belong to the full runs)."""
+
+import json
+
+from edge_runtime.cli import main
+
+MEMORY_FIELDS = {"model", "method", "precision", "batch", "seq_len", "peak_bytes", "inference_peak_bytes",
+                 "estimate_bytes"}
+
+
+def test_bench_memory_writes_one_row_per_run_and_projects_to_paper_scales(tmp_path):
+    out = tmp_path / "memory.json"
+    main(["bench", "memory", "--model", "tiny-llama", "--methods", "zo-sgd,fo-adam", "--precisions", "fp32",
+          "--seq-len", "64", "--batch", "4", "--threads", "1", "--project", "llama-2-7b", "--progress", "false",
+          "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    measured = [r for r in rows if not r.get("projected")]
+    assert [r["method"] for r in measured] == ["inference", "zo-sgd", "fo-adam"]
+    for row in measured:
+        assert MEMORY_FIELDS <= row.keys() and row["measured_seq_len"] == 64
+        assert row["peak_bytes"] > 0 and row["estimate_bytes"] > 0
+        assert row["inference_peak_bytes"] == measured[0]["peak_bytes"]
+    by_method = {r["method"]: r for r in measured}
+    assert by_method["fo-adam"]["peak_bytes"] > by_method["zo-sgd"]["peak_bytes"]
+    projected = [r for r in rows if r.get("projected")]
+    assert {r["model"] for r in projected} == {"llama-2-7b"} and len(projected) == 3
+    assert all(r["estimate_bytes"] > 13e9 for r in projected)  # 6.7B fp16 weights at least
+
+
+def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
+    out = tmp_path / "speed.json"
+    main(["bench", "speed", "--model", "tiny-llama", "--methods", "zo-sgd,zo-sgd-cons", "--seq-len", "32",
+          "--batch", "4", "--repeats", "1", "--threads", "1", "--progress", "false", "--out", str(out)])
+    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
+    assert set(rows) == {"forward", "zo-sgd", "zo-sgd-cons"}
+    assert rows["forward"]["ratio_to_forward"] == 1.0
+    # Two passes and five passes: loose bounds, the machine may be busy.
+    assert rows["zo-sgd"]["ratio_to_forward"] > 1.2
+    assert rows["zo-sgd-cons"]["step_seconds"] > rows["zo-sgd"]["step_seconds"]
