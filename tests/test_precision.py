@@ -85,3 +85,25 @@ def test_zo_training_on_a_low_precision_base_lowers_the_loss(tmp_path, precision
                                 lr=1e-2))
     assert summary["stopped"] == "completed"
     assert summary["final_train_loss"] < summary["initial_train_loss"] - 0.01, summary
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_zo_perturbations_touch_only_the_fp32_adapters_and_restore_exactly(precision):
+    from edge_runtime.estimators.zo import TwoPointZO
+    from edge_runtime.heads import head_for
+    from edge_runtime.objective import Objective
+    from edge_runtime.tasks import load_split
+
+    loaded = load_model("tiny-llama", dtype=load_dtype(precision))
+    model = prepare_model(loaded, precision=precision)
+    objective = Objective(model, head_for(loaded.kind, loaded.tokenizer, "classification", 32))
+    frozen = {name: t.clone() for name, t in [*model.named_parameters(), *model.named_buffers()]
+              if not t.requires_grad}
+    before = {name: p.detach().clone() for name, p in objective.params.items()}
+    estimate = TwoPointZO(mu=1e-2, queries=2).estimate(objective, objective.encode(load_split("sst2", "train")[:4]), 7)
+    assert all(s != 0 for s in estimate.scalars)  # the perturbations did change the loss
+    for name, p in objective.params.items():
+        assert torch.equal(p, before[name]), name
+    for name, t in [*model.named_parameters(), *model.named_buffers()]:
+        if name in frozen:
+            assert torch.equal(t, frozen[name]), name
