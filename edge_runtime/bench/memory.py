@@ -125,7 +125,11 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
 
 
 def _estimated_row(work: Workload, method: str) -> dict:
-    row = _row(work, method)
+    try:
+        row = _row(work, method)
+    except RuntimeError as error:  # a pass transformers cannot run for this architecture/precision
+        return {**_row(work, INFERENCE), "method": method, "estimate_bytes": None, "peak_bytes": None,
+                "projected": True, "error": str(error).splitlines()[0]}
     return {**row, "peak_bytes": None, "inference_peak_bytes": inference_estimate(work), "projected": True,
             "ratio_to_inference": row["estimate_bytes"] / inference_estimate(work)}
 
@@ -134,6 +138,10 @@ def table(rows: list[dict]) -> str:
     """Markdown table of the rows (the README's)."""
     lines = ["| model | adapter | precision | method | peak | x inference | estimate | error |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        if r.get("error"):
+            lines.append(f"| {r['model']} | {r['adapter']} | {r['precision']} | {r['method']} | projected | | "
+                         f"failed: {r['error'][:60]} | |")
+            continue
         peak = "projected" if r.get("projected") else (format_bytes(r["peak_bytes"]) if r["peak_bytes"] else "skipped")
         error = f"{r['estimate_error']:+.1%}" if r.get("estimate_error") is not None else ""
         lines.append(f"| {r['model']} | {r['adapter']} | {r['precision']} | {r['method']} | {peak} | "

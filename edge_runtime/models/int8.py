@@ -128,7 +128,8 @@ def quantize_frozen_(model: nn.Module) -> int:
         (parent, child_name, child)
         for parent in model.modules()
         for child_name, child in parent.named_children()
-        if isinstance(child, (nn.Linear, nn.Embedding)) and not child.weight.requires_grad
+        # Exact types only: subclasses (OPT's learned positions) have forwards of their own.
+        if type(child) in (nn.Linear, nn.Embedding) and not child.weight.requires_grad
     ]
     for parent, child_name, child in targets:
         key = id(child.weight)
