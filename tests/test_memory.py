@@ -186,3 +186,24 @@ def test_a_run_pushed_over_its_cap_stops_before_crossing_and_keeps_its_adapter(t
     progress = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
     assert progress["step"] == done
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_mezo_full_fine_tuning_stays_near_inference_in_the_estimate_and_in_a_real_step():
+    """In-place restore and no NaN guard (MeZO's configuration): one direction tensor beyond
+    inference, estimated and allocated alike."""
+    loaded = load_model("tiny-llama")
+    model = prepare_model(loaded, adapter="full")
+    spec, examples = long_examples("sst2", BATCH)
+    objective = Objective(model, head_for(loaded.kind, loaded.tokenizer, spec.kind, SEQ))
+    batch = objective.encode(examples)
+    step = build_method("zo-sgd", EstimatorSettings(zo_restore="inplace"))
+    with LiveBytes() as tracked:
+        guard = LastGood(objective.params, enabled=False)
+        for i in range(2):
+            guard.before()
+            step.step(objective, batch, 1e-6, i)
+            guard.passed(i)
+    est = estimate(Workload("tiny-llama", "zo-sgd", batch=BATCH, seq_len=SEQ, adapter="full", zo_restore="inplace",
+                            nan_guard=False))
+    assert est.optimizer_state == 0 and est.weights < 1000  # only buffers (rotary frequencies) are frozen
+    assert tracked.peak == pytest.approx(est.activations, rel=0.15)

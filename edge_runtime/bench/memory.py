@@ -41,6 +41,8 @@ class MemoryBenchConfig:
     precisions: tuple[str, ...] = _help("base precisions to measure", ("fp32", "int8"))
     adapters: tuple[str, ...] = _help("lora and/or full (full fine-tuning, fp32, where it fits in RAM)", ("lora",))
     steps: int = _help("steps per measurement (2: optimizer state exists during the second pass)", 2)
+    zo_restore: str = _help("ZO restore: snapshot (bit-exact, one copy) or inplace (MeZO, no copy)", "snapshot")
+    nan_guard: bool = _help("keep the trainer's NaN guard (two copies of the trainable tensors)", True)
     threads: int = _help("torch threads in each probe", 2)
     project: tuple[str, ...] = _help("architectures to project the table to with the memory model",
                                      ("llama-2-7b", "opt-13b"))
@@ -59,6 +61,8 @@ class MemoryBenchConfig:
             check_precision(precision)
         for adapter in self.adapters:
             check_precision("fp32", adapter)
+        if self.zo_restore not in ("snapshot", "inplace"):
+            raise UserError(f"zo_restore must be snapshot or inplace, got {self.zo_restore!r}")
 
 
 def run(config: MemoryBenchConfig) -> list[dict]:
@@ -70,7 +74,8 @@ def run(config: MemoryBenchConfig) -> list[dict]:
     with tqdm(total=len(cells) * len(methods), desc="bench memory", disable=not config.progress) as bar:
         for adapter, precision in cells:
             work = Workload(model=config.model, precision=precision, batch=config.batch, seq_len=config.seq_len,
-                            lora_r=config.lora_r, adapter=adapter)
+                            lora_r=config.lora_r, adapter=adapter, zo_restore=config.zo_restore,
+                            nan_guard=config.nan_guard)
             inference_peak = None
             for method in methods:
                 bar.set_postfix_str(f"{adapter} {precision} {method}")
@@ -99,7 +104,8 @@ def _row(work: Workload, method: str) -> dict:
         est = estimate(replace(work, method=method))
         estimate_bytes, components = est.total, est.as_dict()
     return {"model": work.model, "method": method, "precision": work.precision, "adapter": work.adapter,
-            "batch": work.batch, "seq_len": work.seq_len, "backend": "torch", "estimate_bytes": estimate_bytes,
+            "batch": work.batch, "seq_len": work.seq_len, "backend": "torch", "zo_restore": work.zo_restore,
+            "nan_guard": work.nan_guard, "estimate_bytes": estimate_bytes,
             "estimate_components": components}
 
 
@@ -110,7 +116,8 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
                 "skipped": f"estimated {format_bytes(row['estimate_bytes'])} does not fit in free RAM"}
     probe = {"model": work.model, "task": config.task, "method": method, "precision": work.precision,
              "adapter": work.adapter, "batch": work.batch, "seq_len": work.seq_len, "lora_r": work.lora_r,
-             "steps": config.steps, "threads": config.threads}
+             "steps": config.steps, "threads": config.threads, "zo_restore": work.zo_restore,
+             "nan_guard": work.nan_guard}
     env = {**os.environ, "OMP_NUM_THREADS": str(config.threads), "TQDM_DISABLE": "1"}
     done = subprocess.run([sys.executable, "-m", "edge_runtime.bench.memory_probe", json.dumps(probe)],
                           capture_output=True, text=True, env=env)

@@ -57,8 +57,9 @@ def probe(row: dict) -> dict:
         with torch.no_grad():
             objective.loss(batch)
     else:
-        method = build_method(row["method"], EstimatorSettings())
-        guard = LastGood(objective.params)  # the trainer's NaN guard: part of a real run's memory
+        method = build_method(row["method"], EstimatorSettings(zo_restore=row.get("zo_restore", "snapshot")))
+        # The trainer's NaN guard: part of a real run's memory unless turned off.
+        guard = LastGood(objective.params, row.get("nan_guard", True))
         for step in range(row["steps"]):
             guard.before()
             method.step(objective, batch, 1e-6, step_seed(0, step))

@@ -50,9 +50,12 @@ class SeedScalarEstimate(Estimate):
 
     def gradients(self, params: Params):
         for name, p in params.items():
-            grad = torch.zeros(p.shape, dtype=torch.float32, device=p.device)
+            # Built in the first direction's own storage: one parameter-sized tensor alive for one
+            # query (the memory model counts on it), not a zero buffer plus a direction.
+            grad = None
             for seed, scalar in zip(self.seeds, self.scalars):
-                grad.add_(direction(seed, name, p), alpha=scalar / len(self.seeds))
+                z = direction(seed, name, p)
+                grad = z.mul_(scalar / len(self.seeds)) if grad is None else grad.add_(z, alpha=scalar / len(self.seeds))
             yield name, p, grad
 
 

@@ -47,6 +47,8 @@ class TrainConfig:
                                     "none = the whole batch, or the largest that fits the memory cap", None)
     allow_shorter_sequences: bool = _help("under a memory cap, may shorten max_length to fit", False)
     allow_method_change: bool = _help("under a memory cap, may switch to a cheaper method to fit", False)
+    nan_guard: bool = _help("keep the last adapter with a finite loss to restore on NaN (two copies of the "
+                            "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
     lora_r: int = _help("LoRA rank", 8)
     lora_alpha: int = _help("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = _help("comma-separated module names for LoRA; empty = family default", ())

@@ -93,7 +93,8 @@ def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
     baseline = 0 if device.type == "cuda" else memory.rss_bytes()
     work = Workload(model=config.model, method=config.method, precision=config.precision, batch=config.batch_size,
                     seq_len=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                    lora_targets=tuple(config.lora_targets), num_labels=num_labels, zo_restore=config.zo_restore)
+                    lora_targets=tuple(config.lora_targets), num_labels=num_labels, zo_restore=config.zo_restore,
+                    nan_guard=config.nan_guard)
     plan = plan_under_cap(cap, baseline, work, eval_batch=config.eval_batch_size,
                           allow_shorter_sequences=config.allow_shorter_sequences,
                           allow_method_change=config.allow_method_change)
@@ -106,21 +107,32 @@ def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
 
 class LastGood:
     """The most recent parameters known to give a finite loss (two buffers: the pending state
-    is only known good once the step that starts from it succeeds)."""
+    is only known good once the step that starts from it succeeds). Two copies of the trainable
+    tensors: nothing for LoRA, two model copies for full fine-tuning, hence `enabled`."""
 
-    def __init__(self, params) -> None:
-        self.pending, self.good = Snapshot(params), Snapshot(params)
+    def __init__(self, params, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self.pending = Snapshot(params) if enabled else None
+        self.good = Snapshot(params) if enabled else None
         self.step = 0
 
     def before(self) -> None:
-        self.pending.save()
+        if self.enabled:
+            self.pending.save()
 
     def passed(self, step: int) -> None:
         self.pending, self.good = self.good, self.pending
         self.step = step
 
     def restore(self) -> None:
-        self.good.load()
+        """Back to the last state with a finite loss."""
+        if self.enabled:
+            self.good.load()
+
+    def undo_step(self) -> None:
+        """Back to the state before the current step."""
+        if self.enabled:
+            self.pending.load()
 
 
 def train(config: TrainConfig) -> dict:
@@ -145,7 +157,7 @@ def fit(run: Run) -> dict:
     train_before, eval_before = measure(probe), measure(run.eval)
 
     sampler = BatchSampler(run.train, config.batch_size, config.seed)
-    guard = LastGood(params)
+    guard = LastGood(params, config.nan_guard)
     guard.passed(first_step)
     stopped = "completed"
     forward_passes, last_eval = 0, eval_before
@@ -168,11 +180,11 @@ def fit(run: Run) -> dict:
                            f"step {guard.step}, the last one with a finite loss; try a smaller lr")
                 break
             except KeyboardInterrupt:
-                guard.pending.load()  # the interrupted step may have left the parameters half-updated
+                guard.undo_step()  # the interrupted step may have left the parameters half-updated
                 stopped = f"interrupted at step {step}; checkpoint saved, continue with --resume"
                 break
             except torch.cuda.OutOfMemoryError:
-                guard.pending.load()
+                guard.undo_step()
                 stopped = f"memory cap: step {step} hit the CUDA allocator's limit; checkpoint saved before it"
                 break
             guard.passed(step)
