@@ -21,8 +21,7 @@ from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
 from edge_runtime.bench.memory_probe import long_examples
-from edge_runtime.training.trainer import LastGood, build_run, fit
-from tests.test_training import tiny_config
+from edge_runtime.training.trainer import LastGood
 
 SEQ, BATCH = 64, 4
 
@@ -165,26 +164,45 @@ def test_a_cap_just_above_the_estimate_trains_and_one_below_is_refused_with_the_
     assert summary["peak_memory_bytes"] < summary["memory_plan"]["cap_bytes"]
 
 
+_LEAKING_RUN = """
+import json, sys, torch
+from dataclasses import replace
+from edge_runtime.memory import Workload, estimate, measure
+from edge_runtime.memory.planner import required_bytes
+from edge_runtime.training.trainer import build_run, fit
+from tests.test_training import tiny_config
+from pathlib import Path
+
+config = tiny_config(Path(sys.argv[1]), model="tiny-llama", steps=40, method="zo-sgd", lr=1e-2)
+measure.release_freed_memory()
+need = required_bytes(estimate(Workload("tiny-llama", "zo-sgd", batch=8, seq_len=config.max_length)))
+cap = measure.rss_bytes() + need + 150 * 2**20
+run = build_run(replace(config, memory_cap=str(cap)))
+leaked, step = [], run.method.step
+
+def leaking_step(*args, **kwargs):  # something in the step keeps 32 MB more every time
+    leaked.append(torch.ones(8 * 2**20))
+    return step(*args, **kwargs)
+
+run.method.step = leaking_step
+summary = fit(run)
+print(json.dumps({"cap": cap, "stopped": summary["stopped"], "steps": summary["steps"]}))
+"""
+
+
 def test_a_run_pushed_over_its_cap_stops_before_crossing_and_keeps_its_adapter(tmp_path):
-    config = tiny_config(tmp_path, model="tiny-llama", steps=40, method="zo-sgd", lr=1e-2)
-    need = estimate(Workload("tiny-llama", "zo-sgd", batch=8, seq_len=config.max_length)).total
-    cap = _baseline() + need + 200 * 2**20
-    run = build_run(replace(config, memory_cap=str(cap)))
-    leaked, step = [], run.method.step
-
-    def leaking_step(*args, **kwargs):  # something in the step keeps 32 MB more every time
-        leaked.append(torch.ones(8 * 2**20))
-        return step(*args, **kwargs)
-
-    run.method.step = leaking_step
-    summary = fit(run)
-    assert summary["stopped"].startswith("memory cap"), summary["stopped"]
-    done = summary["steps"]
-    assert 0 < done < 40
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
+    done = subprocess.run([sys.executable, "-c", _LEAKING_RUN, str(tmp_path)], capture_output=True, text=True,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["stopped"].startswith("memory cap"), result["stopped"]
+    done_steps = result["steps"]
+    assert 0 < done_steps < 40
     peaks = [json.loads(line)["peak_bytes"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(peaks) == done and max(peaks) < cap
+    assert len(peaks) == done_steps and max(peaks) < result["cap"]
     progress = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
-    assert progress["step"] == done
+    assert progress["step"] == done_steps
     assert (tmp_path / "run" / "adapter" / "adapter_model.safetensors").exists()
 
 
