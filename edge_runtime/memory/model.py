@@ -11,6 +11,7 @@ One constant covers what a loaded model holds besides tensors.
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from unittest import mock
 from dataclasses import asdict, dataclass
 
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from edge_runtime.errors import UserError
 from edge_runtime.estimators import get_method
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import ARCHITECTURES, build_architecture
@@ -125,7 +127,11 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
     else:
         from transformers import AutoConfig
 
-        config = AutoConfig.from_pretrained(model)
+        if not (Path(model).expanduser() / "config.json").is_file():
+            names = ", ".join(ARCHITECTURES)
+            raise UserError(f"cannot estimate memory for {model!r}: not a known architecture ({names}) "
+                            "nor a local model folder with a config.json")
+        config = AutoConfig.from_pretrained(Path(model).expanduser())
     config.num_labels = num_labels
     with torch.device("meta"):
         return model_class_for(kind_for_family(config.model_type)).from_config(config, attn_implementation="eager")
