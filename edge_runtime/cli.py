@@ -12,6 +12,7 @@ COMMANDS = [
     "edge_runtime.commands.train",
     "edge_runtime.commands.catalog",
     "edge_runtime.commands.bench",
+    "edge_runtime.commands.export_graph",
 ]
 
 

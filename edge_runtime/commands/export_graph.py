@@ -1,0 +1,28 @@
+"""`edgetune export-graph`: an ONNX inference graph with the LoRA matrices as inputs."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _run(args: argparse.Namespace) -> None:
+    from edge_runtime.ort.export import export_graph
+
+    manifest = export_graph(args.model, args.out, task=args.task, precision=args.precision, lora_r=args.lora_r,
+                            lora_alpha=args.lora_alpha, seed=args.seed)
+    print(f"wrote {args.out}: {len(manifest.trainable)} trainable inputs, batch inputs {', '.join(manifest.inputs)}")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.ort.export import EXPORT_PRECISIONS
+
+    parser = sub.add_parser("export-graph", help="export an ONNX graph whose LoRA matrices are inputs",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("model", help="model alias or local HF folder")
+    parser.add_argument("--out", required=True, help="folder for model.onnx, manifest.json and the tokenizer")
+    parser.add_argument("--task", default="sst2", help="classification task whose head the graph ends in")
+    parser.add_argument("--precision", default="fp32", choices=EXPORT_PRECISIONS)
+    parser.add_argument("--lora-r", type=int, default=8)
+    parser.add_argument("--lora-alpha", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the LoRA (and random head) initialisation")
+    parser.set_defaults(run=_run)

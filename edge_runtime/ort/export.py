@@ -1,0 +1,106 @@
+"""Export a model with LoRA as an ONNX inference graph in which every trainable tensor is an input.
+
+The frozen base becomes constants of the graph; the LoRA A/B matrices (and an encoder's head) are
+graph inputs, so a device perturbs and updates them as numpy arrays and feeds them to one
+`onnxruntime.InferenceSession` per step: no re-export, no training artifacts. The graph ends at
+what the head scores: the last position's vocabulary logits for a causal LM (left padding with
+explicit position ids, as `CandidateScoringHead` feeds it), the class logits for an encoder.
+The trace goes through transformers' mask construction with a padded batch, so the graph keeps
+the mask path for every batch (no "all tokens real" shortcut is frozen into it); shapes are
+dynamic in batch and length.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from edge_runtime.errors import UserError
+from edge_runtime.heads import head_for
+from edge_runtime.models import load_model
+from edge_runtime.models.precision import prepare_model
+from edge_runtime.objective import trainable_parameters
+from edge_runtime.tasks import get_task, load_split
+
+GRAPH_FILE, MANIFEST_FILE, TOKENIZER_DIR = "model.onnx", "manifest.json", "tokenizer"
+EXPORT_PRECISIONS = ("fp32",)  # int8/fp16 graphs arrive with the ORT trainer (issue 4)
+OPSET = 17
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    kind: str  # causal_lm | encoder
+    task: str
+    precision: str
+    inputs: list[str]  # the batch tensors, in graph order, before the trainable ones
+    trainable: list[dict]  # {"name", "input", "shape"} in the order estimators visit them
+    output: str
+    candidate_ids: list[int] | None  # causal LM: vocabulary ids of the task's label words
+
+
+class _WithInputs(nn.Module):
+    """The model as a function of (batch tensors, trainable tensors): forward swaps each trainable
+    parameter for the tensor given in its place, which the tracer then records as a graph input
+    (torch.func.functional_call refuses to run under the tracer)."""
+
+    def __init__(self, model: nn.Module, names: Sequence[str], input_names: Sequence[str], causal: bool) -> None:
+        super().__init__()
+        self.model, self.input_names, self.causal = model, list(input_names), causal
+        self.slots = [(model.get_submodule(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]) for name in names]
+
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+        inputs = dict(zip(self.input_names, tensors))
+        trainable = tensors[len(self.input_names):]
+        saved = [module._parameters[attr] for module, attr in self.slots]
+        for (module, attr), tensor in zip(self.slots, trainable):
+            module._parameters[attr] = tensor
+        try:
+            if self.causal:
+                return self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1]
+            return self.model(**inputs).logits
+        finally:
+            for (module, attr), tensor in zip(self.slots, saved):
+                module._parameters[attr] = tensor
+
+
+def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", precision: str = "fp32",
+                 lora_r: int = 8, lora_alpha: int = 16, seed: int = 0) -> Manifest:
+    if precision not in EXPORT_PRECISIONS:
+        raise UserError(f"export-graph writes {', '.join(EXPORT_PRECISIONS)} graphs so far; {precision} is not built yet")
+    spec = get_task(task)
+    if spec.kind != "classification":
+        raise UserError(f"export-graph supports classification tasks so far; {task} is {spec.kind}")
+    loaded = load_model(model_name, num_labels=len(spec.label_words), seed=seed)
+    model = prepare_model(loaded, r=lora_r, alpha=lora_alpha)
+    params = trainable_parameters(model)
+    head = head_for(loaded.kind, loaded.tokenizer, spec.kind, max_length=64)
+    # Two examples, one padded: the traced mask path must handle padding.
+    examples = load_split(task, "train")[:2]
+    batch = head.encode([examples[0], replace(examples[1], text=examples[1].text * 3, prompt=examples[1].prompt * 3)])
+    if not bool((batch.inputs["attention_mask"] == 0).any()):
+        raise UserError("could not build a padded example batch to trace the attention mask with")
+    causal = loaded.kind == "causal_lm"
+    input_names = list(batch.inputs)
+    wrapper = _WithInputs(model, list(params), input_names, causal).eval()
+    trainable = [{"name": name, "input": f"trainable.{i}", "shape": list(p.shape)}
+                 for i, (name, p) in enumerate(params.items())]
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    dynamic = {name: {0: "batch", 1: "length"} for name in input_names}
+    dynamic["scores"] = {0: "batch"}
+    with torch.no_grad():
+        torch.onnx.export(
+            wrapper, (*batch.inputs.values(), *[p.detach() for p in params.values()]), str(out / GRAPH_FILE),
+            input_names=[*input_names, *[t["input"] for t in trainable]], output_names=["scores"],
+            dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    loaded.tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
+    candidate_ids = batch.extras["candidate_ids"].tolist() if "candidate_ids" in batch.extras else None
+    manifest = Manifest(model_name, loaded.kind, task, precision, input_names, trainable, "scores", candidate_ids)
+    (out / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
+    return manifest
