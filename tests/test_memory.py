@@ -225,3 +225,43 @@ def test_mezo_full_fine_tuning_stays_near_inference_in_the_estimate_and_in_a_rea
                             nan_guard=False))
     assert est.optimizer_state == 0 and est.weights < 1000  # only buffers (rotary frequencies) are frozen
     assert tracked.peak == pytest.approx(est.activations, rel=0.15)
+
+
+def test_after_loading_the_plan_shrinks_its_micro_batch_to_what_the_process_really_holds():
+    from edge_runtime.memory.planner import refit_after_loading, step_bytes
+
+    work = Workload("tiny-llama", "zo-sgd", batch=32, seq_len=512)
+    plan = plan_under_cap(10**9 + required_bytes(estimate(work)), 10**9, work, eval_batch=32)
+    assert plan.micro_batch == 32
+    as_estimated = 10**9 + plan.estimate.weights + plan.estimate.adapters + plan.estimate.runtime
+    assert refit_after_loading(plan, 10**9 + required_bytes(plan.estimate), as_estimated) is plan
+    # The loaded process holds 20 MB more than estimated: fewer examples per pass, same batch.
+    refit = refit_after_loading(plan, 10**9 + required_bytes(plan.estimate), as_estimated + 20 * 2**20)
+    assert refit.micro_batch < 32 and refit.micro_batch * refit.accumulation >= 32
+    assert "after loading" in refit.changes[-1]
+    with pytest.raises(UserError, match="smallest cap that works is") as refused:
+        refit_after_loading(plan, 10**9 + required_bytes(plan.estimate), 10**9 + required_bytes(plan.estimate))
+    assert "once loaded" in str(refused.value)
+    assert step_bytes(refit.estimate) < step_bytes(plan.estimate)
+
+
+def test_the_trainer_runs_the_planned_micro_batches(tmp_path):
+    from tests.test_training import tiny_config
+    from edge_runtime.training.trainer import build_run, fit
+
+    sizes, runs = [], {}
+    for micro in (None, 3):
+        run = build_run(tiny_config(tmp_path / str(micro), model="tiny-llama", steps=3, micro_batch=micro))
+        loss = run.objective.head.loss
+
+        def recording(forward, batch, loss=loss):
+            sizes.append(len(batch))
+            return loss(forward, batch)
+
+        run.objective.head.loss = recording
+        sizes.clear()
+        fit(run)
+        runs[micro] = (max(sizes), [json.loads(line)["loss"] for line in
+                                    (tmp_path / str(micro) / "run" / "metrics.jsonl").read_text().splitlines()])
+    assert runs[None][0] == 8 and runs[3][0] == 3
+    assert runs[3][1] == pytest.approx(runs[None][1], rel=1e-5)

@@ -24,6 +24,9 @@ MIN_SEQ_LEN = 32
 # Headroom over the estimate: on SmolLM2 the estimate was 9% under to 2% over the measured peak
 # (bench memory), and a plan that fits only on paper would be stopped by the watchdog mid-run.
 ESTIMATE_MARGIN = 0.10
+# Resident memory moves by a few MB from step to step whatever the model (page-granular frees,
+# allocator arenas), so a margin of 10% of a small step's tensors is not headroom at all.
+MARGIN_FLOOR = 4 * 2**20
 
 
 def required_bytes(est: MemoryEstimate) -> int:
@@ -31,8 +34,14 @@ def required_bytes(est: MemoryEstimate) -> int:
     return int(est.total * (1 + ESTIMATE_MARGIN))
 
 
+def step_bytes(est: MemoryEstimate) -> int:
+    """What training adds to a loaded model: state copies, activations, tangents, gradients."""
+    return est.optimizer_state + est.activations + est.tangents + est.gradients
+
+
 @dataclass(frozen=True)
 class Plan:
+    work: Workload  # the planned workload, batch = the effective batch
     method: str
     micro_batch: int
     accumulation: int  # micro-batches per optimizer step
@@ -112,4 +121,31 @@ def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, availab
         changes.append(f"micro-batch {micro} x {accumulation} accumulated for batch {asked.batch}")
     if evaluation < eval_batch:
         changes.append(f"eval batch {eval_batch} -> {evaluation}")
-    return Plan(trial.method, micro, accumulation, trial.seq_len, evaluation, chosen, available, tuple(changes))
+    return Plan(replace(trial, batch=asked.batch), trial.method, micro, accumulation, trial.seq_len, evaluation,
+                chosen, available, tuple(changes))
+
+
+def refit_after_loading(plan: Plan, cap: int, held: int) -> Plan:
+    """The plan again, now that the model is loaded and has run: ``held`` (measured resident
+    memory) replaces the estimate's weights and runtime, the parts a shape model knows least, so
+    only the step's own tensors are still predicted. Shrinks the micro-batch where the process
+    holds more than estimated; refuses, naming the cap that would work, where not even one fits."""
+    available = cap - held
+
+    def need(b: int) -> int:
+        extra = step_bytes(estimate(replace(plan.work, batch=b)))
+        return extra + max(int(extra * ESTIMATE_MARGIN), MARGIN_FLOOR)
+
+    micro = _largest_fitting(need, plan.micro_batch, available)
+    if not micro:
+        raise UserError(
+            f"memory cap {format_bytes(cap)} is too small: once loaded, the model and runtime hold "
+            f"{format_bytes(held)} and a {plan.method} step needs {format_bytes(need(1))} more at micro-batch 1; "
+            f"the smallest cap that works is {format_bytes(held + need(1))}")
+    if micro == plan.micro_batch:
+        return plan
+    accumulation = -(-plan.work.batch // micro)
+    changes = [c for c in plan.changes if not c.startswith("micro-batch")]
+    changes.append(f"micro-batch {micro} x {accumulation} accumulated for batch {plan.work.batch} (after loading)")
+    return replace(plan, micro_batch=micro, accumulation=accumulation,
+                   estimate=estimate(replace(plan.work, batch=micro)), changes=tuple(changes))

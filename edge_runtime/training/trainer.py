@@ -15,7 +15,7 @@ from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, bu
 from edge_runtime.estimators.directions import Snapshot, step_seed
 from edge_runtime.heads import head_for
 from edge_runtime.memory import Workload
-from edge_runtime.memory.planner import Plan, plan_under_cap
+from edge_runtime.memory.planner import Plan, plan_under_cap, refit_after_loading
 from edge_runtime.memory.watchdog import MemoryWatchdog
 from edge_runtime.models import LoadedModel, load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
@@ -155,6 +155,8 @@ def fit(run: Run) -> dict:
     probe = run.train[:TRAIN_PROBE]
     measure = lambda examples: evaluate(objective, examples, config.eval_batch_size, device)  # noqa: E731
     train_before, eval_before = measure(probe), measure(run.eval)
+    if run.plan is not None:
+        _refit(run)
 
     sampler = BatchSampler(run.train, config.batch_size, config.seed)
     guard = LastGood(params, config.nan_guard)
@@ -166,7 +168,7 @@ def fit(run: Run) -> dict:
             tqdm(total=config.steps, initial=first_step, disable=not config.progress, desc=config.method,
                  dynamic_ncols=True) as bar:
         for step in range(first_step, config.steps):
-            batch = objective.head.encode(sampler.batch(step)).to(device)
+            batch = objective.encode(sampler.batch(step)).to(device)
             lr = learning_rate(run.lr, step, config.steps, config.lr_schedule, config.warmup_steps)
             guard.before()
             tick = time.perf_counter()
@@ -223,6 +225,18 @@ def fit(run: Run) -> dict:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
         Path(config.out).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _refit(run: Run) -> None:
+    """After loading and the first evaluation passes, what the process holds is known, not estimated."""
+    memory.release_freed_memory()
+    held = memory.current_bytes(run.device)
+    plan = refit_after_loading(run.plan, run.watchdog.cap, held)
+    if plan is not run.plan:
+        run.objective.micro_batch = plan.micro_batch
+        if run.config.progress:
+            print(f"memory plan after loading: the process holds {format_bytes(held)}; {plan.changes[-1]}", flush=True)
+    run.plan = plan
 
 
 def _checkpoint(run: Run, out_dir: Path, step: int) -> None:
