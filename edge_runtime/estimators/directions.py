@@ -1,49 +1,25 @@
-"""Random directions z(seed, parameter) that are never stored, only regenerated.
+"""Random directions as torch tensors, and the in-place perturbation and snapshot built on them.
 
-Each parameter gets its own generator, seeded from (step seed, parameter name). That keeps a
-direction independent of the order in which parameters are visited and of which other
-parameters exist, so a device that trains a slice and a server that replays (seed, scalar)
-pairs regenerate the same z without sharing any state; it also rules out MeZO's classic bug of
-an unrelated random draw desynchronising perturbation and update.
+The numbers come from `edge_runtime.random_directions`, shared with the torch-free backends.
 """
 
 from __future__ import annotations
 
-import zlib
 from collections.abc import Mapping
 
 import torch
 
-_MASK64 = (1 << 64) - 1
+from edge_runtime.random_directions import normal, parameter_seed, query_seeds, step_seed
 
-
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def parameter_seed(seed: int, name: str) -> int:
-    # torch's CPU generator keeps only 32 bits of a seed, so mix first, then fold.
-    mixed = _splitmix64(seed ^ (zlib.crc32(name.encode()) << 32))
-    return (mixed ^ (mixed >> 32)) & 0xFFFFFFFF
-
-
-def query_seeds(step_seed: int, queries: int) -> list[int]:
-    """Independent seeds for the q directions of one step, derived so a step can be replayed."""
-    return [_splitmix64(step_seed * 1_000_003 + i) for i in range(queries)]
-
-
-def step_seed(run_seed: int, step: int) -> int:
-    """The seed of one training step: a resumed run draws the same directions it would have."""
-    return _splitmix64((run_seed << 32) ^ step)
+__all__ = ["Snapshot", "direction", "parameter_seed", "perturb_", "query_seeds", "step_seed"]
 
 
 def direction(seed: int, name: str, like: torch.Tensor) -> torch.Tensor:
     """z ~ N(0, I) in fp32 with the shape and device of `like`."""
-    generator = torch.Generator(device=like.device).manual_seed(parameter_seed(seed, name))
-    return torch.randn(like.shape, generator=generator, device=like.device, dtype=torch.float32)
+    # Allocated by torch and filled by numpy: the memory tracker and allocator see it like any tensor.
+    z = torch.empty(tuple(like.shape), dtype=torch.float32)
+    normal(seed, name, tuple(like.shape), out=z.numpy())
+    return z.to(like.device)
 
 
 @torch.no_grad()
