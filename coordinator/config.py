@@ -1,0 +1,88 @@
+"""The one config object of a coordinator: defaults < TOML/YAML file < command-line flags."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+from edge_runtime.errors import UserError
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class CoordinatorConfig:
+    listen: str = _help("address to serve on, host:port", "127.0.0.1:50051")
+    state_dir: str = _help("folder for the ledger (SQLite), checkpoints, metrics and the final adapter",
+                           "runs/coordinator")
+    join_secret: str = _help("secret a device must present to register; required unless listening on "
+                             "loopback", "")
+    tls_cert: str | None = _help("PEM certificate: serve TLS only (plaintext clients are refused)", None)
+    tls_key: str | None = _help("PEM private key of tls_cert", None)
+    # What is trained.
+    model: str = _help("model alias or local folder (the devices load the same)", "minilm")
+    task: str = _help("task the devices train and the coordinator evaluates", "sst2")
+    precision: str = _help("base precision the devices run", "fp32")
+    lora_r: int = _help("LoRA rank", 8)
+    lora_alpha: int = _help("LoRA alpha", 16)
+    lora_targets: tuple[str, ...] = _help("LoRA target modules; empty = family default", ())
+    max_length: int = _help("tokens per sequence", 128)
+    seed: int = _help("seed of the initial adapter, of the planners and of every device task", 0)
+    # How rounds are planned.
+    planner: Literal["spry", "fedavg-full", "zo-seed"] = _help(
+        "spry: each device trains its own slices with forward gradients; fedavg-full: every device "
+        "trains every tensor; zo-seed: every device trains every tensor with ZO and uploads only scalars", "spry")
+    method: str | None = _help("training method on the devices; none = the planner's default", None)
+    rounds: int = _help("rounds to run", 20)
+    local_steps: int = _help("steps a device takes per round", 20)
+    batch_size: int = _help("examples per local step", 16)
+    lr: float = _help("device learning rate", 1e-3)
+    mu: float = _help("ZO perturbation scale", 1e-2)
+    queries: int = _help("directions per step", 1)
+    min_devices: int = _help("devices that must be online to open a round", 1)
+    devices_per_round: int = _help("devices sampled per round; 0 = every available device", 0)
+    quorum: float = _help("share of a round's devices whose updates close it at the deadline", 0.5)
+    round_deadline_s: float = _help("seconds a round waits for updates before closing with a quorum", 120.0)
+    device_timeout_s: float = _help("a device not heard from for this long is offline", 60.0)
+    heartbeat_s: float = _help("how often agents send a heartbeat", 10.0)
+    data: Literal["device", "partition"] = _help(
+        "device: agents train on their own data; partition: the coordinator deals out a split of the "
+        "packaged task data (emulated fleets)", "device")
+    partitions: int = _help("data=partition: number of parts of the training split", 10)
+    dirichlet_alpha: float | None = _help("data=partition: Dirichlet alpha (none = IID)", 1.0)
+    # How rounds are merged.
+    server_optimizer: Literal["fedavg", "fedadam", "fedyogi"] = _help("server optimizer over the averaged update",
+                                                                      "fedavg")
+    server_lr: float = _help("server learning rate (1.0 with fedavg = plain averaging)", 1.0)
+    server_beta1: float = _help("FedAdam/FedYogi beta1", 0.9)
+    server_beta2: float = _help("FedAdam/FedYogi beta2", 0.99)
+    server_tau: float = _help("FedAdam/FedYogi adaptivity (epsilon)", 1e-3)
+    max_update_norm: float = _help("an update whose L2 norm exceeds this is rejected", 100.0)
+    max_message_mb: float = _help("largest message accepted from a device", 4.0)
+    eval_examples: int | None = _help("examples the coordinator evaluates the merged adapter on each round; "
+                                      "0 = none", 200)
+    progress: bool = _help("show progress", True)
+
+    def validate(self) -> None:
+        for name in ("rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r", "max_length",
+                     "partitions"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("lr", "mu", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",
+                     "max_update_norm", "max_message_mb"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise UserError(f"{name} must be a positive number, got {value}")
+        if not 0 < self.quorum <= 1:
+            raise UserError(f"quorum must be in (0, 1], got {self.quorum}")
+        if self.devices_per_round < 0:
+            raise UserError(f"devices_per_round must not be negative, got {self.devices_per_round}")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise UserError("tls_cert and tls_key go together: give both or neither")
+        host = self.listen.rsplit(":", 1)[0]
+        if not self.join_secret and host not in ("127.0.0.1", "localhost", "[::1]"):
+            raise UserError(f"listening on {self.listen} needs a join_secret: without one any machine that "
+                            "reaches the port could register devices (loopback alone may run without)")

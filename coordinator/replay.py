@@ -1,0 +1,33 @@
+"""Rebuild a device's update from its seed-and-scalar upload (FedKSeed / DeComFL).
+
+A ZO-SGD or Forward-Grad device's local trajectory is theta_T = theta_0 - sum_t lr * (1/q) sum_i
+g_{t,i} z(seed_{t,i}), and every seed is step_seed(task seed, t) expanded by query_seeds, which the
+coordinator chose. So the device uploads only the T*q scalars g (4 bytes each) and the coordinator
+regenerates each z. Cost: T*q draws of the assigned tensors' size, done once per upload when the
+round merges; devices never replay anything (they download the merged state), so the replay cost
+is bounded by the round's steps, not by the history of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from edge_runtime.random_directions import normal, query_seeds, step_seed
+
+# Methods whose update is plain SGD along the seeded directions: only those replay exactly.
+REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "forward-grad"})
+
+
+def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, queries: int,
+                  lr: float) -> dict[str, np.ndarray]:
+    """The dense delta (final minus start) of the named tensors after len(scalars) / queries steps."""
+    deltas = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
+    scratch = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
+    for step in range(len(scalars) // queries):
+        for i, query_seed in enumerate(query_seeds(step_seed(seed, step), queries)):
+            coefficient = np.float32(-lr * scalars[step * queries + i] / queries)
+            for name, delta in deltas.items():
+                delta += coefficient * normal(query_seed, name, shapes[name], out=scratch[name])
+    return deltas

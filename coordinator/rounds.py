@@ -1,0 +1,353 @@
+"""The coordinator's core: opens rounds, hands out tasks, accepts updates, closes and merges
+rounds, and recovers all of it from the ledger after a crash. Transport-free: the gRPC service
+and the fleet emulator's in-process transport both drive this one object.
+
+Durability rules, which the crash tests check: an update is acknowledged only after the ledger
+committed it; a round is closed exactly when the transaction that records its checkpoint commits;
+the state is a fold of the rounds' accepted updates over the initial adapter, so recovery loads
+the newest undamaged checkpoint and re-merges any closed round after it from the ledger.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+from safetensors.numpy import load as load_tensors
+from safetensors.numpy import save as save_tensors
+
+from coordinator.aggregation import WeightedUpdate, average_updates, server_optimizer
+from coordinator.capacity import Capacity, RoundShape, device_capacity
+from coordinator.config import CoordinatorConfig
+from coordinator.ledger import Ledger, RoundRow, UpdateRow
+from coordinator.planners import PLANNERS, DeviceInfo
+from coordinator.replay import REPLAYABLE_METHODS, replay_update
+from coordinator.slices import slice_tensors
+from coordinator.state_store import DamagedCheckpoint, StateStore
+from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
+from edge_runtime.errors import UserError
+from edge_runtime.protocol import pb
+from edge_runtime.tasks.partition import Partition
+
+# |projected gradient| beyond this is not a gradient; ZO scalars are O(1) for a sane loss.
+MAX_SCALAR = 1e6
+
+
+class ModelHost(Protocol):
+    """What the coordinator needs from its copy of the model."""
+
+    def shapes(self) -> dict[str, tuple[int, ...]]: ...
+    def state(self) -> dict[str, np.ndarray]: ...
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None: ...
+    def evaluate_state(self) -> dict[str, float]: ...
+    def export(self, folder: str) -> None: ...
+
+
+@dataclass
+class OpenRound:
+    row: RoundRow
+    tasks: dict[str, pb.Task]  # device id -> task
+    accounted: dict[str, str]  # device id -> submitted | refused
+
+
+def _seed(*parts) -> int:
+    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
+
+
+class RoundKeeper:
+    def __init__(self, config: CoordinatorConfig, host: ModelHost, clock: Callable[[], float] = time.time,
+                 log: Callable[[str], None] = print) -> None:
+        self.config, self.host, self.clock, self.log = config, host, clock, log
+        folder = Path(config.state_dir)
+        self.ledger = Ledger(folder / "ledger.sqlite")
+        self.store = StateStore(folder / "checkpoints")
+        self.metrics_path = folder / "metrics.jsonl"
+        self.device_metrics_path = folder / "device_metrics.jsonl"
+        self.shapes = host.shapes()
+        self.slices = slice_tensors(self.shapes)
+        self.planner = PLANNERS[config.planner]()
+        self.method = config.method or self.planner.default_method
+        if self.planner.upload == "seeds" and self.method not in REPLAYABLE_METHODS:
+            raise UserError(f"planner {config.planner} uploads seeds, which replay only for "
+                            f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method} does not")
+        self.shape = RoundShape(config.model, self.method, config.precision, config.batch_size, config.max_length,
+                                config.queries, config.local_steps, config.round_deadline_s, config.lora_r,
+                                config.lora_alpha, tuple(config.lora_targets),
+                                num_labels=self._num_labels())
+        self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
+                                          config.server_beta2, config.server_tau)
+        self.lock = threading.RLock()
+        self.last_seen: dict[str, float] = {}
+        self.bytes_down: dict[int, int] = {}
+        self.params: dict[str, np.ndarray] = {}
+        self.version = 0
+        self.open: OpenRound | None = None
+        self.finished = False
+        self._waiting_note = ""
+        self.recover()
+
+    def _num_labels(self) -> int:
+        from edge_runtime.tasks import get_task
+
+        spec = get_task(self.config.task)
+        return 1 if spec.kind == "multiple_choice" else len(spec.label_words)
+
+    # Recovery
+    def recover(self) -> None:
+        with self.lock:
+            rounds = self.ledger.rounds()
+            loaded = None
+            for version, round_, file, sha256 in self.ledger.checkpoints():
+                try:
+                    loaded = (version, *self.store.read(file, sha256))
+                    break
+                except DamagedCheckpoint as error:
+                    self.log(f"coordinator: {error}; falling back to the previous checkpoint")
+            if loaded is None:
+                self.version, self.params, self.optimizer.state = 0, self.host.state(), {}
+                if not rounds:
+                    file, sha256 = self.store.write(0, self.params, {})
+                    self.ledger.record_checkpoint(0, -1, file, sha256)
+            else:
+                self.version, self.params, self.optimizer.state = loaded
+            closed = [r for r in rounds if r.status == "closed" and r.round >= self.version]
+            for row in closed:  # closed after the checkpoint we could read: merge them again
+                self._merge(row.round)
+                file, sha256 = self.store.write(self.version, self.params, self.optimizer.state)
+                self.ledger.record_checkpoint(self.version, row.round, file, sha256)
+            open_rows = [r for r in rounds if r.status == "open"]
+            if open_rows:
+                row = open_rows[0]
+                assignments = self.ledger.assignments(row.round)
+                tasks = {d: pb.Task.FromString(blob) for d, (blob, _) in assignments.items()}
+                accounted = {d: s for d, (_, s) in assignments.items() if s != "assigned"}
+                self.open = OpenRound(row, tasks, accounted)
+            self.finished = self.version >= self.config.rounds and self.open is None
+            if rounds:
+                self.log(f"coordinator: recovered at state version {self.version}, "
+                         f"{len([r for r in rounds if r.status == 'closed'])} rounds closed"
+                         + (f", round {self.open.row.round} open" if self.open else ""))
+
+    # Devices
+    def seen(self, device_id: str) -> None:
+        self.last_seen[device_id] = self.clock()
+
+    def online_devices(self) -> list[DeviceInfo]:
+        now = self.clock()
+        return [DeviceInfo(row.id, pb.DeviceProfile.FromString(row.profile), row.examples)
+                for row in self.ledger.devices()
+                if now - self.last_seen.get(row.id, -math.inf) <= self.config.device_timeout_s]
+
+    # Rounds
+    def tick(self) -> None:
+        with self.lock:
+            if self.open is not None:
+                self._maybe_close()
+            if self.open is None and not self.finished:
+                self._maybe_open()
+
+    def _maybe_open(self) -> None:
+        round_ = self.version
+        devices = self.online_devices()
+        if len(devices) < self.config.min_devices:
+            self._note(f"waiting for devices: {len(devices)} online, {self.config.min_devices} needed")
+            return
+        if self.config.devices_per_round and len(devices) > self.config.devices_per_round:
+            devices = random.Random(_seed(self.config.seed, "sample", round_)).sample(
+                sorted(devices, key=lambda d: d.id), self.config.devices_per_round)
+        capacity = {d.id: device_capacity(d.profile, self.shape) for d in devices}
+        plan = self.planner.assign(round_, devices, self.slices, capacity)
+        if not plan.slices:
+            reasons = "; ".join(sorted(set(plan.excluded.values()))) or "no slices"
+            self._note(f"no online device can train this round: {reasons}")
+            return
+        now = self.clock()
+        deadline = now + self.config.round_deadline_s
+        tasks = {device: self._task(round_, device, pieces, capacity[device], deadline)
+                 for device, pieces in plan.slices.items()}
+        row = RoundRow(round_, "open", now, deadline, None, self.version, {
+            "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
+            "excluded": plan.excluded, "uncovered": plan.uncovered})
+        self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
+        self.open = OpenRound(row, tasks, {})
+        self._waiting_note = ""
+        self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
+                 f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
+                 + (f", {len(plan.excluded)} devices sat out" if plan.excluded else ""))
+
+    def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float) -> pb.Task:
+        c = self.config
+        data = ""
+        if c.data == "partition":
+            order = [row.id for row in self.ledger.devices_by_registration()]
+            data = Partition(c.task, c.partitions, order.index(device) % c.partitions, c.dirichlet_alpha,
+                             c.seed).spec()
+        return pb.Task(
+            task_id=f"{round_}:{device}", round=round_, state_version=self.version, model=c.model, task=c.task,
+            data=data, slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
+            method=self.method, steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
+            mu=c.mu, queries=c.queries, seed=_seed(c.seed, "task", round_, device) % 2**63,
+            upload=self.planner.upload, deadline_unix=deadline, max_length=c.max_length,
+            precision=c.precision, lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_targets=list(c.lora_targets))
+
+    def _maybe_close(self) -> None:
+        open_ = self.open
+        now = self.clock()
+        assigned = len(open_.tasks)
+        submitted = sum(1 for s in open_.accounted.values() if s == "submitted")
+        everyone = len(open_.accounted) == assigned
+        quorum = submitted >= math.ceil(self.config.quorum * assigned)
+        past_deadline = now >= open_.row.deadline_at
+        # Without a quorum the round waits one more deadline for stragglers, then merges what came.
+        if everyone or (past_deadline and quorum) or now >= open_.row.deadline_at + self.config.round_deadline_s:
+            self._close()
+
+    def _close(self) -> None:
+        open_ = self.open
+        round_ = open_.row.round
+        summary = self._merge(round_)
+        file, sha256 = self.store.write(self.version, self.params, self.optimizer.state)
+        metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
+                   "bytes_down": self.bytes_down.get(round_, 0), "planner": self.config.planner,
+                   "method": self.method}
+        self.ledger.close_round(round_, self.version, file, sha256, metrics)
+        with open(self.metrics_path, "a") as out:
+            out.write(json.dumps(metrics) + "\n")
+        self.open = None
+        self.log(_describe(metrics))
+        if self.version >= self.config.rounds:
+            self.finished = True
+            self.host.load_state(self.params)
+            folder = Path(self.config.state_dir) / "adapter"
+            self.host.export(str(folder))
+            self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {folder}")
+
+    def _merge(self, round_: int) -> dict:
+        """Merge round's accepted updates into the state; advances the version."""
+        assignments = {d: pb.Task.FromString(blob) for d, (blob, _) in self.ledger.assignments(round_).items()}
+        updates, losses, classes = [], [], {}
+        bytes_up = 0
+        for row in self.ledger.updates(round_):
+            header, task = pb.UpdateHeader.FromString(row.header), assignments[row.device_id]
+            if row.tensors is not None:
+                deltas = load_tensors(row.tensors)
+            else:
+                deltas = replay_update({n: self.shapes[n] for n in task.tensors}, header.scalars, seed=task.seed,
+                                       queries=task.queries, lr=task.lr)
+            updates.append(WeightedUpdate(row.device_id, float(header.examples), deltas))
+            losses.append((header.examples, header.loss_before, header.loss_after))
+            bytes_up += row.wire_bytes
+            device = self.ledger.device(row.device_id)
+            kind = pb.DeviceProfile.FromString(device.profile).device_class or "unknown"
+            classes[kind] = classes.get(kind, 0) + 1
+        mean = average_updates(updates)
+        self.optimizer.step(self.params, mean)
+        self.version = round_ + 1
+        trained = {s.id for s in self.slices if any(t in mean for t in s.tensors)}
+        total = sum(w for w, _, _ in losses)
+        return {
+            "round": round_, "state_version": self.version, "assigned": len(assignments), "updates": len(updates),
+            "slices_trained": len(trained), "slices_total": len(self.slices),
+            "train_loss_before": sum(w * b for w, b, _ in losses) / total if total else None,
+            "train_loss_after": sum(w * a for w, _, a in losses) / total if total else None,
+            "bytes_up": bytes_up, "bytes_up_per_update": bytes_up / len(updates) if updates else 0,
+            "participants_by_class": classes,
+        }
+
+    def _evaluate(self) -> dict:
+        if not self.config.eval_examples:
+            return {}
+        self.host.load_state(self.params)
+        return self.host.evaluate_state()
+
+    def _note(self, note: str) -> None:
+        if note != self._waiting_note:
+            self._waiting_note = note
+            self.log(f"coordinator: {note}")
+
+    # What devices ask
+    def task_for(self, device_id: str) -> pb.GetTaskReply:
+        with self.lock:
+            if self.finished:
+                return pb.GetTaskReply(done=pb.Done(reason=f"all {self.config.rounds} rounds are done"))
+            open_ = self.open
+            if open_ is not None and device_id in open_.tasks and device_id not in open_.accounted:
+                return pb.GetTaskReply(task=open_.tasks[device_id])
+            reason = "no task for this device in the open round" if open_ else "no round is open"
+            return pb.GetTaskReply(wait=pb.Wait(retry_after_s=min(2.0, self.config.round_deadline_s / 10),
+                                                reason=reason))
+
+    def state_for_download(self, names: list[str]) -> tuple[int, dict[str, np.ndarray]]:
+        with self.lock:
+            unknown = [n for n in names if n not in self.params]
+            if unknown:
+                raise RejectedUpdate(f"unknown tensors {unknown[:3]}")
+            return self.version, {n: self.params[n] for n in (names or self.params)}
+
+    def record_device_metrics(self, device_id: str, round_: int, values: dict[str, float]) -> None:
+        with self.lock, open(self.device_metrics_path, "a") as out:
+            out.write(json.dumps({"device": device_id, "round": round_, "at": self.clock(), **values}) + "\n")
+
+    def count_download(self, nbytes: int) -> None:
+        with self.lock:
+            round_ = self.open.row.round if self.open else self.version
+            self.bytes_down[round_] = self.bytes_down.get(round_, 0) + nbytes
+
+    def accept(self, device_id: str, header: pb.UpdateHeader, deltas: dict[str, np.ndarray], wire_bytes: int) -> None:
+        """Store the update or raise RejectedUpdate (also written to the ledger)."""
+        with self.lock:
+            try:
+                self._accept(device_id, header, deltas, wire_bytes)
+            except RejectedUpdate as error:
+                self.ledger.reject(header.round, device_id, str(error))
+                raise
+        self.tick()
+
+    def _accept(self, device_id, header, deltas, wire_bytes) -> None:
+        open_ = self.open
+        if open_ is None or header.round != open_.row.round:
+            raise RejectedUpdate(f"round {header.round} is not open (the open round is "
+                                 f"{open_.row.round if open_ else 'none'}); late updates are not merged")
+        task = open_.tasks.get(device_id)
+        if task is None:
+            raise RejectedUpdate(f"this device has no task in round {header.round}")
+        if device_id in open_.accounted:
+            raise RejectedUpdate(f"this device's update for round {header.round} was already received")
+        if header.refused:
+            self.ledger.set_assignment_status(header.round, device_id, "refused")
+            open_.accounted[device_id] = "refused"
+            self.log(f"coordinator: device {device_id[:8]} declined round {header.round}: {header.refused[:200]}")
+            return
+        check_header(header, task)
+        shapes = {n: self.shapes[n] for n in task.tensors}
+        if task.upload == "seeds":
+            if deltas:
+                raise RejectedUpdate("a seeds upload carries no tensors")
+            check_seeds(header, task, MAX_SCALAR)
+            check_deltas(replay_update(shapes, header.scalars, seed=task.seed, queries=task.queries, lr=task.lr),
+                         task, shapes, self.config.max_update_norm)
+            blob = None
+        else:
+            check_deltas(deltas, task, shapes, self.config.max_update_norm)
+            blob = save_tensors(deltas)
+        if not self.ledger.accept_update(UpdateRow(header.round, device_id, task.task_id,
+                                                   header.SerializeToString(), blob, wire_bytes)):
+            raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
+        open_.accounted[device_id] = "submitted"
+
+
+def _describe(m: dict) -> str:
+    loss = f", train loss {m['train_loss_before']:.4f} -> {m['train_loss_after']:.4f}" if m.get("train_loss_after") else ""
+    acc = f", eval accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""
+    return (f"round {m['round']}: {m['updates']}/{m['assigned']} updates, slices {m['slices_trained']}/"
+            f"{m['slices_total']}{loss}{acc}, up {m['bytes_up'] / 1e3:.1f} KB, down {m['bytes_down'] / 1e3:.1f} KB, "
+            f"{m['wall_s']:.1f} s")

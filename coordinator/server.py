@@ -1,0 +1,107 @@
+"""The coordinator as a gRPC server: the service behind grpcio, TLS when configured, and the
+thread that opens and closes rounds on time."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from coordinator.config import CoordinatorConfig
+from coordinator.rounds import RoundKeeper
+from coordinator.service import CallFailed, CoordinatorService
+from edge_runtime.errors import UserError
+from edge_runtime.protocol import rpc
+
+TICK_S = 0.2
+
+
+def _metadata(context: grpc.ServicerContext) -> dict[str, str]:
+    return {key: value for key, value in context.invocation_metadata() if isinstance(value, str)}
+
+
+def _guarded(call: Callable, context: grpc.ServicerContext):
+    try:
+        return call()
+    except CallFailed as failure:
+        context.abort(failure.code, failure.message)
+
+
+class Servicer(rpc.CoordinatorServicer):
+    def __init__(self, service: CoordinatorService) -> None:
+        self.service = service
+
+    def Register(self, request, context):
+        return _guarded(lambda: self.service.register(request), context)
+
+    def Heartbeat(self, request, context):
+        return _guarded(lambda: self.service.heartbeat(_metadata(context)), context)
+
+    def GetTask(self, request, context):
+        return _guarded(lambda: self.service.get_task(_metadata(context)), context)
+
+    def FetchState(self, request, context):
+        try:
+            yield from self.service.fetch_state(_metadata(context), request)
+        except CallFailed as failure:
+            context.abort(failure.code, failure.message)
+
+    def SubmitUpdate(self, request_iterator, context):
+        return _guarded(lambda: self.service.submit_update(_metadata(context), request_iterator), context)
+
+    def ReportMetrics(self, request, context):
+        return _guarded(lambda: self.service.report_metrics(_metadata(context), request), context)
+
+
+def _read(path: str | None, what: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except OSError as error:
+        raise UserError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+class CoordinatorServer:
+    """Serves until every round is merged (then a grace period, so agents hear that it is over)."""
+
+    def __init__(self, config: CoordinatorConfig, keeper: RoundKeeper, max_workers: int = 16) -> None:
+        self.config, self.keeper = config, keeper
+        limit = int(config.max_message_mb * 2**20) + 2**16
+        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                  options=[("grpc.max_receive_message_length", limit),
+                                           ("grpc.max_send_message_length", limit)])
+        rpc.add_CoordinatorServicer_to_server(Servicer(CoordinatorService(keeper)), self.server)
+        if config.tls_cert:
+            credentials = grpc.ssl_server_credentials([(_read(config.tls_key, "TLS key"),
+                                                        _read(config.tls_cert, "TLS certificate"))])
+            self.port = self.server.add_secure_port(config.listen, credentials)
+        else:
+            self.port = self.server.add_insecure_port(config.listen)
+        if self.port == 0:
+            raise UserError(f"cannot listen on {config.listen} (in use, or not an address of this machine)")
+        self._stop = threading.Event()
+        self._driver = threading.Thread(target=self._drive, name="rounds", daemon=True)
+
+    def _drive(self) -> None:
+        while not self._stop.is_set():
+            self.keeper.tick()
+            self._stop.wait(TICK_S)
+
+    def start(self) -> "CoordinatorServer":
+        self.server.start()
+        self._driver.start()
+        return self
+
+    def wait_finished(self, grace_s: float | None = None) -> None:
+        while not self.keeper.finished and not self._stop.is_set():
+            time.sleep(TICK_S)
+        if self.keeper.finished:
+            time.sleep(self.config.heartbeat_s if grace_s is None else grace_s)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.stop(grace=1.0).wait()
+        self.keeper.ledger.close()

@@ -1,0 +1,64 @@
+"""The global trainable state on disk: one safetensors file per version, written atomically.
+
+A file is written beside its final name, fsynced, renamed over it, and the folder fsynced, so a
+crash leaves either the old file or the whole new one. Its sha256 goes into the ledger in the same
+transaction that closes the round; a file whose hash does not match (a torn or damaged write) is
+detected on load and the previous version is used instead (see rounds.RoundKeeper.recover).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import load, save
+
+OPTIMIZER_PREFIX = "server_optimizer."
+
+
+class DamagedCheckpoint(RuntimeError):
+    pass
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    staging = path.with_name(path.name + ".writing")
+    with open(staging, "wb") as file:
+        file.write(data)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(staging, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+class StateStore:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+
+    def write(self, version: int, tensors: dict[str, np.ndarray],
+              optimizer: dict[str, np.ndarray]) -> tuple[str, str]:
+        """(file name, sha256) of the written version."""
+        data = save({**tensors, **{OPTIMIZER_PREFIX + k: v for k, v in optimizer.items()}},
+                    metadata={"version": str(version)})
+        name = f"state-{version:06d}.safetensors"
+        write_atomically(self.folder / name, data)
+        return name, hashlib.sha256(data).hexdigest()
+
+    def read(self, name: str, sha256: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        path = self.folder / name
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise DamagedCheckpoint(f"{path}: {error.strerror}") from None
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise DamagedCheckpoint(f"{path} does not match the hash the ledger recorded (torn or damaged)")
+        everything = load(data)
+        optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in everything.items() if k.startswith(OPTIMIZER_PREFIX)}
+        tensors = {k: v for k, v in everything.items() if not k.startswith(OPTIMIZER_PREFIX)}
+        return tensors, optimizer

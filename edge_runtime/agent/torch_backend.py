@@ -1,0 +1,115 @@
+"""A model held in PyTorch for federated work: the device's local training of assigned tensors,
+and what the coordinator needs (initial adapter, evaluation, peft export). One instance can serve
+many emulated devices in turn: it always returns to the state it was given."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from edge_runtime.agent.work import LocalResult
+from edge_runtime.estimators import EstimatorSettings, NonFiniteLoss, build_method
+from edge_runtime.estimators.directions import step_seed
+from edge_runtime.heads import head_for
+from edge_runtime.models import load_model
+from edge_runtime.models.precision import load_dtype, prepare_model
+from edge_runtime.objective import Objective, trainable_parameters
+from edge_runtime.protocol import pb
+from edge_runtime.tasks import Example, get_task
+from edge_runtime.training.data import BatchSampler
+from edge_runtime.training.evaluation import EvalResult, evaluate
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that decides the shapes and the base of the trained model; the coordinator and
+    its devices must agree on it."""
+
+    model: str
+    task: str
+    precision: str = "fp32"
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_targets: tuple[str, ...] = ()
+    max_length: int = 128
+    seed: int = 0  # initialises LoRA A and an encoder's head: the coordinator's initial state
+
+    @classmethod
+    def of_task(cls, task: pb.Task) -> "ModelSpec":
+        return cls(task.model, task.task, task.precision or "fp32", task.lora_r, task.lora_alpha,
+                   tuple(task.lora_targets), task.max_length)
+
+    def same_shapes(self, other: "ModelSpec") -> bool:
+        keep = ("model", "task", "lora_r", "lora_targets")
+        return all(getattr(self, k) == getattr(other, k) for k in keep)
+
+
+class TorchModel:
+    def __init__(self, spec: ModelSpec, device: str = "cpu", micro_batch: int | None = None) -> None:
+        self.spec = spec
+        task = get_task(spec.task)
+        num_labels = 1 if task.kind == "multiple_choice" else len(task.label_words)
+        loaded = load_model(spec.model, num_labels=num_labels, dtype=load_dtype(spec.precision), seed=spec.seed)
+        self.device = torch.device(device)
+        self.module = prepare_model(loaded, precision=spec.precision, r=spec.lora_r, alpha=spec.lora_alpha,
+                                    targets=spec.lora_targets or None).to(self.device)
+        self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length)
+        self.params = trainable_parameters(self.module)
+        self.micro_batch = micro_batch
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: tuple(p.shape) for name, p in self.params.items()}
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {name: p.detach().cpu().numpy().copy() for name, p in self.params.items()}
+
+    @torch.no_grad()
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        for name, value in state.items():
+            self.params[name].copy_(torch.from_numpy(np.asarray(value)))
+
+    def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
+        """Train the task's tensors from the loaded state; the state is loaded again afterwards."""
+        started = time.perf_counter()
+        params = {name: self.params[name] for name in task.tensors}
+        start = {name: p.detach().clone() for name, p in params.items()}
+        objective = Objective(self.module, self.head, params=params, micro_batch=self.micro_batch)
+        method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries, zo_restore="snapshot"))
+        sampler = BatchSampler(examples, task.batch_size, task.seed)
+        result = LocalResult(deltas={}, scalars=[])
+        # Backprop would otherwise compute (and keep) gradients of every adapter, not only the task's.
+        others = [p for name, p in self.params.items() if name not in params]
+        for p in others:
+            p.requires_grad_(False)
+        try:
+            for step in range(task.steps):
+                batch = objective.encode(sampler.batch(step)).to(self.device)
+                try:
+                    outcome = method.step(objective, batch, task.lr, step_seed(task.seed, step))
+                except NonFiniteLoss as error:
+                    result.stopped = f"non-finite loss at step {step}: {error}"
+                    break
+                result.losses.append(outcome.loss)
+                result.scalars.extend(outcome.scalars)
+                result.steps += 1
+                result.examples += len(batch)
+        finally:
+            for p in others:
+                p.requires_grad_(True)
+        with torch.no_grad():
+            result.deltas = {name: (p.detach() - start[name]).cpu().numpy() for name, p in params.items()}
+            for name, p in params.items():
+                p.copy_(start[name])
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def evaluate(self, examples: Sequence[Example], batch_size: int = 32) -> EvalResult:
+        return evaluate(Objective(self.module, self.head), examples, batch_size, self.device)
+
+    def export(self, folder: str) -> None:
+        """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it)."""
+        self.module.save_pretrained(folder)
