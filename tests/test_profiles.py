@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -156,3 +158,10 @@ def test_unreadable_files_and_folders_are_one_line_errors(tmp_path):
     (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
     with pytest.raises(UserError, match="^list.yaml: expected a table of fields"):
         load_profile(tmp_path / "list.yaml")
+
+
+def test_profiles_clock_and_availability_load_without_torch():
+    # A device agent or the coordinator reads profiles and keeps virtual time with no PyTorch installed.
+    code = ("import sys; import edge_runtime.fleet.clock, edge_runtime.fleet.availability; "
+            "edge_runtime.fleet.profiles.builtin_profiles(); assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
