@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from torch.utils.flop_counter import FlopCounterMode
@@ -64,6 +64,6 @@ def step_cost(work: Workload, queries: int = 1) -> StepCost:
     passes = {"forward": 2 * queries, "jvp": queries, "backward": 1}[kind]
     flops = passes * pass_flops(work, kind)
     if info.extra_forward_passes:
-        flops += info.extra_forward_passes * pass_flops(replace(work, method="zo-sgd"), "forward")
+        flops += info.extra_forward_passes * pass_flops(work, "forward")
     reads = passes * _WEIGHT_READS[kind] + info.extra_forward_passes
     return StepCost(flops=flops, bytes_read=reads * weight_bytes(work), passes=passes + info.extra_forward_passes)
