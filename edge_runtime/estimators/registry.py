@@ -41,6 +41,9 @@ class MethodInfo:
     # snapshot and the tangents/gradients made during a pass are counted by the memory model.
     pass_kind: Literal["forward", "jvp", "backward"]
     state_copies: int = 0
+    # Forward passes a step runs besides its estimate's (ZO-SGD-Cons evaluates three candidates);
+    # the step's FLOPs (edge_runtime.fleet.flops) count them.
+    extra_forward_passes: int = 0
 
     @property
     def forward_only(self) -> bool:
@@ -65,7 +68,7 @@ METHODS: dict[str, MethodInfo] = {
         MethodInfo("zo-sgd-mmt", 1e-4, "two-point ZO + heavy-ball momentum",
                    lambda s: EstimateThenUpdate(_zo(s), Momentum(s.momentum)), "forward", state_copies=1),
         MethodInfo("zo-sgd-cons", 1e-3, "two-point ZO + SGD, step kept only if the loss does not rise",
-                   lambda s: Conservative(_zo(s)), "forward", state_copies=1),
+                   lambda s: Conservative(_zo(s)), "forward", state_copies=1, extra_forward_passes=3),
         MethodInfo("zo-adam", 1e-3, "two-point ZO + Adam",
                    lambda s: EstimateThenUpdate(_zo(s), _adam(s)), "forward", state_copies=2),
         MethodInfo("forward-grad", 1e-3, "forward-mode AD (jvp) directional derivative + SGD",

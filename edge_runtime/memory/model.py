@@ -11,6 +11,7 @@ One constant covers what a loaded model holds besides tensors.
 from __future__ import annotations
 
 import functools
+from contextlib import AbstractContextManager
 from pathlib import Path
 from unittest import mock
 from dataclasses import asdict, dataclass
@@ -77,8 +78,7 @@ class MemoryEstimate:
 def estimate(work: Workload) -> MemoryEstimate:
     check_precision(work.precision, work.adapter)
     info = get_method(work.method)
-    net = _meta_model(work.model, work.num_labels, work.adapter, work.precision, work.lora_r, work.lora_alpha,
-                      work.lora_targets)
+    net = meta_model(work)
     trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
     frozen = [p for p in net.parameters() if not p.requires_grad]
     adapters = _nbytes(trainable.values())
@@ -97,8 +97,7 @@ def estimate(work: Workload) -> MemoryEstimate:
 
 def inference_estimate(work: Workload) -> int:
     """Peak of evaluating the loss without training: weights plus one no-grad pass."""
-    net = _meta_model(work.model, work.num_labels, work.adapter, work.precision, work.lora_r, work.lora_alpha,
-                      work.lora_targets)
+    net = meta_model(work)
     trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
     tensors = _nbytes(net.parameters()) + _nbytes(net.buffers())
     return tensors + pass_peak(net, trainable, "forward", work.batch, work.seq_len) + RUNTIME_BYTES
@@ -106,6 +105,12 @@ def inference_estimate(work: Workload) -> int:
 
 def _nbytes(tensors) -> int:
     return sum(t.numel() * t.element_size() for t in tensors)
+
+
+def meta_model(work: Workload) -> nn.Module:
+    """The workload's model on the meta device, LoRA and precision applied: shapes, no storage."""
+    return _meta_model(work.model, work.num_labels, work.adapter, work.precision, work.lora_r, work.lora_alpha,
+                       work.lora_targets)
 
 
 @functools.lru_cache(maxsize=8)
@@ -142,6 +147,15 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
 
 def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int) -> int:
     """Peak bytes allocated by one pass of ``kind`` over a batch; on meta tensors, or real ones."""
+    tracked = LiveBytes()
+    run_pass(net, trainable, kind, batch, seq_len, tracked)
+    return tracked.peak
+
+
+def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
+             observer: AbstractContextManager) -> None:
+    """One pass of ``kind`` over a batch as the trainer runs it, with ``observer`` (a memory tracker,
+    a FLOP counter) entered around the pass only, so the inputs it is given are not billed to it."""
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=next(net.parameters()).device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     labels = torch.zeros(batch, dtype=torch.long, device=ids.device)
@@ -159,7 +173,7 @@ def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, bat
 
     # Meta tensors have no values, so transformers' "is any token padded?" test cannot run; answer
     # as it does while tracing: build the mask, as a padded batch (the worst case) needs it.
-    with mock.patch("transformers.masking_utils.is_tracing", lambda *_: True), LiveBytes() as tracked:
+    with mock.patch("transformers.masking_utils.is_tracing", lambda *_: True), observer:
         if kind == "forward":
             with torch.no_grad():
                 loss(net)
@@ -177,7 +191,6 @@ def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, bat
                 loss(net).backward()
             for p in trainable.values():
                 p.grad = None
-    return tracked.peak
 
 
 def _config(net: nn.Module):
