@@ -5,25 +5,25 @@ Memory comes from the memory model (edge_runtime/memory/model.py) at micro-batch
 a device's own planner can fall back to: the frozen base, all adapters (every device holds the
 whole adapter, frozen or not), activations and runtime are fixed; what grows with the slice is the
 method's per-element state (ZO's restore snapshot, Forward-Grad's tangents, optimizer moments).
-Time is the step's FLOPs over the device's throughput at its precision plus the link time of one
-state download and one dense upload.
+Time is the device's virtual clock (edge_runtime/fleet/clock.py) over the step's counted FLOPs,
+plus one state download and one dense upload.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from edge_runtime.estimators import get_method
+from edge_runtime.errors import UserError
+from edge_runtime.fleet.clock import step_seconds, transfer_seconds
+from edge_runtime.fleet.flops import step_cost
+from edge_runtime.fleet.profile_message import profile_from_message
 from edge_runtime.memory import Workload, estimate
 from edge_runtime.protocol import pb
 
 # The share of the deadline a device may plan to spend; the rest absorbs jitter and stragglers.
 DEADLINE_SHARE = 0.8
-# Forward passes a step costs, per query: two-point ZO runs two forwards; a jvp costs about three
-# (the primal plus the tangent of every matmul); backprop a forward and a backward of twice its cost.
-_PASSES = {"forward": 2.0, "jvp": 3.0, "backward": 3.0}
 
 
 @dataclass(frozen=True)
@@ -53,48 +53,38 @@ class RoundShape:
     lora_targets: tuple[str, ...] = ()
     num_labels: int = 2
 
+    def workload(self, batch: int) -> Workload:
+        return Workload(self.model, self.method, self.precision, batch=batch, seq_len=self.seq_len,
+                        lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_targets=self.lora_targets,
+                        num_labels=self.num_labels, nan_guard=False)
+
 
 @functools.lru_cache(maxsize=64)
-def _memory(shape: RoundShape) -> tuple[int, float, int, int]:
-    """(fixed bytes, per trained element bytes, trainable bytes, base parameters)"""
-    est = estimate(Workload(shape.model, shape.method, shape.precision, batch=1, seq_len=shape.seq_len,
-                            lora_r=shape.lora_r, lora_alpha=shape.lora_alpha, lora_targets=shape.lora_targets,
-                            num_labels=shape.num_labels, nan_guard=False))
+def _memory(shape: RoundShape) -> tuple[int, float, int]:
+    """(fixed bytes, bytes per trained element, bytes of all trainable tensors)"""
+    est = estimate(shape.workload(1))
     trainable = est.adapters // 4
     fixed = est.weights + est.adapters + est.activations + est.runtime
     per_element = (est.optimizer_state + est.tangents + est.gradients) / max(trainable, 1)
-    base_elements = est.weights // {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}[shape.precision]
-    return fixed, per_element, est.adapters, base_elements
+    return fixed, per_element, est.adapters
 
 
-def step_flops(shape: RoundShape) -> float:
-    _, _, _, base = _memory(shape)
-    passes = _PASSES[get_method(shape.method).pass_kind] * shape.queries
-    return passes * 2.0 * base * shape.batch * shape.seq_len
-
-
-def device_capacity(profile: pb.DeviceProfile, shape: RoundShape) -> Capacity:
-    fixed, per_element, all_trainable, _ = _memory(shape)
-    gflops = {"int8": profile.gflops_int8, "fp16": profile.gflops_fp16, "bf16": profile.gflops_fp16}.get(
-        shape.precision, 0.0) or profile.gflops_fp32
-    if gflops <= 0:
-        return Capacity(0, 0, math.inf, "profile declares no compute throughput")
-    step_seconds = step_flops(shape) / (gflops * 1e9)
-    link = 2 * profile.latency_ms / 1e3
-    if profile.downlink_mbps > 0 and profile.uplink_mbps > 0:
-        link += all_trainable * 8 / (profile.downlink_mbps * 1e6) + all_trainable * 8 / (profile.uplink_mbps * 1e6)
-    steps = min(shape.local_steps, int((shape.deadline_s * DEADLINE_SHARE - link) / step_seconds))
-    spare = profile.memory_cap_bytes - fixed
-    trainable_bytes = int(spare / per_element * 4) if per_element > 0 else (all_trainable if spare > 0 else 0)
-    trainable_bytes = min(trainable_bytes, all_trainable)
+def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
+    profile = profile_from_message(message)
+    fixed, per_element, all_trainable = _memory(shape)
+    cost = step_cost(shape.workload(shape.batch), shape.queries)
+    try:
+        seconds = step_seconds(profile, cost.flops, shape.precision, cost.bytes_read)
+    except UserError as error:
+        return Capacity(0, 0, math.inf, str(error))
+    link = transfer_seconds(profile, all_trainable, "down") + transfer_seconds(profile, all_trainable, "up")
+    steps = min(shape.local_steps, int((shape.deadline_s * DEADLINE_SHARE - link) / seconds))
+    spare = profile.memory_cap - fixed
     if spare <= 0:
-        reason = f"memory cap {profile.memory_cap_bytes / 1e6:.0f} MB < {fixed / 1e6:.0f} MB for the model alone"
-        return Capacity(0, max(steps, 0), step_seconds, reason)
+        reason = f"memory cap {profile.memory_cap / 1e6:.0f} MB < {fixed / 1e6:.0f} MB for the model alone"
+        return Capacity(0, max(steps, 0), seconds, reason)
+    trainable_bytes = min(int(spare / per_element * 4) if per_element > 0 else all_trainable, all_trainable)
     if steps < 1:
-        return Capacity(trainable_bytes, 0, step_seconds,
-                        f"one step takes {step_seconds:.1f} s, the round deadline is {shape.deadline_s:.0f} s")
-    return Capacity(trainable_bytes, steps, step_seconds)
-
-
-def with_method(shape: RoundShape, method: str) -> RoundShape:
-    return replace(shape, method=method)
+        return Capacity(trainable_bytes, 0, seconds,
+                        f"one step takes {seconds:.1f} s on this device, the round deadline is {shape.deadline_s:.0f} s")
+    return Capacity(trainable_bytes, steps, seconds)

@@ -13,6 +13,8 @@ COMMANDS = [
     "edge_runtime.commands.catalog",
     "edge_runtime.commands.bench",
     "edge_runtime.commands.export_graph",
+    "edge_runtime.commands.coordinator",
+    "edge_runtime.commands.agent",
 ]
 
 

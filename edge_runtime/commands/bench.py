@@ -31,11 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
-    memory = kinds.add_parser("memory", help="peak memory per method and precision, measured and estimated",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    memory = kinds.add_parser("memory", help="peak memory per method and precision, measured and estimated")
     add_config_arguments(memory, MemoryBenchConfig)
     memory.set_defaults(run=_memory)
-    speed = kinds.add_parser("speed", help="time per step of each method beside one forward pass (its floor)",
-                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    speed = kinds.add_parser("speed", help="time per step of each method beside one forward pass (its floor)")
     add_config_arguments(speed, SpeedBenchConfig)
     speed.set_defaults(run=_speed)

@@ -24,7 +24,6 @@ def _run(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.training.config import TrainConfig
 
-    parser = sub.add_parser("train", help="fine-tune a LoRA adapter on this machine",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = sub.add_parser("train", help="fine-tune a LoRA adapter on this machine")
     add_config_arguments(parser, TrainConfig)
     parser.set_defaults(run=_run)

@@ -272,3 +272,13 @@ def builtin_profiles_dir() -> Path:
 def builtin_profiles() -> dict[str, DeviceProfile]:
     """The profiles shipped in the repository's device_profiles/ (and inside the installed package)."""
     return load_profiles(builtin_profiles_dir())
+
+
+def find_profile(name_or_path: str) -> DeviceProfile:
+    """A YAML file, or the id of a shipped profile (e.g. pixel-8)."""
+    if Path(name_or_path).suffix in (".yaml", ".yml") or "/" in name_or_path:
+        return load_profile(name_or_path)
+    shipped = builtin_profiles()
+    if name_or_path not in shipped:
+        raise UserError(f"unknown device profile {name_or_path!r}; shipped: {', '.join(shipped)}, or a YAML path")
+    return shipped[name_or_path]

@@ -1,0 +1,65 @@
+"""`edgetune agent`: join a coordinator and train what it assigns, until its rounds are done."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from pathlib import Path
+
+from edge_runtime.config import add_config_arguments, config_from_args
+
+
+def _backends(config):
+    """backend_for(task): one model per model spec, loaded on the first task that needs it."""
+    models = {}
+
+    def backend_for(task):
+        from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+
+        spec = ModelSpec.of_task(task)
+        if spec not in models:
+            models.clear()  # one model in memory at a time
+            models[spec] = TorchModel(spec, device=config.device)
+        return models[spec]
+
+    return backend_for
+
+
+def _run(args: argparse.Namespace) -> None:
+    from edge_runtime.agent.agent import Agent, DataSource
+    from edge_runtime.agent.client import GrpcClient
+    from edge_runtime.agent.config import AgentConfig
+    from edge_runtime.errors import UserError
+    from edge_runtime.fleet.profile_message import profile_to_message
+    from edge_runtime.fleet.profiles import find_profile
+    from edge_runtime.tasks.partition import Partition
+
+    config = config_from_args(AgentConfig, args)
+    if config.backend != "torch":
+        raise UserError("this agent build trains with --backend torch; the ONNX Runtime agent is `--backend "
+                        "onnxruntime` once its graph is exported")
+    import torch
+
+    torch.set_num_threads(config.threads)
+    profile = find_profile(config.profile)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    root = Path(config.tls_root_cert).read_bytes() if config.tls_root_cert else None
+    client = GrpcClient(config.coordinator, root_cert=root, stop=stop)
+    data = DataSource(config.data, Partition.parse(config.partition) if config.partition else None)
+    agent = Agent(client, profile_to_message(profile), data, _backends(config), join_secret=config.join_secret,
+                  state_dir=Path(config.state_dir), task_name=config.task)
+    device_id = agent.join(config.coordinator)
+    print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap {profile.memory_cap / 1e9:.1f} GB)",
+          flush=True)
+    agent.run(stop)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from edge_runtime.agent.config import AgentConfig
+
+    parser = sub.add_parser("agent", help="join a coordinator and train what it assigns")
+    add_config_arguments(parser, AgentConfig)
+    parser.set_defaults(run=_run)
