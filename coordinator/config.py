@@ -62,13 +62,16 @@ class CoordinatorConfig:
     server_tau: float = _help("FedAdam/FedYogi adaptivity (epsilon)", 1e-3)
     max_update_norm: float = _help("an update whose L2 norm exceeds this is rejected", 100.0)
     max_message_mb: float = _help("largest message accepted from a device", 4.0)
-    eval_examples: int | None = _help("examples the coordinator evaluates the merged adapter on each round; "
-                                      "0 = none", 200)
+    data_dir: str | None = _help("folder with the task's files (<task>/<file>) for partitions, the training "
+                                 "probe and evaluation; none = the packaged data", None)
+    train_probe_examples: int = _help("training examples the merged adapter's loss is measured on each round", 256)
+    eval_examples: int = _help("evaluation examples (a seeded sample of the eval split) the merged adapter is "
+                               "scored on each round", 200)
     progress: bool = _help("show progress", True)
 
     def validate(self) -> None:
         for name in ("rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r", "max_length",
-                     "partitions"):
+                     "partitions", "eval_examples", "train_probe_examples"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
         for name in ("lr", "mu", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",

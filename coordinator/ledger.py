@@ -173,6 +173,10 @@ class Ledger:
                        (version, round_, file, sha256, time.time()))
             db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?)", (round_, json.dumps(metrics)))
 
+    def close_round_metrics(self, round_: int, metrics: dict) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?)", (round_, json.dumps(metrics)))
+
     def record_checkpoint(self, version: int, round_: int, file: str, sha256: str) -> None:
         with self.transaction() as db:
             db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",

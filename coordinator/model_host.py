@@ -18,8 +18,13 @@ def model_spec(config: CoordinatorConfig) -> ModelSpec:
 class TorchHost(TorchModel):
     def __init__(self, config: CoordinatorConfig) -> None:
         super().__init__(model_spec(config))
-        self.eval_examples = subsample(load_split(config.task, "eval"), config.eval_examples or None, config.seed)
+        self.eval_examples = subsample(load_split(config.task, "eval", config.data_dir), config.eval_examples,
+                                       config.seed)
+        # A fixed sample of what the devices train on: the merged adapter's training loss.
+        self.train_probe = subsample(load_split(config.task, "train", config.data_dir), config.train_probe_examples,
+                                     config.seed)
 
     def evaluate_state(self) -> dict[str, float]:
-        result = self.evaluate(self.eval_examples)
-        return {"eval_accuracy": result.accuracy, "eval_loss": result.loss}
+        evaluated, probed = self.evaluate(self.eval_examples), self.evaluate(self.train_probe)
+        return {"eval_accuracy": evaluated.accuracy, "eval_loss": evaluated.loss, "train_loss": probed.loss,
+                "train_accuracy": probed.accuracy}

@@ -116,6 +116,8 @@ class RoundKeeper:
                 self.version, self.params, self.optimizer.state = 0, self.host.state(), {}
                 if not rounds:
                     file, sha256 = self.store.write(0, self.params, {})
+                    # Round -1 is the initial adapter: the baseline every round is compared with.
+                    self.ledger.close_round_metrics(-1, {"round": -1, "state_version": 0, **self._evaluate()})
                     self.ledger.record_checkpoint(0, -1, file, sha256)
             else:
                 self.version, self.params, self.optimizer.state = loaded
@@ -257,15 +259,13 @@ class RoundKeeper:
         return {
             "round": round_, "state_version": self.version, "assigned": len(assignments), "updates": len(updates),
             "slices_trained": len(trained), "slices_total": len(self.slices),
-            "train_loss_before": sum(w * b for w, b, _ in losses) / total if total else None,
-            "train_loss_after": sum(w * a for w, _, a in losses) / total if total else None,
+            "device_loss_before": sum(w * b for w, b, _ in losses) / total if total else None,
+            "device_loss_after": sum(w * a for w, _, a in losses) / total if total else None,
             "bytes_up": bytes_up, "bytes_up_per_update": bytes_up / len(updates) if updates else 0,
             "participants_by_class": classes,
         }
 
     def _evaluate(self) -> dict:
-        if not self.config.eval_examples:
-            return {}
         self.host.load_state(self.params)
         return self.host.evaluate_state()
 
@@ -346,8 +346,6 @@ class RoundKeeper:
 
 
 def _describe(m: dict) -> str:
-    loss = f", train loss {m['train_loss_before']:.4f} -> {m['train_loss_after']:.4f}" if m.get("train_loss_after") else ""
-    acc = f", eval accuracy {m['eval_accuracy']:.3f}" if "eval_accuracy" in m else ""
     return (f"round {m['round']}: {m['updates']}/{m['assigned']} updates, slices {m['slices_trained']}/"
-            f"{m['slices_total']}{loss}{acc}, up {m['bytes_up'] / 1e3:.1f} KB, down {m['bytes_down'] / 1e3:.1f} KB, "
-            f"{m['wall_s']:.1f} s")
+            f"{m['slices_total']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
+            f"up {m['bytes_up'] / 1e3:.1f} KB, down {m['bytes_down'] / 1e3:.1f} KB, {m['wall_s']:.1f} s")
