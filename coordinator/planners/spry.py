@@ -1,16 +1,25 @@
 """Spry (Panchal et al., NeurIPS 2024): each device trains its own slices with forward gradients.
 
-Slice j goes, in round r, to the device at position (j + r) mod D of the stable device order, so
-with more devices than slices every device still gets one (devices share), with more slices than
-devices each device takes every D-th slice (wrap around), the binding follows device ids, and over
-rounds every device's data reaches every slice. A device takes a slice only while the slice fits
-its memory budget; a slice that does not fit its device goes to the device with the most budget
-left that can hold it, and one that fits nobody stays untrained this round (its value is kept).
+Slices are dealt by rendezvous hashing: in round r, slice s ranks the devices by
+hash(device id, s, r) and goes to the best-ranked one that still has room (at most
+ceil(slices / devices) slices each, and only what fits its memory budget). So the binding is a
+function of device ids alone (not of the order devices were sampled or asked for work, which is
+what Spry's published code binds to), a device leaving moves only the slices it held, and since the
+ranking changes with the round, every device's data reaches every slice over time. With more
+devices than slices the devices left without one share, each taking its best-ranked slice among
+the least-held; a slice that fits nobody's budget stays untrained this round (its value is kept).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+
 from coordinator.planners.base import Assignment, RoundPlanner, stable_order
+
+
+def _rank(device_id: str, slice_id: str, round_: int) -> bytes:
+    return hashlib.sha256(f"{device_id}|{slice_id}|{round_}".encode()).digest()
 
 
 class Spry(RoundPlanner):
@@ -21,41 +30,37 @@ class Spry(RoundPlanner):
         plan = Assignment()
         usable = []
         for device in stable_order(devices):
-            cap = capacity[device.id]
-            if cap.usable:
-                usable.append(device)
+            if capacity[device.id].usable:
+                usable.append(device.id)
             else:
-                plan.excluded[device.id] = cap.reason
+                plan.excluded[device.id] = capacity[device.id].reason
         if not usable:
             plan.uncovered = [s.id for s in slices]
             return plan
-        budget = {d.id: capacity[d.id].trainable_bytes for d in usable}
-        taken = {d.id: [] for d in usable}
+        quota = math.ceil(len(slices) / len(usable))
+        budget = {d: capacity[d].trainable_bytes for d in usable}
+        taken: dict[str, list] = {d: [] for d in usable}
         holders = {s.id: 0 for s in slices}
-        d_count = len(usable)
-        for j, piece in enumerate(slices):
-            home = usable[(j + round_) % d_count].id
-            if budget[home] < piece.nbytes:
-                roomiest = max(usable, key=lambda d: budget[d.id]).id
-                home = roomiest if budget[roomiest] >= piece.nbytes else None
+        for piece in sorted(slices, key=lambda s: -s.nbytes):  # big slices first, while budgets are whole
+            ranked = sorted(usable, key=lambda d: _rank(d, piece.id, round_))
+            home = next((d for d in ranked if len(taken[d]) < quota and budget[d] >= piece.nbytes), None)
+            home = home or next((d for d in ranked if budget[d] >= piece.nbytes), None)
             if home is None:
                 plan.uncovered.append(piece.id)
                 continue
             taken[home].append(piece)
             budget[home] -= piece.nbytes
             holders[piece.id] += 1
-        # More devices than slices: the idle ones share, each its own position's slice when it fits,
-        # else the least-held slice that fits.
-        for position, device in enumerate(usable):
-            if taken[device.id]:
+        for device in usable:
+            if taken[device]:
                 continue
-            preferred = slices[(position - round_) % len(slices)]
-            fits = [s for s in slices if s.nbytes <= budget[device.id]]
+            fits = [s for s in slices if s.nbytes <= budget[device]]
             if not fits:
-                plan.excluded[device.id] = "no slice fits its memory budget"
+                plan.excluded[device] = "no slice fits its memory budget"
                 continue
-            piece = preferred if preferred in fits else min(fits, key=lambda s: (holders[s.id], s.nbytes))
-            taken[device.id].append(piece)
+            piece = min(fits, key=lambda s: (holders[s.id], _rank(device, s.id, round_)))
+            taken[device].append(piece)
             holders[piece.id] += 1
-        plan.slices = {d: s for d, s in taken.items() if s}
+        order = {s.id: i for i, s in enumerate(slices)}
+        plan.slices = {d: sorted(p, key=lambda s: order[s.id]) for d, p in taken.items() if p}
         return plan

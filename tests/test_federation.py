@@ -1,0 +1,168 @@
+"""Federated training in one process (the in-process transport drives the real service):
+learning, seed-and-scalar uploads, refusals, and recovery from a lost coordinator."""
+
+import grpc
+import numpy as np
+import pytest
+
+from coordinator.rounds import RoundKeeper
+from coordinator.service import CallFailed, CoordinatorService
+from edge_runtime.agent.client import CallRejected
+from edge_runtime.agent.work import update_header
+from edge_runtime.protocol import PROTOCOL_KEY, pb
+from edge_runtime.random_directions import FINGERPRINT
+from tests.federation import LAPTOP, Federation, small_config
+
+
+def test_spry_lowers_the_merged_adapters_training_loss_and_trains_every_slice(tmp_path):
+    federation = Federation(small_config(tmp_path, rounds=6, local_steps=20, lr=1e-2))
+    metrics = federation.run()
+    initial, rounds = metrics[0], metrics[1:]
+    assert initial["round"] == -1 and len(rounds) == 6
+    assert all(m["updates"] == 4 and m["slices_trained"] == m["slices_total"] == 5 for m in rounds)
+    assert rounds[-1]["train_loss"] < initial["train_loss"] - 0.015, [m["train_loss"] for m in metrics]
+    assert (tmp_path / "coordinator" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_seed_uploads_cost_under_a_kilobyte_for_a_hundred_steps(tmp_path):
+    """(That the coordinator rebuilds a device's own update from them is checked in test_coordinator_parts.)"""
+    seeds = Federation(small_config(tmp_path / "seeds", planner="zo-seed", rounds=1, local_steps=100,
+                                    batch_size=4, lr=1e-3))
+    dense = Federation(small_config(tmp_path / "dense", planner="fedavg-full", method="zo-sgd", rounds=1,
+                                    local_steps=100, batch_size=4, lr=1e-3))
+    seeds_round, dense_round = seeds.run()[1], dense.run()[1]
+    assert seeds_round["updates"] == 4 and seeds_round["bytes_up_per_update"] < 1000
+    assert dense_round["bytes_up_per_update"] > 20 * seeds_round["bytes_up_per_update"]
+    initial = seeds.host.__class__(seeds.config).state()
+    assert any(not np.array_equal(value, initial[name]) for name, value in seeds.keeper.params.items())
+
+
+def _submit_for(federation, agent):
+    """Run one task on `agent` by hand, returning (task, result) without submitting."""
+    task = agent.client.get_task().task
+    backend = agent._prepare(task)
+    return task, backend.train(task, agent.data.examples(task))
+
+
+def test_late_replayed_and_foreign_updates_are_rejected_and_logged(tmp_path):
+    federation = Federation(small_config(tmp_path, rounds=2, quorum=1.0), devices=2)
+    first, second = federation.agents
+    federation.keeper.tick()
+    task, result = _submit_for(federation, first)
+    header = update_header(task, result)
+    assert first.client.submit(header, result.deltas).accepted
+    replayed = first.client.submit(header, result.deltas)
+    assert not replayed.accepted and "already" in replayed.reason
+    foreign = second.client.submit(header, result.deltas)  # another device's task
+    assert not foreign.accepted
+    second.work_once()  # round 0 closes
+    federation.keeper.tick()
+    late = first.client.submit(header, result.deltas)
+    assert not late.accepted and "not open" in late.reason
+    assert len(federation.keeper.ledger.rejections()) == 3
+    assert len(federation.keeper.ledger.updates(0)) == 2
+
+
+def test_calls_without_the_right_token_version_or_secret_are_refused(tmp_path):
+    federation = Federation(small_config(tmp_path, join_secret="s3cret"), devices=0)
+    service = federation.service
+    register = pb.RegisterRequest(protocol_version=1, join_secret="s3cret", profile=LAPTOP,
+                                  direction_fingerprint=FINGERPRINT)
+    reply = service.register(register)
+    good = {"x-edgetune-device": reply.device_id, "x-edgetune-token": reply.token, PROTOCOL_KEY: "1"}
+    service.heartbeat(good)
+    cases = [
+        (lambda: service.heartbeat({**good, "x-edgetune-token": "forged"}), grpc.StatusCode.UNAUTHENTICATED),
+        (lambda: service.heartbeat({**good, PROTOCOL_KEY: "2"}), grpc.StatusCode.FAILED_PRECONDITION),
+        (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "join_secret": "guess"})),
+         grpc.StatusCode.PERMISSION_DENIED),
+        (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "direction_fingerprint": "x"})),
+         grpc.StatusCode.FAILED_PRECONDITION),
+        (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "device_id": reply.device_id,
+                                                        "token": "stolen"})), grpc.StatusCode.UNAUTHENTICATED),
+    ]
+    for call, code in cases:
+        with pytest.raises(CallFailed) as failed:
+            call()
+        assert failed.value.code == code, failed.value.message
+    again = service.register(pb.RegisterRequest(**{**_fields(register), "device_id": reply.device_id,
+                                                   "token": reply.token}))
+    assert again.device_id == reply.device_id  # a returning device keeps its id
+
+
+def _fields(message):
+    return {f.name: v for f, v in message.ListFields()}
+
+
+def test_an_agent_refuses_a_task_for_tensors_its_model_lacks(tmp_path):
+    federation = Federation(small_config(tmp_path, rounds=1, quorum=1.0), devices=1)
+    agent = federation.agents[0]
+    federation.keeper.tick()
+    original = federation.keeper.open.tasks[agent.client.device_id]
+    forged = pb.Task()
+    forged.CopyFrom(original)
+    forged.tensors[:] = ["not.a.tensor"]
+    federation.keeper.open.tasks[agent.client.device_id] = forged
+    outcome, _ = agent.work_once()
+    assert outcome == "refused"
+    assert federation.keeper.open is None or federation.keeper.finished  # a refusal accounts for the device
+
+
+def test_a_restarted_coordinator_resumes_the_open_round_with_every_accepted_update(tmp_path):
+    config = small_config(tmp_path, rounds=2, quorum=1.0)
+    federation = Federation(config, devices=3)
+    federation.keeper.tick()
+    federation.agents[0].work_once()
+    federation.agents[1].work_once()
+    accepted = {u.device_id for u in federation.keeper.ledger.updates(0)}
+    assert len(accepted) == 2
+    federation.keeper.ledger.close()
+    # A new coordinator on the same folder, as after kill -9: the agents go on talking to it.
+    restarted = RoundKeeper(config, federation.host, log=lambda _: None)
+    assert restarted.open is not None and restarted.open.row.round == 0
+    assert {d for d, s in restarted.open.accounted.items() if s == "submitted"} == accepted
+    service = CoordinatorService(restarted)
+    for agent in federation.agents:
+        agent.client.service = service
+    assert federation.agents[0].work_once()[0] == "wait"  # already submitted: no second task
+    federation.keeper, federation.service = restarted, service
+    metrics = federation.run()
+    assert [m["round"] for m in metrics] == [-1, 0, 1] and metrics[1]["updates"] == 3
+    assert {u.device_id for u in restarted.ledger.updates(0)} >= accepted
+
+
+def test_a_damaged_latest_checkpoint_is_replaced_by_re_merging_the_ledger(tmp_path):
+    config = small_config(tmp_path, rounds=2)
+    federation = Federation(config)
+    federation.run()
+    final = {k: v.copy() for k, v in federation.keeper.params.items()}
+    federation.keeper.ledger.close()
+    version, _, file, _ = _latest(config)
+    path = tmp_path / "coordinator" / "checkpoints" / file
+    path.write_bytes(path.read_bytes()[:100])
+    logged = []
+    restarted = RoundKeeper(config, federation.host, log=logged.append)
+    assert restarted.version == version and any("torn or damaged" in line for line in logged)
+    for name, value in final.items():
+        np.testing.assert_array_equal(restarted.params[name], value)
+
+
+def _latest(config):
+    from pathlib import Path
+
+    from coordinator.ledger import Ledger
+
+    ledger = Ledger(Path(config.state_dir) / "ledger.sqlite")
+    try:
+        return ledger.checkpoints()[0]
+    finally:
+        ledger.close()
+
+
+def test_in_process_calls_fail_like_grpc_calls(tmp_path):
+    federation = Federation(small_config(tmp_path), devices=1)
+    agent = federation.agents[0]
+    agent.client.token = "wrong"
+    with pytest.raises(CallRejected) as rejected:
+        agent.client.get_task()
+    assert rejected.value.code == grpc.StatusCode.UNAUTHENTICATED
