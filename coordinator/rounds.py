@@ -17,7 +17,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -128,7 +128,9 @@ class RoundKeeper:
                 self.ledger.record_checkpoint(self.version, row.round, file, sha256)
             open_rows = [r for r in rounds if r.status == "open"]
             if open_rows:
-                row = open_rows[0]
+                # Devices lost their coordinator for the outage: the open round gets a fresh deadline.
+                row = replace(open_rows[0], deadline_at=max(open_rows[0].deadline_at,
+                                                            self.clock() + self.config.round_deadline_s))
                 assignments = self.ledger.assignments(row.round)
                 tasks = {d: pb.Task.FromString(blob) for d, (blob, _) in assignments.items()}
                 accounted = {d: s for d, (_, s) in assignments.items() if s != "assigned"}

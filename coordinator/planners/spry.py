@@ -41,9 +41,15 @@ class Spry(RoundPlanner):
         budget = {d: capacity[d].trainable_bytes for d in usable}
         taken: dict[str, list] = {d: [] for d in usable}
         holders = {s.id: 0 for s in slices}
-        for piece in sorted(slices, key=lambda s: -s.nbytes):  # big slices first, while budgets are whole
+        ordered = sorted(slices, key=lambda s: -s.nbytes)  # big slices first, while budgets are whole
+        for index, piece in enumerate(ordered):
+            left, idle = len(ordered) - index, sum(1 for d in usable if not taken[d])
+
+            def room(d: str) -> bool:  # a second slice only while no device would be left without one
+                return len(taken[d]) < quota and (not taken[d] or left > idle) and budget[d] >= piece.nbytes
+
             ranked = sorted(usable, key=lambda d: _rank(d, piece.id, round_))
-            home = next((d for d in ranked if len(taken[d]) < quota and budget[d] >= piece.nbytes), None)
+            home = next((d for d in ranked if room(d)), None)
             home = home or next((d for d in ranked if budget[d] >= piece.nbytes), None)
             if home is None:
                 plan.uncovered.append(piece.id)

@@ -157,6 +157,8 @@ class Agent:
                 self.log(f"agent: round update accepted ({self.rounds_done} so far)")
             stop.wait(wait)
         stop.set()
+        # A heartbeat still inside a gRPC call when the interpreter exits aborts the process.
+        beating.join(timeout=self.heartbeat_s + 5)
 
     def _beat(self, stop: threading.Event) -> None:
         while not stop.wait(self.heartbeat_s):

@@ -54,7 +54,10 @@ def _run(args: argparse.Namespace) -> None:
     device_id = agent.join(config.coordinator)
     print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap {profile.memory_cap / 1e9:.1f} GB)",
           flush=True)
-    agent.run(stop)
+    try:
+        agent.run(stop)
+    finally:
+        client.close()
 
 
 def register(sub: argparse._SubParsersAction) -> None:
