@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml setup.py Makefile $(wildcard proto/*.proto)
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/edgetune train --config configs/default.toml
+	$(VENV)/bin/edgetune fleet
 
 test: setup
 	$(PY) -m pytest -q

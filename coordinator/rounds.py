@@ -92,7 +92,7 @@ class RoundKeeper:
         self.version = 0
         self.open: OpenRound | None = None
         self.finished = False
-        self._waiting_note = ""
+        self.waiting_note = ""
         self.recover()
 
     def _num_labels(self) -> int:
@@ -183,7 +183,7 @@ class RoundKeeper:
             "excluded": plan.excluded, "uncovered": plan.uncovered})
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
         self.open = OpenRound(row, tasks, {})
-        self._waiting_note = ""
+        self.waiting_note = ""
         self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
                  f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
                  + (f", {len(plan.excluded)} devices sat out" if plan.excluded else ""))
@@ -272,8 +272,8 @@ class RoundKeeper:
         return self.host.evaluate_state()
 
     def _note(self, note: str) -> None:
-        if note != self._waiting_note:
-            self._waiting_note = note
+        if note != self.waiting_note:
+            self.waiting_note = note
             self.log(f"coordinator: {note}")
 
     # What devices ask

@@ -67,13 +67,16 @@ def _read(path: str | None, what: str) -> bytes:
 class CoordinatorServer:
     """Serves until every round is merged (then a grace period, so agents hear that it is over)."""
 
-    def __init__(self, config: CoordinatorConfig, keeper: RoundKeeper, max_workers: int = 16) -> None:
+    def __init__(self, config: CoordinatorConfig, keeper: RoundKeeper, max_workers: int = 16,
+                 service: CoordinatorService | None = None, drive: bool = True) -> None:
+        """`drive=False` leaves opening and closing rounds to whoever calls keeper.tick() (the fleet
+        emulator, whose clock is virtual)."""
         self.config, self.keeper = config, keeper
         limit = int(config.max_message_mb * 2**20) + 2**16
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
                                   options=[("grpc.max_receive_message_length", limit),
                                            ("grpc.max_send_message_length", limit)])
-        rpc.add_CoordinatorServicer_to_server(Servicer(CoordinatorService(keeper)), self.server)
+        rpc.add_CoordinatorServicer_to_server(Servicer(service or CoordinatorService(keeper)), self.server)
         if config.tls_cert:
             credentials = grpc.ssl_server_credentials([(_read(config.tls_key, "TLS key"),
                                                         _read(config.tls_cert, "TLS certificate"))])
@@ -83,7 +86,7 @@ class CoordinatorServer:
         if self.port == 0:
             raise UserError(f"cannot listen on {config.listen} (in use, or not an address of this machine)")
         self._stop = threading.Event()
-        self._driver = threading.Thread(target=self._drive, name="rounds", daemon=True)
+        self._driver = threading.Thread(target=self._drive, name="rounds", daemon=True) if drive else None
 
     def _drive(self) -> None:
         while not self._stop.is_set():
@@ -92,7 +95,8 @@ class CoordinatorServer:
 
     def start(self) -> "CoordinatorServer":
         self.server.start()
-        self._driver.start()
+        if self._driver:
+            self._driver.start()
         return self
 
     def wait_finished(self, grace_s: float | None = None) -> None:

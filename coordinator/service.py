@@ -7,7 +7,7 @@ evaluated as code."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import grpc
 
@@ -27,8 +27,11 @@ class CallFailed(Exception):
 
 
 class CoordinatorService:
-    def __init__(self, keeper: RoundKeeper) -> None:
+    def __init__(self, keeper: RoundKeeper, identities: Callable[[], tuple[str, str]] = new_identity) -> None:
+        """`identities` makes (device id, token) pairs; the fleet emulator seeds it so that an
+        emulated run is the same run whichever backend hosts its devices."""
         self.keeper = keeper
+        self.identities = identities
         self.config = keeper.config
         self.max_bytes = int(keeper.config.max_message_mb * 2**20)
 
@@ -70,7 +73,7 @@ class CoordinatorService:
                 raise CallFailed(grpc.StatusCode.UNAUTHENTICATED, f"wrong token for device {request.device_id}")
             device_id, token = request.device_id, request.token
         else:
-            device_id, token = new_identity()
+            device_id, token = self.identities()
         self.keeper.ledger.add_device(DeviceRow(device_id, token_hash(token), profile.SerializeToString(),
                                                 request.examples, request.direction_fingerprint))
         self.keeper.seen(device_id)

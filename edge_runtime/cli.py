@@ -15,6 +15,7 @@ COMMANDS = [
     "edge_runtime.commands.export_graph",
     "edge_runtime.commands.coordinator",
     "edge_runtime.commands.agent",
+    "edge_runtime.commands.fleet",
 ]
 
 

@@ -39,6 +39,15 @@ class TaskRefused(Exception):
 
 
 @dataclass
+class Prepared:
+    kind: str  # task | refused | wait | done
+    task: pb.Task | None = None
+    result: LocalResult | None = None
+    refusal: str = ""
+    wait_s: float = 0.0
+
+
+@dataclass
 class DataSource:
     """Where a device's training examples come from: its own folder (or the packaged data), or the
     partition of the packaged data that the coordinator names in the task (emulated fleets)."""
@@ -87,37 +96,45 @@ class Agent:
             save_identity(self.state_dir, Identity(address, reply.device_id, reply.token))
         return reply.device_id
 
-    def work_once(self) -> tuple[str, float]:
-        """('trained' | 'refused' | 'rejected' | 'wait' | 'done', seconds to wait before asking again)"""
+    def prepare(self) -> Prepared:
+        """Ask for work and do it, sending nothing back yet (the emulator delivers in virtual-time order)."""
         reply = self.client.get_task()
         kind = reply.WhichOneof("reply")
-        if kind == "done":
-            return "done", 0.0
-        if kind == "wait":
-            return "wait", reply.wait.retry_after_s
+        if kind != "task":
+            return Prepared(kind, wait_s=reply.wait.retry_after_s if kind == "wait" else 0.0)
         task = reply.task
         try:
             backend = self._prepare(task)
+            result = backend.train(task, self.data.examples(task))
         except TaskRefused as refusal:
-            header = pb.UpdateHeader(task_id=task.task_id, round=task.round, refused=str(refusal))
-            self.client.submit(header, {})
-            self.log(f"agent: declined round {task.round}: {refusal}")
-            return "refused", 0.0
-        result = backend.train(task, self.data.examples(task))
+            return Prepared("refused", task, refusal=str(refusal))
         if result.steps == 0:
-            header = pb.UpdateHeader(task_id=task.task_id, round=task.round, refused=result.stopped or "no step done")
-            self.client.submit(header, {})
-            return "refused", 0.0
-        deltas = result.deltas if task.upload == "dense" else {}
-        answer = self.client.submit(update_header(task, result), deltas)
+            return Prepared("refused", task, result, refusal=result.stopped or "no step done")
+        return Prepared("task", task, result)
+
+    def deliver(self, prepared: Prepared) -> str:
+        """Send a prepared task's outcome: 'trained' | 'refused' | 'rejected'."""
+        task, result = prepared.task, prepared.result
+        if prepared.kind == "refused":
+            self.client.submit(pb.UpdateHeader(task_id=task.task_id, round=task.round, refused=prepared.refusal), {})
+            self.log(f"agent: declined round {task.round}: {prepared.refusal}")
+            return "refused"
+        answer = self.client.submit(update_header(task, result), result.deltas if task.upload == "dense" else {})
         if not answer.accepted:
             self.log(f"agent: round {task.round} update rejected: {answer.reason}")
-            return "rejected", 0.0
+            return "rejected"
         self.rounds_done += 1
         self.client.report_metrics(pb.MetricsReport(round=task.round, values={
             "loss_before": result.loss_before, "loss_after": result.loss_after, "steps": result.steps,
             "train_seconds": result.seconds}))
-        return "trained", 0.0
+        return "trained"
+
+    def work_once(self) -> tuple[str, float]:
+        """One pass of the loop: ('trained' | 'refused' | 'rejected' | 'wait' | 'done', seconds to wait)."""
+        prepared = self.prepare()
+        if prepared.kind in ("wait", "done"):
+            return prepared.kind, prepared.wait_s
+        return self.deliver(prepared), 0.0
 
     def _prepare(self, task: pb.Task) -> Backend:
         backend = self.backend_for(task)

@@ -4,6 +4,7 @@ many emulated devices in turn: it always returns to the state it was given."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,9 +16,10 @@ from edge_runtime.agent.work import LocalResult
 from edge_runtime.estimators import EstimatorSettings, NonFiniteLoss, build_method
 from edge_runtime.estimators.directions import step_seed
 from edge_runtime.heads import head_for
+from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
-from edge_runtime.objective import Objective, trainable_parameters
+from edge_runtime.objective import MicroBatches, Objective, trainable_parameters
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.training.data import BatchSampler
@@ -72,8 +74,10 @@ class TorchModel:
         for name, value in state.items():
             self.params[name].copy_(torch.from_numpy(np.asarray(value)))
 
-    def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
-        """Train the task's tensors from the loaded state; the state is loaded again afterwards."""
+    def train(self, task: pb.Task, examples: Sequence[Example], measure_first_step: bool = False) -> LocalResult:
+        """Train the task's tensors from the loaded state; the state is loaded again afterwards.
+        With `measure_first_step`, the first step runs under the memory tracker (the emulator's
+        accounting of activations, tangents and method state)."""
         started = time.perf_counter()
         params = {name: self.params[name] for name in task.tensors}
         start = {name: p.detach().clone() for name, p in params.items()}
@@ -88,11 +92,16 @@ class TorchModel:
         try:
             for step in range(task.steps):
                 batch = objective.encode(sampler.batch(step)).to(self.device)
+                tracker = LiveBytes() if measure_first_step and step == 0 else contextlib.nullcontext()
                 try:
-                    outcome = method.step(objective, batch, task.lr, step_seed(task.seed, step))
+                    with tracker:
+                        outcome = method.step(objective, batch, task.lr, step_seed(task.seed, step))
                 except NonFiniteLoss as error:
                     result.stopped = f"non-finite loss at step {step}: {error}"
                     break
+                if isinstance(tracker, LiveBytes):
+                    result.step_peak_bytes = tracker.peak
+                result.seq_lens.append(_padded_length(batch))
                 result.losses.append(outcome.loss)
                 result.scalars.extend(outcome.scalars)
                 result.steps += 1
@@ -113,3 +122,8 @@ class TorchModel:
     def export(self, folder: str) -> None:
         """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it)."""
         self.module.save_pretrained(folder)
+
+
+def _padded_length(batch) -> int:
+    parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
+    return max(int(part.inputs["input_ids"].shape[1]) for part in parts)

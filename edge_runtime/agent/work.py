@@ -18,6 +18,8 @@ class LocalResult:
     examples: int = 0
     seconds: float = 0.0
     stopped: str = ""  # why fewer steps than asked were done, if so
+    seq_lens: list[int] = field(default_factory=list)  # padded tokens per example of each step (its FLOPs)
+    step_peak_bytes: int = 0  # tensor bytes the first step allocated at most, when measured
 
     @property
     def loss_before(self) -> float:

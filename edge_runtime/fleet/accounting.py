@@ -1,0 +1,78 @@
+"""An emulated device's memory: the memory model for what it holds (the base at its precision,
+the whole adapter, the runtime) plus what its steps really allocate (measured on the shared model
+by the tensor tracker), held against the device's cap. The base is shared by every emulated
+device in the process, yet billed to each, since a real device holds its own."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from edge_runtime.agent.agent import TaskRefused
+from edge_runtime.agent.torch_backend import TorchModel
+from edge_runtime.agent.work import LocalResult
+from edge_runtime.memory import MemoryEstimate, Workload, estimate
+from edge_runtime.protocol import pb
+from edge_runtime.tasks import Example, get_task
+from edge_runtime.units import format_bytes
+
+
+@functools.lru_cache(maxsize=256)
+def _estimate(work: Workload) -> MemoryEstimate:
+    return estimate(work)
+
+
+def workload_of(task: pb.Task, batch: int) -> Workload:
+    spec = get_task(task.task)
+    return Workload(task.model, task.method, task.precision or "fp32", batch=batch, seq_len=task.max_length,
+                    lora_r=task.lora_r, lora_alpha=task.lora_alpha, lora_targets=tuple(task.lora_targets),
+                    num_labels=1 if spec.kind == "multiple_choice" else len(spec.label_words), nan_guard=False)
+
+
+def predicted_bytes(task: pb.Task, batch: int, trained_elements: int) -> tuple[int, int]:
+    """(held bytes: base + adapter + runtime, predicted peak) for a task at a micro-batch."""
+    est = _estimate(workload_of(task, batch))
+    held = est.weights + est.adapters + est.runtime
+    per_element = (est.optimizer_state + est.tangents + est.gradients) / max(est.adapters // 4, 1)
+    return held, int(held + est.activations + per_element * trained_elements)
+
+
+@dataclass
+class AccountedModel:
+    """The shared model as one device sees it: refuses what would not fit the device's cap, runs
+    the largest micro-batch that fits, and records the accounted peak of every task."""
+
+    model: TorchModel
+    cap: int
+    peaks: list[int]
+
+    def shapes(self):
+        return self.model.shapes()
+
+    def load_state(self, state):
+        self.model.load_state(state)
+
+    def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
+        trained = sum(int(np.prod(self.model.params[n].shape)) for n in task.tensors)
+        micro = task.batch_size
+        held, peak = predicted_bytes(task, micro, trained)
+        while peak > self.cap and micro > 1:
+            micro //= 2
+            held, peak = predicted_bytes(task, micro, trained)
+        if peak > self.cap:
+            raise TaskRefused(f"the task needs {format_bytes(peak)} at micro-batch 1, the device's cap is "
+                              f"{format_bytes(self.cap)}")
+        self.model.micro_batch = micro if micro < task.batch_size else None
+        try:
+            result = self.model.train(task, examples, measure_first_step=True)
+        finally:
+            self.model.micro_batch = None
+        accounted = held + result.step_peak_bytes
+        self.peaks.append(accounted)
+        if accounted > self.cap:  # the real device would have been killed: nothing to deliver
+            return replace(result, steps=0, stopped=f"accounted peak {format_bytes(accounted)} crossed the cap "
+                                                    f"{format_bytes(self.cap)}")
+        return result

@@ -1,0 +1,161 @@
+"""Many emulated devices in one process, around one copy of the base model.
+
+A host runs the real agent code for each device (registration, tasks, state download, training,
+upload) over a transport it is given, and times it all on each device's virtual clock: download and
+upload by bytes over the profile's link, training by the counted FLOPs of every step over the
+profile's throughput. What differs between devices is only what a device owns: its profile, its
+agent (identity, last state), its availability draw and its memory accounting. The fleet emulator
+drives hosts in virtual-time order; the same host class runs in this process or as a Ray actor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from edge_runtime.agent.agent import Agent, DataSource, Prepared
+from edge_runtime.agent.client import CoordinatorClient
+from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.fleet.accounting import AccountedModel, workload_of
+from edge_runtime.fleet.availability import DeviceAvailability
+from edge_runtime.fleet.clock import step_seconds, transfer_seconds
+from edge_runtime.fleet.flops import step_cost
+from edge_runtime.fleet.profile_message import profile_to_message
+from edge_runtime.fleet.profiles import DeviceProfile, find_profile
+from edge_runtime.protocol import pb
+
+# Padded lengths are rounded up to this many tokens before FLOPs are counted (bounds the cache).
+_LENGTH_STEP = 16
+_HEADER_BYTES = 64
+
+
+@dataclass
+class PreparedWork:
+    """What the emulator needs to know about one device's round, without the tensors."""
+
+    device_id: str
+    kind: str  # task | refused | wait | done | offline | dropped
+    ready_at: float = 0.0  # virtual time the device's answer reaches the coordinator
+    train_seconds: float = 0.0
+    link_seconds: float = 0.0
+    bytes_up: int = 0
+    bytes_down: int = 0
+
+
+@dataclass
+class EmulatedDevice:
+    index: int
+    profile: DeviceProfile
+    agent: Agent
+    availability: DeviceAvailability
+    peaks: list[int] = field(default_factory=list)
+    pending: Prepared | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    virtual_busy_s: float = 0.0
+
+    @property
+    def device_id(self) -> str:
+        return self.agent.client.device_id
+
+
+def _seeded(seed: int, *parts: int) -> np.random.Generator:
+    return np.random.default_rng([seed, *parts])
+
+
+class DeviceHost:
+    def __init__(self, client_factory: Callable[[], CoordinatorClient], data_dir: str | None, seed: int,
+                 threads: int | None = None, shared: TorchModel | None = None) -> None:
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.client_factory, self.data_dir, self.seed = client_factory, data_dir, seed
+        self.models: dict[ModelSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
+        self.devices: dict[str, EmulatedDevice] = {}
+
+    def _model(self, task: pb.Task) -> TorchModel:
+        spec = ModelSpec.of_task(task)
+        found = next((m for s, m in self.models.items() if s.same_shapes(spec) and s.precision == spec.precision),
+                     None)
+        if found is None:
+            found = self.models[spec] = TorchModel(spec)
+        return found
+
+    def add(self, index: int, profile: str) -> str:
+        """Create and register device `index`; returns its id. Call in a fixed order: ids are seeded."""
+        chosen = find_profile(profile)
+        peaks: list[int] = []
+        agent = Agent(self.client_factory(), profile_to_message(chosen), DataSource(self.data_dir),
+                      lambda task: AccountedModel(self._model(task), chosen.memory_cap, peaks), log=lambda _: None)
+        agent.join()
+        device = EmulatedDevice(index, chosen, agent,
+                                DeviceAvailability.draw(chosen.availability, _seeded(self.seed, index)), peaks)
+        self.devices[device.device_id] = device
+        return device.device_id
+
+    def heartbeat(self, now: float) -> list[str]:
+        """Devices online at virtual time `now` tell the coordinator so; the others stay silent."""
+        online = []
+        for device_id, device in self.devices.items():
+            if device.availability.is_online(now):
+                device.agent.client.heartbeat()
+                online.append(device_id)
+        return online
+
+    def prepare(self, device_ids: list[str], now: float, round_: int) -> list[PreparedWork]:
+        """Each device asks for its task and trains; nothing is delivered yet."""
+        return [self._prepare(self.devices[d], now, round_) for d in device_ids]
+
+    def _prepare(self, device: EmulatedDevice, now: float, round_: int) -> PreparedWork:
+        if not device.availability.is_online(now):
+            return PreparedWork(device.device_id, "offline")
+        if device.availability.drops_out(_seeded(self.seed, device.index, round_, 1)):
+            return PreparedWork(device.device_id, "dropped")
+        had_version = device.agent.state_version
+        prepared = device.agent.prepare()
+        work = PreparedWork(device.device_id, prepared.kind)
+        if prepared.task is None:
+            return work
+        if device.agent.state_version != had_version:
+            work.bytes_down = sum(v.nbytes for v in device.agent.state.values())
+        result = prepared.result
+        if prepared.kind == "task":
+            task = prepared.task
+            work.train_seconds = sum(self._step_seconds(device.profile, task, length) for length in result.seq_lens)
+            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == "seeds"
+                                             else sum(v.nbytes for v in result.deltas.values()))
+        work.link_seconds = (transfer_seconds(device.profile, work.bytes_down, "down") if work.bytes_down else 0.0) \
+            + transfer_seconds(device.profile, work.bytes_up or _HEADER_BYTES, "up")
+        work.ready_at = now + work.train_seconds + work.link_seconds
+        device.virtual_busy_s += work.train_seconds + work.link_seconds
+        device.pending = prepared
+        return work
+
+    @staticmethod
+    def _step_seconds(profile: DeviceProfile, task: pb.Task, length: int) -> float:
+        padded = -(-length // _LENGTH_STEP) * _LENGTH_STEP
+        work = workload_of(task, task.batch_size)
+        cost = step_cost(replace(work, seq_len=padded), task.queries)
+        # PyTorch's int8 path stores int8 but multiplies in fp32, so it runs at fp32 speed.
+        precision = "fp32" if work.precision == "int8" else work.precision
+        return step_seconds(profile, cost.flops, precision, cost.bytes_read)
+
+    def deliver(self, device_id: str) -> str:
+        device = self.devices[device_id]
+        prepared, device.pending = device.pending, None
+        outcome = device.agent.deliver(prepared)
+        device.outcomes[outcome] = device.outcomes.get(outcome, 0) + 1
+        return outcome
+
+    def report(self) -> list[dict]:
+        return [{"device_id": d.device_id, "index": d.index, "profile": d.profile.id, "kind": d.profile.kind,
+                 "memory_cap": d.profile.memory_cap, "accounted_peak": max(d.peaks, default=0),
+                 "tasks_measured": len(d.peaks), "outcomes": dict(d.outcomes), "virtual_busy_s": d.virtual_busy_s}
+                for d in sorted(self.devices.values(), key=lambda d: d.index)]
+
+    def resident_bytes(self) -> int:
+        import psutil
+
+        return psutil.Process().memory_info().rss
