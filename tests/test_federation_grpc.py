@@ -102,3 +102,42 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
     for i in range(4):
         if i != doomed:
             assert agents[i].wait(timeout=30) == 0
+
+
+def _self_signed(folder: Path) -> tuple[Path, Path]:
+    key, cert = folder / "key.pem", folder / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+def test_with_a_certificate_the_coordinator_speaks_tls_only(tmp_path):
+    import grpc
+
+    from coordinator.server import CoordinatorServer
+    from edge_runtime.agent.client import GrpcClient
+    from edge_runtime.protocol import PROTOCOL_VERSION, pb, rpc
+    from edge_runtime.random_directions import FINGERPRINT
+    from tests.federation import LAPTOP, Federation, small_config
+
+    key, cert = _self_signed(tmp_path)
+    config = small_config(tmp_path, listen="127.0.0.1:0", tls_cert=str(cert), tls_key=str(key))
+    federation = Federation(config, devices=0)
+    server = CoordinatorServer(config, federation.keeper, service=federation.service, drive=False).start()
+    address = f"127.0.0.1:{server.port}"
+    request = pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, profile=LAPTOP, direction_fingerprint=FINGERPRINT)
+    try:
+        client = GrpcClient(address, root_cert=cert.read_bytes())
+        assert client.register(request).device_id
+        client.close()
+        plaintext = grpc.insecure_channel(address)
+        try:
+            rpc.CoordinatorStub(plaintext).Register(request, timeout=5)
+            raise AssertionError("a plaintext client was served")
+        except grpc.RpcError as error:
+            assert error.code() == grpc.StatusCode.UNAVAILABLE
+        finally:
+            plaintext.close()
+    finally:
+        server.stop()
