@@ -31,12 +31,14 @@ class FleetConfig(CoordinatorConfig):
     ray_actors: int = _help("Ray actors, each with one copy of the base model hosting a share of the devices", 2)
     ray_actor_cpus: float = _help("CPUs each Ray actor declares", 1.0)
     threads: int = _help("torch threads per process (or per Ray actor)", 2)
-    start_hour: float = _help("virtual time of day the emulation starts at (availability patterns follow it)", 23.0)
+    start_hour: float = _help("virtual time of day the emulation starts at (availability patterns follow it; "
+                              "at 00:30 the phones are on their chargers and the office laptop is off)", 0.5)
     out_dir: str = _help("folder for the report (JSON, Markdown, PNG) and the coordinator's state", "runs/fleet")
     # The main job's defaults, where they differ from a standalone coordinator's.
     rounds: int = _help("rounds to run", 8)
-    local_steps: int = _help("steps a device takes per round", 10)
-    lr: float = _help("device learning rate", 3e-3)
+    local_steps: int = _help("steps a device takes per round", 5)
+    batch_size: int = _help("examples per local step", 8)
+    lr: float = _help("device learning rate", 1e-4)
     data: Literal["device", "partition"] = _help("partition: the coordinator deals out a Dirichlet split of the "
                                                  "task's training data to the devices", "partition")
     round_deadline_s: float = _help("virtual seconds a round waits for updates", 300.0)
@@ -45,6 +47,7 @@ class FleetConfig(CoordinatorConfig):
     min_devices: int = _help("devices that must be online to open a round", 2)
     max_length: int = _help("tokens per sequence", 64)
     eval_examples: int = _help("evaluation examples scored after each round", 200)
+    train_probe_examples: int = _help("training examples the merged adapter's loss is measured on each round", 128)
 
     def validate(self) -> None:
         if self.devices < 1:

@@ -21,6 +21,9 @@ from edge_runtime.models.registry import MODEL_ALIASES
 from edge_runtime.models.smollm2 import smollm2_folder
 
 logger = logging.getLogger(__name__)
+# Loading takes a second from local files; transformers' per-weight bar would only clutter the
+# runtime's own progress bars.
+hf_logging.disable_progress_bar()
 
 _PRETRAINED_ALIASES: dict[str, Callable[[], Path]] = {"minilm": minilm_folder, "smollm2-135m": smollm2_folder}
 # Random models borrow MiniLM's tokenizer: any valid vocabulary will do for random weights, and it
