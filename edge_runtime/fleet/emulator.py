@@ -12,8 +12,10 @@ drops out never answers; the round closes at its deadline with a quorum.
 from __future__ import annotations
 
 import hashlib
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -71,9 +73,11 @@ class FleetEmulator:
         self.config, self.log = config, log
         self.clock = VirtualClock(config.start_hour * 3600)
         self.host_model = TorchHost(config)
+        if Path(config.state_dir).exists():
+            # An emulation is a pure function of its config and seed: rerunning it loses nothing.
+            log(f"fleet: replacing the earlier emulation in {config.out_dir}")
+            shutil.rmtree(config.state_dir)
         self.keeper = RoundKeeper(config, self.host_model, clock=self.clock, log=lambda _: None)
-        if self.keeper.ledger.rounds():
-            raise UserError(f"{config.state_dir} holds an earlier emulation; use a new --out-dir")
         self.service = CoordinatorService(self.keeper, identities=seeded_identities(config.seed))
         self.server = None
         if config.transport == "grpc":
