@@ -40,6 +40,13 @@ def predicted_bytes(task: pb.Task, batch: int, trained_elements: int) -> tuple[i
     return held, int(held + est.activations + per_element * trained_elements)
 
 
+# (method, micro-batch, queries, trained elements) -> (padded length, tensor peak) of the first step
+# that ran it. Tracking every op costs many times the step itself, so the first device to run a kind
+# of step measures it and later devices reuse the figure, scaled up when their batch is longer (what
+# a step allocates depends on how many elements it trains, not on which).
+_MEASURED: dict[tuple, tuple[int, int]] = {}
+
+
 @dataclass
 class AccountedModel:
     """The shared model as one device sees it: refuses what would not fit the device's cap, runs
@@ -65,12 +72,18 @@ class AccountedModel:
         if peak > self.cap:
             raise TaskRefused(f"the task needs {format_bytes(peak)} at micro-batch 1, the device's cap is "
                               f"{format_bytes(self.cap)}")
+        key = (task.method, micro, task.queries, trained)
         self.model.micro_batch = micro if micro < task.batch_size else None
         try:
-            result = self.model.train(task, examples, measure_first_step=True)
+            result = self.model.train(task, examples, measure_first_step=key not in _MEASURED)
         finally:
             self.model.micro_batch = None
-        accounted = held + result.step_peak_bytes
+        if key not in _MEASURED and result.steps:
+            _MEASURED[key] = (result.seq_lens[0], result.step_peak_bytes)
+        length, step_peak = _MEASURED.get(key, (1, 0))
+        if result.seq_lens:
+            step_peak = int(step_peak * max(1.0, result.seq_lens[0] / length))
+        accounted = held + step_peak
         self.peaks.append(accounted)
         if accounted > self.cap:  # the real device would have been killed: nothing to deliver
             return replace(result, steps=0, stopped=f"accounted peak {format_bytes(accounted)} crossed the cap "

@@ -42,6 +42,7 @@ class PreparedWork:
     link_seconds: float = 0.0
     bytes_up: int = 0
     bytes_down: int = 0
+    steps: int = 0
 
 
 @dataclass
@@ -123,6 +124,7 @@ class DeviceHost:
         result = prepared.result
         if prepared.kind == "task":
             task = prepared.task
+            work.steps = result.steps
             work.train_seconds = sum(self._step_seconds(device.profile, task, length) for length in result.seq_lens)
             work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == "seeds"
                                              else sum(v.nbytes for v in result.deltas.values()))

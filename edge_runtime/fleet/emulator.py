@@ -150,8 +150,10 @@ class FleetEmulator:
         by_host: list[list[str]] = [[] for _ in range(self.hosts.size)]
         for device_id in sorted(open_.tasks):
             by_host[self.placement[device_id]].append(device_id)
+        preparing = time.perf_counter()
         prepared = [w for part in self.hosts.call_all("prepare", [(ids, opened, round_) for ids in by_host])
                     for w in part]
+        prepare_wall = time.perf_counter() - preparing
         outcomes: dict[str, int] = {}
         for work in sorted((w for w in prepared if w.kind in ("task", "refused")), key=lambda w: w.ready_at):
             self.clock.advance_to(work.ready_at)
@@ -167,7 +169,8 @@ class FleetEmulator:
         for work in prepared:
             if work.kind in ("offline", "dropped"):
                 outcomes[work.kind] = outcomes.get(work.kind, 0) + 1
-        return {**metrics, "outcomes": outcomes, "wall_s": time.perf_counter() - wall,
+        return {**metrics, "outcomes": outcomes, "wall_s": time.perf_counter() - wall, "prepare_wall_s": prepare_wall,
+                "device_steps": sum(w.steps for w in prepared),
                 "virtual_s": self.clock.now - opened,
                 "train_virtual_s": max((w.train_seconds for w in prepared), default=0.0)}
 

@@ -13,6 +13,8 @@ step that could go stale.
 
 from __future__ import annotations
 
+import functools
+
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -271,6 +273,12 @@ def builtin_profiles_dir() -> Path:
 
 def builtin_profiles() -> dict[str, DeviceProfile]:
     """The profiles shipped in the repository's device_profiles/ (and inside the installed package)."""
+    return dict(_shipped())
+
+
+@functools.lru_cache(maxsize=1)
+def _shipped() -> dict[str, DeviceProfile]:
+    # Read once per process: a fleet of a thousand emulated devices asks a thousand times.
     return load_profiles(builtin_profiles_dir())
 
 

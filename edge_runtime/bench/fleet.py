@@ -1,0 +1,121 @@
+"""`edgetune bench fleet`: what an emulated device costs the process that hosts it.
+
+For each model and fleet size, one fresh process runs one round of the fleet emulator (in-process
+transport, one host): resident memory after the devices joined and at the end, and device-steps per
+second of the round's training phase. Beside them, in the same way, one device running the same
+total number of steps alone: the emulator's overhead per device is the ratio of the two. Memory
+per device is the slope of resident memory over fleet size, to be read against one device's
+adapter state (every emulated device keeps its own copy of the global adapter, nothing else).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from edge_runtime.errors import UserError
+from edge_runtime.units import format_bytes
+
+
+def _help(text: str, default):
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass
+class FleetBenchConfig:
+    models: tuple[str, ...] = _help("models to emulate", ("tiny-llama", "minilm"))
+    sizes: tuple[str, ...] = _help("fleet sizes", ("10", "100", "1000"))
+    total_steps: int = _help("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
+    method: str = _help("training method of the devices", "zo-sgd")
+    batch_size: int = _help("examples per step", 8)
+    threads: int = _help("torch threads", 2)
+    quick: bool = _help("CI size: tiny-llama only, fleets of 1 and 10, 40 device-steps", False)
+    out: str = _help("JSON file to write", "bench-fleet.json")
+    progress: bool = _help("show a progress bar", True)
+
+    def validate(self) -> None:
+        if self.quick:
+            self.models, self.sizes, self.total_steps = ("tiny-llama",), ("10",), 40
+        try:
+            sizes = [int(s) for s in self.sizes]
+        except ValueError:
+            raise UserError(f"sizes must be numbers of devices, got {self.sizes}") from None
+        if any(s < 1 or self.total_steps % s for s in sizes):
+            raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")
+
+
+PROBE = """
+import json, sys
+from edge_runtime.config import build_config
+from edge_runtime.fleet.config import FleetConfig
+from edge_runtime.fleet.emulator import FleetEmulator
+
+row = json.loads(sys.argv[1])
+config = build_config(FleetConfig, {
+    "model": row["model"], "devices": row["devices"], "profiles": ("jetson-agx-orin-64gb",), "rounds": 1,
+    "local_steps": row["steps"], "batch_size": row["batch"], "planner": "fedavg-full", "method": row["method"],
+    "lr": 1e-4, "transport": "inprocess", "threads": row["threads"], "out_dir": row["out_dir"],
+    "eval_examples": 8, "train_probe_examples": 8, "round_deadline_s": 1e9, "quorum": 1.0, "min_devices": 1,
+    "progress": False})
+emulator = FleetEmulator(config, log=lambda _: None)
+import psutil
+process = psutil.Process()
+before = process.memory_info().rss
+result = emulator.run()
+emulator.close()
+record = result.rounds[0]
+print(json.dumps({"rss_before_devices": before, "rss_after": process.memory_info().rss,
+                  "peak_rss": result.peak_rss_bytes, "device_steps": record["device_steps"],
+                  "train_wall_s": record["prepare_wall_s"], "round_wall_s": record["wall_s"],
+                  "adapter_bytes": sum(v.nbytes for v in emulator.keeper.params.values())}))
+"""
+
+
+def _row(model: str, devices: int, config: FleetBenchConfig, folder: Path) -> dict:
+    row = {"model": model, "devices": devices, "steps": config.total_steps // devices, "batch": config.batch_size,
+           "method": config.method, "threads": config.threads, "out_dir": str(folder / f"{model}-{devices}")}
+    done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(row)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise UserError(f"fleet bench row {model} x {devices} failed: {done.stderr.strip().splitlines()[-1]}")
+    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured["device_steps_per_s"] = measured["device_steps"] / measured["train_wall_s"]
+    return {**row, **measured}
+
+
+def run(config: FleetBenchConfig) -> list[dict]:
+    config.validate()
+    folder = Path(config.out).with_suffix("")
+    rows = []
+    sizes = [int(s) for s in config.sizes]
+    with tqdm(total=len(config.models) * (len(sizes) + 1), desc="bench fleet", disable=not config.progress) as bar:
+        for model in config.models:
+            alone = _row(model, 1, config, folder)
+            bar.update(1)
+            measured = []
+            for devices in sizes:
+                row = _row(model, devices, config, folder)
+                row["throughput_vs_one_device"] = row["device_steps_per_s"] / alone["device_steps_per_s"]
+                measured.append(row)
+                bar.update(1)
+            base = measured[0]
+            for row in measured[1:]:
+                row["bytes_per_added_device"] = (row["rss_after"] - base["rss_after"]) / (row["devices"] - base["devices"])
+            rows += [alone, *measured]
+            Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | devices | steps each | device-steps/s | vs one device | RSS after | per added device | "
+             "adapter state |", "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['devices']} | {r['steps']} | {r['device_steps_per_s']:.2f} | "
+                     f"{r.get('throughput_vs_one_device', 1.0):.2f} | {format_bytes(r['rss_after'])} | "
+                     f"{format_bytes(r['bytes_per_added_device']) if 'bytes_per_added_device' in r else ''} | "
+                     f"{format_bytes(r['adapter_bytes'])} |")
+    return "\n".join(lines)
