@@ -3,71 +3,69 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from edge_runtime.config import setting
 from edge_runtime.errors import UserError
 
-
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
 
 
 @dataclass
 class CoordinatorConfig:
-    listen: str = _help("address to serve on, host:port", "127.0.0.1:50051")
-    state_dir: str = _help("folder for the ledger (SQLite), checkpoints, metrics and the final adapter",
+    listen: str = setting("address to serve on, host:port", "127.0.0.1:50051")
+    state_dir: str = setting("folder for the ledger (SQLite), checkpoints, metrics and the final adapter",
                            "runs/coordinator")
-    join_secret: str = _help("secret a device must present to register; required unless listening on "
+    join_secret: str = setting("secret a device must present to register; required unless listening on "
                              "loopback", "")
-    tls_cert: str | None = _help("PEM certificate: serve TLS only (plaintext clients are refused)", None)
-    tls_key: str | None = _help("PEM private key of tls_cert", None)
+    tls_cert: str | None = setting("PEM certificate: serve TLS only (plaintext clients are refused)", None)
+    tls_key: str | None = setting("PEM private key of tls_cert", None)
     # What is trained.
-    model: str = _help("model alias or local folder (the devices load the same)", "minilm")
-    task: str = _help("task the devices train and the coordinator evaluates", "sst2")
-    precision: str = _help("base precision the devices run", "fp32")
-    lora_r: int = _help("LoRA rank", 8)
-    lora_alpha: int = _help("LoRA alpha", 16)
-    lora_targets: tuple[str, ...] = _help("LoRA target modules; empty = family default", ())
-    max_length: int = _help("tokens per sequence", 128)
-    seed: int = _help("seed of the initial adapter, of the planners and of every device task", 0)
+    model: str = setting("model alias or local folder (the devices load the same)", "minilm")
+    task: str = setting("task the devices train and the coordinator evaluates", "sst2")
+    precision: str = setting("base precision the devices run", "fp32")
+    lora_r: int = setting("LoRA rank", 8)
+    lora_alpha: int = setting("LoRA alpha", 16)
+    lora_targets: tuple[str, ...] = setting("LoRA target modules; empty = family default", ())
+    max_length: int = setting("tokens per sequence", 128)
+    seed: int = setting("seed of the initial adapter, of the planners and of every device task", 0)
     # How rounds are planned.
-    planner: Literal["spry", "fedavg-full", "zo-seed"] = _help(
+    planner: Literal["spry", "fedavg-full", "zo-seed"] = setting(
         "spry: each device trains its own slices with forward gradients; fedavg-full: every device "
         "trains every tensor; zo-seed: every device trains every tensor with ZO and uploads only scalars", "spry")
-    method: str | None = _help("training method on the devices; none = the planner's default", None)
-    rounds: int = _help("rounds to run", 20)
-    local_steps: int = _help("steps a device takes per round", 20)
-    batch_size: int = _help("examples per local step", 16)
-    lr: float = _help("device learning rate", 1e-3)
-    mu: float = _help("ZO perturbation scale", 1e-2)
-    queries: int = _help("directions per step", 1)
-    min_devices: int = _help("devices that must be online to open a round", 1)
-    devices_per_round: int = _help("devices sampled per round; 0 = every available device", 0)
-    quorum: float = _help("share of a round's devices whose updates close it at the deadline", 0.5)
-    round_deadline_s: float = _help("seconds a round waits for updates before closing with a quorum", 120.0)
-    device_timeout_s: float = _help("a device not heard from for this long is offline", 60.0)
-    heartbeat_s: float = _help("how often agents send a heartbeat", 10.0)
-    data: Literal["device", "partition"] = _help(
+    method: str | None = setting("training method on the devices; none = the planner's default", None)
+    rounds: int = setting("rounds to run", 20)
+    local_steps: int = setting("steps a device takes per round", 20)
+    batch_size: int = setting("examples per local step", 16)
+    lr: float = setting("device learning rate", 1e-3)
+    mu: float = setting("ZO perturbation scale", 1e-2)
+    queries: int = setting("directions per step", 1)
+    min_devices: int = setting("devices that must be online to open a round", 1)
+    devices_per_round: int = setting("devices sampled per round; 0 = every available device", 0)
+    quorum: float = setting("share of a round's devices whose updates close it at the deadline", 0.5)
+    round_deadline_s: float = setting("seconds a round waits for updates before closing with a quorum", 120.0)
+    device_timeout_s: float = setting("a device not heard from for this long is offline", 60.0)
+    heartbeat_s: float = setting("how often agents send a heartbeat", 10.0)
+    data: Literal["device", "partition"] = setting(
         "device: agents train on their own data; partition: the coordinator deals out a split of the "
         "packaged task data (emulated fleets)", "device")
-    partitions: int = _help("data=partition: number of parts of the training split", 10)
-    dirichlet_alpha: float | None = _help("data=partition: Dirichlet alpha (none = IID)", 1.0)
+    partitions: int = setting("data=partition: number of parts of the training split", 10)
+    dirichlet_alpha: float | None = setting("data=partition: Dirichlet alpha (none = IID)", 1.0)
     # How rounds are merged.
-    server_optimizer: Literal["fedavg", "fedadam", "fedyogi"] = _help("server optimizer over the averaged update",
+    server_optimizer: Literal["fedavg", "fedadam", "fedyogi"] = setting("server optimizer over the averaged update",
                                                                       "fedavg")
-    server_lr: float = _help("server learning rate (1.0 with fedavg = plain averaging)", 1.0)
-    server_beta1: float = _help("FedAdam/FedYogi beta1", 0.9)
-    server_beta2: float = _help("FedAdam/FedYogi beta2", 0.99)
-    server_tau: float = _help("FedAdam/FedYogi adaptivity (epsilon)", 1e-3)
-    max_update_norm: float = _help("an update whose L2 norm exceeds this is rejected", 100.0)
-    max_message_mb: float = _help("largest message accepted from a device", 4.0)
-    data_dir: str | None = _help("folder with the task's files (<task>/<file>) for partitions, the training "
+    server_lr: float = setting("server learning rate (1.0 with fedavg = plain averaging)", 1.0)
+    server_beta1: float = setting("FedAdam/FedYogi beta1", 0.9)
+    server_beta2: float = setting("FedAdam/FedYogi beta2", 0.99)
+    server_tau: float = setting("FedAdam/FedYogi adaptivity (epsilon)", 1e-3)
+    max_update_norm: float = setting("an update whose L2 norm exceeds this is rejected", 100.0)
+    max_message_mb: float = setting("largest message accepted from a device", 4.0)
+    data_dir: str | None = setting("folder with the task's files (<task>/<file>) for partitions, the training "
                                  "probe and evaluation; none = the packaged data", None)
-    train_probe_examples: int = _help("training examples the merged adapter's loss is measured on each round", 256)
-    eval_examples: int = _help("evaluation examples (a seeded sample of the eval split) the merged adapter is "
+    train_probe_examples: int = setting("training examples the merged adapter's loss is measured on each round", 256)
+    eval_examples: int = setting("evaluation examples (a seeded sample of the eval split) the merged adapter is "
                                "scored on each round", 200)
-    progress: bool = _help("show progress", True)
+    progress: bool = setting("show progress", True)
 
     def validate(self) -> None:
         for name in ("rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r", "max_length",

@@ -21,6 +21,11 @@ from edge_runtime.errors import UserError
 C = TypeVar("C")
 
 
+def setting(text: str, default):
+    """A config field with its help text: the text becomes the flag's --help."""
+    return dataclasses.field(default=default, metadata={"help": text})
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:

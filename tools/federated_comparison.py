@@ -20,9 +20,9 @@ from edge_runtime.fleet.emulator import run_fleet
 from edge_runtime.fleet.report import write_report
 
 RUNS = {  # name: (planner, method, device lr)
-    "spry": ("spry", "forward-grad", 1e-4),
-    "fedmezo-seeds": ("zo-seed", "zo-sgd", 1e-4),
-    "fedavg-backprop": ("fedavg-full", "fo-sgd", 1e-2),
+    "spry": ("spry", "forward-grad", 1e-3),
+    "fedmezo-seeds": ("zo-seed", "zo-sgd", 1e-3),
+    "fedavg-backprop": ("fedavg-full", "fo-adam", 1e-3),
 }
 
 

@@ -13,30 +13,28 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from tqdm import tqdm
 
+from edge_runtime.config import setting
 from edge_runtime.errors import UserError
 from edge_runtime.units import format_bytes
 
 
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
-
 
 @dataclass
 class FleetBenchConfig:
-    models: tuple[str, ...] = _help("models to emulate", ("tiny-llama", "minilm"))
-    sizes: tuple[str, ...] = _help("fleet sizes", ("10", "100", "1000"))
-    total_steps: int = _help("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
-    method: str = _help("training method of the devices", "zo-sgd")
-    batch_size: int = _help("examples per step", 8)
-    threads: int = _help("torch threads", 2)
-    quick: bool = _help("CI size: tiny-llama only, fleets of 1 and 10, 40 device-steps", False)
-    out: str = _help("JSON file to write", "bench-fleet.json")
-    progress: bool = _help("show a progress bar", True)
+    models: tuple[str, ...] = setting("models to emulate", ("tiny-llama", "minilm"))
+    sizes: tuple[str, ...] = setting("fleet sizes", ("10", "100", "1000"))
+    total_steps: int = setting("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
+    method: str = setting("training method of the devices", "zo-sgd")
+    batch_size: int = setting("examples per step", 8)
+    threads: int = setting("torch threads", 2)
+    quick: bool = setting("CI size: tiny-llama only, fleets of 1 and 10, 40 device-steps", False)
+    out: str = setting("JSON file to write", "bench-fleet.json")
+    progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
         if self.quick:

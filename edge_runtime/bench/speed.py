@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from edge_runtime.bench.memory_probe import long_examples
+from edge_runtime.config import setting
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
@@ -28,22 +29,19 @@ from edge_runtime.objective import Objective
 FORWARD = "forward"
 
 
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
-
 
 @dataclass
 class SpeedBenchConfig:
-    model: str = _help("model to time", "smollm2-135m")
-    task: str = _help("task whose examples fill the batch", "sst2")
-    seq_len: int = _help("tokens per sequence", 128)
-    batch: int = _help("examples per step", 8)
-    precision: str = _help("base precision", "fp32")
-    methods: tuple[str, ...] = _help("methods to time; empty = all", ())
-    repeats: int = _help("timed repeats per method (median reported)", 3)
-    threads: int = _help("torch threads", 2)
-    out: str = _help("JSON file to write", "bench-speed.json")
-    progress: bool = _help("show a progress bar", True)
+    model: str = setting("model to time", "smollm2-135m")
+    task: str = setting("task whose examples fill the batch", "sst2")
+    seq_len: int = setting("tokens per sequence", 128)
+    batch: int = setting("examples per step", 8)
+    precision: str = setting("base precision", "fp32")
+    methods: tuple[str, ...] = setting("methods to time; empty = all", ())
+    repeats: int = setting("timed repeats per method (median reported)", 3)
+    threads: int = setting("torch threads", 2)
+    out: str = setting("JSON file to write", "bench-speed.json")
+    progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
         for name in ("seq_len", "batch", "repeats", "threads"):

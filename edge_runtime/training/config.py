@@ -3,66 +3,64 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
+from edge_runtime.config import setting
 from edge_runtime.errors import UserError
 from edge_runtime.units import parse_bytes
 
 
-def _help(text: str, default):
-    return field(default=default, metadata={"help": text})
-
 
 @dataclass
 class TrainConfig:
-    model: str = _help("model alias (minilm, smollm2-135m, tiny-bert, tiny-llama) or a local HF folder", "minilm")
-    task: str = _help("task name (sst2, rte, boolq, copa, winogrande)", "sst2")
-    data_dir: str | None = _help("folder with the task's files in the packaged layout", None)
-    train_split: str = _help("training split (winogrande also takes train_s, train_m)", "train")
-    k_shot: int | None = _help("examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
-    eval_examples: int | None = _help("evaluation examples (seeded sample); none = the whole split", 500)
-    method: str = _help("zo-sgd, zo-sgd-sign, zo-sgd-mmt, zo-sgd-cons, zo-adam, forward-grad, fo-sgd, fo-adam",
+    model: str = setting("model alias (minilm, smollm2-135m, tiny-bert, tiny-llama) or a local HF folder", "minilm")
+    task: str = setting("task name (sst2, rte, boolq, copa, winogrande)", "sst2")
+    data_dir: str | None = setting("folder with the task's files in the packaged layout", None)
+    train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
+    k_shot: int | None = setting("examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
+    eval_examples: int | None = setting("evaluation examples (seeded sample); none = the whole split", 500)
+    method: str = setting("zo-sgd, zo-sgd-sign, zo-sgd-mmt, zo-sgd-cons, zo-adam, forward-grad, fo-sgd, fo-adam",
                         "zo-sgd")
-    steps: int = _help("optimizer steps", 1000)
-    batch_size: int = _help("examples per step", 16)
-    lr: float | None = _help("learning rate; none = the method's default", None)
-    lr_schedule: Literal["constant", "linear", "cosine"] = _help("decay after warmup", "constant")
-    warmup_steps: int = _help("linear warmup steps", 0)
-    mu: float = _help("ZO perturbation scale (MeZO: 1e-2 for LoRA)", 1e-2)
-    queries: int = _help("random directions per step (q)", 1)
-    grad_clip: float | None = _help("ZO/Forward-Grad: bound on |projected gradient|; FO: bound on grad norm", None)
-    momentum: float = _help("ZO-SGD-MMT momentum", 0.9)
-    beta1: float = _help("Adam beta1", 0.9)
-    beta2: float = _help("Adam beta2", 0.999)
-    eps: float = _help("Adam epsilon", 1e-8)
-    zo_restore: Literal["snapshot", "inplace"] = _help(
+    steps: int = setting("optimizer steps", 1000)
+    batch_size: int = setting("examples per step", 16)
+    lr: float | None = setting("learning rate; none = the method's default", None)
+    lr_schedule: Literal["constant", "linear", "cosine"] = setting("decay after warmup", "constant")
+    warmup_steps: int = setting("linear warmup steps", 0)
+    mu: float = setting("ZO perturbation scale (MeZO: 1e-2 for LoRA)", 1e-2)
+    queries: int = setting("random directions per step (q)", 1)
+    grad_clip: float | None = setting("ZO/Forward-Grad: bound on |projected gradient|; FO: bound on grad norm", None)
+    momentum: float = setting("ZO-SGD-MMT momentum", 0.9)
+    beta1: float = setting("Adam beta1", 0.9)
+    beta2: float = setting("Adam beta2", 0.999)
+    eps: float = setting("Adam epsilon", 1e-8)
+    zo_restore: Literal["snapshot", "inplace"] = setting(
         "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle",
         "snapshot")
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = _help(
+    precision: Literal["fp32", "fp16", "bf16", "int8"] = setting(
         "precision of the frozen base; adapters are always fp32", "fp32")
-    memory_cap: str | None = _help("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
+    memory_cap: str | None = setting("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
                                    "it cleanly before crossing", None)
-    micro_batch: int | None = _help("examples per forward pass (estimates accumulate over the batch); "
+    micro_batch: int | None = setting("examples per forward pass (estimates accumulate over the batch); "
                                     "none = the whole batch, or the largest that fits the memory cap", None)
-    allow_shorter_sequences: bool = _help("under a memory cap, may shorten max_length to fit", False)
-    allow_method_change: bool = _help("under a memory cap, may switch to a cheaper method to fit", False)
-    nan_guard: bool = _help("keep the last adapter with a finite loss to restore on NaN (two copies of the "
+    allow_shorter_sequences: bool = setting("under a memory cap, may shorten max_length to fit", False)
+    allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
+    nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
                             "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
-    lora_r: int = _help("LoRA rank", 8)
-    lora_alpha: int = _help("LoRA alpha", 16)
-    lora_targets: tuple[str, ...] = _help("comma-separated module names for LoRA; empty = family default", ())
-    max_length: int = _help("max tokens per sequence", 128)
-    attn_implementation: str = _help("eager (needed for jvp on CPU) or sdpa", "eager")
-    device: str = _help("cpu, cuda or auto", "cpu")
-    seed: int = _help("seed for data order, directions and initialisation", 0)
-    eval_every: int = _help("evaluate every N steps; 0 = only before and after", 0)
-    eval_batch_size: int = _help("batch size for evaluation", 32)
-    checkpoint_every: int = _help("save a resumable checkpoint every N steps; 0 = only at the end", 0)
-    resume: bool = _help("continue from the checkpoint in out_dir", False)
-    out_dir: str = _help("folder for the adapter, checkpoints and metrics", "runs/train")
-    out: str | None = _help("write a JSON summary to this file", None)
-    progress: bool = _help("show a progress bar", True)
+    lora_r: int = setting("LoRA rank", 8)
+    lora_alpha: int = setting("LoRA alpha", 16)
+    lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
+    max_length: int = setting("max tokens per sequence", 128)
+    attn_implementation: str = setting("eager (needed for jvp on CPU) or sdpa", "eager")
+    device: str = setting("cpu, cuda or auto", "cpu")
+    seed: int = setting("seed for data order, directions and initialisation", 0)
+    eval_every: int = setting("evaluate every N steps; 0 = only before and after", 0)
+    eval_batch_size: int = setting("batch size for evaluation", 32)
+    checkpoint_every: int = setting("save a resumable checkpoint every N steps; 0 = only at the end", 0)
+    resume: bool = setting("continue from the checkpoint in out_dir", False)
+    out_dir: str = setting("folder for the adapter, checkpoints and metrics", "runs/train")
+    out: str | None = setting("write a JSON summary to this file", None)
+    progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "mu": self.mu, "queries": self.queries,
