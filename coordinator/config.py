@@ -29,6 +29,8 @@ class CoordinatorConfig:
     lora_targets: tuple[str, ...] = setting("LoRA target modules; empty = family default", ())
     max_length: int = setting("tokens per sequence", 128)
     seed: int = setting("seed of the initial adapter, of the planners and of every device task", 0)
+    device: Literal["cpu", "cuda"] = setting("where the coordinator's copy of the model evaluates (the fleet emulator's "
+                                             "devices train there too)", "cpu")
     # How rounds are planned.
     planner: Literal["spry", "fedavg-full", "zo-seed"] = setting(
         "spry: each device trains its own slices with forward gradients; fedavg-full: every device "

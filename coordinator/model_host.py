@@ -17,7 +17,7 @@ def model_spec(config: CoordinatorConfig) -> ModelSpec:
 
 class TorchHost(TorchModel):
     def __init__(self, config: CoordinatorConfig) -> None:
-        super().__init__(model_spec(config))
+        super().__init__(model_spec(config), device=config.device)
         self.eval_examples = subsample(load_split(config.task, "eval", config.data_dir), config.eval_examples,
                                        config.seed)
         # A fixed sample of what the devices train on: the merged adapter's training loss.

@@ -29,6 +29,8 @@ class FleetConfig(CoordinatorConfig):
     ray_actors: int = setting("Ray actors, each with one copy of the base model hosting a share of the devices", 2)
     ray_actor_cpus: float = setting("CPUs each Ray actor declares", 1.0)
     threads: int = setting("torch threads per process (or per Ray actor)", 2)
+    gpu_memory_share: float = setting("device=cuda: the share of GPU memory the emulator may use (the allocator's "
+                                      "per-process limit)", 0.9)
     start_hour: float = setting("virtual time of day the emulation starts at (availability patterns follow it; "
                               "at 00:30 the phones are on their chargers and the office laptop is off)", 0.5)
     out_dir: str = setting("folder for the report (JSON, Markdown, PNG) and the coordinator's state", "runs/fleet")
@@ -52,6 +54,8 @@ class FleetConfig(CoordinatorConfig):
             raise UserError(f"devices must be at least 1, got {self.devices}")
         if self.backend == "ray" and self.transport != "grpc":
             raise UserError("the ray backend reaches the coordinator over gRPC: use --transport grpc")
+        if not 0 < self.gpu_memory_share <= 1:
+            raise UserError(f"gpu_memory_share must be in (0, 1], got {self.gpu_memory_share}")
         if self.ray_actors < 1 or self.threads < 1:
             raise UserError("ray_actors and threads must be at least 1")
         self.partitions = self.devices

@@ -18,6 +18,7 @@ import numpy as np
 from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.errors import UserError
 from edge_runtime.fleet.accounting import AccountedModel, workload_of
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
@@ -67,11 +68,17 @@ def _seeded(seed: int, *parts: int) -> np.random.Generator:
 
 class DeviceHost:
     def __init__(self, client_factory: Callable[[], CoordinatorClient], data_dir: str | None, seed: int,
-                 threads: int | None = None, shared: TorchModel | None = None) -> None:
-        if threads:
-            import torch
+                 threads: int | None = None, shared: TorchModel | None = None, device: str = "cpu",
+                 gpu_memory_share: float = 1.0) -> None:
+        import torch
 
+        if threads:
             torch.set_num_threads(threads)
+        if device == "cuda":
+            if not torch.cuda.is_available():
+                raise UserError("device 'cuda' asked for, but torch sees no CUDA device")
+            torch.cuda.set_per_process_memory_fraction(gpu_memory_share)
+        self.device = device
         self.client_factory, self.data_dir, self.seed = client_factory, data_dir, seed
         self.models: dict[ModelSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
         self.devices: dict[str, EmulatedDevice] = {}
@@ -81,7 +88,7 @@ class DeviceHost:
         found = next((m for s, m in self.models.items() if s.same_shapes(spec) and s.precision == spec.precision),
                      None)
         if found is None:
-            found = self.models[spec] = TorchModel(spec)
+            found = self.models[spec] = TorchModel(spec, device=self.device)
         return found
 
     def add(self, index: int, profile: str) -> str:

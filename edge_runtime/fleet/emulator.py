@@ -101,7 +101,8 @@ class FleetEmulator:
 
     def _hosts(self) -> HostPool:
         c = self.config
-        kwargs = dict(client_factory=self._client_factory(), data_dir=c.data_dir, seed=c.seed, threads=c.threads)
+        kwargs = dict(client_factory=self._client_factory(), data_dir=c.data_dir, seed=c.seed, threads=c.threads,
+                      device=c.device, gpu_memory_share=c.gpu_memory_share)
         if c.backend == "ray":
             return RayHosts(c.ray_actors, c.ray_actor_cpus, c.ray_address, kwargs)
         return LocalHosts(DeviceHost(**kwargs, shared=self.host_model))
