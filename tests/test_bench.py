@@ -38,3 +38,15 @@ def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
     # Two passes and five passes: loose bounds, the machine may be busy.
     assert rows["zo-sgd"]["ratio_to_forward"] > 1.2
     assert rows["zo-sgd-cons"]["step_seconds"] > rows["zo-sgd"]["step_seconds"]
+
+
+def test_bench_fleet_measures_fleets_beside_one_device_alone(tmp_path):
+    out = tmp_path / "fleet.json"
+    main(["bench", "fleet", "--quick", "true", "--threads", "1", "--progress", "false", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [r["devices"] for r in rows] == [1, 2, 10]
+    assert all(r["device_steps"] == 40 and r["device_steps_per_s"] > 0 for r in rows)
+    assert all(r["adapter_bytes"] > 0 and r["rss_after"] > 0 for r in rows)
+    # The slope over fleet size is measured between the fleets, not against the lone device.
+    assert "bytes_per_added_device" in rows[2] and "bytes_per_added_device" not in rows[1]
+    assert rows[1]["throughput_vs_one_device"] > 0

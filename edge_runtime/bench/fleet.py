@@ -23,7 +23,6 @@ from edge_runtime.errors import UserError
 from edge_runtime.units import format_bytes
 
 
-
 @dataclass
 class FleetBenchConfig:
     models: tuple[str, ...] = setting("models to emulate", ("tiny-llama", "minilm"))
@@ -32,13 +31,13 @@ class FleetBenchConfig:
     method: str = setting("training method of the devices", "zo-sgd")
     batch_size: int = setting("examples per step", 8)
     threads: int = setting("torch threads", 2)
-    quick: bool = setting("CI size: tiny-llama only, fleets of 1 and 10, 40 device-steps", False)
+    quick: bool = setting("CI size: tiny-llama only, fleets of 2 and 10, 40 device-steps", False)
     out: str = setting("JSON file to write", "bench-fleet.json")
     progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
         if self.quick:
-            self.models, self.sizes, self.total_steps = ("tiny-llama",), ("10",), 40
+            self.models, self.sizes, self.total_steps = ("tiny-llama",), ("2", "10"), 40
         try:
             sizes = [int(s) for s in self.sizes]
         except ValueError:

@@ -25,9 +25,19 @@ def _speed(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} rows to {config.out}")
 
 
+def _fleet(args: argparse.Namespace) -> None:
+    from edge_runtime.bench import fleet
+
+    config = config_from_args(fleet.FleetBenchConfig, args)
+    rows = fleet.run(config)
+    print(fleet.table(rows))
+    print(f"wrote {len(rows)} rows to {config.out}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.bench.memory import MemoryBenchConfig
     from edge_runtime.bench.speed import SpeedBenchConfig
+    from edge_runtime.bench.fleet import FleetBenchConfig
 
     bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -37,3 +47,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     speed = kinds.add_parser("speed", help="time per step of each method beside one forward pass (its floor)")
     add_config_arguments(speed, SpeedBenchConfig)
     speed.set_defaults(run=_speed)
+    fleet = kinds.add_parser("fleet", help="memory and device-steps/s of emulated fleets beside one device alone")
+    add_config_arguments(fleet, FleetBenchConfig)
+    fleet.set_defaults(run=_fleet)
