@@ -49,6 +49,10 @@ def test_ort_steps_match_torch_steps(graph_and_model, method):
     # A slice of the tensors, as the coordinator assigns: the rest must stay untouched.
     tensors = list(state)[: len(state) // 2 + 1]
     task = _task(torch_model.spec.model, method, tensors)
+    if method == "zo-adam":
+        # Adam's first step is lr * sign(g) per entry: with two queries an entry of g can cancel to
+        # near zero, where the runtimes' last-bit differences flip its sign. One query cannot cancel.
+        task.queries = 1
     torch_model.load_state(state)
     ort_model.load_state(state)
     want = torch_model.train(task, examples)
