@@ -11,56 +11,20 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psutil
 from tqdm import tqdm
 
-from edge_runtime.config import setting
+from edge_runtime.bench.configs import MemoryBenchConfig
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
 from edge_runtime.memory import Workload, estimate, inference_estimate
-from edge_runtime.models.precision import PRECISIONS, check_precision
 from edge_runtime.units import format_bytes
 
 INFERENCE = "inference"
 
-
-
-@dataclass
-class MemoryBenchConfig:
-    model: str = setting("model to measure", "smollm2-135m")
-    task: str = setting("task whose examples fill the batch", "sst2")
-    seq_len: int = setting("tokens per sequence (examples are stretched to exactly this)", 128)
-    batch: int = setting("examples per step", 8)
-    lora_r: int = setting("LoRA rank", 8)
-    methods: tuple[str, ...] = setting("methods to measure; empty = all", ())
-    precisions: tuple[str, ...] = setting("base precisions to measure", ("fp32", "int8"))
-    adapters: tuple[str, ...] = setting("lora and/or full (full fine-tuning, fp32, where it fits in RAM)", ("lora",))
-    steps: int = setting("steps per measurement (2: optimizer state exists during the second pass)", 2)
-    zo_restore: str = setting("ZO restore: snapshot (bit-exact, one copy) or inplace (MeZO, no copy)", "snapshot")
-    nan_guard: bool = setting("keep the trainer's NaN guard (two copies of the trainable tensors)", True)
-    threads: int = setting("torch threads in each probe", 2)
-    project: tuple[str, ...] = setting("architectures to project the table to with the memory model",
-                                     ("llama-2-7b", "opt-13b"))
-    project_precision: str = setting("base precision of the projected rows", "fp16")
-    out: str = setting("JSON file to write", "bench-memory.json")
-    progress: bool = setting("show a progress bar", True)
-
-    def validate(self) -> None:
-        for name in ("seq_len", "batch", "lora_r", "steps", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        for precision in (*self.precisions, self.project_precision):
-            check_precision(precision)
-        for adapter in self.adapters:
-            check_precision("fp32", adapter)
-        if self.zo_restore not in ("snapshot", "inplace"):
-            raise UserError(f"zo_restore must be snapshot or inplace, got {self.zo_restore!r}")
 
 
 def run(config: MemoryBenchConfig) -> list[dict]:
