@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.memory_probe import long_examples
+from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.configs import SpeedBenchConfig
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
