@@ -20,7 +20,7 @@ from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
-from edge_runtime.bench.memory_probe import long_examples
+from edge_runtime.bench.examples import long_examples
 from edge_runtime.training.trainer import LastGood
 
 SEQ, BATCH = 64, 4

@@ -13,7 +13,8 @@ from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import prepare_model
 from edge_runtime.objective import trainable_parameters
-from edge_runtime.ort.export import GRAPH_FILE, MANIFEST_FILE, _WithInputs
+from edge_runtime.ort.export import _WithInputs
+from edge_runtime.ort.manifest import GRAPH_FILE, MANIFEST_FILE
 from edge_runtime.tasks import load_split
 
 
@@ -45,3 +46,34 @@ def test_export_refuses_what_it_cannot_build_yet(tmp_path, capsys):
     with pytest.raises(SystemExit) as refused:
         main(["export-graph", "tiny-llama", "--out", str(tmp_path), "--task", "copa"])
     assert refused.value.code == 2 and "classification" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_fp32(tmp_path, precision):
+    main(["export-graph", "tiny-llama", "--out", str(tmp_path / precision), "--precision", precision])
+    main(["export-graph", "tiny-llama", "--out", str(tmp_path / "fp32")])
+    import onnx
+
+    graph = onnx.load(str(tmp_path / precision / GRAPH_FILE)).graph
+    manifest = json.loads((tmp_path / precision / MANIFEST_FILE).read_text())
+    lora_inputs = {t["input"] for t in manifest["trainable"]}
+    assert {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT} >= lora_inputs
+    lowered_ops = {"int8": "MatMulInteger", "fp16": "Cast"}[precision]
+    # A LoRA matrix reaches its MatMul directly or through a Transpose (F.linear's W^T), never
+    # through a quantizer or a cast.
+    lora_values = set(lora_inputs)
+    for node in graph.node:
+        if lora_values & set(node.input):
+            assert node.op_type in ("MatMul", "Transpose"), f"{node.op_type} reads a LoRA input"
+            lora_values.update(node.output if node.op_type == "Transpose" else ())
+    lowered = [n for n in graph.node if n.op_type == lowered_ops]
+    assert len(lowered) >= 14  # the 7 projections of each of the 2 layers
+    # Close to the fp32 graph on the same inputs, not equal (the base really changed).
+    feed = {"input_ids": np.array([[1, 5, 9, 13, 2, 7]]), "attention_mask": np.ones((1, 6), dtype=np.int64),
+            "position_ids": np.arange(6)[None]}
+    generator = np.random.default_rng(0)
+    feed.update({t["input"]: 0.1 * generator.standard_normal(t["shape"], dtype=np.float32)
+                 for t in manifest["trainable"]})
+    run = lambda folder: ort.InferenceSession(str(tmp_path / folder / GRAPH_FILE)).run(None, feed)[0]  # noqa: E731
+    low, full = run(precision), run("fp32")
+    assert 0 < np.abs(low - full).max() < 0.05 * np.abs(full).max()

@@ -9,7 +9,6 @@ from edge_runtime.config import setting
 from edge_runtime.errors import UserError
 
 
-
 @dataclass
 class AgentConfig:
     coordinator: str = setting("the coordinator's host:port", "127.0.0.1:50051")
@@ -22,12 +21,18 @@ class AgentConfig:
     join_secret: str = setting("the coordinator's join secret", "")
     state_dir: str = setting("folder for this device's identity (id + token, owner-only)", "runs/agent")
     tls_root_cert: str | None = setting("PEM root certificate: connect over TLS, trusting it", None)
-    backend: Literal["torch", "onnxruntime"] = setting("runtime that trains on this device", "torch")
+    backend: Literal["torch", "onnxruntime"] = setting("runtime that trains on this device; onnxruntime needs no "
+                                                       "PyTorch, only --graph", "torch")
+    graph: str | None = setting("folder written by `edgetune export-graph` (model.onnx, manifest, tokenizer): the "
+                                "model of --backend onnxruntime", None)
     device: str = setting("torch device: cpu or cuda", "cpu")
     threads: int = setting("CPU threads for training", 2)
 
     def validate(self) -> None:
         if ":" not in self.coordinator:
             raise UserError(f"coordinator must be host:port, got {self.coordinator!r}")
+        if self.backend == "onnxruntime" and not self.graph:
+            raise UserError("--backend onnxruntime trains an exported graph: give its folder with --graph "
+                            "(write one with `edgetune export-graph MODEL --out DIR`)")
         if self.threads < 1:
             raise UserError(f"threads must be at least 1, got {self.threads}")

@@ -12,9 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge_runtime.agent.work import LocalResult
-from edge_runtime.estimators import EstimatorSettings, NonFiniteLoss, build_method
-from edge_runtime.estimators.directions import step_seed
+from edge_runtime.agent.work import LocalResult, run_local_steps
+from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
@@ -22,7 +21,6 @@ from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import MicroBatches, Objective, trainable_parameters
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example, get_task
-from edge_runtime.training.data import BatchSampler
 from edge_runtime.training.evaluation import EvalResult, evaluate
 
 
@@ -83,32 +81,24 @@ class TorchModel:
         start = {name: p.detach().clone() for name, p in params.items()}
         objective = Objective(self.module, self.head, params=params, micro_batch=self.micro_batch)
         method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries, zo_restore="snapshot"))
-        sampler = BatchSampler(examples, task.batch_size, task.seed)
-        result = LocalResult(deltas={}, scalars=[])
+        peak = LiveBytes() if measure_first_step else None
+
+        def step(batch, index: int, seed: int):
+            with peak if peak is not None and index == 0 else contextlib.nullcontext():
+                return method.step(objective, batch, task.lr, seed)
+
         # Backprop would otherwise compute (and keep) gradients of every adapter, not only the task's.
         others = [p for name, p in self.params.items() if name not in params]
         for p in others:
             p.requires_grad_(False)
         try:
-            for step in range(task.steps):
-                batch = objective.encode(sampler.batch(step)).to(self.device)
-                tracker = LiveBytes() if measure_first_step and step == 0 else contextlib.nullcontext()
-                try:
-                    with tracker:
-                        outcome = method.step(objective, batch, task.lr, step_seed(task.seed, step))
-                except NonFiniteLoss as error:
-                    result.stopped = f"non-finite loss at step {step}: {error}"
-                    break
-                if isinstance(tracker, LiveBytes):
-                    result.step_peak_bytes = tracker.peak
-                result.seq_lens.append(_padded_length(batch))
-                result.losses.append(outcome.loss)
-                result.scalars.extend(outcome.scalars)
-                result.steps += 1
-                result.examples += len(batch)
+            result = run_local_steps(task, examples, lambda ex: objective.encode(ex).to(self.device), step,
+                                     _padded_length)
         finally:
             for p in others:
                 p.requires_grad_(True)
+        if peak is not None and result.steps:
+            result.step_peak_bytes = peak.peak
         with torch.no_grad():
             result.deltas = {name: (p.detach() - start[name]).cpu().numpy() for name, p in params.items()}
             for name, p in params.items():

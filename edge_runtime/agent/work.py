@@ -1,12 +1,20 @@
-"""What a device hands back after a task, on any backend (this module imports no torch)."""
+"""A task's local steps and what a device hands back, on any backend (this module imports no torch)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence, Sized
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 
+from edge_runtime.estimation import NonFiniteLoss, StepResult
 from edge_runtime.protocol import pb
+from edge_runtime.random_directions import step_seed
+from edge_runtime.tasks import Example
+from edge_runtime.training.data import BatchSampler
+
+B = TypeVar("B", bound=Sized)
 
 
 @dataclass
@@ -35,3 +43,24 @@ def update_header(task: pb.Task, result: LocalResult) -> pb.UpdateHeader:
                            loss_before=result.loss_before, loss_after=result.loss_after,
                            train_seconds=result.seconds,
                            scalars=result.scalars if task.upload == "seeds" else [])
+
+
+def run_local_steps(task: pb.Task, examples: Sequence[Example], encode: Callable[[list[Example]], B],
+                    step: Callable[[B, int, int], StepResult], padded_length: Callable[[B], int]) -> LocalResult:
+    """The task's steps on its seeded batches: `step(batch, step index, step seed)` estimates and
+    updates on the backend. A non-finite loss ends the steps early, keeping those already done."""
+    sampler = BatchSampler(examples, task.batch_size, task.seed)
+    result = LocalResult(deltas={}, scalars=[])
+    for index in range(task.steps):
+        batch = encode(sampler.batch(index))
+        try:
+            outcome = step(batch, index, step_seed(task.seed, index))
+        except NonFiniteLoss as error:
+            result.stopped = f"non-finite loss at step {index}: {error}"
+            break
+        result.seq_lens.append(padded_length(batch))
+        result.losses.append(outcome.loss)
+        result.scalars.extend(outcome.scalars)
+        result.steps += 1
+        result.examples += len(batch)
+    return result

@@ -18,26 +18,16 @@ measure.pin_allocator()
 
 import torch  # noqa: E402
 
+from edge_runtime.bench.examples import long_examples  # noqa: E402
 from edge_runtime.estimators import EstimatorSettings, build_method  # noqa: E402
 from edge_runtime.estimators.directions import step_seed  # noqa: E402
 from edge_runtime.heads import head_for  # noqa: E402
 from edge_runtime.models import load_model  # noqa: E402
 from edge_runtime.models.precision import load_dtype, prepare_model  # noqa: E402
 from edge_runtime.objective import Objective  # noqa: E402
-from edge_runtime.tasks import get_task, load_split  # noqa: E402
 from edge_runtime.training.trainer import LastGood  # noqa: E402
 
 INFERENCE = "inference"
-
-
-def long_examples(task: str, batch: int):
-    """Real examples whose text is repeated past any max_length, so every row is exactly seq_len
-    tokens after truncation: the measured shape is the asked one."""
-    spec = get_task(task)
-    examples = load_split(task, "eval", None)[:batch]
-    stretch = lambda s: " ".join([s] * 64)  # noqa: E731
-    return spec, [type(ex)(text=stretch(ex.text) if isinstance(ex.text, str) else ex.text,
-                           prompt=stretch(ex.prompt), candidates=ex.candidates, label=ex.label) for ex in examples]
 
 
 def probe(row: dict) -> dict:

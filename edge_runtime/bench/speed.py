@@ -11,46 +11,22 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.memory_probe import long_examples
-from edge_runtime.config import setting
-from edge_runtime.errors import UserError
+from edge_runtime.bench.examples import long_examples
+from edge_runtime.bench.configs import SpeedBenchConfig
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
-from edge_runtime.models.precision import check_precision, load_dtype, prepare_model
+from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
 
 FORWARD = "forward"
 
-
-
-@dataclass
-class SpeedBenchConfig:
-    model: str = setting("model to time", "smollm2-135m")
-    task: str = setting("task whose examples fill the batch", "sst2")
-    seq_len: int = setting("tokens per sequence", 128)
-    batch: int = setting("examples per step", 8)
-    precision: str = setting("base precision", "fp32")
-    methods: tuple[str, ...] = setting("methods to time; empty = all", ())
-    repeats: int = setting("timed repeats per method (median reported)", 3)
-    threads: int = setting("torch threads", 2)
-    out: str = setting("JSON file to write", "bench-speed.json")
-    progress: bool = setting("show a progress bar", True)
-
-    def validate(self) -> None:
-        for name in ("seq_len", "batch", "repeats", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        unknown = [m for m in self.methods if m not in METHODS]
-        if unknown:
-            raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
-        check_precision(self.precision)
 
 
 def _median_seconds(fn, repeats: int) -> float:

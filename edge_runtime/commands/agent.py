@@ -10,13 +10,16 @@ from pathlib import Path
 from edge_runtime.config import add_config_arguments, config_from_args
 
 
-def _backends(config):
+def _torch_backends(config):
     """backend_for(task): one model per model spec, loaded on the first task that needs it."""
+    import torch
+
+    from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+
+    torch.set_num_threads(config.threads)
     models = {}
 
     def backend_for(task):
-        from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-
         spec = ModelSpec.of_task(task)
         if spec not in models:
             models.clear()  # one model in memory at a time
@@ -26,22 +29,29 @@ def _backends(config):
     return backend_for
 
 
+def _ort_backends(config):
+    """backend_for(task): the one exported graph, for the tasks it fits (others are refused)."""
+    from edge_runtime.agent.ort_backend import OrtModel
+
+    model = OrtModel(config.graph, threads=config.threads)
+
+    def backend_for(task):
+        model.check(task)
+        return model
+
+    return backend_for
+
+
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.agent.agent import Agent, DataSource
     from edge_runtime.agent.client import GrpcClient
     from edge_runtime.agent.config import AgentConfig
-    from edge_runtime.errors import UserError
     from edge_runtime.fleet.profile_message import profile_to_message
     from edge_runtime.fleet.profiles import find_profile
     from edge_runtime.tasks.partition import Partition
 
     config = config_from_args(AgentConfig, args)
-    if config.backend != "torch":
-        raise UserError("this agent build trains with --backend torch; the ONNX Runtime agent is `--backend "
-                        "onnxruntime` once its graph is exported")
-    import torch
-
-    torch.set_num_threads(config.threads)
+    backend_for = _ort_backends(config) if config.backend == "onnxruntime" else _torch_backends(config)
     profile = find_profile(config.profile)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -49,7 +59,7 @@ def _run(args: argparse.Namespace) -> None:
     root = Path(config.tls_root_cert).read_bytes() if config.tls_root_cert else None
     client = GrpcClient(config.coordinator, root_cert=root, stop=stop)
     data = DataSource(config.data, Partition.parse(config.partition) if config.partition else None)
-    agent = Agent(client, profile_to_message(profile), data, _backends(config), join_secret=config.join_secret,
+    agent = Agent(client, profile_to_message(profile), data, backend_for, join_secret=config.join_secret,
                   state_dir=Path(config.state_dir), task_name=config.task)
     device_id = agent.join(config.coordinator)
     print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap {profile.memory_cap / 1e9:.1f} GB)",

@@ -9,8 +9,9 @@ from edge_runtime.config import add_config_arguments, config_from_args
 
 def _memory(args: argparse.Namespace) -> None:
     from edge_runtime.bench import memory
+    from edge_runtime.bench.configs import MemoryBenchConfig
 
-    config = config_from_args(memory.MemoryBenchConfig, args)
+    config = config_from_args(MemoryBenchConfig, args)
     rows = memory.run(config)
     print(memory.table(rows))
     print(f"wrote {len(rows)} rows to {config.out}")
@@ -18,8 +19,9 @@ def _memory(args: argparse.Namespace) -> None:
 
 def _speed(args: argparse.Namespace) -> None:
     from edge_runtime.bench import speed
+    from edge_runtime.bench.configs import SpeedBenchConfig
 
-    config = config_from_args(speed.SpeedBenchConfig, args)
+    config = config_from_args(SpeedBenchConfig, args)
     rows = speed.run(config)
     print(speed.table(rows))
     print(f"wrote {len(rows)} rows to {config.out}")
@@ -35,8 +37,7 @@ def _fleet(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.bench.memory import MemoryBenchConfig
-    from edge_runtime.bench.speed import SpeedBenchConfig
+    from edge_runtime.bench.configs import MemoryBenchConfig, SpeedBenchConfig
     from edge_runtime.bench.fleet import FleetBenchConfig
 
     bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")

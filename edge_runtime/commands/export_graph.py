@@ -14,14 +14,14 @@ def _run(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.ort.export import EXPORT_PRECISIONS
+    from edge_runtime.ort.manifest import PRECISIONS
 
-    parser = sub.add_parser("export-graph", help="export an ONNX graph whose LoRA matrices are inputs",
+    parser = sub.add_parser("export-graph", help="export an ONNX graph whose LoRA matrices are inputs (base in fp32, fp16 or int8)",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("model", help="model alias or local HF folder")
     parser.add_argument("--out", required=True, help="folder for model.onnx, manifest.json and the tokenizer")
     parser.add_argument("--task", default="sst2", help="classification task whose head the graph ends in")
-    parser.add_argument("--precision", default="fp32", choices=EXPORT_PRECISIONS)
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the LoRA (and random head) initialisation")

@@ -12,22 +12,19 @@ parameter's z is regenerated at update time.
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import torch
 
+# Defined torch-free for the ONNX Runtime backend; re-exported here for the torch estimators.
+from edge_runtime.estimation import NonFiniteLoss, StepResult, check_finite, clip_scalar  # noqa: F401
 from edge_runtime.estimators.directions import direction
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
 
 Params = Mapping[str, torch.nn.Parameter]
-
-
-class NonFiniteLoss(RuntimeError):
-    """The loss or the estimate is NaN/Inf; no update was applied."""
 
 
 @dataclass
@@ -68,15 +65,6 @@ class DenseEstimate(Estimate):
             yield name, p, p.grad if p.grad is not None else torch.zeros_like(p)
 
 
-def check_finite(loss: float, scalars: list[float] = ()) -> None:
-    if not math.isfinite(loss) or not all(math.isfinite(s) for s in scalars):
-        raise NonFiniteLoss(f"loss {loss}, projected gradients {list(scalars)}")
-
-
-def clip_scalar(value: float, bound: float | None) -> float:
-    return value if bound is None else max(-bound, min(bound, value))
-
-
 class GradientEstimator(ABC):
     @abstractmethod
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> Estimate:
@@ -92,15 +80,6 @@ class UpdateRule(ABC):
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
         """Rules with state (momentum, Adam) override this."""
-
-
-@dataclass
-class StepResult:
-    loss: float
-    forward_passes: int
-    # The (seed, scalar) pairs of this step when the method is seed-replayable, else empty.
-    seeds: list[int] = field(default_factory=list)
-    scalars: list[float] = field(default_factory=list)
 
 
 class Method(ABC):

@@ -7,26 +7,13 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.errors import UserError
+from edge_runtime.estimation import EstimatorSettings
 from edge_runtime.estimators.backprop import Backprop
 from edge_runtime.estimators.base import EstimateThenUpdate, Method
 from edge_runtime.estimators.conservative import Conservative
 from edge_runtime.estimators.forward_grad import ForwardGrad
 from edge_runtime.estimators.update_rules import SGD, Adam, Momentum
-from edge_runtime.estimators.zo import Restore, TwoPointZO
-
-
-@dataclass(frozen=True)
-class EstimatorSettings:
-    """The hyper-parameters methods read; the trainer fills it from the run's config."""
-
-    mu: float = 1e-2
-    queries: int = 1
-    grad_clip: float | None = None
-    momentum: float = 0.9
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    zo_restore: Restore = "snapshot"
+from edge_runtime.estimators.zo import TwoPointZO
 
 
 @dataclass(frozen=True)

@@ -7,22 +7,13 @@ that of inference: parameters are perturbed in place and z exists for one tensor
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from edge_runtime.estimators.base import (
-    GradientEstimator,
-    SeedScalarEstimate,
-    check_finite,
-    clip_scalar,
-)
+from edge_runtime.estimation import Restore, check_finite, zo_scalar
+from edge_runtime.estimators.base import GradientEstimator, SeedScalarEstimate
 from edge_runtime.estimators.directions import Snapshot, perturb_, query_seeds
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
-
-Restore = Literal["snapshot", "inplace"]
-
 
 class TwoPointZO(GradientEstimator):
     def __init__(
@@ -71,7 +62,5 @@ class TwoPointZO(GradientEstimator):
             check_finite(loss, [g])
             seeds.append(seed)
             losses.append(loss)
-            g = clip_scalar(g, self.clip)
-            # ZO-Bench's ZO-SGD-Sign takes the sign of the scalar, not of g * z element-wise.
-            scalars.append(float(torch.sign(torch.tensor(g))) if self.sign else g)
+            scalars.append(zo_scalar(g, clip=self.clip, sign=self.sign))
         return SeedScalarEstimate(sum(losses) / len(losses), 2 * self.queries, seeds, scalars)

@@ -1,4 +1,7 @@
-"""What the process uses now and at most: resident memory on CPU, the allocator on CUDA."""
+"""What the process uses now and at most: resident memory on CPU, the allocator on CUDA.
+
+torch is imported only for CUDA devices: the ONNX Runtime memory probe measures a process without it.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +13,6 @@ import resource
 from pathlib import Path
 
 import psutil
-import torch
 
 _PROCESS = psutil.Process()
 _STATUS = Path("/proc/self/status")
@@ -25,6 +27,8 @@ def rss_bytes() -> int:
 
 def current_bytes(device: torch.device) -> int:
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.memory_allocated(device)
     return rss_bytes()
 
@@ -32,6 +36,8 @@ def current_bytes(device: torch.device) -> int:
 def peak_bytes(device: torch.device) -> int:
     """High-water mark since the last `reset_peak` (or the process start)."""
     if device.type == "cuda":
+        import torch
+
         return torch.cuda.max_memory_allocated(device)
     if _STATUS.exists():
         found = re.search(r"VmHWM:\s+(\d+) kB", _STATUS.read_text())
@@ -44,6 +50,8 @@ def reset_peak(device: torch.device) -> bool:
     """Restart the high-water mark at the current usage; False where the OS cannot (then the
     peak stays the process-lifetime one, an over-estimate)."""
     if device.type == "cuda":
+        import torch
+
         torch.cuda.reset_peak_memory_stats(device)
         return True
     try:

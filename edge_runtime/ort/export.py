@@ -12,9 +12,8 @@ dynamic in batch and length.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -27,21 +26,10 @@ from edge_runtime.models.precision import prepare_model
 from edge_runtime.objective import trainable_parameters
 from edge_runtime.tasks import get_task, load_split
 
-GRAPH_FILE, MANIFEST_FILE, TOKENIZER_DIR = "model.onnx", "manifest.json", "tokenizer"
-EXPORT_PRECISIONS = ("fp32",)  # int8/fp16 graphs arrive with the ORT trainer (issue 4)
+from edge_runtime.ort.base_precision import lower_base_precision
+from edge_runtime.ort.manifest import GRAPH_FILE, PRECISIONS, TOKENIZER_DIR, Manifest
+
 OPSET = 17
-
-
-@dataclass(frozen=True)
-class Manifest:
-    model: str
-    kind: str  # causal_lm | encoder
-    task: str
-    precision: str
-    inputs: list[str]  # the batch tensors, in graph order, before the trainable ones
-    trainable: list[dict]  # {"name", "input", "shape"} in the order estimators visit them
-    output: str
-    candidate_ids: list[int] | None  # causal LM: vocabulary ids of the task's label words
 
 
 class _WithInputs(nn.Module):
@@ -71,8 +59,8 @@ class _WithInputs(nn.Module):
 
 def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", precision: str = "fp32",
                  lora_r: int = 8, lora_alpha: int = 16, seed: int = 0) -> Manifest:
-    if precision not in EXPORT_PRECISIONS:
-        raise UserError(f"export-graph writes {', '.join(EXPORT_PRECISIONS)} graphs so far; {precision} is not built yet")
+    if precision not in PRECISIONS:
+        raise UserError(f"export-graph writes {', '.join(PRECISIONS)} graphs; {precision} is not one of them")
     spec = get_task(task)
     if spec.kind != "classification":
         raise UserError(f"export-graph supports classification tasks so far; {task} is {spec.kind}")
@@ -94,13 +82,21 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     out.mkdir(parents=True, exist_ok=True)
     dynamic = {name: {0: "batch", 1: "length"} for name in input_names}
     dynamic["scores"] = {0: "batch"}
+    fp32_graph = out / (GRAPH_FILE if precision == "fp32" else "model.fp32.onnx")
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (*batch.inputs.values(), *[p.detach() for p in params.values()]), str(out / GRAPH_FILE),
+            wrapper, (*batch.inputs.values(), *[p.detach() for p in params.values()]), str(fp32_graph),
             input_names=[*input_names, *[t["input"] for t in trainable]], output_names=["scores"],
             dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+    if precision != "fp32":
+        lower_base_precision(fp32_graph, out / GRAPH_FILE, precision)
+        fp32_graph.unlink()
     loaded.tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
     candidate_ids = batch.extras["candidate_ids"].tolist() if "candidate_ids" in batch.extras else None
-    manifest = Manifest(model_name, loaded.kind, task, precision, input_names, trainable, "scores", candidate_ids)
-    (out / MANIFEST_FILE).write_text(json.dumps(asdict(manifest), indent=2))
+    tokenizer = loaded.tokenizer
+    manifest = Manifest(model_name, loaded.kind, task, precision, input_names, trainable, "scores", candidate_ids,
+                        lora_r=lora_r, lora_alpha=lora_alpha, seed=seed,
+                        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+                        bos_id=tokenizer.bos_token_id)
+    manifest.save(out)
     return manifest

@@ -1,0 +1,16 @@
+"""The batch every benchmark row runs: real examples stretched to an exact length (torch-free, so
+the ONNX Runtime probe shares it)."""
+
+from __future__ import annotations
+
+from edge_runtime.tasks import get_task, load_split
+
+
+def long_examples(task: str, batch: int):
+    """Real examples whose text is repeated past any max_length, so every row is exactly seq_len
+    tokens after truncation: the measured shape is the asked one."""
+    spec = get_task(task)
+    examples = load_split(task, "eval", None)[:batch]
+    stretch = lambda s: " ".join([s] * 64)  # noqa: E731
+    return spec, [type(ex)(text=stretch(ex.text) if isinstance(ex.text, str) else ex.text,
+                           prompt=stretch(ex.prompt), candidates=ex.candidates, label=ex.label) for ex in examples]

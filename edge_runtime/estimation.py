@@ -1,0 +1,58 @@
+"""What the estimators of every backend share, importing neither torch nor onnxruntime: the
+settings a method reads, what a step reports, and the checks on a step's scalars.
+
+The PyTorch estimators (`edge_runtime.estimators`) and the numpy ones of the ONNX Runtime backend
+(`edge_runtime.ort.methods`) both build on these, so the two cannot drift apart on a default or on
+what counts as a failed step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+Restore = Literal["snapshot", "inplace"]
+
+
+@dataclass(frozen=True)
+class EstimatorSettings:
+    """The hyper-parameters methods read; the trainer fills it from the run's config."""
+
+    mu: float = 1e-2
+    queries: int = 1
+    grad_clip: float | None = None
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    zo_restore: Restore = "snapshot"
+
+
+@dataclass
+class StepResult:
+    loss: float
+    forward_passes: int
+    # The (seed, scalar) pairs of this step when the method is seed-replayable, else empty.
+    seeds: list[int] = field(default_factory=list)
+    scalars: list[float] = field(default_factory=list)
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss or the estimate is NaN/Inf; no update was applied."""
+
+
+def check_finite(loss: float, scalars: list[float] = ()) -> None:
+    if not math.isfinite(loss) or not all(math.isfinite(s) for s in scalars):
+        raise NonFiniteLoss(f"loss {loss}, projected gradients {list(scalars)}")
+
+
+def clip_scalar(value: float, bound: float | None) -> float:
+    return value if bound is None else max(-bound, min(bound, value))
+
+
+def zo_scalar(g: float, *, clip: float | None, sign: bool) -> float:
+    """The scalar a two-point query contributes: clipped, and for ZO-Bench's ZO-SGD-Sign its sign
+    (of the scalar, not of g * z element-wise)."""
+    g = clip_scalar(g, clip)
+    return float((g > 0) - (g < 0)) if sign else g

@@ -1,0 +1,49 @@
+"""What `edgetune export-graph` writes beside the graph, read back by devices that have no PyTorch."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+from edge_runtime.errors import UserError
+
+GRAPH_FILE, MANIFEST_FILE, TOKENIZER_DIR = "model.onnx", "manifest.json", "tokenizer"
+# The frozen base's precision in the graph; LoRA inputs, the head and the loss stay fp32.
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    model: str
+    kind: str  # causal_lm | encoder
+    task: str
+    precision: str
+    inputs: list[str]  # the batch tensors, in graph order, before the trainable ones
+    trainable: list[dict]  # {"name", "input", "shape"} in the order estimators visit them
+    output: str
+    candidate_ids: list[int] | None  # causal LM: vocabulary ids of the task's label words
+    lora_r: int = 8
+    lora_alpha: int = 16
+    seed: int = 0
+    pad_id: int = 0
+    bos_id: int | None = None  # causal LM: prepended to every prompt, as the PyTorch head does
+
+    def save(self, folder: Path) -> None:
+        (folder / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, folder: str | Path) -> "Manifest":
+        path = Path(folder) / MANIFEST_FILE
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise UserError(f"no exported graph in {folder} (missing {MANIFEST_FILE}); "
+                            "write one with `edgetune export-graph`") from None
+        except (OSError, ValueError) as error:
+            raise UserError(f"cannot read {path}: {error}") from None
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise UserError(f"{path} has fields this edgetune does not know: {', '.join(unknown)}")
+        return cls(**data)

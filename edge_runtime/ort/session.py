@@ -1,0 +1,66 @@
+"""An exported graph as a function of its trainable numpy arrays: loss(adapters; batch).
+
+The adapters are bound to the session once, by reference (an OrtValue over a CPU numpy array
+shares its memory), so perturbing or updating them in place is all a step does to them: nothing
+is copied into the session per pass. Only the batch is bound per step, once for all the passes
+that share it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from edge_runtime.ort.encoding import ArrayBatch, GraphEncoding, cross_entropy
+from edge_runtime.ort.manifest import GRAPH_FILE, Manifest
+
+Adapters = dict[str, np.ndarray]
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    return options
+
+
+class GraphObjective:
+    """Holds the adapters (fp32 numpy, in the manifest's order) and evaluates the loss at them."""
+
+    def __init__(self, folder: str | Path, threads: int = 1) -> None:
+        self.manifest = Manifest.load(folder)
+        self.encoding = GraphEncoding(folder, self.manifest)
+        self.session = ort.InferenceSession(str(Path(folder) / GRAPH_FILE), session_options(threads),
+                                            providers=["CPUExecutionProvider"])
+        self.params: Adapters = {t["name"]: np.zeros(t["shape"], dtype=np.float32) for t in self.manifest.trainable}
+        self.binding = self.session.io_binding()
+        # Kept alive here: the binding refers to these values' (= the arrays') memory.
+        self._bound = {t["input"]: ort.OrtValue.ortvalue_from_numpy(self.params[t["name"]])
+                       for t in self.manifest.trainable}
+        for name, value in self._bound.items():
+            self.binding.bind_ortvalue_input(name, value)
+        self.binding.bind_output(self.manifest.output, "cpu")
+        self._batch: ArrayBatch | None = None
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return {name: p.shape for name, p in self.params.items()}
+
+    def load(self, values: dict[str, np.ndarray]) -> None:
+        for name, value in values.items():
+            np.copyto(self.params[name], value)
+
+    def _bind(self, batch: ArrayBatch) -> None:
+        if self._batch is not batch:
+            for name, value in batch.inputs.items():
+                self.binding.bind_cpu_input(name, value)
+            self._batch = batch
+
+    def scores(self, batch: ArrayBatch) -> np.ndarray:
+        self._bind(batch)
+        self.session.run_with_iobinding(self.binding)
+        return self.encoding.scores(self.binding.get_outputs()[0].numpy())
+
+    def loss(self, batch: ArrayBatch) -> float:
+        return cross_entropy(self.scores(batch), batch.labels)
