@@ -96,7 +96,9 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
     metrics = [json.loads(m) for (m,) in _ledger(state, "SELECT record FROM metrics ORDER BY round")]
     # Round 1 closed without the killed agent, whose slices kept their values.
     assert metrics[2]["round"] == 1 and metrics[2]["updates"] == metrics[2]["assigned"] - 1
-    assert metrics[2]["slices_trained"] < metrics[2]["slices_total"] == metrics[1]["slices_trained"]
+    # (Every slice has one holder here, 5 slices for at most 4 devices; round 0 may itself miss a slow
+    # agent's slices on a busy machine, so it is no reference.)
+    assert metrics[2]["slices_trained"] < metrics[2]["slices_total"]
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"]
     assert (state / "adapter" / "adapter_model.safetensors").exists()
     for i in range(4):
