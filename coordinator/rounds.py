@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -28,11 +29,12 @@ from safetensors.numpy import save as save_tensors
 from coordinator.aggregation import WeightedUpdate, average_updates, server_optimizer
 from coordinator.capacity import Capacity, RoundShape, device_capacity
 from coordinator.config import CoordinatorConfig
+from coordinator.faults import crash_point
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import slice_tensors
-from coordinator.state_store import DamagedCheckpoint, StateStore
+from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
@@ -71,6 +73,7 @@ class RoundKeeper:
         self.ledger = Ledger(folder / "ledger.sqlite")
         self.store = StateStore(folder / "checkpoints")
         self.metrics_path = folder / "metrics.jsonl"
+        self.adapter_path = folder / "adapter"
         self.device_metrics_path = folder / "device_metrics.jsonl"
         self.shapes = host.shapes()
         self.slices = slice_tensors(self.shapes)
@@ -137,6 +140,10 @@ class RoundKeeper:
                 self.open = OpenRound(row, tasks, accounted)
             self.finished = self.version >= self.config.rounds and self.open is None
             if rounds:
+                # Files derived from the ledger may lag it by the crash; rebuild what is missing.
+                self._rewrite_metrics_file()
+                if self.finished and not self.adapter_path.exists():
+                    self._export()
                 self.log(f"coordinator: recovered at state version {self.version}, "
                          f"{len([r for r in rounds if r.status == 'closed'])} rounds closed"
                          + (f", round {self.open.row.round} open" if self.open else ""))
@@ -182,6 +189,7 @@ class RoundKeeper:
             "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
             "excluded": plan.excluded, "uncovered": plan.uncovered})
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
+        crash_point("round-opened")
         self.open = OpenRound(row, tasks, {})
         self.waiting_note = ""
         self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
@@ -219,21 +227,35 @@ class RoundKeeper:
         open_ = self.open
         round_ = open_.row.round
         summary = self._merge(round_)
+        crash_point("round-merged")
         file, sha256 = self.store.write(self.version, self.params, self.optimizer.state)
+        crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.bytes_down.get(round_, 0), "planner": self.config.planner,
                    "method": self.method}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
+        crash_point("round-closed")
         with open(self.metrics_path, "a") as out:
             out.write(json.dumps(metrics) + "\n")
         self.open = None
         self.log(_describe(metrics))
         if self.version >= self.config.rounds:
             self.finished = True
-            self.host.load_state(self.params)
-            folder = Path(self.config.state_dir) / "adapter"
-            self.host.export(str(folder))
-            self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {folder}")
+            self._export()
+
+    def _export(self) -> None:
+        # Exported beside its final name and renamed, so an `adapter/` folder is always a whole one.
+        staging = self.adapter_path.with_name(self.adapter_path.name + ".writing")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.host.load_state(self.params)
+        self.host.export(str(staging))
+        shutil.rmtree(self.adapter_path, ignore_errors=True)
+        staging.rename(self.adapter_path)
+        self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {self.adapter_path}")
+
+    def _rewrite_metrics_file(self) -> None:
+        records = [m for m in self.ledger.metrics() if m["round"] >= 0]  # round -1 (the initial adapter) lives in the ledger only
+        write_atomically(self.metrics_path, "".join(json.dumps(m) + "\n" for m in records).encode())
 
     def _merge(self, round_: int) -> dict:
         """Merge round's accepted updates into the state; advances the version."""
@@ -344,6 +366,7 @@ class RoundKeeper:
         if not self.ledger.accept_update(UpdateRow(header.round, device_id, task.task_id,
                                                    header.SerializeToString(), blob, wire_bytes)):
             raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
+        crash_point("update-committed")
         open_.accounted[device_id] = "submitted"
 
 
