@@ -139,6 +139,10 @@ class RoundKeeper:
                 accounted = {d: s for d, (_, s) in assignments.items() if s != "assigned"}
                 self.open = OpenRound(row, tasks, accounted)
             self.finished = self.version >= self.config.rounds and self.open is None
+            # The silence of an outage is the coordinator's, not the devices': each known device counts
+            # as online for one device timeout after a restart. Otherwise the first device to call back
+            # would find itself the only one online, and the next round would be planned for it alone.
+            self.last_seen = {row.id: self.clock() for row in self.ledger.devices()}
             if rounds:
                 # Files derived from the ledger may lag it by the crash; rebuild what is missing.
                 self._rewrite_metrics_file()
