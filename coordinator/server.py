@@ -113,7 +113,9 @@ class CoordinatorServer:
         while not self.keeper.finished and not self._stop.is_set():
             time.sleep(TICK_S)
         if self.keeper.finished:
-            time.sleep(self.config.heartbeat_s if grace_s is None else grace_s)
+            # Long enough for every agent's next call, a heartbeat or a poll for work, to hear "done";
+            # an agent that finds the port closed instead retries until it is stopped by hand.
+            time.sleep(max(self.config.heartbeat_s, self.keeper.retry_after_s) if grace_s is None else grace_s)
 
     def stop(self) -> None:
         self._stop.set()
