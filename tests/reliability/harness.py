@@ -10,7 +10,8 @@ from collections import Counter
 from coordinator import faults
 from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
-from tests.federation import Federation, small_config
+from edge_runtime.protocol import pb
+from tests.federation import LAPTOP, Federation, small_config
 
 
 class ManualClock:
@@ -34,10 +35,12 @@ def repeatable_identities():
     return identity
 
 
-def small_federation(folder, devices: int = 3, clock=None, **overrides) -> Federation:
+def small_federation(folder, devices: int = 3, clock=None, profile: pb.DeviceProfile = LAPTOP,
+                     **overrides) -> Federation:
     """Two short Spry rounds of tiny-bert: every device must answer before a round closes."""
     config = small_config(folder, **{"rounds": 2, "local_steps": 2, "quorum": 1.0, **overrides})
-    return Federation(config, devices=devices, clock=clock or ManualClock(), identities=repeatable_identities())
+    return Federation(config, devices=devices, profile=profile, clock=clock or ManualClock(),
+                      identities=repeatable_identities())
 
 
 def restart(federation: Federation, clock=None) -> RoundKeeper:
