@@ -175,9 +175,8 @@ class RoundKeeper:
 
     def _maybe_open(self) -> None:
         round_ = self.version
-        # Counted from memory first: every GetTask ticks, and reading every device's row while a
-        # fleet is still arriving would cost each call time in proportion to the fleet (measured:
-        # the load test's registration phase went quadratic).
+        # Counted from memory first: every GetTask ticks, and reading every device's row on each
+        # call while a fleet is still arriving costs each call time in proportion to the fleet.
         online = len(self.online_ids())
         if online < self.config.min_devices:
             self._note(f"waiting for devices: {online} online, {self.config.min_devices} needed")
