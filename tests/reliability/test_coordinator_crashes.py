@@ -16,12 +16,12 @@ from coordinator.faults import CRASH_ENV, CRASH_EXIT_CODE, POINTS, crash_point
 from tests.reliability.harness import (SimulatedCrash, accepted_updates, arm_crash, restart, small_federation,
                                        snapshot)
 
-# Which time each point is reached: 3 devices x 2 rounds, and the initial checkpoint is written at start.
+# Which time each point is reached, counted once the devices have joined: 3 devices x 2 rounds.
 CRASHES = {
     "update-committed@4": "the first update of round 1 is committed, its device unanswered",
     "round-opened@2": "round 1 is in the ledger, no device has its task",
     "round-merged@1": "round 0 is merged in memory only",
-    "checkpoint-staged@2": "round 0's checkpoint is written beside its final name",
+    "checkpoint-staged@2": "the last round's checkpoint is written beside its final name",
     "checkpoint-renamed@1": "round 0's checkpoint is in place, the ledger does not know it",
     "round-closed@2": "the last round is closed; the metrics line and the adapter export are not written",
 }
