@@ -183,6 +183,8 @@ class RssSampler:
     def _sample(self, every_s: float) -> None:
         while not self._stop.wait(every_s):
             try:
+                if self.process.status() == psutil.STATUS_ZOMBIE:  # exited, not yet reaped: it reads as 0
+                    return
                 self.last = self.process.memory_info().rss
             except psutil.Error:  # the coordinator finished and exited
                 return
