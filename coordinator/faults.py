@@ -20,7 +20,7 @@ POINTS = (
     "update-committed",  # an update is in the ledger, the device has not been answered
     "round-opened",  # a round and its assignments are in the ledger, no device has its task
     "round-merged",  # a round's updates are merged in memory, nothing written
-    "checkpoint-staged",  # the new checkpoint is on disk beside its final name, not renamed
+    "checkpoint-staged",  # a checkpoint (or any file written atomically) is whole beside its final name
     "checkpoint-renamed",  # the checkpoint has its final name, the ledger does not know it
     "round-closed",  # the ledger closed the round; metrics file and final export not yet written
 )

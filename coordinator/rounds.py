@@ -27,7 +27,7 @@ from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
 from coordinator.aggregation import WeightedUpdate, average_updates, server_optimizer
-from coordinator.capacity import Capacity, RoundShape, device_capacity
+from coordinator.capacity import Capacity, RoundShape, device_capacity, prepare
 from coordinator.config import CoordinatorConfig
 from coordinator.faults import crash_point
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
@@ -86,6 +86,7 @@ class RoundKeeper:
                                 config.queries, config.local_steps, config.round_deadline_s, config.lora_r,
                                 config.lora_alpha, tuple(config.lora_targets),
                                 num_labels=self._num_labels())
+        prepare(self.shape)
         self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                           config.server_beta2, config.server_tau)
         self.lock = threading.RLock()
@@ -264,7 +265,8 @@ class RoundKeeper:
         self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {self.adapter_path}")
 
     def _rewrite_metrics_file(self) -> None:
-        records = [m for m in self.ledger.metrics() if m["round"] >= 0]  # round -1 (the initial adapter) lives in the ledger only
+        # Round -1 (the initial adapter) lives in the ledger only.
+        records = [m for m in self.ledger.metrics() if m["round"] >= 0]
         write_atomically(self.metrics_path, "".join(json.dumps(m) + "\n" for m in records).encode())
 
     def _merge(self, round_: int) -> dict:

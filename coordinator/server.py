@@ -98,10 +98,10 @@ class CoordinatorServer:
                 self._stop.wait(TICK_S)
         except BaseException as error:
             # Crash-only: a coordinator that cannot advance its rounds stops (a restart recovers from
-            # the ledger) rather than serving on, with a dead driver, rounds that never close.
+            # the ledger) rather than serving on, with a dead driver, rounds that never close. The
+            # error surfaces where the server is waited on (the command raises it).
             self.failure = error
             self._stop.set()
-            raise
 
     def start(self) -> "CoordinatorServer":
         self.server.start()

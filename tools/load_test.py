@@ -295,9 +295,10 @@ def main(argv: list[str] | None = None) -> None:
     Path(config.out).write_text(json.dumps(result, indent=2) + "\n")
     rpc_lines = [f"  {name}: {s['calls']} calls, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
                  for name, s in result["rpc"].items() if s["calls"]]
+    rss = result["coordinator_rss"]
     print(f"{config.agents} agents: {result['rounds_closed']}/{config.rounds} rounds closed, "
           f"{result['updates_accepted']} updates accepted in {result['fleet_seconds']:.1f} s; coordinator RSS idle "
-          f"{result['coordinator_rss']['idle_bytes'] / 2**20:.0f} MiB, peak {result['coordinator_rss']['peak_bytes'] / 2**20:.0f} MiB, "
+          f"{rss['idle_bytes'] / 2**20:.0f} MiB, peak {rss['peak_bytes'] / 2**20:.0f} MiB, "
           f"{(result['coordinator_bytes_per_device'] or 0) / 1024:.1f} KiB per device\n" + "\n".join(rpc_lines))
 
 

@@ -99,7 +99,8 @@ def _wrong_tensors(draw, update: ValidUpdate):
     elif kind == "foreign slice":
         deltas[update.foreign] = np.zeros(update.shapes[update.foreign], np.float32)
     elif kind == "unknown name":
-        deltas[draw(st.text(min_size=1, max_size=40).filter(lambda n: n not in update.shapes))] = np.zeros(2, np.float32)
+        unknown = draw(st.text(min_size=1, max_size=40).filter(lambda n: n not in update.shapes))
+        deltas[unknown] = np.zeros(2, np.float32)
     else:
         deltas[first] = deltas[first].reshape(-1)
     return update.chunks(deltas=deltas)

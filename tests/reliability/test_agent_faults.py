@@ -24,7 +24,8 @@ DEADLINE_S = 60.0
 
 def _chunks(header: pb.UpdateHeader, deltas, chunk_bytes: int = 16) -> list[pb.UpdateChunk]:
     """An update cut into many small chunks, so a stream can break between two of them."""
-    return [pb.UpdateChunk(header=header)] + [pb.UpdateChunk(tensor=c) for c in to_chunks(deltas, chunk_bytes=chunk_bytes)]
+    tensors = to_chunks(deltas, chunk_bytes=chunk_bytes)
+    return [pb.UpdateChunk(header=header)] + [pb.UpdateChunk(tensor=c) for c in tensors]
 
 
 def _untouched(before: dict, after: dict, tensors) -> bool:

@@ -89,3 +89,23 @@ def test_a_real_process_exits_at_the_crash_point_and_a_restart_finishes_the_run(
     assert federation.keeper.open is not None and federation.keeper.open.row.round == 0
     assert len(federation.keeper.open.accounted) == 1  # the update committed just before the exit survived
     _finish_and_compare(federation, accepted_updates(federation.keeper), uninterrupted)
+
+
+def test_a_round_driver_that_fails_stops_the_server_instead_of_serving_rounds_that_never_close(tmp_path):
+    from dataclasses import replace
+
+    from coordinator.server import CoordinatorServer
+
+    federation = small_federation(tmp_path, devices=0)
+    config = replace(federation.config, listen="127.0.0.1:0")
+
+    def broken_tick():
+        raise OSError("disk full")
+
+    federation.keeper.tick = broken_tick
+    server = CoordinatorServer(config, federation.keeper, service=federation.service).start()
+    try:
+        server.wait_finished(grace_s=0)  # returns: the server is stopping, not serving on
+        assert isinstance(server.failure, OSError)
+    finally:
+        server.stop()
