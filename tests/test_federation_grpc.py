@@ -37,7 +37,8 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
         wait_for(lambda: ledger_rows(state, "SELECT 1 FROM rounds WHERE round = 1 AND status = 'closed'"), 60,
                   "round 1 to close without the killed agent", tmp_path)
         # SIGKILL the coordinator once round 2 has accepted an update, then restart it.
-        wait_for(lambda: ledger_rows(state, "SELECT 1 FROM updates WHERE round = 2"), 60, "an update in round 2", tmp_path)
+        wait_for(lambda: ledger_rows(state, "SELECT 1 FROM updates WHERE round = 2"), 60, "an update in round 2",
+                 tmp_path)
         coordinator.send_signal(signal.SIGKILL)
         coordinator.wait()
         accepted = set(ledger_rows(state, "SELECT round, device_id FROM updates"))

@@ -67,8 +67,8 @@ def test_devices_lost_after_the_task_mid_training_and_mid_upload_leave_the_round
     after = snapshot(keeper)
     assert keeper.version == 1 and {u.device_id for u in after["updates"][0]} == {
         mid_upload.client.device_id, healthy.client.device_id}
-    lost = [t for agent in (took_task, mid_training) for t in before["assignments"][0][agent.client.device_id][0:1]]
-    lost_tensors = [name for blob in lost for name in pb.Task.FromString(blob).tensors]
+    tasks = {device: pb.Task.FromString(blob) for device, (blob, _) in before["assignments"][0].items()}
+    lost_tensors = [name for agent in (took_task, mid_training) for name in tasks[agent.client.device_id].tensors]
     assert lost_tensors and _untouched(before, after, lost_tensors)  # lost devices' slices kept their values
     assert not _untouched(before, after, keeper.params)
 
