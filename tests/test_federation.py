@@ -9,13 +9,16 @@ from coordinator.rounds import RoundKeeper
 from coordinator.service import CallFailed, CoordinatorService
 from edge_runtime.agent.client import CallRejected
 from edge_runtime.agent.work import update_header
+from edge_runtime.fleet.emulator import seeded_identities
 from edge_runtime.protocol import PROTOCOL_KEY, pb
 from edge_runtime.random_directions import FINGERPRINT
 from tests.federation import LAPTOP, Federation, small_config
 
 
 def test_spry_lowers_the_merged_adapters_training_loss_and_trains_every_slice(tmp_path):
-    federation = Federation(small_config(tmp_path, rounds=6, local_steps=20, lr=1e-2))
+    # Seeded ids: the plan (and so the run) depends on them, and a test must not depend on luck.
+    federation = Federation(small_config(tmp_path, rounds=6, local_steps=20, lr=1e-2),
+                            identities=seeded_identities(0))
     metrics = federation.run()
     initial, rounds = metrics[0], metrics[1:]
     assert initial["round"] == -1 and len(rounds) == 6
