@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -85,12 +86,18 @@ def _row(model: str, devices: int, config: FleetBenchConfig, folder: Path) -> di
         raise UserError(f"fleet bench row {model} x {devices} failed: {done.stderr.strip().splitlines()[-1]}")
     measured = json.loads(done.stdout.strip().splitlines()[-1])
     measured["device_steps_per_s"] = measured["device_steps"] / measured["train_wall_s"]
+    del row["out_dir"]
     return {**row, **measured}
 
 
 def run(config: FleetBenchConfig) -> list[dict]:
     config.validate()
-    folder = Path(config.out).with_suffix("")
+    # The emulations' own state (ledger, checkpoints) is scratch: only the measured rows are kept.
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as scratch:
+        return _measure(config, Path(scratch))
+
+
+def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
     rows = []
     sizes = [1, *(int(s) for s in config.sizes)]
     with tqdm(total=len(config.models) * len(sizes) * config.repeats, desc="bench fleet",
