@@ -98,3 +98,15 @@ def test_numpy_update_rules_follow_the_torch_formulas(rules):
     for name in shapes:
         assert not np.array_equal(arrays[name], start[name])
         np.testing.assert_allclose(arrays[name], tensors[name].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_ort_evaluation_matches_torch_across_batch_sizes(graph_and_model):
+    folder, torch_model, state = graph_and_model
+    ort_model = OrtModel(folder)
+    torch_model.load_state(state)
+    ort_model.load_state(state)
+    examples = load_split("sst2", "eval")[:21]  # batches of 8, 8 and 5
+    want = torch_model.evaluate(examples, batch_size=8)
+    accuracy, loss = ort_model.objective.evaluate(examples, max_length=32, batch_size=8)
+    assert accuracy == want.accuracy
+    assert loss == pytest.approx(want.loss, rel=1e-5)
