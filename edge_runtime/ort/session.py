@@ -25,6 +25,10 @@ def session_options(threads: int) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Memory is what a device runs out of first. The CPU arena keeps every activation block it ever
+    # allocated; without it MiniLM's ZO step peaked 23% lower (fp32 182 -> 140 MB, int8 110 -> 95 MB,
+    # batch 8 x 128) for a forward about 5% slower (measured on the shared 2-core box, 2026-11-23).
+    options.enable_cpu_mem_arena = False
     return options
 
 
