@@ -27,7 +27,7 @@ def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path):
     with torch.enable_grad():
         want_loss = objective.backward(objective.encode(examples))
 
-    backprop = OrtBackprop(graph, tmp_path / "artifacts", state, lr=1e-2)
+    backprop = OrtBackprop.from_graph(graph, tmp_path / "artifacts", state, lr=1e-2)
     manifest = Manifest.load(graph)
     batch = GraphEncoding(graph, manifest).encode(examples, 32)
     losses = [backprop.step(batch) for _ in range(4)]
@@ -48,4 +48,4 @@ def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path):
 def test_ort_backprop_refuses_graphs_it_cannot_train(tmp_path):
     main(["export-graph", "tiny-llama", "--out", str(tmp_path / "graph")])
     with pytest.raises(UserError, match="fp32 encoder"):
-        OrtBackprop(tmp_path / "graph", tmp_path / "artifacts", {}, lr=1e-3)
+        OrtBackprop.from_graph(tmp_path / "graph", tmp_path / "artifacts", {}, lr=1e-3)

@@ -29,6 +29,8 @@ measure.pin_allocator()
 
 from edge_runtime.bench.examples import long_examples  # noqa: E402
 from edge_runtime.estimation import EstimatorSettings  # noqa: E402
+from edge_runtime.ort.encoding import GraphEncoding  # noqa: E402
+from edge_runtime.ort.manifest import Manifest  # noqa: E402
 from edge_runtime.ort.methods import build_method  # noqa: E402
 from edge_runtime.ort.session import GraphObjective  # noqa: E402
 from edge_runtime.random_directions import step_seed  # noqa: E402
@@ -40,17 +42,27 @@ CPU = SimpleNamespace(type="cpu")  # measure's device argument, without torch.de
 def probe(row: dict) -> dict:
     measure.release_freed_memory()
     baseline = measure.rss_bytes()
-    objective = GraphObjective(row["graph"], threads=row["threads"])
     _, examples = long_examples(row["task"], row["batch"])
-    batch = objective.encoding.encode(examples, row["seq_len"])
+    if row.get("artifacts"):
+        # Training artifacts (built by the parent) replace the inference session: one copy of the base.
+        from edge_runtime.ort.backprop import OrtBackprop
+
+        manifest = Manifest.load(row["graph"])
+        backprop = OrtBackprop(row["artifacts"], manifest, lr=1e-6)
+        batch = GraphEncoding(row["graph"], manifest).encode(examples, row["seq_len"])
+        step = lambda _: backprop.step(batch)  # noqa: E731
+    else:
+        objective = GraphObjective(row["graph"], threads=row["threads"])
+        batch = objective.encoding.encode(examples, row["seq_len"])
+        if row["method"] == INFERENCE:
+            step = lambda _: objective.loss(batch)  # noqa: E731
+        else:
+            method = build_method(row["method"], EstimatorSettings())
+            step = lambda i: method.step(objective, objective.params, batch, 1e-6, step_seed(0, i))  # noqa: E731
     measure.release_freed_memory()
     measure.reset_peak(CPU)
-    if row["method"] == INFERENCE:
-        objective.loss(batch)
-    else:
-        method = build_method(row["method"], EstimatorSettings())
-        for step in range(row["steps"]):
-            method.step(objective, objective.params, batch, 1e-6, step_seed(0, step))
+    for i in range(1 if row["method"] == INFERENCE else row["steps"]):
+        step(i)
     return {"peak_bytes": measure.peak_bytes(CPU) - baseline, "seq_len": batch.length, "runtime_bytes": baseline}
 
 

@@ -20,12 +20,13 @@ from tqdm import tqdm
 
 from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.configs import SpeedBenchConfig
-from edge_runtime.bench.graphs import exported_graph
+from edge_runtime.bench.graphs import backprop_trains, exported_graph, training_artifacts
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
+from edge_runtime.ort.backprop import BACKPROP_METHODS
 from edge_runtime.ort.methods import METHODS as ORT_METHODS
 
 FORWARD = "forward"
@@ -47,7 +48,7 @@ def run(config: SpeedBenchConfig) -> list[dict]:
     config.validate()
     spec, examples = long_examples(config.task, config.batch)
     methods = list(config.methods or METHODS)
-    ort_methods = [m for m in methods if m in ORT_METHODS]
+    ort_methods = [m for m in methods if m in ORT_METHODS or m in BACKPROP_METHODS]
     total = ("torch" in config.backends) * (len(methods) + 1) + ("ort" in config.backends) * (len(ort_methods) + 1)
     rows = []
     with tqdm(total=total, desc="bench speed", disable=not config.progress) as bar:
@@ -85,6 +86,7 @@ def _torch_steps(config: SpeedBenchConfig, spec, examples, methods: list[str]) -
 
 def _ort_steps(config: SpeedBenchConfig, examples, methods: list[str]) -> Steps:
     """The same on the exported graph in an onnxruntime session."""
+    from edge_runtime.ort.backprop import OrtBackprop
     from edge_runtime.ort.methods import build_method as build_ort_method
     from edge_runtime.ort.session import GraphObjective
 
@@ -94,9 +96,14 @@ def _ort_steps(config: SpeedBenchConfig, examples, methods: list[str]) -> Steps:
     seeds = iter(range(10**9))
 
     def stepper(name: str) -> Callable[[], object]:
+        if name in BACKPROP_METHODS:
+            backprop = OrtBackprop(training_artifacts(graph), objective.manifest, lr=1e-9)
+            return lambda: backprop.step(batch)
         method = build_ort_method(name, EstimatorSettings())
         return lambda: method.step(objective, objective.params, batch, 1e-9, next(seeds))
 
+    # The artifacts API trains fp32 encoder graphs only; other graphs time their ZO methods alone.
+    methods = [m for m in methods if m not in BACKPROP_METHODS or backprop_trains(graph)]
     return batch.length, lambda: objective.loss(batch), {name: stepper(name) for name in methods}
 
 

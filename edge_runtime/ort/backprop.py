@@ -86,19 +86,24 @@ def build_artifacts(graph_dir: str | Path, out_dir: str | Path, adapters: dict[s
 
 
 class OrtBackprop:
-    """AdamW steps on the adapters of an exported encoder graph."""
+    """AdamW steps on the adapters of an exported encoder graph, from artifacts built beforehand
+    (building them is a workstation's job: a device would receive them)."""
 
-    def __init__(self, graph_dir: str | Path, work_dir: str | Path, adapters: dict[str, np.ndarray],
-                 lr: float) -> None:
+    def __init__(self, artifacts_dir: str | Path, manifest: Manifest, lr: float) -> None:
         from onnxruntime.training.api import CheckpointState, Module, Optimizer
 
-        self.manifest = Manifest.load(graph_dir)
-        out = build_artifacts(graph_dir, work_dir, adapters)
+        out = Path(artifacts_dir)
+        self.manifest = manifest
         self.state = CheckpointState.load_checkpoint(str(out / "checkpoint"))
         self.module = Module(str(out / "training_model.onnx"), self.state, str(out / "eval_model.onnx"))
         self.optimizer = Optimizer(str(out / "optimizer_model.onnx"), self.module)
         self.optimizer.set_learning_rate(lr)
         self.module.train()
+
+    @classmethod
+    def from_graph(cls, graph_dir: str | Path, work_dir: str | Path, adapters: dict[str, np.ndarray],
+                   lr: float) -> "OrtBackprop":
+        return cls(build_artifacts(graph_dir, work_dir, adapters), Manifest.load(graph_dir), lr)
 
     def step(self, batch: ArrayBatch) -> float:
         loss = self.module(*[batch.inputs[name] for name in self.manifest.inputs], batch.labels)
