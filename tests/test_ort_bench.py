@@ -18,7 +18,7 @@ def test_bench_memory_measures_ort_rows_in_a_torch_free_process(tmp_path):
                                                                           ("ort", "int8", "zo-sgd")]
     graph = tmp_path / "graphs" / "tiny-llama-sst2-int8-r8"
     for row in rows:
-        assert row["measured_seq_len"] == 16
+        assert row["measured_seq_len"] == 16 and row["torch_loaded"] is False
         assert row["graph_bytes"] == graph_bytes(graph) and row["peak_bytes"] > 0
 
 

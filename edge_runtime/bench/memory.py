@@ -126,7 +126,7 @@ def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str
             "batch": config.batch, "seq_len": config.seq_len, "backend": "ort", "graph_bytes": graph_bytes(graph),
             "estimate_bytes": None, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
             "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
-            "ratio_to_inference": peak / inference_peak}
+            "torch_loaded": measured["torch_loaded"], "ratio_to_inference": peak / inference_peak}
 
 
 def _estimated_row(work: Workload, method: str) -> dict:
