@@ -69,6 +69,14 @@ def _memory(shape: RoundShape) -> tuple[int, float, int]:
     return fixed, per_element, est.adapters
 
 
+def prepare(shape: RoundShape) -> None:
+    """Compute ahead what every device's capacity shares (the memory model's estimate and the step's
+    FLOPs, both cached): about 2 s for tiny-bert on a shared 2-core box, which the first round's
+    planning would otherwise spend holding the coordinator's lock while every device's call waits."""
+    _memory(shape)
+    step_cost(shape.workload(shape.batch), shape.queries)
+
+
 def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
     profile = profile_from_message(message)
     fixed, per_element, all_trainable = _memory(shape)

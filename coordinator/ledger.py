@@ -37,6 +37,7 @@ CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER, device_id TEXT, reason TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS metrics (round INTEGER PRIMARY KEY, record TEXT NOT NULL);
 """
+SQLITE_MAX_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -158,9 +159,11 @@ class Ledger:
             "ORDER BY device_id", (round_,))]
 
     def reject(self, round_: int | None, device_id: str | None, reason: str) -> None:
+        # A hostile claim can name a round past SQLite's INTEGER; the reason text still quotes it.
+        round_ = round_ if round_ is None or round_ <= SQLITE_MAX_INTEGER else None
         with self.transaction() as db:
             db.execute("INSERT INTO rejections (round, device_id, reason, at) VALUES (?, ?, ?, ?)",
-                       (round_, device_id, reason, time.time()))
+                       (round_, device_id, reason[:1000], time.time()))
 
     def rejections(self) -> list[tuple[int | None, str | None, str]]:
         return [tuple(r) for r in self._query("SELECT round, device_id, reason FROM rejections ORDER BY id")]

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,13 +27,14 @@ from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
 from coordinator.aggregation import WeightedUpdate, average_updates, server_optimizer
-from coordinator.capacity import Capacity, RoundShape, device_capacity
+from coordinator.capacity import Capacity, RoundShape, device_capacity, prepare
 from coordinator.config import CoordinatorConfig
+from coordinator.faults import crash_point
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import slice_tensors
-from coordinator.state_store import DamagedCheckpoint, StateStore
+from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
@@ -71,6 +73,7 @@ class RoundKeeper:
         self.ledger = Ledger(folder / "ledger.sqlite")
         self.store = StateStore(folder / "checkpoints")
         self.metrics_path = folder / "metrics.jsonl"
+        self.adapter_path = folder / "adapter"
         self.device_metrics_path = folder / "device_metrics.jsonl"
         self.shapes = host.shapes()
         self.slices = slice_tensors(self.shapes)
@@ -83,6 +86,7 @@ class RoundKeeper:
                                 config.queries, config.local_steps, config.round_deadline_s, config.lora_r,
                                 config.lora_alpha, tuple(config.lora_targets),
                                 num_labels=self._num_labels())
+        prepare(self.shape)
         self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                           config.server_beta2, config.server_tau)
         self.lock = threading.RLock()
@@ -136,7 +140,15 @@ class RoundKeeper:
                 accounted = {d: s for d, (_, s) in assignments.items() if s != "assigned"}
                 self.open = OpenRound(row, tasks, accounted)
             self.finished = self.version >= self.config.rounds and self.open is None
+            # The silence of an outage is the coordinator's, not the devices': each known device counts
+            # as online for one device timeout after a restart. Otherwise the first device to call back
+            # would find itself the only one online, and the next round would be planned for it alone.
+            self.last_seen = {row.id: self.clock() for row in self.ledger.devices()}
             if rounds:
+                # Files derived from the ledger may lag it by the crash; rebuild what is missing.
+                self._rewrite_metrics_file()
+                if self.finished and not self.adapter_path.exists():
+                    self._export()
                 self.log(f"coordinator: recovered at state version {self.version}, "
                          f"{len([r for r in rounds if r.status == 'closed'])} rounds closed"
                          + (f", round {self.open.row.round} open" if self.open else ""))
@@ -145,11 +157,14 @@ class RoundKeeper:
     def seen(self, device_id: str) -> None:
         self.last_seen[device_id] = self.clock()
 
-    def online_devices(self) -> list[DeviceInfo]:
+    def online_ids(self) -> set[str]:
         now = self.clock()
+        return {device for device, seen in self.last_seen.items() if now - seen <= self.config.device_timeout_s}
+
+    def online_devices(self) -> list[DeviceInfo]:
+        online = self.online_ids()
         return [DeviceInfo(row.id, pb.DeviceProfile.FromString(row.profile), row.examples)
-                for row in self.ledger.devices()
-                if now - self.last_seen.get(row.id, -math.inf) <= self.config.device_timeout_s]
+                for row in self.ledger.devices() if row.id in online]
 
     # Rounds
     def tick(self) -> None:
@@ -161,10 +176,13 @@ class RoundKeeper:
 
     def _maybe_open(self) -> None:
         round_ = self.version
-        devices = self.online_devices()
-        if len(devices) < self.config.min_devices:
-            self._note(f"waiting for devices: {len(devices)} online, {self.config.min_devices} needed")
+        # Counted from memory first: every GetTask ticks, and reading every device's row on each
+        # call while a fleet is still arriving costs each call time in proportion to the fleet.
+        online = len(self.online_ids())
+        if online < self.config.min_devices:
+            self._note(f"waiting for devices: {online} online, {self.config.min_devices} needed")
             return
+        devices = self.online_devices()
         if self.config.devices_per_round and len(devices) > self.config.devices_per_round:
             devices = random.Random(_seed(self.config.seed, "sample", round_)).sample(
                 sorted(devices, key=lambda d: d.id), self.config.devices_per_round)
@@ -182,6 +200,7 @@ class RoundKeeper:
             "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
             "excluded": plan.excluded, "uncovered": plan.uncovered})
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
+        crash_point("round-opened")
         self.open = OpenRound(row, tasks, {})
         self.waiting_note = ""
         self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
@@ -219,21 +238,36 @@ class RoundKeeper:
         open_ = self.open
         round_ = open_.row.round
         summary = self._merge(round_)
+        crash_point("round-merged")
         file, sha256 = self.store.write(self.version, self.params, self.optimizer.state)
+        crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.bytes_down.get(round_, 0), "planner": self.config.planner,
                    "method": self.method}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
+        crash_point("round-closed")
         with open(self.metrics_path, "a") as out:
             out.write(json.dumps(metrics) + "\n")
         self.open = None
         self.log(_describe(metrics))
         if self.version >= self.config.rounds:
             self.finished = True
-            self.host.load_state(self.params)
-            folder = Path(self.config.state_dir) / "adapter"
-            self.host.export(str(folder))
-            self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {folder}")
+            self._export()
+
+    def _export(self) -> None:
+        # Exported beside its final name and renamed, so an `adapter/` folder is always a whole one.
+        staging = self.adapter_path.with_name(self.adapter_path.name + ".writing")
+        shutil.rmtree(staging, ignore_errors=True)
+        self.host.load_state(self.params)
+        self.host.export(str(staging))
+        shutil.rmtree(self.adapter_path, ignore_errors=True)
+        staging.rename(self.adapter_path)
+        self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {self.adapter_path}")
+
+    def _rewrite_metrics_file(self) -> None:
+        # Round -1 (the initial adapter) lives in the ledger only.
+        records = [m for m in self.ledger.metrics() if m["round"] >= 0]
+        write_atomically(self.metrics_path, "".join(json.dumps(m) + "\n" for m in records).encode())
 
     def _merge(self, round_: int) -> dict:
         """Merge round's accepted updates into the state; advances the version."""
@@ -285,8 +319,12 @@ class RoundKeeper:
             if open_ is not None and device_id in open_.tasks and device_id not in open_.accounted:
                 return pb.GetTaskReply(task=open_.tasks[device_id])
             reason = "no task for this device in the open round" if open_ else "no round is open"
-            return pb.GetTaskReply(wait=pb.Wait(retry_after_s=min(2.0, self.config.round_deadline_s / 10),
-                                                reason=reason))
+            return pb.GetTaskReply(wait=pb.Wait(retry_after_s=self.retry_after_s, reason=reason))
+
+    @property
+    def retry_after_s(self) -> float:
+        """How long a device without work waits before asking again."""
+        return min(2.0, self.config.round_deadline_s / 10)
 
     def state_for_download(self, names: list[str]) -> tuple[int, dict[str, np.ndarray]]:
         with self.lock:
@@ -344,6 +382,7 @@ class RoundKeeper:
         if not self.ledger.accept_update(UpdateRow(header.round, device_id, task.task_id,
                                                    header.SerializeToString(), blob, wire_bytes)):
             raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
+        crash_point("update-committed")
         open_.accounted[device_id] = "submitted"
 
 

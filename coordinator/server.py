@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 
 from coordinator.config import CoordinatorConfig
+from coordinator.malformed import RejectMalformed
 from coordinator.rounds import RoundKeeper
 from coordinator.service import CallFailed, CoordinatorService
 from edge_runtime.errors import UserError
@@ -74,6 +75,7 @@ class CoordinatorServer:
         self.config, self.keeper = config, keeper
         limit = int(config.max_message_mb * 2**20) + 2**16
         self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
+                                  interceptors=[RejectMalformed()],
                                   options=[("grpc.max_receive_message_length", limit),
                                            ("grpc.max_send_message_length", limit)])
         rpc.add_CoordinatorServicer_to_server(Servicer(service or CoordinatorService(keeper)), self.server)
@@ -86,12 +88,20 @@ class CoordinatorServer:
         if self.port == 0:
             raise UserError(f"cannot listen on {config.listen} (in use, or not an address of this machine)")
         self._stop = threading.Event()
+        self.failure: BaseException | None = None
         self._driver = threading.Thread(target=self._drive, name="rounds", daemon=True) if drive else None
 
     def _drive(self) -> None:
-        while not self._stop.is_set():
-            self.keeper.tick()
-            self._stop.wait(TICK_S)
+        try:
+            while not self._stop.is_set():
+                self.keeper.tick()
+                self._stop.wait(TICK_S)
+        except BaseException as error:
+            # Crash-only: a coordinator that cannot advance its rounds stops (a restart recovers from
+            # the ledger) rather than serving on, with a dead driver, rounds that never close. The
+            # error surfaces where the server is waited on (the command raises it).
+            self.failure = error
+            self._stop.set()
 
     def start(self) -> "CoordinatorServer":
         self.server.start()
@@ -103,7 +113,9 @@ class CoordinatorServer:
         while not self.keeper.finished and not self._stop.is_set():
             time.sleep(TICK_S)
         if self.keeper.finished:
-            time.sleep(self.config.heartbeat_s if grace_s is None else grace_s)
+            # Long enough for every agent's next call, a heartbeat or a poll for work, to hear "done";
+            # an agent that finds the port closed instead retries until it is stopped by hand.
+            time.sleep(max(self.config.heartbeat_s, self.keeper.retry_after_s) if grace_s is None else grace_s)
 
     def stop(self) -> None:
         self._stop.set()

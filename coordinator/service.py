@@ -14,7 +14,7 @@ import grpc
 from coordinator.auth import new_identity, secret_matches, token_hash, token_matches
 from coordinator.ledger import DeviceRow
 from coordinator.rounds import RoundKeeper
-from coordinator.validation import RejectedUpdate
+from coordinator.validation import BadRegistration, RejectedUpdate, check_registration
 from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
 from edge_runtime.random_directions import FINGERPRINT
@@ -64,9 +64,11 @@ class CoordinatorService:
                              f"this device draws other random directions (fingerprint "
                              f"{request.direction_fingerprint!r}, the coordinator's is {FINGERPRINT!r}): "
                              "its numpy would rebuild different updates from the same seeds")
+        try:
+            check_registration(request)
+        except BadRegistration as error:
+            raise CallFailed(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
         profile = request.profile
-        if profile.memory_cap_bytes <= 0 or not (profile.gflops_fp32 > 0 or profile.gflops_int8 > 0):
-            raise CallFailed(grpc.StatusCode.INVALID_ARGUMENT, "a profile needs a memory cap and a throughput")
         known = self.keeper.ledger.device(request.device_id) if request.device_id else None
         if known is not None:  # a returning device keeps its id (and so its slices) if it proves it owns it
             if not token_matches(request.token, known.token_hash):

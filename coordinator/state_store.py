@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load, save
 
+from coordinator.faults import crash_point
+
 OPTIMIZER_PREFIX = "server_optimizer."
 
 
@@ -28,6 +30,7 @@ def write_atomically(path: Path, data: bytes) -> None:
         file.write(data)
         file.flush()
         os.fsync(file.fileno())
+    crash_point("checkpoint-staged")
     os.replace(staging, path)
     folder = os.open(path.parent, os.O_RDONLY)
     try:

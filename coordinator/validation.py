@@ -19,6 +19,34 @@ class RejectedUpdate(ValueError):
     """The reason is sent back to the device and written to the ledger."""
 
 
+class BadRegistration(ValueError):
+    """A registration the coordinator refuses to plan with."""
+
+
+MAX_EXAMPLES = 2**31  # a device's declared examples weigh its planning; far beyond any phone's data
+MAX_LABEL = 64  # characters of a profile name or class
+MAX_LIST = 16  # backends or precisions a profile may list
+
+
+def check_registration(request: pb.RegisterRequest) -> None:
+    """Planning divides by a profile's throughput and bandwidths and adds its latency, so a NaN, an
+    infinity or a negative number there would break the round plan for every device."""
+    profile = request.profile
+    numbers = {field.name: value for field, value in profile.ListFields() if isinstance(value, float)}
+    bad = sorted(name for name, value in numbers.items() if not (math.isfinite(value) and value >= 0))
+    if bad:
+        raise BadRegistration(f"profile fields must be finite and not negative: {', '.join(bad)}")
+    if profile.memory_cap_bytes <= 0 or not (profile.gflops_fp32 > 0 or profile.gflops_int8 > 0):
+        raise BadRegistration("a profile needs a memory cap and a throughput")
+    if max(len(profile.name), len(profile.device_class)) > MAX_LABEL:
+        raise BadRegistration(f"profile name and class are at most {MAX_LABEL} characters")
+    lists = (profile.backends, profile.precisions)
+    if any(len(items) > MAX_LIST or any(len(item) > MAX_LABEL for item in items) for items in lists):
+        raise BadRegistration(f"a profile lists at most {MAX_LIST} backends and precisions, each a short name")
+    if request.examples > MAX_EXAMPLES:
+        raise BadRegistration(f"a device declares at most {MAX_EXAMPLES} examples")
+
+
 def check_header(header: pb.UpdateHeader, task: pb.Task) -> None:
     if header.task_id != task.task_id or header.round != task.round:
         raise RejectedUpdate(f"update is for task {header.task_id!r} of round {header.round}, "

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+from coordinator.auth import new_identity
 from coordinator.config import CoordinatorConfig
 from coordinator.model_host import TorchHost
 from coordinator.rounds import RoundKeeper
@@ -31,11 +34,12 @@ def small_config(tmp_path, **overrides) -> CoordinatorConfig:
 
 class Federation:
     def __init__(self, config: CoordinatorConfig, devices: int = 4, profile: pb.DeviceProfile = LAPTOP,
-                 host: TorchHost | None = None) -> None:
+                 host: TorchHost | None = None, clock: Callable[[], float] = time.time,
+                 identities: Callable[[], tuple[str, str]] = new_identity) -> None:
         self.config = config
         self.host = host or TorchHost(config)
-        self.keeper = RoundKeeper(config, self.host, log=lambda _: None)
-        self.service = CoordinatorService(self.keeper)
+        self.keeper = RoundKeeper(config, self.host, clock=clock, log=lambda _: None)
+        self.service = CoordinatorService(self.keeper, identities)
         self.models: dict[ModelSpec, TorchModel] = {}
         self.agents = [self.agent(profile) for _ in range(devices)]
 

@@ -2,7 +2,9 @@
 same emulated fleet and the same rounds; writes each run's fleet report, a JSON summary, a
 Markdown table and one accuracy-per-round plot.
 
-    OMP_NUM_THREADS=2 python tools/federated_comparison.py --out runs/federated --rounds 20
+    python tools/federated_comparison.py --out runs/federated --rounds 20
+
+`--runs` picks some of the runs; their results are added to an existing summary.json in --out.
 
 The fleet is 10 identical always-on devices (so only the method differs), SST-2 split among them
 with Dirichlet alpha = 1.0 as in the Spry paper, MiniLM with LoRA r=8, in-process transport.
@@ -33,14 +35,16 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=10)
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--runs", default=",".join(RUNS))
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine)")
     args = parser.parse_args()
-    summary = {}
+    summary_path = Path(args.out, "summary.json")
+    summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
     for name in args.runs.split(","):
         planner, method, lr = RUNS[name]
         config = build_config(FleetConfig, {
             "model": args.model, "devices": args.devices, "profiles": ("jetson-agx-orin-64gb",), "rounds": args.rounds,
             "planner": planner, "method": method, "lr": lr, "dirichlet_alpha": 1.0, "transport": "inprocess",
-            "out_dir": f"{args.out}/{name}", "round_deadline_s": 3600.0})
+            "out_dir": f"{args.out}/{name}", "round_deadline_s": 3600.0, "threads": args.threads})
         result = run_fleet(config)
         write_report(result, config, config.out_dir)
         summary[name] = {
@@ -56,7 +60,7 @@ def main() -> None:
             "peak_accounted_bytes": max(d["accounted_peak"] for d in result.devices),
             "wall_s": result.wall_s, "virtual_s": result.virtual_s,
         }
-        Path(args.out, "summary.json").write_text(json.dumps(summary, indent=2))
+        summary_path.write_text(json.dumps(summary, indent=2))
     print(table(summary))
     plot(summary, Path(args.out, "accuracy.png"))
 

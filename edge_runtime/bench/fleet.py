@@ -3,7 +3,8 @@
 For each model and fleet size, one fresh process runs one round of the fleet emulator (in-process
 transport, one host): resident memory after the devices joined and at the end, and device-steps per
 second of the round's training phase. Beside them, in the same way, one device running the same
-total number of steps alone: the emulator's overhead per device is the ratio of the two. Memory
+total number of steps alone: the emulator's overhead per device is the ratio of the two. With
+`--repeats N` every row runs N times, round-robin over the sizes, and the median run is reported. Memory
 per device is the slope of resident memory over fleet size, to be read against one device's
 adapter state (every emulated device keeps its own copy of the global adapter, nothing else).
 """
@@ -31,6 +32,7 @@ class FleetBenchConfig:
     method: str = setting("training method of the devices", "zo-sgd")
     batch_size: int = setting("examples per step", 8)
     threads: int = setting("torch threads", 2)
+    repeats: int = setting("runs of every row (the median is reported)", 1)
     quick: bool = setting("CI size: tiny-llama only, fleets of 2 and 10, 40 device-steps", False)
     out: str = setting("JSON file to write", "bench-fleet.json")
     progress: bool = setting("show a progress bar", True)
@@ -38,6 +40,8 @@ class FleetBenchConfig:
     def validate(self) -> None:
         if self.quick:
             self.models, self.sizes, self.total_steps = ("tiny-llama",), ("2", "10"), 40
+        if self.repeats < 1:
+            raise UserError(f"repeats must be at least 1, got {self.repeats}")
         try:
             sizes = [int(s) for s in self.sizes]
         except ValueError:
@@ -88,23 +92,32 @@ def run(config: FleetBenchConfig) -> list[dict]:
     config.validate()
     folder = Path(config.out).with_suffix("")
     rows = []
-    sizes = [int(s) for s in config.sizes]
-    with tqdm(total=len(config.models) * (len(sizes) + 1), desc="bench fleet", disable=not config.progress) as bar:
+    sizes = [1, *(int(s) for s in config.sizes)]
+    with tqdm(total=len(config.models) * len(sizes) * config.repeats, desc="bench fleet",
+              disable=not config.progress) as bar:
         for model in config.models:
-            alone = _row(model, 1, config, folder)
-            bar.update(1)
-            measured = []
-            for devices in sizes:
-                row = _row(model, devices, config, folder)
+            # Repeats go round-robin over the sizes, so a busy spell of the machine hits every size alike.
+            runs: dict[int, list[dict]] = {devices: [] for devices in sizes}
+            for _ in range(config.repeats):
+                for devices in sizes:
+                    runs[devices].append(_row(model, devices, config, folder))
+                    bar.update(1)
+            measured = [_median_run(runs[devices]) for devices in sizes]
+            alone, fleets = measured[0], measured[1:]
+            for row in fleets:
                 row["throughput_vs_one_device"] = row["device_steps_per_s"] / alone["device_steps_per_s"]
-                measured.append(row)
-                bar.update(1)
-            base = measured[0]
-            for row in measured[1:]:
-                row["bytes_per_added_device"] = (row["rss_after"] - base["rss_after"]) / (row["devices"] - base["devices"])
-            rows += [alone, *measured]
+            for row in fleets[1:]:
+                row["bytes_per_added_device"] = (row["rss_after"] - fleets[0]["rss_after"]) / (
+                    row["devices"] - fleets[0]["devices"])
+            rows += measured
             Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
     return rows
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run of median throughput, with every repeat's throughput beside it."""
+    ordered = sorted(runs, key=lambda r: r["device_steps_per_s"])
+    return {**ordered[len(ordered) // 2], "repeats_device_steps_per_s": [r["device_steps_per_s"] for r in runs]}
 
 
 def table(rows: list[dict]) -> str:

@@ -28,6 +28,8 @@ def _run(args: argparse.Namespace) -> None:
     while waiter.is_alive() and not stopped.wait(0.5):
         pass
     server.stop()
+    if server.failure is not None:
+        raise server.failure
     print("coordinator: finished" if keeper.finished else "coordinator: stopped; restart to resume", flush=True)
 
 

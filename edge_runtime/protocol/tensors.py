@@ -3,6 +3,7 @@ a sender makes about shape and size checked before a byte is trusted."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator, Mapping
 
 import numpy as np
@@ -35,8 +36,9 @@ def from_chunks(chunks: Iterable[pb.TensorChunk], max_bytes: int) -> dict[str, n
     for chunk in chunks:
         if chunk.dtype != DTYPE:
             raise BadTensors(f"tensor {chunk.name!r}: dtype {chunk.dtype!r}, only {DTYPE} is accepted")
-        shape = tuple(int(d) for d in chunk.shape)
-        size = 4 * int(np.prod(shape, dtype=np.int64)) if shape else 4
+        shape = tuple(chunk.shape)
+        # Python ints: a forged shape must not wrap around (as int64 would) to a small size.
+        size = 4 * math.prod(shape)
         if chunk.name not in buffers:
             total += size
             if total > max_bytes:
@@ -52,7 +54,7 @@ def from_chunks(chunks: Iterable[pb.TensorChunk], max_bytes: int) -> dict[str, n
     out = {}
     for name, buffer in buffers.items():
         shape = shapes[name]
-        if len(buffer) != (4 * int(np.prod(shape, dtype=np.int64)) if shape else 4):
+        if len(buffer) != 4 * math.prod(shape):
             raise BadTensors(f"tensor {name!r} is incomplete: {len(buffer)} bytes for shape {shape}")
         out[name] = np.frombuffer(bytes(buffer), dtype="<f4").reshape(shape).astype(np.float32)
     return out

@@ -54,8 +54,12 @@ class Partition:
                             "e.g. sst2:3/10:1.0:0 or sst2:3/10:iid:0") from None
 
     def select(self, examples: Sequence[Example]) -> list[Example]:
-        return [examples[i] for i in split_indices([ex.label for ex in examples], self.parts, self.alpha,
-                                                   self.seed)[self.index]]
+        return self.split(examples)[self.index]
+
+    def split(self, examples: Sequence[Example]) -> list[list[Example]]:
+        """Every part of the split this partition belongs to."""
+        parts = split_indices([ex.label for ex in examples], self.parts, self.alpha, self.seed)
+        return [[examples[i] for i in part] for part in parts]
 
 
 def split_indices(labels: Sequence[int], parts: int, alpha: float | None, seed: int) -> list[list[int]]:
