@@ -28,9 +28,8 @@ AGENT = textwrap.dedent("""
 """)
 
 
-def test_onnxruntime_agent_trains_rounds_without_importing_torch(tmp_path):
-    graph = tmp_path / "graph"
-    main(["export-graph", "tiny-bert", "--out", str(graph)])
+def test_onnxruntime_agent_trains_rounds_without_importing_torch(tmp_path, exported_graph):
+    graph = exported_graph("tiny-bert")
     config = small_config(tmp_path, listen="127.0.0.1:0", rounds=2, local_steps=4, method="zo-sgd", heartbeat_s=0.5,
                           min_devices=1)
     federation = Federation(config, devices=0)

@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-from edge_runtime.cli import main
 from edge_runtime.errors import UserError
 from edge_runtime.objective import Objective
 from edge_runtime.ort.backprop import OrtBackprop
@@ -14,9 +13,8 @@ from edge_runtime.ort.manifest import Manifest
 from edge_runtime.tasks import load_split
 
 
-def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path):
-    graph = tmp_path / "graph"
-    main(["export-graph", "tiny-bert", "--out", str(graph)])
+def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path, exported_graph):
+    graph = exported_graph("tiny-bert")
     torch_model = TorchModel(ModelSpec("tiny-bert", "sst2", max_length=32))
     generator = np.random.default_rng(0)
     state = {n: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
@@ -45,7 +43,7 @@ def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path):
                                    torch_model.params[t["name"]].grad.numpy(), rtol=1e-3, atol=1e-6)
 
 
-def test_ort_backprop_refuses_graphs_it_cannot_train(tmp_path):
-    main(["export-graph", "tiny-llama", "--out", str(tmp_path / "graph")])
-    with pytest.raises(UserError, match="fp32 encoder"):
-        OrtBackprop.from_graph(tmp_path / "graph", tmp_path / "artifacts", {}, lr=1e-3)
+def test_ort_backprop_refuses_graphs_it_cannot_train(tmp_path, exported_graph):
+    for graph in (exported_graph("tiny-llama"), exported_graph("tiny-llama", "int8")):
+        with pytest.raises(UserError, match="fp32 encoder"):
+            OrtBackprop.from_graph(graph, tmp_path / "artifacts", {}, lr=1e-3)

@@ -10,7 +10,6 @@ import torch
 from edge_runtime.agent.agent import TaskRefused
 from edge_runtime.agent.ort_backend import OrtModel
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-from edge_runtime.cli import main
 from edge_runtime.estimators.base import SeedScalarEstimate
 from edge_runtime.estimators.update_rules import SGD as TorchSGD, Adam as TorchAdam, Momentum as TorchMomentum
 from edge_runtime.ort import methods as ort_methods
@@ -20,9 +19,8 @@ from edge_runtime.tasks import load_split
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-bert"])
-def graph_and_model(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp(request.param)
-    main(["export-graph", request.param, "--out", str(folder)])
+def graph_and_model(request, exported_graph):
+    folder = exported_graph(request.param)
     torch_model = TorchModel(ModelSpec(request.param, "sst2", max_length=32))
     # Non-zero B matrices: every direction then moves the loss (B = 0 makes A's gradient zero).
     generator = np.random.default_rng(0)
