@@ -27,3 +27,21 @@ def tiny_llama_objective():
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
     batch = objective.head.encode(load_split("sst2", "train")[:4])
     return objective, batch, get_task("sst2")
+
+
+@pytest.fixture(scope="session")
+def exported_graph(tmp_path_factory):
+    """`edgetune export-graph` folders by (model, precision), each written once per session through
+    the CLI; tests read them and write anything of their own elsewhere."""
+    from edge_runtime.cli import main
+
+    folders = {}
+
+    def folder_for(model: str, precision: str = "fp32"):
+        if (model, precision) not in folders:
+            folder = tmp_path_factory.mktemp(f"{model}-{precision}")
+            main(["export-graph", model, "--precision", precision, "--out", str(folder)])
+            folders[(model, precision)] = folder
+        return folders[(model, precision)]
+
+    return folder_for

@@ -19,8 +19,8 @@ from edge_runtime.tasks import load_split
 
 
 @pytest.mark.parametrize("model_name", ["tiny-llama", "tiny-bert"])
-def test_graph_scores_match_torch_for_new_lora_values_and_shapes(tmp_path, model_name):
-    main(["export-graph", model_name, "--out", str(tmp_path)])
+def test_graph_scores_match_torch_for_new_lora_values_and_shapes(exported_graph, model_name):
+    tmp_path = exported_graph(model_name)
     manifest = json.loads((tmp_path / MANIFEST_FILE).read_text())
     session = ort.InferenceSession(str(tmp_path / GRAPH_FILE), providers=["CPUExecutionProvider"])
     loaded = load_model(model_name, num_labels=2)  # same seed: the same frozen base and head
@@ -49,13 +49,12 @@ def test_export_refuses_what_it_cannot_build_yet(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("precision", ["int8", "fp16"])
-def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_fp32(tmp_path, precision):
-    main(["export-graph", "tiny-llama", "--out", str(tmp_path / precision), "--precision", precision])
-    main(["export-graph", "tiny-llama", "--out", str(tmp_path / "fp32")])
+def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_fp32(exported_graph, precision):
     import onnx
 
-    graph = onnx.load(str(tmp_path / precision / GRAPH_FILE)).graph
-    manifest = json.loads((tmp_path / precision / MANIFEST_FILE).read_text())
+    folder = exported_graph("tiny-llama", precision)
+    graph = onnx.load(str(folder / GRAPH_FILE)).graph
+    manifest = json.loads((folder / MANIFEST_FILE).read_text())
     lora_inputs = {t["input"] for t in manifest["trainable"]}
     assert {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT} >= lora_inputs
     lowered_ops = {"int8": "MatMulInteger", "fp16": "Cast"}[precision]
@@ -74,6 +73,6 @@ def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_f
     generator = np.random.default_rng(0)
     feed.update({t["input"]: 0.1 * generator.standard_normal(t["shape"], dtype=np.float32)
                  for t in manifest["trainable"]})
-    run = lambda folder: ort.InferenceSession(str(tmp_path / folder / GRAPH_FILE)).run(None, feed)[0]  # noqa: E731
-    low, full = run(precision), run("fp32")
+    run = lambda folder: ort.InferenceSession(str(folder / GRAPH_FILE)).run(None, feed)[0]  # noqa: E731
+    low, full = run(folder), run(exported_graph("tiny-llama"))
     assert 0 < np.abs(low - full).max() < 0.05 * np.abs(full).max()

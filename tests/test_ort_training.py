@@ -10,8 +10,6 @@ import torch
 from edge_runtime.agent.agent import TaskRefused
 from edge_runtime.agent.ort_backend import OrtModel
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-from edge_runtime.cli import main
-from edge_runtime.estimators import EstimatorSettings
 from edge_runtime.estimators.base import SeedScalarEstimate
 from edge_runtime.estimators.update_rules import SGD as TorchSGD, Adam as TorchAdam, Momentum as TorchMomentum
 from edge_runtime.ort import methods as ort_methods
@@ -21,9 +19,8 @@ from edge_runtime.tasks import load_split
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-bert"])
-def graph_and_model(request, tmp_path_factory):
-    folder = tmp_path_factory.mktemp(request.param)
-    main(["export-graph", request.param, "--out", str(folder)])
+def graph_and_model(request, exported_graph):
+    folder = exported_graph(request.param)
     torch_model = TorchModel(ModelSpec(request.param, "sst2", max_length=32))
     # Non-zero B matrices: every direction then moves the loss (B = 0 makes A's gradient zero).
     generator = np.random.default_rng(0)
@@ -98,3 +95,15 @@ def test_numpy_update_rules_follow_the_torch_formulas(rules):
     for name in shapes:
         assert not np.array_equal(arrays[name], start[name])
         np.testing.assert_allclose(arrays[name], tensors[name].detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_ort_evaluation_matches_torch_across_batch_sizes(graph_and_model):
+    folder, torch_model, state = graph_and_model
+    ort_model = OrtModel(folder)
+    torch_model.load_state(state)
+    ort_model.load_state(state)
+    examples = load_split("sst2", "eval")[:21]  # batches of 8, 8 and 5
+    want = torch_model.evaluate(examples, batch_size=8)
+    accuracy, loss = ort_model.objective.evaluate(examples, max_length=32, batch_size=8)
+    assert accuracy == want.accuracy
+    assert loss == pytest.approx(want.loss, rel=1e-5)

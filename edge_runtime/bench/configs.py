@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from edge_runtime.config import setting
 from edge_runtime.errors import UserError
+from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 
 BACKENDS = ("torch", "ort")
 
@@ -77,6 +78,7 @@ class SpeedBenchConfig:
     threads: int = setting("torch threads", 2)
     backends: tuple[str, ...] = setting("runtimes to time: torch (eager) and/or ort (the exported graph on an "
                                         "onnxruntime session)", ("torch",))
+    ort_precision: str = setting("base precision of the ort rows' graph (fp32, fp16 or int8)", "int8")
     graphs: str = setting("folder where ort rows export (or reuse) their graphs", "runs/graphs")
     out: str = setting("JSON file to write", "bench-speed.json")
     progress: bool = setting("show a progress bar", True)
@@ -90,3 +92,5 @@ class SpeedBenchConfig:
         _check_methods(self.methods)
         _check_backends(self.backends)
         check_precision(self.precision)
+        if self.ort_precision not in ORT_PRECISIONS:
+            raise UserError(f"ort_precision must be one of {', '.join(ORT_PRECISIONS)}, got {self.ort_precision!r}")

@@ -19,3 +19,25 @@ def exported_graph(root: str | Path, model: str, task: str, precision: str, lora
 
 def graph_bytes(folder: Path) -> int:
     return (folder / GRAPH_FILE).stat().st_size
+
+
+def training_artifacts(graph: Path) -> Path:
+    """onnxruntime-training's artifacts for backprop on `graph` (adapters start at zero: memory and
+    time do not depend on their values)."""
+    folder = graph.with_name(graph.name + "-artifacts")
+    if not (folder / "checkpoint").exists():
+        import numpy as np
+
+        from edge_runtime.ort.backprop import build_artifacts
+        from edge_runtime.ort.manifest import Manifest
+
+        zeros = {t["name"]: np.zeros(t["shape"], dtype=np.float32) for t in Manifest.load(graph).trainable}
+        build_artifacts(graph, folder, zeros)
+    return folder
+
+
+def backprop_trains(graph: Path) -> bool:
+    from edge_runtime.ort.manifest import Manifest
+
+    manifest = Manifest.load(graph)
+    return manifest.kind == "encoder" and manifest.precision == "fp32"

@@ -18,11 +18,12 @@ import psutil
 from tqdm import tqdm
 
 from edge_runtime.bench.configs import MemoryBenchConfig
-from edge_runtime.bench.graphs import exported_graph, graph_bytes
+from edge_runtime.bench.graphs import backprop_trains, exported_graph, graph_bytes, training_artifacts
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
 from edge_runtime.memory import Workload, estimate, inference_estimate
 from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
+from edge_runtime.ort.backprop import BACKPROP_METHODS
 from edge_runtime.ort.methods import METHODS as ORT_METHODS
 from edge_runtime.units import format_bytes
 
@@ -34,7 +35,7 @@ def run(config: MemoryBenchConfig) -> list[dict]:
     methods = [INFERENCE, *(config.methods or METHODS)]
     cells = [(adapter, precision) for adapter in config.adapters
              for precision in (("fp32",) if adapter == "full" else config.precisions)] if "torch" in config.backends else []
-    ort_cells = [(precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS])
+    ort_cells = [(precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS or m in BACKPROP_METHODS])
                  for precision in config.precisions if precision in ORT_PRECISIONS] if "ort" in config.backends else []
     rows: list[dict] = []
     total = len(cells) * len(methods) + sum(len(m) for _, m in ort_cells)
@@ -54,11 +55,13 @@ def run(config: MemoryBenchConfig) -> list[dict]:
             graph = exported_graph(config.graphs, config.model, config.task, precision, config.lora_r)
             inference_peak = None
             for method in ort_methods:
+                bar.update(1)
+                if method in BACKPROP_METHODS and not backprop_trains(graph):
+                    continue  # the artifacts API trains fp32 encoder graphs only
                 bar.set_postfix_str(f"ort {precision} {method}")
                 rows.append(_ort_row(config, graph, precision, method, inference_peak))
                 inference_peak = inference_peak or rows[-1]["peak_bytes"]
                 _write(config, rows)
-                bar.update(1)
     for model in config.project:
         for method in methods:
             work = Workload(model=model, precision=config.project_precision, batch=config.batch,
@@ -114,7 +117,8 @@ def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str
     """A measured row of the exported graph on onnxruntime (no estimate: the memory model follows
     PyTorch's tensors, not ORT's arena)."""
     probe = {"graph": str(graph), "task": config.task, "method": method, "batch": config.batch,
-             "seq_len": config.seq_len, "steps": config.steps, "threads": config.threads}
+             "seq_len": config.seq_len, "steps": config.steps, "threads": config.threads,
+             "artifacts": str(training_artifacts(graph)) if method in BACKPROP_METHODS else None}
     measured = _probe("edge_runtime.bench.ort_probe", probe, config.threads)
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
@@ -122,7 +126,7 @@ def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str
             "batch": config.batch, "seq_len": config.seq_len, "backend": "ort", "graph_bytes": graph_bytes(graph),
             "estimate_bytes": None, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
             "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
-            "torch_imported": measured["torch_imported"], "ratio_to_inference": peak / inference_peak}
+            "torch_loaded": measured["torch_loaded"], "ratio_to_inference": peak / inference_peak}
 
 
 def _estimated_row(work: Workload, method: str) -> dict:

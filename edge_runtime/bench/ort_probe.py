@@ -1,8 +1,11 @@
-"""One memory measurement of the ONNX Runtime backend in a fresh process that never imports torch
-(what a device runs): `python -m edge_runtime.bench.ort_probe '<json>'`.
+"""One memory measurement of the ONNX Runtime backend in a fresh process:
+`python -m edge_runtime.bench.ort_probe '<json>'`. Inference and ZO rows run without torch, as a
+device does; backprop rows need onnxruntime.training, whose Python package imports torch.
 
 Peak = the highest resident memory during the steps minus the process's memory before the
-session was created (Python, numpy, onnxruntime), as `memory_probe` measures the PyTorch rows.
+session was created (Python, numpy, the runtime), as `memory_probe` measures the PyTorch rows.
+The runtime is chosen (and torch hidden) before anything imports onnxruntime, so the backend's
+modules are imported inside `probe`.
 """
 
 from __future__ import annotations
@@ -15,33 +18,61 @@ from edge_runtime.memory import measure
 
 measure.pin_allocator()
 
-from edge_runtime.bench.examples import long_examples  # noqa: E402
-from edge_runtime.estimation import EstimatorSettings  # noqa: E402
-from edge_runtime.ort.methods import build_method  # noqa: E402
-from edge_runtime.ort.session import GraphObjective  # noqa: E402
-from edge_runtime.random_directions import step_seed  # noqa: E402
-
 INFERENCE = "inference"
 CPU = SimpleNamespace(type="cpu")  # measure's device argument, without torch.device
 
 
 def probe(row: dict) -> dict:
+    from edge_runtime.bench.examples import long_examples
+    from edge_runtime.estimation import EstimatorSettings
+    from edge_runtime.ort.encoding import GraphEncoding
+    from edge_runtime.ort.manifest import Manifest
+    from edge_runtime.ort.methods import build_method
+    from edge_runtime.ort.session import GraphObjective
+    from edge_runtime.random_directions import step_seed
+
     measure.release_freed_memory()
     baseline = measure.rss_bytes()
-    objective = GraphObjective(row["graph"], threads=row["threads"])
     _, examples = long_examples(row["task"], row["batch"])
-    batch = objective.encoding.encode(examples, row["seq_len"])
+    if row.get("artifacts"):
+        # Training artifacts (built by the parent) replace the inference session: one copy of the base.
+        from edge_runtime.ort.backprop import OrtBackprop
+
+        manifest = Manifest.load(row["graph"])
+        backprop = OrtBackprop(row["artifacts"], manifest, lr=1e-6)
+        batch = GraphEncoding(row["graph"], manifest).encode(examples, row["seq_len"])
+        step = lambda _: backprop.step(batch)  # noqa: E731
+    else:
+        objective = GraphObjective(row["graph"], threads=row["threads"])
+        batch = objective.encoding.encode(examples, row["seq_len"])
+        if row["method"] == INFERENCE:
+            step = lambda _: objective.loss(batch)  # noqa: E731
+        else:
+            method = build_method(row["method"], EstimatorSettings())
+            step = lambda i: method.step(objective, objective.params, batch, 1e-6, step_seed(0, i))  # noqa: E731
     measure.release_freed_memory()
     measure.reset_peak(CPU)
-    if row["method"] == INFERENCE:
-        objective.loss(batch)
-    else:
-        method = build_method(row["method"], EstimatorSettings())
-        for step in range(row["steps"]):
-            method.step(objective, objective.params, batch, 1e-6, step_seed(0, step))
+    for i in range(1 if row["method"] == INFERENCE else row["steps"]):
+        step(i)
     return {"peak_bytes": measure.peak_bytes(CPU) - baseline, "seq_len": batch.length, "runtime_bytes": baseline,
-            "torch_imported": "torch" in sys.modules}
+            "torch_loaded": sys.modules.get("torch") is not None}
+
+
+def prepare_runtime(row: dict) -> None:
+    """Load the runtime before the baseline, so the peak counts the model and its step only."""
+    if row.get("artifacts"):
+        # onnxruntime.training's Python package imports torch unconditionally (its optimizers and
+        # amp); that is part of ORT backprop's runtime in Python, like torch for the torch rows.
+        import onnxruntime.training.api  # noqa: F401
+    else:
+        # The inference path runs as on a device: onnxruntime-training (the workstation's build)
+        # imports torch whenever it can, a device's plain onnxruntime never does. None in
+        # sys.modules makes torch look uninstalled (`import torch` fails, find_spec answers None).
+        sys.modules["torch"] = None
+        import onnxruntime  # noqa: F401
 
 
 if __name__ == "__main__":
-    print(json.dumps(probe(json.loads(sys.argv[1]))))
+    request = json.loads(sys.argv[1])
+    prepare_runtime(request)
+    print(json.dumps(probe(request)))

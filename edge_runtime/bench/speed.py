@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,13 +20,17 @@ from tqdm import tqdm
 
 from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.configs import SpeedBenchConfig
+from edge_runtime.bench.graphs import backprop_trains, exported_graph, training_artifacts
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
+from edge_runtime.ort.backprop import BACKPROP_METHODS
+from edge_runtime.ort.methods import METHODS as ORT_METHODS
 
 FORWARD = "forward"
+LORA_R = 8  # both backends time the same adapter shape
 
 
 
@@ -41,44 +46,87 @@ def _median_seconds(fn, repeats: int) -> float:
 
 def run(config: SpeedBenchConfig) -> list[dict]:
     config.validate()
-    torch.set_num_threads(config.threads)
     spec, examples = long_examples(config.task, config.batch)
-    loaded = load_model(config.model, num_labels=len(spec.label_words), dtype=load_dtype(config.precision))
-    module = prepare_model(loaded, precision=config.precision)
-    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.seq_len))
-    batch = objective.encode(examples)
-    seq_len = int(batch.inputs["input_ids"].shape[1])
-
-    def forward() -> None:
-        with torch.no_grad():
-            objective.loss(batch)
-
-    rows = []
     methods = list(config.methods or METHODS)
-    with tqdm(total=len(methods) + 1, desc="bench speed", disable=not config.progress) as bar:
-        floor = _median_seconds(forward, config.repeats)
-        rows.append(_row(config, seq_len, FORWARD, floor, floor))
-        bar.update(1)
-        for name in methods:
-            method = build_method(name, EstimatorSettings())
-            step = iter(range(10**9))
-            seconds = _median_seconds(lambda: method.step(objective, batch, 1e-9, next(step)), config.repeats)
-            rows.append(_row(config, seq_len, name, seconds, floor))
-            bar.update(1)
+    ort_methods = [m for m in methods if m in ORT_METHODS or m in BACKPROP_METHODS]
+    total = ("torch" in config.backends) * (len(methods) + 1) + ("ort" in config.backends) * (len(ort_methods) + 1)
+    rows = []
+    with tqdm(total=total, desc="bench speed", disable=not config.progress) as bar:
+        if "torch" in config.backends:
+            rows += _timed(config, "torch", config.precision, *_torch_steps(config, spec, examples, methods), bar)
+        if "ort" in config.backends:
+            rows += _timed(config, "ort", config.ort_precision, *_ort_steps(config, examples, ort_methods), bar)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
     return rows
 
 
-def _row(config: SpeedBenchConfig, seq_len: int, method: str, seconds: float, floor: float) -> dict:
-    return {"model": config.model, "method": method, "precision": config.precision, "backend": "torch",
-            "batch": config.batch, "seq_len": seq_len, "threads": config.threads, "step_seconds": seconds,
-            "forward_seconds": floor, "ratio_to_forward": seconds / floor}
+Steps = tuple[int, Callable[[], object], dict[str, Callable[[], object]]]
+
+
+def _torch_steps(config: SpeedBenchConfig, spec, examples, methods: list[str]) -> Steps:
+    """(sequence length, one forward, one step of each method) on the eager model."""
+    torch.set_num_threads(config.threads)
+    loaded = load_model(config.model, num_labels=len(spec.label_words), dtype=load_dtype(config.precision))
+    module = prepare_model(loaded, precision=config.precision, r=LORA_R, alpha=2 * LORA_R)
+    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.seq_len))
+    batch = objective.encode(examples)
+    seeds = iter(range(10**9))
+
+    def forward() -> None:
+        with torch.no_grad():
+            objective.loss(batch)
+
+    def stepper(name: str) -> Callable[[], object]:
+        method = build_method(name, EstimatorSettings())
+        return lambda: method.step(objective, batch, 1e-9, next(seeds))
+
+    return int(batch.inputs["input_ids"].shape[1]), forward, {name: stepper(name) for name in methods}
+
+
+def _ort_steps(config: SpeedBenchConfig, examples, methods: list[str]) -> Steps:
+    """The same on the exported graph in an onnxruntime session."""
+    from edge_runtime.ort.backprop import OrtBackprop
+    from edge_runtime.ort.methods import build_method as build_ort_method
+    from edge_runtime.ort.session import GraphObjective
+
+    graph = exported_graph(config.graphs, config.model, config.task, config.ort_precision, LORA_R)
+    objective = GraphObjective(graph, threads=config.threads)
+    batch = objective.encoding.encode(examples, config.seq_len)
+    seeds = iter(range(10**9))
+
+    def stepper(name: str) -> Callable[[], object]:
+        if name in BACKPROP_METHODS:
+            backprop = OrtBackprop(training_artifacts(graph), objective.manifest, lr=1e-9)
+            return lambda: backprop.step(batch)
+        method = build_ort_method(name, EstimatorSettings())
+        return lambda: method.step(objective, objective.params, batch, 1e-9, next(seeds))
+
+    # The artifacts API trains fp32 encoder graphs only; other graphs time their ZO methods alone.
+    methods = [m for m in methods if m not in BACKPROP_METHODS or backprop_trains(graph)]
+    return batch.length, lambda: objective.loss(batch), {name: stepper(name) for name in methods}
+
+
+def _timed(config: SpeedBenchConfig, backend: str, precision: str, seq_len: int, forward: Callable[[], object],
+           steps: dict[str, Callable[[], object]], bar: tqdm) -> list[dict]:
+    def row(method: str, seconds: float) -> dict:
+        return {"model": config.model, "method": method, "precision": precision, "backend": backend,
+                "batch": config.batch, "seq_len": seq_len, "threads": config.threads, "step_seconds": seconds,
+                "forward_seconds": floor, "ratio_to_forward": seconds / floor}
+
+    floor = _median_seconds(forward, config.repeats)
+    rows = [row(FORWARD, floor)]
+    bar.update(1)
+    for name, step in steps.items():
+        bar.set_postfix_str(f"{backend} {name}")
+        rows.append(row(name, _median_seconds(step, config.repeats)))
+        bar.update(1)
+    return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | precision | method | step | x one forward |", "|---|---|---|---|---|"]
+    lines = ["| model | backend | precision | method | step | x one forward (same backend) |", "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['precision']} | {r['method']} | {r['step_seconds']:.3f} s | "
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['method']} | {r['step_seconds']:.3f} s | "
                      f"{r['ratio_to_forward']:.2f} |")
     return "\n".join(lines)

@@ -11,8 +11,12 @@ import gc
 import re
 import resource
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    import torch
 
 _PROCESS = psutil.Process()
 _STATUS = Path("/proc/self/status")

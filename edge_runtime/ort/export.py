@@ -58,7 +58,7 @@ class _WithInputs(nn.Module):
 
 
 def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", precision: str = "fp32",
-                 lora_r: int = 8, lora_alpha: int = 16, seed: int = 0) -> Manifest:
+                 lora_r: int = 8, lora_alpha: int = 16, seed: int = 0, opset: int = OPSET) -> Manifest:
     if precision not in PRECISIONS:
         raise UserError(f"export-graph writes {', '.join(PRECISIONS)} graphs; {precision} is not one of them")
     spec = get_task(task)
@@ -87,7 +87,7 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
         torch.onnx.export(
             wrapper, (*batch.inputs.values(), *[p.detach() for p in params.values()]), str(fp32_graph),
             input_names=[*input_names, *[t["input"] for t in trainable]], output_names=["scores"],
-            dynamic_axes=dynamic, opset_version=OPSET, dynamo=False)
+            dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     if precision != "fp32":
         lower_base_precision(fp32_graph, out / GRAPH_FILE, precision)
         fp32_graph.unlink()
