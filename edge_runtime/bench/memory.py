@@ -116,17 +116,22 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
              "adapter": work.adapter, "batch": work.batch, "seq_len": work.seq_len, "lora_r": work.lora_r,
              "steps": config.steps, "threads": config.threads, "zo_restore": work.zo_restore,
              "nan_guard": work.nan_guard}
-    env = {**os.environ, "OMP_NUM_THREADS": str(config.threads), "TQDM_DISABLE": "1"}
-    done = subprocess.run([sys.executable, "-m", "edge_runtime.bench.memory_probe", json.dumps(probe)],
-                          capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        raise UserError(f"memory probe failed for {probe}: {done.stderr.strip().splitlines()[-1:]}")
-    measured = json.loads(done.stdout.strip().splitlines()[-1])
+    measured = probe_in_fresh_process(probe)
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
     return {**row, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
             "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
             "ratio_to_inference": peak / inference_peak, "estimate_error": row["estimate_bytes"] / peak - 1}
+
+
+def probe_in_fresh_process(probe: dict) -> dict:
+    """Run one `memory_probe` measurement (see there for the fields) in its own process."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(probe["threads"]), "TQDM_DISABLE": "1"}
+    done = subprocess.run([sys.executable, "-m", "edge_runtime.bench.memory_probe", json.dumps(probe)],
+                          capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise UserError(f"memory probe failed for {probe}: {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _estimated_row(work: Workload, method: str) -> dict:

@@ -29,7 +29,6 @@ from edge_runtime.objective import Objective
 FORWARD = "forward"
 
 
-
 @dataclass
 class SpeedBenchConfig:
     model: str = setting("model to time", "smollm2-135m")
@@ -53,7 +52,7 @@ class SpeedBenchConfig:
         check_precision(self.precision)
 
 
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up: lazily built kernels and optimizer state
     times = []
     for _ in range(repeats):
@@ -67,7 +66,7 @@ def run(config: SpeedBenchConfig) -> list[dict]:
     config.validate()
     torch.set_num_threads(config.threads)
     spec, examples = long_examples(config.task, config.batch)
-    loaded = load_model(config.model, num_labels=len(spec.label_words), dtype=load_dtype(config.precision))
+    loaded = load_model(config.model, num_labels=spec.num_labels, dtype=load_dtype(config.precision))
     module = prepare_model(loaded, precision=config.precision)
     objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.seq_len))
     batch = objective.encode(examples)
@@ -80,13 +79,13 @@ def run(config: SpeedBenchConfig) -> list[dict]:
     rows = []
     methods = list(config.methods or METHODS)
     with tqdm(total=len(methods) + 1, desc="bench speed", disable=not config.progress) as bar:
-        floor = _median_seconds(forward, config.repeats)
+        floor = median_seconds(forward, config.repeats)
         rows.append(_row(config, seq_len, FORWARD, floor, floor))
         bar.update(1)
         for name in methods:
             method = build_method(name, EstimatorSettings())
             step = iter(range(10**9))
-            seconds = _median_seconds(lambda: method.step(objective, batch, 1e-9, next(step)), config.repeats)
+            seconds = median_seconds(lambda: method.step(objective, batch, 1e-9, next(step)), config.repeats)
             rows.append(_row(config, seq_len, name, seconds, floor))
             bar.update(1)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)

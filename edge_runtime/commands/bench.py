@@ -1,52 +1,39 @@
-"""`edgetune bench <what>`: benchmarks that write JSON rows."""
+"""`edgetune bench <what>`: benchmarks that write JSON rows (and `bench report`, which reads them)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from edge_runtime.config import add_config_arguments, config_from_args
 
-
-def _memory(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import memory
-
-    config = config_from_args(memory.MemoryBenchConfig, args)
-    rows = memory.run(config)
-    print(memory.table(rows))
-    print(f"wrote {len(rows)} rows to {config.out}")
-
-
-def _speed(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import speed
-
-    config = config_from_args(speed.SpeedBenchConfig, args)
-    rows = speed.run(config)
-    print(speed.table(rows))
-    print(f"wrote {len(rows)} rows to {config.out}")
+# name -> (module in edge_runtime.bench, its config class, help). Each module has run(config) -> rows
+# and table(rows) -> Markdown.
+BENCHES = {
+    "memory": ("memory", "MemoryBenchConfig", "peak memory per method and precision, measured and estimated"),
+    "speed": ("speed", "SpeedBenchConfig", "time per step of each method beside one forward pass (its floor)"),
+    "fleet": ("fleet", "FleetBenchConfig", "memory and device-steps/s of emulated fleets beside one device alone"),
+    "convergence": ("convergence", "ConvergenceBenchConfig",
+                    "loss and accuracy of every method on the same forward-pass budget (ZO-Bench)"),
+}
 
 
-def _fleet(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import fleet
+def _bench_module(name: str):
+    return importlib.import_module(f"edge_runtime.bench.{BENCHES[name][0]}")
 
-    config = config_from_args(fleet.FleetBenchConfig, args)
-    rows = fleet.run(config)
-    print(fleet.table(rows))
+
+def _run(args: argparse.Namespace) -> None:
+    module = _bench_module(args.bench)
+    config = config_from_args(getattr(module, BENCHES[args.bench][1]), args)
+    rows = module.run(config)
+    print(module.table(rows))
     print(f"wrote {len(rows)} rows to {config.out}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.bench.memory import MemoryBenchConfig
-    from edge_runtime.bench.speed import SpeedBenchConfig
-    from edge_runtime.bench.fleet import FleetBenchConfig
-
-    bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")
+    bench = sub.add_parser("bench", help="benchmarks (memory, speed, convergence, ...) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
-    memory = kinds.add_parser("memory", help="peak memory per method and precision, measured and estimated")
-    add_config_arguments(memory, MemoryBenchConfig)
-    memory.set_defaults(run=_memory)
-    speed = kinds.add_parser("speed", help="time per step of each method beside one forward pass (its floor)")
-    add_config_arguments(speed, SpeedBenchConfig)
-    speed.set_defaults(run=_speed)
-    fleet = kinds.add_parser("fleet", help="memory and device-steps/s of emulated fleets beside one device alone")
-    add_config_arguments(fleet, FleetBenchConfig)
-    fleet.set_defaults(run=_fleet)
+    for name, (_, config_class, help_text) in BENCHES.items():
+        parser = kinds.add_parser(name, help=help_text)
+        add_config_arguments(parser, getattr(_bench_module(name), config_class))
+        parser.set_defaults(run=_run)

@@ -49,6 +49,11 @@ class MethodInfo:
     def forward_only(self) -> bool:
         return self.pass_kind != "backward"
 
+    def passes_per_step(self, queries: int) -> int:
+        """Forward passes (function queries, as ZO-Bench counts them) of one step: 2q for two-point
+        ZO, q jvps for Forward-Grad, one forward (with its backward) for backprop, plus extras."""
+        return {"forward": 2 * queries, "jvp": queries, "backward": 1}[self.pass_kind] + self.extra_forward_passes
+
 
 def _zo(s: EstimatorSettings, sign: bool = False) -> TwoPointZO:
     return TwoPointZO(mu=s.mu, queries=s.queries, restore=s.zo_restore, sign=sign, clip=s.grad_clip)

@@ -47,6 +47,8 @@ class TrainConfig:
     allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
     nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
                             "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
+    adapter: Literal["lora", "full"] = setting("what trains: LoRA adapters, or every weight (full fine-tuning, fp32)",
+                                             "lora")
     lora_r: int = setting("LoRA rank", 8)
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
