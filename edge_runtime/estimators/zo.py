@@ -17,7 +17,8 @@ from edge_runtime.estimators.base import (
     check_finite,
     clip_scalar,
 )
-from edge_runtime.estimators.directions import Snapshot, perturb_, query_seeds
+from edge_runtime.estimators.directions import Snapshot, query_seeds
+from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
 
@@ -33,9 +34,11 @@ class TwoPointZO(GradientEstimator):
         restore: Restore = "snapshot",
         sign: bool = False,
         clip: float | None = None,
+        subspace: Subspace | None = None,
     ) -> None:
         self.mu, self.queries = mu, queries
         self.restore, self.sign, self.clip = restore, sign, clip
+        self.subspace = subspace or FullSpace()
         self._snapshot: Snapshot | None = None
 
     def _snapshot_of(self, objective: Objective) -> Snapshot:
@@ -46,7 +49,7 @@ class TwoPointZO(GradientEstimator):
     @torch.no_grad()
     def directional_derivative(self, objective: Objective, batch: Batch, seed: int) -> tuple[float, float]:
         """(L(theta), (L+ - L-) / 2mu) along z(seed); parameters come back as they were."""
-        params, mu = objective.params, self.mu
+        params, mu, perturb_ = objective.params, self.mu, self.subspace.perturb_
         snapshot = self._snapshot_of(objective) if self.restore == "snapshot" else None
         if snapshot:
             snapshot.save()
@@ -65,6 +68,7 @@ class TwoPointZO(GradientEstimator):
         return (loss_plus + loss_minus) / 2, (loss_plus - loss_minus) / (2 * mu)
 
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> SeedScalarEstimate:
+        self.subspace.begin_step(objective.params)
         seeds, scalars, losses = [], [], []
         for seed in query_seeds(seed, self.queries):
             loss, g = self.directional_derivative(objective, batch, seed)
@@ -74,4 +78,4 @@ class TwoPointZO(GradientEstimator):
             g = clip_scalar(g, self.clip)
             # ZO-Bench's ZO-SGD-Sign takes the sign of the scalar, not of g * z element-wise.
             scalars.append(float(torch.sign(torch.tensor(g))) if self.sign else g)
-        return SeedScalarEstimate(sum(losses) / len(losses), 2 * self.queries, seeds, scalars)
+        return SeedScalarEstimate(sum(losses) / len(losses), 2 * self.queries, seeds, scalars, self.subspace)

@@ -79,7 +79,8 @@ def build_run(config: TrainConfig) -> Run:
                           micro_batch=config.micro_batch)
     settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
-                                 zo_restore=config.zo_restore)
+                                 zo_restore=config.zo_restore, zo_blocks=config.zo_blocks,
+                                 zo_density=config.zo_density, zo_sparse_selection=config.zo_sparse_selection)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
                config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog)
