@@ -50,8 +50,10 @@ class TrainConfig:
     allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
     nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
                             "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
-    adapter: Literal["lora", "full"] = setting("what trains: LoRA adapters, or every weight (full fine-tuning, fp32)",
-                                             "lora")
+    adapter: Literal["lora", "prefix", "full"] = setting(
+        "what trains: LoRA adapters, prefix tuning's key/value prefixes, or every weight (full fine-tuning, fp32)",
+        "lora")
+    prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
     lora_r: int = setting("LoRA rank", 8)
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
@@ -69,7 +71,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "mu": self.mu, "queries": self.queries,
-                    "lora_r": self.lora_r, "max_length": self.max_length, "eval_batch_size": self.eval_batch_size}
+                    "lora_r": self.lora_r, "prefix_tokens": self.prefix_tokens, "max_length": self.max_length,
+                    "eval_batch_size": self.eval_batch_size}
         for name, value in positive.items():
             if not value > 0:
                 raise UserError(f"{name} must be positive, got {value}")

@@ -74,7 +74,8 @@ def build_run(config: TrainConfig) -> Run:
     loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
                         attn_implementation=config.attn_implementation, seed=config.seed)
     peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
-                               alpha=config.lora_alpha, targets=config.lora_targets or None).to(device)
+                               alpha=config.lora_alpha, targets=config.lora_targets or None,
+                               prefix_tokens=config.prefix_tokens).to(device)
     objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length),
                           micro_batch=config.micro_batch)
     settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
