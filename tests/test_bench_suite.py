@@ -42,3 +42,22 @@ def test_bench_convergence_refuses_a_malformed_learning_rate(capsys):
         main(["bench", "convergence", "--quick", "true", "--lrs", "zo-sgd:1e-3", "--progress", "false"])
     assert exit_info.value.code == 2
     assert "unknown method 'zo-sgd:1e-3'" in capsys.readouterr().err
+
+
+def test_bench_comm_measures_each_planners_uploads_beside_the_payload_its_shapes_predict(bench_dir):
+    main(["bench", "comm", "--quick", "true", "--progress", "false", "--out", str(bench_dir / "comm.json")])
+    rows = json.loads((bench_dir / "comm.json").read_text())["rows"]
+    measured = {r["planner"]: r for r in rows if r["source"] == "measured"}
+    computed = {(r["model"], r["planner"]): r for r in rows if r["source"] == "computed"}
+    assert set(measured) == {"spry", "fedavg-full", "zo-seed"}
+    assert {m for m, _ in computed} == {"tiny-bert", "minilm"}
+    adapter = computed["tiny-bert", "fedavg-full"]["adapter_bytes"]
+    for planner, row in measured.items():
+        # Headers on top of the payload, never less than it; everyone downloads the merged adapter.
+        assert 1 <= row["over_payload"] < (1.2 if planner != "zo-seed" else 20), planner
+        assert adapter <= row["down_bytes_per_device"] < 1.2 * adapter
+    # FedKSeed's claim: a few bytes per step instead of the adapter; Spry's: a slice instead of all of it.
+    assert measured["zo-seed"]["up_bytes_per_device"] < 1000 < adapter / 10
+    assert measured["spry"]["up_bytes_per_device"] < 0.5 * measured["fedavg-full"]["up_bytes_per_device"]
+    assert computed["minilm", "zo-seed"]["up_bytes_per_device"] == 4 * 4  # 4 steps x 1 query x 4 bytes
+    assert computed["minilm", "fedavg-full"]["adapter_bytes"] > adapter

@@ -15,6 +15,7 @@ BENCHES = {
     "fleet": ("fleet", "FleetBenchConfig", "memory and device-steps/s of emulated fleets beside one device alone"),
     "convergence": ("convergence", "ConvergenceBenchConfig",
                     "loss and accuracy of every method on the same forward-pass budget (ZO-Bench)"),
+    "comm": ("comm", "CommBenchConfig", "bytes per round per device: Spry slices, FedAvg adapters, ZO seeds and scalars"),
 }
 
 
