@@ -26,6 +26,7 @@ from edge_runtime.config import build_config, setting
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, get_method
 from edge_runtime.memory import Workload, estimate
+from edge_runtime.models.precision import check_precision
 from edge_runtime.tasks import get_task
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.trainer import Run, build_run, fit
@@ -39,11 +40,12 @@ class ConvergenceBenchConfig:
     models: tuple[str, ...] = setting("models to train", ("minilm",))
     tasks: tuple[str, ...] = setting("tasks (packaged data: sst2, copa, rte, boolq, winogrande)", ("sst2", "copa"))
     methods: tuple[str, ...] = setting("methods to compare; empty = all", ())
-    adapters: tuple[str, ...] = setting("lora and/or full (full fine-tuning, where its estimate fits in RAM)",
+    adapters: tuple[str, ...] = setting("lora, prefix and/or full (full fine-tuning, where its estimate fits in RAM)",
                                       ("lora",))
     budget: int = setting("forward passes per run (the same query budget for every method)", 2000)
     queries: int = setting("random directions per step (q)", 1)
-    lrs: tuple[str, ...] = setting("learning rates as method=lr (others use the method's default)", ())
+    lrs: tuple[str, ...] = setting("learning rates as method=lr or adapter/method=lr (the latter wins; others use "
+                                   "the method's default)", ())
     mu: float = setting("ZO perturbation scale", 1e-2)
     batch_size: int = setting("examples per step", 16)
     k_shot: int = setting("training examples per class (MeZO few-shot)", 16)
@@ -71,18 +73,29 @@ class ConvergenceBenchConfig:
             get_method(name)
         for task in self.tasks:
             get_task(task)
+        for adapter in self.adapters:
+            check_precision("fp32", adapter)
         self.learning_rates()
 
     def learning_rates(self) -> dict[str, float]:
+        """{"method" or "adapter/method": lr}"""
         rates = {}
         for item in self.lrs:
-            method, _, value = item.partition("=")
-            get_method(method.strip())
+            key, _, value = item.partition("=")
+            key = key.strip()
+            adapter, _, method = key.rpartition("/")
+            get_method(method)
+            if adapter:
+                check_precision("fp32", adapter)
             try:
-                rates[method.strip()] = float(value)
+                rates[key] = float(value)
             except ValueError:
-                raise UserError(f"lrs: expected method=lr, got {item!r}") from None
+                raise UserError(f"lrs: expected method=lr or adapter/method=lr, got {item!r}") from None
         return rates
+
+    def learning_rate(self, adapter: str, method: str) -> float | None:
+        rates = self.learning_rates()
+        return rates.get(f"{adapter}/{method}", rates.get(method))
 
 
 def run(config: ConvergenceBenchConfig) -> list[dict]:
@@ -112,7 +125,7 @@ def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter
     steps = max(config.budget // info.passes_per_step(config.queries), 1)
     return build_config(TrainConfig, {
         "model": model, "task": task, "adapter": adapter, "method": method, "steps": steps,
-        "batch_size": config.batch_size, "lr": config.learning_rates().get(method), "mu": config.mu,
+        "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), "mu": config.mu,
         "queries": config.queries, "k_shot": config.k_shot, "eval_examples": config.eval_examples,
         "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
         "out_dir": str(out_dir), "progress": False,
