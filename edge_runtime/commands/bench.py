@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+from pathlib import Path
 
 from edge_runtime.config import add_config_arguments, config_from_args
 
@@ -31,6 +32,14 @@ def _run(args: argparse.Namespace) -> None:
     print(f"wrote {len(rows)} rows to {config.out}")
 
 
+def _report(args: argparse.Namespace) -> None:
+    from edge_runtime.bench import report
+
+    config = config_from_args(report.ReportConfig, args)
+    print(report.table(report.run(config)))
+    print(f"wrote {config.out or Path(config.folder) / 'report.md'}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     bench = sub.add_parser("bench", help="benchmarks (memory, speed, convergence, ...) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
@@ -38,3 +47,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser = kinds.add_parser(name, help=help_text)
         add_config_arguments(parser, getattr(_bench_module(name), config_class))
         parser.set_defaults(run=_run)
+    from edge_runtime.bench.report import ReportConfig
+
+    parser = kinds.add_parser("report", help="every bench JSON in a folder as one Markdown page with PNG plots")
+    add_config_arguments(parser, ReportConfig)
+    # DIR as a positional too; SUPPRESS keeps --folder's value when DIR is left out.
+    parser.add_argument("folder", nargs="?", default=argparse.SUPPRESS, metavar="DIR")
+    parser.set_defaults(run=_report)
