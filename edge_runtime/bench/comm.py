@@ -23,11 +23,21 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import torch
 from tqdm import tqdm
 
+from coordinator.config import CoordinatorConfig
+from coordinator.model_host import TorchHost
+from coordinator.rounds import RoundKeeper
+from coordinator.service import CoordinatorService
+from coordinator.slices import slice_tensors
+from edge_runtime.agent.agent import Agent, DataSource
+from edge_runtime.agent.client import InProcessClient
+from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.config import build_config, setting
 from edge_runtime.errors import UserError
 from edge_runtime.memory.model import Workload, meta_model
+from edge_runtime.protocol import pb
 from edge_runtime.units import format_bytes
 
 PLANNERS = ("spry", "fedavg-full", "zo-seed")
@@ -62,8 +72,6 @@ class CommBenchConfig:
 
 
 def run(config: CommBenchConfig) -> list[dict]:
-    import torch
-
     config.validate()
     torch.set_num_threads(config.threads)
     rows = []
@@ -86,8 +94,6 @@ def adapter_shapes(model: str, lora_r: int) -> dict[str, tuple[int, ...]]:
 
 
 def computed_row(config: CommBenchConfig, model: str, planner: str) -> dict:
-    from coordinator.slices import slice_tensors
-
     shapes = adapter_shapes(model, config.lora_r)
     slices = slice_tensors(shapes)
     adapter = sum(s.nbytes for s in slices)
@@ -116,15 +122,6 @@ def measured_row(config: CommBenchConfig, planner: str) -> dict:
 
 def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
     """One round of a real coordinator with `config.devices` agents, all in this process."""
-    from coordinator.config import CoordinatorConfig
-    from coordinator.model_host import TorchHost
-    from coordinator.rounds import RoundKeeper
-    from coordinator.service import CoordinatorService
-    from edge_runtime.agent.agent import Agent, DataSource
-    from edge_runtime.agent.client import InProcessClient
-    from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-    from edge_runtime.protocol import pb
-
     coordinator = build_config(CoordinatorConfig, {
         "state_dir": state_dir, "model": config.model, "task": "sst2", "planner": planner, "rounds": 1,
         "local_steps": config.local_steps, "queries": config.queries, "batch_size": config.batch_size,

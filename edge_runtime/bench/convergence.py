@@ -160,7 +160,7 @@ def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: in
 
 def _does_not_fit(train: TrainConfig) -> str | None:
     """Full fine-tuning of a larger model may not fit this machine: skip it, saying why."""
-    if train.adapter == "lora":
+    if train.adapter != "full":
         return None
     needed = estimate(Workload(model=train.model, method=train.method, batch=train.batch_size,
                                seq_len=train.max_length, adapter=train.adapter)).total
