@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Restore = Literal["snapshot", "inplace"]
+# ZO-Bench's variance reductions (edge_runtime.estimators.subspaces): what a block is, how a sparse
+# query picks its coordinates.
+BlockGrouping = Literal["layer", "tensor"]
+SparseSelection = Literal["random", "magnitude"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +31,9 @@ class EstimatorSettings:
     beta2: float = 0.999
     eps: float = 1e-8
     zo_restore: Restore = "snapshot"
+    zo_blocks: BlockGrouping = "layer"
+    zo_density: float = 0.25
+    zo_sparse_selection: SparseSelection = "magnitude"
 
 
 @dataclass

@@ -96,7 +96,8 @@ def test_two_point_difference_approaches_the_exact_derivative(tiny_llama_objecti
     assert approx == pytest.approx(exact, rel=1e-2, abs=1e-4)
 
 
-@pytest.mark.parametrize("method", ["zo-sgd", "zo-sgd-sign", "zo-sgd-mmt", "zo-sgd-cons", "zo-adam", "forward-grad"])
+@pytest.mark.parametrize("method", ["zo-sgd", "zo-sgd-sign", "zo-sgd-mmt", "zo-sgd-cons", "zo-adam", "zo-sgd-block",
+                                    "zo-sgd-sparse", "zo-fo-hybrid", "forward-grad"])
 def test_snapshot_restore_is_bit_exact_with_zero_lr(tiny_llama_objective, method):
     objective, batch, _ = tiny_llama_objective
     before = {n: p.detach().clone() for n, p in objective.params.items()}

@@ -1,5 +1,5 @@
-"""The settings of `edgetune bench memory` and `bench speed`, importable without torch so that
-`edgetune --help` and a device's agent never load it; the checks that need the method registry
+"""The settings of every `edgetune bench` kind, importable without torch so that `edgetune --help`
+and a device's agent never load it; the checks that need the method registry
 or the precisions import them when a benchmark actually runs."""
 
 from __future__ import annotations
@@ -94,3 +94,128 @@ class SpeedBenchConfig:
         check_precision(self.precision)
         if self.ort_precision not in ORT_PRECISIONS:
             raise UserError(f"ort_precision must be one of {', '.join(ORT_PRECISIONS)}, got {self.ort_precision!r}")
+
+
+@dataclass
+class ConvergenceBenchConfig:
+    models: tuple[str, ...] = setting("models to train", ("minilm",))
+    tasks: tuple[str, ...] = setting("tasks (packaged data: sst2, copa, rte, boolq, winogrande)", ("sst2", "copa"))
+    methods: tuple[str, ...] = setting("methods to compare; empty = all", ())
+    adapters: tuple[str, ...] = setting("lora, prefix and/or full (full fine-tuning, where its estimate fits in RAM)",
+                                      ("lora",))
+    budget: int = setting("forward passes per run (the same query budget for every method)", 2000)
+    queries: int = setting("random directions per step (q)", 1)
+    lrs: tuple[str, ...] = setting("learning rates as method=lr or adapter/method=lr (the latter wins; others use "
+                                   "the method's default)", ())
+    mu: float = setting("ZO perturbation scale", 1e-2)
+    batch_size: int = setting("examples per step", 16)
+    k_shot: int = setting("training examples per class (MeZO few-shot)", 16)
+    max_length: int = setting("max tokens per sequence", 128)
+    eval_examples: int = setting("dev examples for accuracy", 200)
+    eval_points: int = setting("evaluations along each run (besides the one before training)", 5)
+    memory: bool = setting("measure peak memory of each method and of inference, each in a fresh process", True)
+    repeats: int = setting("timed repeats of the forward floor (median)", 3)
+    threads: int = setting("torch threads", 1)
+    seed: int = setting("seed of data, directions and initialisation", 0)
+    quick: bool = setting("CI size: tiny-bert, a 24-pass budget, 4 examples per class, 16 dev examples", False)
+    out: str = setting("JSON file to write (a Markdown table is written beside it)", "bench-convergence.json")
+    progress: bool = setting("show a progress bar", True)
+
+    def validate(self) -> None:
+        if self.quick:
+            self.models = ("tiny-bert",)
+            self.budget, self.k_shot, self.eval_examples, self.eval_points = 24, 4, 16, 2
+            self.batch_size, self.max_length, self.repeats = 4, 32, 1
+        for name in ("budget", "queries", "batch_size", "k_shot", "max_length", "eval_examples", "eval_points",
+                     "repeats", "threads"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        from edge_runtime.models.precision import check_precision
+        from edge_runtime.tasks import get_task
+
+        _check_methods(self.methods)
+        for task in self.tasks:
+            get_task(task)
+        for adapter in self.adapters:
+            check_precision("fp32", adapter)
+        self.learning_rates()
+
+    def learning_rates(self) -> dict[str, float]:
+        """{"method" or "adapter/method": lr}"""
+        rates = {}
+        for item in self.lrs:
+            key, _, value = item.partition("=")
+            key = key.strip()
+            adapter, _, method = key.rpartition("/")
+            from edge_runtime.estimators import get_method
+            from edge_runtime.models.precision import check_precision
+
+            get_method(method)
+            if adapter:
+                check_precision("fp32", adapter)
+            try:
+                rates[key] = float(value)
+            except ValueError:
+                raise UserError(f"lrs: expected method=lr or adapter/method=lr, got {item!r}") from None
+        return rates
+
+    def learning_rate(self, adapter: str, method: str) -> float | None:
+        rates = self.learning_rates()
+        return rates.get(f"{adapter}/{method}", rates.get(method))
+
+
+PLANNERS = ("spry", "fedavg-full", "zo-seed")
+
+
+@dataclass
+class CommBenchConfig:
+    model: str = setting("model of the measured in-process federation", "minilm")
+    shape_models: tuple[str, ...] = setting("models whose adapter shapes give computed rows",
+                                          ("minilm", "smollm2-135m"))
+    planners: tuple[str, ...] = setting("spry, fedavg-full and/or zo-seed", PLANNERS)
+    devices: int = setting("devices in the federation", 4)
+    local_steps: int = setting("steps a device takes per round", 20)
+    queries: int = setting("directions per step (seed-and-scalar uploads one scalar per query)", 1)
+    batch_size: int = setting("examples per local step", 8)
+    lora_r: int = setting("LoRA rank", 8)
+    max_length: int = setting("tokens per sequence", 64)
+    threads: int = setting("torch threads", 1)
+    quick: bool = setting("CI size: tiny-bert federation, 4 local steps, shapes of tiny-bert and minilm", False)
+    out: str = setting("JSON file to write (a Markdown table is written beside it)", "bench-comm.json")
+    progress: bool = setting("show a progress bar", True)
+
+    def validate(self) -> None:
+        if self.quick:
+            self.model, self.shape_models, self.local_steps, self.batch_size = "tiny-bert", ("tiny-bert", "minilm"), 4, 4
+        unknown = [p for p in self.planners if p not in PLANNERS]
+        if unknown:
+            raise UserError(f"unknown planner(s) {', '.join(unknown)}; choose from {', '.join(PLANNERS)}")
+        for name in ("devices", "local_steps", "queries", "batch_size", "lora_r", "max_length", "threads"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class FleetBenchConfig:
+    models: tuple[str, ...] = setting("models to emulate", ("tiny-llama", "minilm"))
+    sizes: tuple[str, ...] = setting("fleet sizes", ("10", "100", "1000"))
+    total_steps: int = setting("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
+    method: str = setting("training method of the devices", "zo-sgd")
+    batch_size: int = setting("examples per step", 8)
+    threads: int = setting("torch threads", 2)
+    repeats: int = setting("runs of every row (the median is reported)", 1)
+    quick: bool = setting("CI size: tiny-llama only, fleets of 2 and 10, 40 device-steps", False)
+    out: str = setting("JSON file to write", "bench-fleet.json")
+    progress: bool = setting("show a progress bar", True)
+
+    def validate(self) -> None:
+        if self.quick:
+            self.models, self.sizes, self.total_steps = ("tiny-llama",), ("2", "10"), 40
+        if self.repeats < 1:
+            raise UserError(f"repeats must be at least 1, got {self.repeats}")
+        try:
+            sizes = [int(s) for s in self.sizes]
+        except ValueError:
+            raise UserError(f"sizes must be numbers of devices, got {self.sizes}") from None
+        if any(s < 1 or self.total_steps % s for s in sizes):
+            raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")

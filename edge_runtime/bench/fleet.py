@@ -15,40 +15,15 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
-from edge_runtime.config import setting
+from edge_runtime.bench.configs import FleetBenchConfig
+
 from edge_runtime.errors import UserError
 from edge_runtime.units import format_bytes
-
-
-@dataclass
-class FleetBenchConfig:
-    models: tuple[str, ...] = setting("models to emulate", ("tiny-llama", "minilm"))
-    sizes: tuple[str, ...] = setting("fleet sizes", ("10", "100", "1000"))
-    total_steps: int = setting("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
-    method: str = setting("training method of the devices", "zo-sgd")
-    batch_size: int = setting("examples per step", 8)
-    threads: int = setting("torch threads", 2)
-    repeats: int = setting("runs of every row (the median is reported)", 1)
-    quick: bool = setting("CI size: tiny-llama only, fleets of 2 and 10, 40 device-steps", False)
-    out: str = setting("JSON file to write", "bench-fleet.json")
-    progress: bool = setting("show a progress bar", True)
-
-    def validate(self) -> None:
-        if self.quick:
-            self.models, self.sizes, self.total_steps = ("tiny-llama",), ("2", "10"), 40
-        if self.repeats < 1:
-            raise UserError(f"repeats must be at least 1, got {self.repeats}")
-        try:
-            sizes = [int(s) for s in self.sizes]
-        except ValueError:
-            raise UserError(f"sizes must be numbers of devices, got {self.sizes}") from None
-        if any(s < 1 or self.total_steps % s for s in sizes):
-            raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")
 
 
 PROBE = """

@@ -88,8 +88,9 @@ def _row(work: Workload, method: str) -> dict:
             "estimate_components": components}
 
 
-def _probe(module: str, probe: dict, threads: int) -> dict:
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TQDM_DISABLE": "1"}
+def probe_in_fresh_process(probe: dict, module: str = "edge_runtime.bench.memory_probe") -> dict:
+    """Run one probe measurement (see the probe module for the fields) in its own process."""
+    env = {**os.environ, "OMP_NUM_THREADS": str(probe["threads"]), "TQDM_DISABLE": "1"}
     done = subprocess.run([sys.executable, "-m", module, json.dumps(probe)], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise UserError(f"memory probe failed for {probe}: {done.stderr.strip().splitlines()[-1:]}")
@@ -105,7 +106,7 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
              "adapter": work.adapter, "batch": work.batch, "seq_len": work.seq_len, "lora_r": work.lora_r,
              "steps": config.steps, "threads": config.threads, "zo_restore": work.zo_restore,
              "nan_guard": work.nan_guard}
-    measured = _probe("edge_runtime.bench.memory_probe", probe, config.threads)
+    measured = probe_in_fresh_process(probe)
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
     return {**row, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
@@ -119,7 +120,7 @@ def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str
     probe = {"graph": str(graph), "task": config.task, "method": method, "batch": config.batch,
              "seq_len": config.seq_len, "steps": config.steps, "threads": config.threads,
              "artifacts": str(training_artifacts(graph)) if method in BACKPROP_METHODS else None}
-    measured = _probe("edge_runtime.bench.ort_probe", probe, config.threads)
+    measured = probe_in_fresh_process(probe, "edge_runtime.bench.ort_probe")
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
     return {"model": config.model, "method": method, "precision": precision, "adapter": "lora",

@@ -35,7 +35,7 @@ def probe(row: dict) -> dict:
     measure.release_freed_memory()
     baseline = measure.rss_bytes()
     spec, examples = long_examples(row["task"], row["batch"])
-    loaded = load_model(row["model"], num_labels=len(spec.label_words), dtype=load_dtype(row["precision"]))
+    loaded = load_model(row["model"], num_labels=spec.num_labels, dtype=load_dtype(row["precision"]))
     module = prepare_model(loaded, adapter=row["adapter"], precision=row["precision"], r=row["lora_r"])
     objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, row["seq_len"]))
     batch = objective.encode(examples)

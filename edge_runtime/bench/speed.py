@@ -33,8 +33,7 @@ FORWARD = "forward"
 LORA_R = 8  # both backends time the same adapter shape
 
 
-
-def _median_seconds(fn, repeats: int) -> float:
+def median_seconds(fn, repeats: int) -> float:
     fn()  # warm-up: lazily built kernels and optimizer state
     times = []
     for _ in range(repeats):
@@ -114,12 +113,12 @@ def _timed(config: SpeedBenchConfig, backend: str, precision: str, seq_len: int,
                 "batch": config.batch, "seq_len": seq_len, "threads": config.threads, "step_seconds": seconds,
                 "forward_seconds": floor, "ratio_to_forward": seconds / floor}
 
-    floor = _median_seconds(forward, config.repeats)
+    floor = median_seconds(forward, config.repeats)
     rows = [row(FORWARD, floor)]
     bar.update(1)
     for name, step in steps.items():
         bar.set_postfix_str(f"{backend} {name}")
-        rows.append(row(name, _median_seconds(step, config.repeats)))
+        rows.append(row(name, median_seconds(step, config.repeats)))
         bar.update(1)
     return rows
 

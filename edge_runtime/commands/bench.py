@@ -1,53 +1,56 @@
-"""`edgetune bench <what>`: benchmarks that write JSON rows."""
+"""`edgetune bench <what>`: benchmarks that write JSON rows (and `bench report`, which reads them)."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+from pathlib import Path
 
 from edge_runtime.config import add_config_arguments, config_from_args
 
+# name -> (its config class in edge_runtime.bench.configs, help). The module edge_runtime.bench.<name>
+# has run(config) -> rows and table(rows) -> Markdown; it is imported only when that bench runs, so
+# `edgetune --help` loads no torch.
+BENCHES = {
+    "memory": ("MemoryBenchConfig", "peak memory per method and precision, measured and estimated"),
+    "speed": ("SpeedBenchConfig", "time per step of each method beside one forward pass (its floor)"),
+    "fleet": ("FleetBenchConfig", "memory and device-steps/s of emulated fleets beside one device alone"),
+    "convergence": ("ConvergenceBenchConfig", "loss and accuracy of every method on the same forward-pass budget "
+                                              "(ZO-Bench)"),
+    "comm": ("CommBenchConfig", "bytes per round per device: Spry slices, FedAvg adapters, ZO seeds and scalars"),
+}
 
-def _memory(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import memory
-    from edge_runtime.bench.configs import MemoryBenchConfig
 
-    config = config_from_args(MemoryBenchConfig, args)
-    rows = memory.run(config)
-    print(memory.table(rows))
+def _run(args: argparse.Namespace) -> None:
+    from edge_runtime.bench import configs
+
+    module = importlib.import_module(f"edge_runtime.bench.{args.bench}")
+    config = config_from_args(getattr(configs, BENCHES[args.bench][0]), args)
+    rows = module.run(config)
+    print(module.table(rows))
     print(f"wrote {len(rows)} rows to {config.out}")
 
 
-def _speed(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import speed
-    from edge_runtime.bench.configs import SpeedBenchConfig
+def _report(args: argparse.Namespace) -> None:
+    from edge_runtime.bench import report
 
-    config = config_from_args(SpeedBenchConfig, args)
-    rows = speed.run(config)
-    print(speed.table(rows))
-    print(f"wrote {len(rows)} rows to {config.out}")
-
-
-def _fleet(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import fleet
-
-    config = config_from_args(fleet.FleetBenchConfig, args)
-    rows = fleet.run(config)
-    print(fleet.table(rows))
-    print(f"wrote {len(rows)} rows to {config.out}")
+    config = config_from_args(report.ReportConfig, args)
+    print(report.table(report.run(config)))
+    print(f"wrote {config.out or Path(config.folder) / 'report.md'}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.bench.configs import MemoryBenchConfig, SpeedBenchConfig
-    from edge_runtime.bench.fleet import FleetBenchConfig
+    from edge_runtime.bench import configs
+    from edge_runtime.bench.report import ReportConfig
 
-    bench = sub.add_parser("bench", help="benchmarks (memory, ...) written as JSON")
+    bench = sub.add_parser("bench", help="benchmarks (memory, speed, fleet, convergence, comm, report) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
-    memory = kinds.add_parser("memory", help="peak memory per method and precision, measured and estimated")
-    add_config_arguments(memory, MemoryBenchConfig)
-    memory.set_defaults(run=_memory)
-    speed = kinds.add_parser("speed", help="time per step of each method beside one forward pass (its floor)")
-    add_config_arguments(speed, SpeedBenchConfig)
-    speed.set_defaults(run=_speed)
-    fleet = kinds.add_parser("fleet", help="memory and device-steps/s of emulated fleets beside one device alone")
-    add_config_arguments(fleet, FleetBenchConfig)
-    fleet.set_defaults(run=_fleet)
+    for name, (config_class, help_text) in BENCHES.items():
+        parser = kinds.add_parser(name, help=help_text)
+        add_config_arguments(parser, getattr(configs, config_class))
+        parser.set_defaults(run=_run)
+    parser = kinds.add_parser("report", help="every bench JSON in a folder as one Markdown page with PNG plots")
+    add_config_arguments(parser, ReportConfig)
+    # DIR as a positional too; SUPPRESS keeps --folder's value when DIR is left out.
+    parser.add_argument("folder", nargs="?", default=argparse.SUPPRESS, metavar="DIR")
+    parser.set_defaults(run=_report)

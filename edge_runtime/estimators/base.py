@@ -20,7 +20,7 @@ import torch
 
 # Defined torch-free for the ONNX Runtime backend; re-exported here for the torch estimators.
 from edge_runtime.estimation import NonFiniteLoss, StepResult, check_finite, clip_scalar  # noqa: F401
-from edge_runtime.estimators.directions import direction
+from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
 
@@ -44,6 +44,8 @@ class SeedScalarEstimate(Estimate):
 
     seeds: list[int] = field(default_factory=list)
     scalars: list[float] = field(default_factory=list)
+    # The coordinates the directions were restricted to (block-wise and sparse ZO).
+    subspace: Subspace = field(default_factory=FullSpace)
 
     def gradients(self, params: Params):
         for name, p in params.items():
@@ -51,9 +53,14 @@ class SeedScalarEstimate(Estimate):
             # query (the memory model counts on it), not a zero buffer plus a direction.
             grad = None
             for seed, scalar in zip(self.seeds, self.scalars):
-                z = direction(seed, name, p)
+                z = self.subspace.direction(seed, name, p)
+                if z is None:
+                    continue
                 grad = z.mul_(scalar / len(self.seeds)) if grad is None else grad.add_(z, alpha=scalar / len(self.seeds))
-            yield name, p, grad
+            # A parameter no query touched is skipped, not given a zero gradient: its momentum or
+            # Adam moments then wait for its next estimate instead of decaying towards nothing.
+            if grad is not None:
+                yield name, p, grad
 
 
 @dataclass

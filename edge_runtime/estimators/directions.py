@@ -1,4 +1,4 @@
-"""Random directions as torch tensors, and the in-place perturbation and snapshot built on them.
+"""Random directions as torch tensors, and the snapshot that undoes a perturbation exactly.
 
 The numbers come from `edge_runtime.random_directions`, shared with the torch-free backends.
 """
@@ -11,7 +11,7 @@ import torch
 
 from edge_runtime.random_directions import normal, parameter_seed, query_seeds, step_seed
 
-__all__ = ["Snapshot", "direction", "parameter_seed", "perturb_", "query_seeds", "step_seed"]
+__all__ = ["Snapshot", "direction", "parameter_seed", "query_seeds", "step_seed"]
 
 
 def direction(seed: int, name: str, like: torch.Tensor) -> torch.Tensor:
@@ -20,13 +20,6 @@ def direction(seed: int, name: str, like: torch.Tensor) -> torch.Tensor:
     z = torch.empty(tuple(like.shape), dtype=torch.float32)
     normal(seed, name, tuple(like.shape), out=z.numpy())
     return z.to(like.device)
-
-
-@torch.no_grad()
-def perturb_(params: Mapping[str, torch.Tensor], seed: int, scale: float) -> None:
-    """params += scale * z(seed), in place, one parameter's z alive at a time."""
-    for name, p in params.items():
-        p.add_(direction(seed, name, p), alpha=scale)
 
 
 class Snapshot:

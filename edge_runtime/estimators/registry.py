@@ -12,6 +12,8 @@ from edge_runtime.estimators.backprop import Backprop
 from edge_runtime.estimators.base import EstimateThenUpdate, Method
 from edge_runtime.estimators.conservative import Conservative
 from edge_runtime.estimators.forward_grad import ForwardGrad
+from edge_runtime.estimators.hybrid import HybridZOFO
+from edge_runtime.estimators.subspaces import Blocks, sparse
 from edge_runtime.estimators.update_rules import SGD, Adam, Momentum
 from edge_runtime.estimators.zo import TwoPointZO
 
@@ -31,14 +33,22 @@ class MethodInfo:
     # Forward passes a step runs besides its estimate's (ZO-SGD-Cons evaluates three candidates);
     # the step's FLOPs (edge_runtime.fleet.flops) count them.
     extra_forward_passes: int = 0
+    # Backprop through a small part of the model besides the step's main passes (hybrid ZO/FO).
+    backprop_part: bool = False
 
     @property
     def forward_only(self) -> bool:
-        return self.pass_kind != "backward"
+        return self.pass_kind != "backward" and not self.backprop_part
+
+    def passes_per_step(self, queries: int) -> int:
+        """Forward passes (function queries, as ZO-Bench counts them) of one step: 2q for two-point
+        ZO, q jvps for Forward-Grad, one forward (with its backward) for backprop, plus extras."""
+        return {"forward": 2 * queries, "jvp": queries, "backward": 1}[self.pass_kind] + self.extra_forward_passes
 
 
-def _zo(s: EstimatorSettings, sign: bool = False) -> TwoPointZO:
-    return TwoPointZO(mu=s.mu, queries=s.queries, restore=s.zo_restore, sign=sign, clip=s.grad_clip)
+def _zo(s: EstimatorSettings, sign: bool = False, subspace=None) -> TwoPointZO:
+    return TwoPointZO(mu=s.mu, queries=s.queries, restore=s.zo_restore, sign=sign, clip=s.grad_clip,
+                      subspace=subspace)
 
 
 def _adam(s: EstimatorSettings) -> Adam:
@@ -58,6 +68,16 @@ METHODS: dict[str, MethodInfo] = {
                    lambda s: Conservative(_zo(s)), "forward", state_copies=1, extra_forward_passes=3),
         MethodInfo("zo-adam", 1e-3, "two-point ZO + Adam",
                    lambda s: EstimateThenUpdate(_zo(s), _adam(s)), "forward", state_copies=2),
+        MethodInfo("zo-sgd-block", 1e-3, "block-wise ZO (one layer or tensor per query) + SGD",
+                   lambda s: EstimateThenUpdate(_zo(s, subspace=Blocks(s.zo_blocks)), SGD()), "forward"),
+        MethodInfo("zo-sgd-sparse", 1e-3, "sparse ZO (a fraction of coordinates per query, Sparse MeZO) + SGD",
+                   lambda s: EstimateThenUpdate(_zo(s, subspace=sparse(s.zo_density, s.zo_sparse_selection)),
+                                                SGD()), "forward"),
+        # The backprop part's activations and gradient are small beside the forward pass's, so the
+        # memory model counts a forward step; its extra pass is the backprop part's forward.
+        MethodInfo("zo-fo-hybrid", 1e-3, "backprop for the head (or last layer), two-point ZO for the rest + SGD",
+                   lambda s: EstimateThenUpdate(HybridZOFO(_zo(s)), SGD()), "forward", extra_forward_passes=1,
+                   backprop_part=True),
         MethodInfo("forward-grad", 1e-3, "forward-mode AD (jvp) directional derivative + SGD",
                    lambda s: EstimateThenUpdate(
                        ForwardGrad(queries=s.queries, fallback_mu=s.mu, clip=s.grad_clip), SGD()), "jvp"),

@@ -11,7 +11,8 @@ import torch
 
 from edge_runtime.estimation import Restore, check_finite, zo_scalar
 from edge_runtime.estimators.base import GradientEstimator, SeedScalarEstimate
-from edge_runtime.estimators.directions import Snapshot, perturb_, query_seeds
+from edge_runtime.estimators.directions import Snapshot, query_seeds
+from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
 
@@ -24,9 +25,11 @@ class TwoPointZO(GradientEstimator):
         restore: Restore = "snapshot",
         sign: bool = False,
         clip: float | None = None,
+        subspace: Subspace | None = None,
     ) -> None:
         self.mu, self.queries = mu, queries
         self.restore, self.sign, self.clip = restore, sign, clip
+        self.subspace = subspace or FullSpace()
         self._snapshot: Snapshot | None = None
 
     def _snapshot_of(self, objective: Objective) -> Snapshot:
@@ -37,7 +40,7 @@ class TwoPointZO(GradientEstimator):
     @torch.no_grad()
     def directional_derivative(self, objective: Objective, batch: Batch, seed: int) -> tuple[float, float]:
         """(L(theta), (L+ - L-) / 2mu) along z(seed); parameters come back as they were."""
-        params, mu = objective.params, self.mu
+        params, mu, perturb_ = objective.params, self.mu, self.subspace.perturb_
         snapshot = self._snapshot_of(objective) if self.restore == "snapshot" else None
         if snapshot:
             snapshot.save()
@@ -56,6 +59,7 @@ class TwoPointZO(GradientEstimator):
         return (loss_plus + loss_minus) / 2, (loss_plus - loss_minus) / (2 * mu)
 
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> SeedScalarEstimate:
+        self.subspace.begin_step(objective.params)
         seeds, scalars, losses = [], [], []
         for seed in query_seeds(seed, self.queries):
             loss, g = self.directional_derivative(objective, batch, seed)
@@ -63,4 +67,4 @@ class TwoPointZO(GradientEstimator):
             seeds.append(seed)
             losses.append(loss)
             scalars.append(zo_scalar(g, clip=self.clip, sign=self.sign))
-        return SeedScalarEstimate(sum(losses) / len(losses), 2 * self.queries, seeds, scalars)
+        return SeedScalarEstimate(sum(losses) / len(losses), 2 * self.queries, seeds, scalars, self.subspace)

@@ -22,6 +22,7 @@ from torch import nn
 
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import get_method
+from edge_runtime.estimators.hybrid import backprop_part, gradients_only_for
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import ARCHITECTURES, build_architecture
 from edge_runtime.models.families import kind_for_family
@@ -87,6 +88,10 @@ def estimate(work: Workload) -> MemoryEstimate:
     if info.pass_kind == "forward" and work.zo_restore == "snapshot":
         copies += 1
     peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len)
+    if info.backprop_part:  # hybrid ZO/FO: its backward through the head or last layer may peak higher
+        part = set(backprop_part(list(trainable)))
+        with gradients_only_for(trainable, part):
+            peak = max(peak, pass_peak(net, {n: trainable[n] for n in part}, "backward", work.batch, work.seq_len))
     tangents = adapters if info.pass_kind == "jvp" else 0
     gradients = adapters if info.pass_kind == "backward" else 0
     # ZO draws one direction at a time, outside the passes.

@@ -36,10 +36,19 @@ def apply_lora(
         lora_alpha=alpha,
         target_modules=list(target_names),
         lora_dropout=0.0,
-        task_type=TaskType.SEQ_CLS if is_encoder else TaskType.CAUSAL_LM,
+        task_type=task_type(loaded),
         # peft adds only modules named classifier/score; DistilBERT's pre_classifier is new too.
-        modules_to_save=_head_module_names(loaded.model) if is_encoder else None,
+        modules_to_save=head_module_names(loaded.model) if is_encoder else None,
     )
+    return wrap_for_training(loaded, config)
+
+
+def task_type(loaded: LoadedModel) -> TaskType:
+    return TaskType.SEQ_CLS if loaded.kind == "encoder" else TaskType.CAUSAL_LM
+
+
+def wrap_for_training(loaded: LoadedModel, config: peft.PeftConfig) -> peft.PeftModel:
+    """peft's wrapper around ``loaded.model`` with an encoder's new head in fp32, in eval() mode."""
     with warnings.catch_warnings():
         # peft 0.21 still reads transformers' deprecated `is_gradient_checkpointing`.
         warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -66,7 +75,7 @@ def _check_targets_exist(model: torch.nn.Module, targets: Sequence[str]) -> None
         )
 
 
-def _head_module_names(model: torch.nn.Module) -> list[str]:
+def head_module_names(model: torch.nn.Module) -> list[str]:
     """The top-level modules with weights outside the pretrained body: the newly initialised head."""
     body = getattr(model, "base_model_prefix", "")
     return [name for name, child in model.named_children() if name != body and any(True for _ in child.parameters())]

@@ -18,10 +18,12 @@ from edge_runtime.errors import UserError
 from edge_runtime.models.int8 import quantize_frozen_
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.lora import apply_lora
+from edge_runtime.models.prefix import apply_prefix
 
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
-Adapter = Literal["lora", "full"]
+Adapter = Literal["lora", "prefix", "full"]
+ADAPTERS: tuple[str, ...] = ("lora", "prefix", "full")
 
 # int8 is loaded in fp32 and quantized after LoRA is in place (LoRA wraps nn.Linear layers).
 _LOAD_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
@@ -35,8 +37,8 @@ def load_dtype(precision: str) -> torch.dtype:
 def check_precision(precision: str, adapter: str = "lora") -> None:
     if precision not in PRECISIONS:
         raise UserError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
-    if adapter not in ("lora", "full"):
-        raise UserError(f"unknown adapter {adapter!r}; choose lora or full")
+    if adapter not in ADAPTERS:
+        raise UserError(f"unknown adapter {adapter!r}; choose one of: {', '.join(ADAPTERS)}")
     if adapter == "full" and precision != "fp32":
         raise UserError(f"full fine-tuning trains every weight in fp32, so it has no {precision} base; "
                         "use precision fp32 or adapter lora")
@@ -50,13 +52,17 @@ def prepare_model(
     r: int = 8,
     alpha: int = 16,
     targets: Sequence[str] | None = None,
+    prefix_tokens: int = 5,
 ) -> nn.Module:
     """The module a run trains, from a model loaded with ``load_dtype(precision)``."""
     check_precision(precision, adapter)
     if adapter == "full":
         loaded.model.float().requires_grad_(True)
         return loaded.model
-    model = apply_lora(loaded, r=r, alpha=alpha, targets=targets)
+    if adapter == "prefix":
+        model = apply_prefix(loaded, tokens=prefix_tokens)
+    else:
+        model = apply_lora(loaded, r=r, alpha=alpha, targets=targets)
     if precision == "int8":
         quantize_frozen_(model)
     return model

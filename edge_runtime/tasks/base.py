@@ -35,3 +35,8 @@ class TaskSpec:
     train_split: str
     eval_split: str
     description: str
+
+    @property
+    def num_labels(self) -> int:
+        """Outputs of an encoder's head: one per class, or one score per (prompt, candidate) pair."""
+        return 1 if self.kind == "multiple_choice" else len(self.label_words)

@@ -20,8 +20,7 @@ class TrainConfig:
     train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
     k_shot: int | None = setting("examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
     eval_examples: int | None = setting("evaluation examples (seeded sample); none = the whole split", 500)
-    method: str = setting("zo-sgd, zo-sgd-sign, zo-sgd-mmt, zo-sgd-cons, zo-adam, forward-grad, fo-sgd, fo-adam",
-                        "zo-sgd")
+    method: str = setting("training method (edgetune list shows them all)", "zo-sgd")
     steps: int = setting("optimizer steps", 1000)
     batch_size: int = setting("examples per step", 16)
     lr: float | None = setting("learning rate; none = the method's default", None)
@@ -37,6 +36,10 @@ class TrainConfig:
     zo_restore: Literal["snapshot", "inplace"] = setting(
         "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle",
         "snapshot")
+    zo_blocks: Literal["layer", "tensor"] = setting("zo-sgd-block: a block is a layer or a single tensor", "layer")
+    zo_density: float = setting("zo-sgd-sparse: fraction of each tensor's coordinates a query perturbs", 0.25)
+    zo_sparse_selection: Literal["random", "magnitude"] = setting(
+        "zo-sgd-sparse: a random subset per query, or the smallest magnitudes (Sparse MeZO)", "magnitude")
     precision: Literal["fp32", "fp16", "bf16", "int8"] = setting(
         "precision of the frozen base; adapters are always fp32", "fp32")
     memory_cap: str | None = setting("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
@@ -47,6 +50,10 @@ class TrainConfig:
     allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
     nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
                             "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
+    adapter: Literal["lora", "prefix", "full"] = setting(
+        "what trains: LoRA adapters, prefix tuning's key/value prefixes, or every weight (full fine-tuning, fp32)",
+        "lora")
+    prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
     lora_r: int = setting("LoRA rank", 8)
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
@@ -64,7 +71,8 @@ class TrainConfig:
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "mu": self.mu, "queries": self.queries,
-                    "lora_r": self.lora_r, "max_length": self.max_length, "eval_batch_size": self.eval_batch_size}
+                    "lora_r": self.lora_r, "prefix_tokens": self.prefix_tokens, "max_length": self.max_length,
+                    "eval_batch_size": self.eval_batch_size}
         for name, value in positive.items():
             if not value > 0:
                 raise UserError(f"{name} must be positive, got {value}")
@@ -75,6 +83,8 @@ class TrainConfig:
             raise UserError(f"lr must be a positive finite number, got {self.lr}")
         if self.grad_clip is not None and not self.grad_clip > 0:
             raise UserError(f"grad_clip must be positive, got {self.grad_clip}")
+        if not 0 < self.zo_density <= 1:
+            raise UserError(f"zo_density must be in (0, 1], got {self.zo_density}")
         if self.k_shot is not None and self.k_shot < 0:
             raise UserError(f"k_shot must not be negative, got {self.k_shot}")
         if self.eval_examples is not None and self.eval_examples < 1:

@@ -61,7 +61,7 @@ def _device(name: str) -> torch.device:
 
 def build_run(config: TrainConfig) -> Run:
     spec = get_task(config.task)
-    num_labels = 1 if spec.kind == "multiple_choice" else len(spec.label_words)
+    num_labels = spec.num_labels
     device = _device(config.device)
     train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
     eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
@@ -73,13 +73,15 @@ def build_run(config: TrainConfig) -> Run:
     info = get_method(config.method)
     loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
                         attn_implementation=config.attn_implementation, seed=config.seed)
-    peft_model = prepare_model(loaded, precision=config.precision, r=config.lora_r, alpha=config.lora_alpha,
-                               targets=config.lora_targets or None).to(device)
+    peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
+                               alpha=config.lora_alpha, targets=config.lora_targets or None,
+                               prefix_tokens=config.prefix_tokens).to(device)
     objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length),
                           micro_batch=config.micro_batch)
     settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
-                                 zo_restore=config.zo_restore)
+                                 zo_restore=config.zo_restore, zo_blocks=config.zo_blocks,
+                                 zo_density=config.zo_density, zo_sparse_selection=config.zo_sparse_selection)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
                config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog)
@@ -93,8 +95,8 @@ def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
     baseline = 0 if device.type == "cuda" else memory.rss_bytes()
     work = Workload(model=config.model, method=config.method, precision=config.precision, batch=config.batch_size,
                     seq_len=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                    lora_targets=tuple(config.lora_targets), num_labels=num_labels, zo_restore=config.zo_restore,
-                    nan_guard=config.nan_guard)
+                    lora_targets=tuple(config.lora_targets), num_labels=num_labels, adapter=config.adapter,
+                    zo_restore=config.zo_restore, nan_guard=config.nan_guard)
     plan = plan_under_cap(cap, baseline, work, eval_batch=config.eval_batch_size,
                           allow_shorter_sequences=config.allow_shorter_sequences,
                           allow_method_change=config.allow_method_change)

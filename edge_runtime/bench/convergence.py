@@ -1,0 +1,162 @@
+"""`edgetune bench convergence`: every method trained on the same query budget, ZO-Bench style.
+
+ZO-Bench compares methods at an equal number of function queries (forward passes), not equal
+steps: a ZO-SGD step costs two, ZO-SGD-Cons five, a Forward-Grad step one (heavier) pass. Each
+cell (model x task x adapter x method) trains with the ordinary trainer for budget / passes-per-step
+steps and records the loss and dev accuracy along the way, the final accuracy, the peak memory
+beside inference's (each measured in a fresh process, see memory_probe) and the median time per
+step beside one forward pass of the same batch, the floor no two-point method can beat by 2x.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import psutil
+import torch
+from tqdm import tqdm
+
+from edge_runtime.bench.configs import ConvergenceBenchConfig
+from edge_runtime.bench.memory import probe_in_fresh_process
+from edge_runtime.bench.speed import median_seconds
+from edge_runtime.config import build_config
+from edge_runtime.estimators import METHODS, get_method
+from edge_runtime.memory import Workload, estimate
+from edge_runtime.training.config import TrainConfig
+from edge_runtime.training.trainer import Run, build_run, fit
+from edge_runtime.units import format_bytes
+
+INFERENCE = "inference"
+
+
+def run(config: ConvergenceBenchConfig) -> list[dict]:
+    config.validate()
+    torch.set_num_threads(config.threads)
+    methods = list(config.methods or METHODS)
+    cells = [(m, t, a) for m in config.models for t in config.tasks for a in config.adapters]
+    rows: list[dict] = []
+    with tqdm(total=len(cells) * len(methods), desc="bench convergence", disable=not config.progress) as bar, \
+            tempfile.TemporaryDirectory(prefix="edgetune-convergence-") as scratch:
+        for model, task, adapter in cells:
+            inference_peak = None
+            for method in methods:
+                bar.set_postfix_str(f"{model} {task} {adapter} {method}")
+                train = _train_config(config, model, task, adapter, method, Path(scratch) / f"{len(rows)}")
+                if config.memory and inference_peak is None:
+                    inference_peak = _peak(config, train, INFERENCE)
+                rows.append(_cell(config, train, inference_peak))
+                write(config, rows)  # finished cells survive an interrupted long run
+                bar.update(1)
+    return rows
+
+
+def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter: str, method: str,
+                  out_dir: Path) -> TrainConfig:
+    info = get_method(method)
+    steps = max(config.budget // info.passes_per_step(config.queries), 1)
+    return build_config(TrainConfig, {
+        "model": model, "task": task, "adapter": adapter, "method": method, "steps": steps,
+        "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), "mu": config.mu,
+        "queries": config.queries, "k_shot": config.k_shot, "eval_examples": config.eval_examples,
+        "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
+        "out_dir": str(out_dir), "progress": False,
+    })
+
+
+def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: int | None) -> dict:
+    info = get_method(train.method)
+    row = {"model": train.model, "task": train.task, "adapter": train.adapter, "method": train.method,
+           "budget": config.budget, "passes_per_step": info.passes_per_step(train.queries), "steps": train.steps,
+           "queries": train.queries, "mu": train.mu, "batch_size": train.batch_size,
+           "max_length": train.max_length, "threads": config.threads}
+    unfit = _does_not_fit(train)
+    if unfit:
+        return {**row, "skipped": unfit}
+    run = build_run(train)
+    forward_seconds = _forward_seconds(run, config.repeats)
+    summary = fit(run)
+    records = [json.loads(line) for line in (Path(train.out_dir) / "metrics.jsonl").read_text().splitlines()]
+    step_seconds = statistics.median(r["step_seconds"] for r in records) if records else None
+    peak = _peak(config, train, train.method) if config.memory else None
+    return {**row, "lr": summary["lr"], "trainable_params": summary["trainable_params"],
+            "forward_passes": summary["forward_passes"], "stopped": summary["stopped"],
+            "accuracy_before": summary["eval_accuracy_before"], "final_accuracy": summary["eval_accuracy_after"],
+            "initial_train_loss": summary["initial_train_loss"], "final_train_loss": summary["final_train_loss"],
+            "curve": _curve(summary, records, row["passes_per_step"]),
+            "peak_bytes": peak, "inference_peak_bytes": inference_peak,
+            "ratio_to_inference": peak / inference_peak if peak and inference_peak else None,
+            "step_seconds": step_seconds, "forward_seconds": forward_seconds,
+            "ratio_to_forward": step_seconds / forward_seconds if step_seconds else None}
+
+
+def _does_not_fit(train: TrainConfig) -> str | None:
+    """Full fine-tuning of a larger model may not fit this machine: skip it, saying why."""
+    if train.adapter != "full":
+        return None
+    needed = estimate(Workload(model=train.model, method=train.method, batch=train.batch_size,
+                               seq_len=train.max_length, adapter=train.adapter)).total
+    free = psutil.virtual_memory().available
+    return None if needed < 0.8 * free else f"estimated {format_bytes(needed)}, {format_bytes(free)} free"
+
+
+def _forward_seconds(run: Run, repeats: int) -> float:
+    """One no-grad forward pass over a training batch: the unit every step time is read against."""
+    batch = run.objective.encode(run.train[:run.config.batch_size]).to(run.device)
+
+    def forward() -> None:
+        with torch.no_grad():
+            run.objective.loss(batch)
+
+    return median_seconds(forward, repeats)
+
+
+def _peak(config: ConvergenceBenchConfig, train: TrainConfig, method: str) -> int:
+    """Peak above the runtime for two steps at full max_length (the worst case of the run's batches)."""
+    measured = probe_in_fresh_process({
+        "model": train.model, "task": train.task, "method": method, "precision": train.precision,
+        "adapter": train.adapter, "batch": train.batch_size, "seq_len": train.max_length, "lora_r": train.lora_r,
+        "steps": 2, "threads": config.threads, "zo_restore": train.zo_restore, "nan_guard": train.nan_guard})
+    return measured["peak_bytes"]
+
+
+def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dict]:
+    """Dev accuracy at each evaluation, with the mean training loss of the steps since the last one."""
+    points = [{"step": 0, "forward_passes": 0, "train_loss": summary["initial_train_loss"],
+               "eval_accuracy": summary["eval_accuracy_before"]}]
+    window: list[float] = []
+    for record in records:
+        window.append(record["loss"])
+        if "eval_accuracy" in record:
+            points.append({"step": record["step"], "forward_passes": record["step"] * passes_per_step,
+                           "train_loss": statistics.fmean(window), "eval_accuracy": record["eval_accuracy"]})
+            window = []
+    return points
+
+
+def write(config: ConvergenceBenchConfig, rows: list[dict]) -> None:
+    out = Path(config.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"bench": "convergence", "config": asdict(config), "rows": rows}, indent=2))
+    out.with_suffix(".md").write_text(table(rows) + "\n")
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| model | task | adapter | method | steps | lr | dev acc before -> after | train loss | peak "
+             "(x inference) | step (x forward) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        if r.get("skipped"):
+            lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | | | skipped: "
+                         f"{r['skipped']} | | | |")
+            continue
+        peak = (f"{format_bytes(r['peak_bytes'])} ({r['ratio_to_inference']:.2f})"
+                if r.get("ratio_to_inference") else "")
+        step = f"{r['step_seconds']:.3f} s ({r['ratio_to_forward']:.1f})" if r.get("step_seconds") else ""
+        lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {r['steps']} | {r['lr']:g} | "
+                     f"{r['accuracy_before']:.3f} -> {r['final_accuracy']:.3f} | {r['initial_train_loss']:.3f} -> "
+                     f"{r['final_train_loss']:.3f} | {peak} | {step} |")
+    return "\n".join(lines)
+

@@ -1,0 +1,100 @@
+"""The paper-claims bench suite at its quick size (`bench convergence`, `bench comm`, `bench report`):
+the JSON has the promised fields and physically sane values, not timings, which belong to full runs.
+The quick runs happen once per module and the report test renders their very files."""
+
+import json
+import re
+
+import pytest
+
+from edge_runtime.cli import main
+
+
+@pytest.fixture(scope="module")
+def bench_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bench")
+    # Memory is measured in fresh processes (seconds each); the slow test below covers it.
+    main(["bench", "convergence", "--quick", "true", "--tasks", "sst2", "--methods", "zo-sgd,fo-sgd", "--memory",
+          "false", "--threads", "1", "--progress", "false", "--out", str(folder / "convergence.json")])
+    main(["bench", "comm", "--quick", "true", "--progress", "false", "--out", str(folder / "comm.json")])
+    return folder
+
+
+def test_bench_convergence_spends_the_same_forward_passes_on_every_method(bench_dir):
+    rows = {r["method"]: r for r in json.loads((bench_dir / "convergence.json").read_text())["rows"]}
+    assert set(rows) == {"zo-sgd", "fo-sgd"}
+    # The budget is 24 passes: 12 two-point ZO steps, 24 backprop steps.
+    assert (rows["zo-sgd"]["steps"], rows["fo-sgd"]["steps"]) == (12, 24)
+    for row in rows.values():
+        assert row["forward_passes"] == row["budget"] == 24
+        curve = row["curve"]
+        assert [p["step"] for p in curve] == [0, row["steps"] // 2, row["steps"]]
+        assert curve[0]["eval_accuracy"] == row["accuracy_before"] and curve[-1]["eval_accuracy"] == row["final_accuracy"]
+        assert all(0 <= p["eval_accuracy"] <= 1 and p["train_loss"] > 0 for p in curve)
+        assert row["step_seconds"] > 0 and row["forward_seconds"] > 0
+        assert row["ratio_to_forward"] == pytest.approx(row["step_seconds"] / row["forward_seconds"])
+    table = (bench_dir / "convergence.md").read_text()
+    assert "| tiny-bert | sst2 | lora | zo-sgd | 12 |" in table and "| fo-sgd | 24 |" in table
+
+
+@pytest.mark.slow
+def test_bench_convergence_measures_each_methods_peak_beside_inferences(tmp_path):
+    out = tmp_path / "convergence.json"
+    main(["bench", "convergence", "--quick", "true", "--tasks", "copa", "--adapters", "lora,prefix", "--methods",
+          "zo-sgd,fo-sgd", "--threads", "1", "--progress", "false", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["adapter"], r["method"]) for r in rows] == [("lora", "zo-sgd"), ("lora", "fo-sgd"),
+                                                            ("prefix", "zo-sgd"), ("prefix", "fo-sgd")]
+    for adapter in ("lora", "prefix"):
+        zo, fo = (r for r in rows if r["adapter"] == adapter)
+        assert zo["inference_peak_bytes"] == fo["inference_peak_bytes"] > 0
+        assert zo["ratio_to_inference"] == pytest.approx(zo["peak_bytes"] / zo["inference_peak_bytes"])
+        # Backprop keeps a graph and gradients that two forward passes never hold.
+        assert fo["peak_bytes"] > zo["peak_bytes"]
+
+
+def test_bench_convergence_refuses_a_malformed_learning_rate(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "convergence", "--quick", "true", "--lrs", "zo-sgd:1e-3", "--progress", "false"])
+    assert exit_info.value.code == 2
+    assert "unknown method 'zo-sgd:1e-3'" in capsys.readouterr().err
+
+
+def test_bench_comm_measures_each_planners_uploads_beside_the_payload_its_shapes_predict(bench_dir):
+    rows = json.loads((bench_dir / "comm.json").read_text())["rows"]
+    measured = {r["planner"]: r for r in rows if r["source"] == "measured"}
+    computed = {(r["model"], r["planner"]): r for r in rows if r["source"] == "computed"}
+    assert set(measured) == {"spry", "fedavg-full", "zo-seed"}
+    assert {m for m, _ in computed} == {"tiny-bert", "minilm"}
+    adapter = computed["tiny-bert", "fedavg-full"]["adapter_bytes"]
+    for planner, row in measured.items():
+        # Headers on top of the payload, never less than it; everyone downloads the merged adapter.
+        assert 1 <= row["over_payload"] < (1.2 if planner != "zo-seed" else 20), planner
+        assert adapter <= row["down_bytes_per_device"] < 1.2 * adapter
+    # FedKSeed's claim: a few bytes per step instead of the adapter; Spry's: a slice instead of all of it.
+    assert measured["zo-seed"]["up_bytes_per_device"] < 1000 < adapter / 10
+    assert measured["spry"]["up_bytes_per_device"] < 0.5 * measured["fedavg-full"]["up_bytes_per_device"]
+    assert computed["minilm", "zo-seed"]["up_bytes_per_device"] == 4 * 4  # 4 steps x 1 query x 4 bytes
+    assert computed["minilm", "fedavg-full"]["adapter_bytes"] > adapter
+
+
+def test_bench_report_renders_every_bench_file_with_its_plots(bench_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    (bench_dir / "notes.json").write_text('{"not": "a bench"}')
+    page = tmp_path / "page" / "report.md"
+    main(["bench", "report", str(bench_dir), "--out", str(page)])
+    text = page.read_text()
+    assert "## comm.json (comm)" in text and "## convergence.json (convergence)" in text and "notes" not in text
+    images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
+    # No memory plot: the quick convergence run measured none.
+    expected = {"plots/comm-bytes.png", "plots/convergence-curves.png", "plots/convergence-step-time.png"}
+    assert set(images) == expected
+    for image in images:
+        assert (page.parent / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_report_of_a_folder_without_results_says_so(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "report", "--folder", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip() == f"edgetune: error: no bench JSON files in {tmp_path}"
