@@ -1,4 +1,5 @@
-"""Spry against federated ZO-SGD (FedMeZO, seed-and-scalar uploads) and FedAvg with backprop, on the
+"""Spry against federated ZO-SGD (FedMeZO, seed-and-scalar uploads), unsliced federated forward gradients
+(FwdLLM-style) and FedAvg with backprop, on the
 same emulated fleet and the same rounds; writes each run's fleet report, a JSON summary, a
 Markdown table and one accuracy-per-round plot.
 
@@ -28,6 +29,8 @@ RUNS = {  # name: (planner, method, device lr)
     "spry-lr1e-2": ("spry", "forward-grad", 1e-2),
     "fedmezo-seeds": ("zo-seed", "zo-sgd", 1e-3),
     "fedavg-backprop": ("fedavg-full", "fo-adam", 1e-3),
+    # FwdLLM's setting: forward gradients, but every device perturbs the whole adapter (no slices).
+    "fwdllm-unsliced": ("fedavg-full", "forward-grad", 1e-3),
 }
 
 
