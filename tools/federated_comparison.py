@@ -1,7 +1,6 @@
-"""Spry against federated ZO-SGD (FedMeZO, seed-and-scalar uploads), unsliced federated forward gradients
-(FwdLLM-style) and FedAvg with backprop, on the
-same emulated fleet and the same rounds; writes each run's fleet report, a JSON summary, a
-Markdown table and one accuracy-per-round plot.
+"""Spry against federated ZO-SGD (FedMeZO, seed-and-scalar uploads), unsliced federated forward
+gradients (FwdLLM-style) and FedAvg with backprop, on the same emulated fleet and the same rounds;
+writes each run's fleet report, a JSON summary, a Markdown table and one accuracy-per-round plot.
 
     python tools/federated_comparison.py --out runs/federated --rounds 20
 
