@@ -14,7 +14,7 @@ from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method, get_method
 from edge_runtime.heads import head_for
 from edge_runtime.memory import Workload, estimate, measure
-from edge_runtime.memory.model import _meta_model, pass_peak
+from edge_runtime.memory.model import PassNotSimulated, _meta_model, pass_peak
 from edge_runtime.memory.planner import plan_under_cap, required_bytes
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
@@ -265,3 +265,11 @@ def test_the_trainer_runs_the_planned_micro_batches(tmp_path):
                                     (tmp_path / str(micro) / "run" / "metrics.jsonl").read_text().splitlines()])
     assert runs[None][0] == 8 and runs[3][0] == 3
     assert runs[3][1] == pytest.approx(runs[None][1], rel=1e-5)
+
+
+def test_a_pass_the_model_cannot_simulate_is_a_one_line_error_not_a_traceback():
+    # transformers' prefix cache calls an in-place detach_ inside jvp on meta tensors.
+    work = Workload(model="tiny-llama", method="forward-grad", precision="fp32", batch=2, seq_len=16,
+                    adapter="prefix")
+    with pytest.raises(PassNotSimulated, match="cannot simulate a jvp pass of forward-grad on tiny-llama"):
+        estimate(work)

@@ -22,6 +22,7 @@ from edge_runtime.bench.graphs import backprop_trains, exported_graph, graph_byt
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
 from edge_runtime.memory import Workload, estimate, inference_estimate
+from edge_runtime.memory.model import PassNotSimulated
 from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 from edge_runtime.ort.backprop import BACKPROP_METHODS
 from edge_runtime.ort.methods import METHODS as ORT_METHODS
@@ -133,7 +134,7 @@ def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str
 def _estimated_row(work: Workload, method: str) -> dict:
     try:
         row = _row(work, method)
-    except RuntimeError as error:  # a pass transformers cannot run for this architecture/precision
+    except PassNotSimulated as error:  # a pass transformers cannot run for this architecture/precision
         return {**_row(work, INFERENCE), "method": method, "estimate_bytes": None, "peak_bytes": None,
                 "projected": True, "error": str(error).splitlines()[0]}
     return {**row, "peak_bytes": None, "inference_peak_bytes": inference_estimate(work), "projected": True,

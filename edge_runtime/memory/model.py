@@ -13,8 +13,8 @@ from __future__ import annotations
 import functools
 from contextlib import AbstractContextManager
 from pathlib import Path
-from unittest import mock
 from dataclasses import asdict, dataclass
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -76,6 +76,10 @@ class MemoryEstimate:
         return {**asdict(self), "total": self.total}
 
 
+class PassNotSimulated(UserError):
+    """A step's kind of pass could not run on meta tensors (no estimate for this combination)."""
+
+
 def estimate(work: Workload) -> MemoryEstimate:
     check_precision(work.precision, work.adapter)
     info = get_method(work.method)
@@ -87,11 +91,18 @@ def estimate(work: Workload) -> MemoryEstimate:
     copies = info.state_copies + (2 if work.nan_guard else 0)
     if info.pass_kind == "forward" and work.zo_restore == "snapshot":
         copies += 1
-    peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len)
-    if info.backprop_part:  # hybrid ZO/FO: its backward through the head or last layer may peak higher
-        part = set(backprop_part(list(trainable)))
-        with gradients_only_for(trainable, part):
-            peak = max(peak, pass_peak(net, {n: trainable[n] for n in part}, "backward", work.batch, work.seq_len))
+    try:
+        peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len)
+        if info.backprop_part:  # hybrid ZO/FO: its backward through the head or last layer may peak higher
+            part = set(backprop_part(list(trainable)))
+            with gradients_only_for(trainable, part):
+                peak = max(peak, pass_peak(net, {n: trainable[n] for n in part}, "backward", work.batch,
+                                           work.seq_len))
+    except RuntimeError as error:  # transformers code that cannot run on meta tensors for this combination
+        raise PassNotSimulated(
+            f"the memory model cannot simulate a {info.pass_kind} pass of {work.method} on {work.model} "
+            f"({work.adapter}, {work.precision}): {str(error).splitlines()[0][:120]}; train without a memory "
+            "cap, or with another method or adapter") from None
     tangents = adapters if info.pass_kind == "jvp" else 0
     gradients = adapters if info.pass_kind == "backward" else 0
     # ZO draws one direction at a time, outside the passes.
