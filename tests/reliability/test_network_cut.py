@@ -4,13 +4,17 @@ round's deadline, and silent for longer than the device timeout. The coordinator
 test's, so rounds close when the test says; the link's faults and the agents' retries are real.
 Every update is merged once or not at all, and the agents' view agrees with the ledger."""
 
+import random
 import threading
 import time
+from dataclasses import replace
 
 import pytest
 
+from coordinator.server import CoordinatorServer
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import GrpcClient
+from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from tests.federation import LAPTOP, SMALL_DATA
 from tests.reliability.harness import ManualClock, accepted_updates, serve, small_federation, snapshot
 from tests.reliability.proxy import LinkProxy
@@ -22,11 +26,11 @@ DEVICE_TIMEOUT_S = 120.0
 class Link:
     """An agent that reaches the coordinator only through its own proxy."""
 
-    def __init__(self, federation, server_port: int) -> None:
+    def __init__(self, server_port: int, backend_for) -> None:
         self.proxy = LinkProxy(server_port, chunk_bytes=512)
         self.logged: list[str] = []
         self.client = GrpcClient(self.proxy.address, log=self.logged.append, timeout_s=1.0)
-        self.agent = Agent(self.client, LAPTOP, DataSource(SMALL_DATA), federation.backend_for, log=self.logged.append)
+        self.agent = Agent(self.client, LAPTOP, DataSource(SMALL_DATA), backend_for, log=self.logged.append)
         self.agent.join()
 
     def in_background(self, work):
@@ -57,7 +61,7 @@ def network(tmp_path):
     links: list[Link] = []
 
     def link() -> Link:
-        links.append(Link(federation, server.port))
+        links.append(Link(server.port, federation.backend_for))
         return links[-1]
 
     yield federation, clock, link
@@ -165,3 +169,53 @@ def test_a_device_silent_past_the_device_timeout_sits_rounds_out_and_rejoins_whe
     assert keeper.finished
     by_round = [{u.device_id for u in keeper.ledger.updates(r)} for r in range(3)]
     assert by_round == [{_ids(other)}, {_ids(other)}, {_ids(silent), _ids(other)}]
+
+
+def _own_model():
+    """A model per agent: agents that train at the same time in threads must not share one."""
+    models: dict[ModelSpec, TorchModel] = {}
+
+    def backend_for(task):
+        spec = ModelSpec.of_task(task)
+        if spec not in models:
+            models[spec] = TorchModel(spec)
+        return models[spec]
+
+    return backend_for
+
+
+@pytest.mark.slow
+def test_links_cut_again_and_again_while_agents_run_lose_no_update_and_merge_none_twice(tmp_path):
+    """Real time throughout: the coordinator's own driver closes rounds, three agents run their
+    loops in threads, and every link is cut every 0.1-0.4 s until all rounds are merged."""
+    federation = small_federation(tmp_path, devices=0, clock=time.time, rounds=3, round_deadline_s=60,
+                                  device_timeout_s=60, heartbeat_s=1.0, min_devices=3)
+    server = CoordinatorServer(replace(federation.config, listen="127.0.0.1:0"), federation.keeper,
+                               service=federation.service).start()
+    links = [Link(server.port, _own_model()) for _ in range(3)]
+    stop = threading.Event()
+    runs = [threading.Thread(target=link.agent.run, args=(stop,), daemon=True) for link in links]
+    try:
+        for run in runs:
+            run.start()
+        chaos = random.Random(0)
+        deadline = time.monotonic() + 240
+        while not federation.keeper.finished and time.monotonic() < deadline:
+            time.sleep(chaos.uniform(0.1, 0.4))
+            chaos.choice(links).proxy.cut()
+        assert federation.keeper.finished, [link.logged[-5:] for link in links]
+        for run in runs:
+            run.join(30)
+        keeper = federation.keeper
+        per_round = [{u.device_id for u in keeper.ledger.updates(r)} for r in range(3)]
+        merged = [m["updates"] for m in keeper.ledger.metrics() if m["round"] >= 0]
+    finally:
+        stop.set()
+        for link in links:
+            link.close()
+        server.stop()
+    assert sum(link.proxy.cuts for link in links) >= 5
+    assert any("unreachable" in line for link in links for line in link.logged)
+    assert merged == [len(ids) for ids in per_round] and all(per_round)
+    for link in links:  # what each agent believes it contributed is what the ledger merged
+        assert link.agent.rounds_done == sum(_ids(link) in ids for ids in per_round), link.logged
