@@ -392,6 +392,8 @@ class RoundKeeper:
         """True when the ledger holds this very update: a link cut after the commit but before the
         answer arrived makes the agent send it again, and calling that a rejection would tell the
         device its merged work was lost (even after its round closed)."""
+        if header.round > self.version:  # a round not opened yet holds nothing (and may not fit an SQLite int)
+            return False
         stored = self.ledger.update(header.round, device_id)
         if stored is None or pb.UpdateHeader.FromString(stored.header) != header:
             return False
