@@ -188,8 +188,10 @@ def _own_model():
 def test_links_cut_again_and_again_while_agents_run_lose_no_update_and_merge_none_twice(tmp_path):
     """Real time throughout: the coordinator's own driver closes rounds, three agents run their
     loops in threads, and every link is cut every 0.1-0.4 s until all rounds are merged."""
+    # zo-sgd, not the planner's forward-grad: torch's forward-AD level is process-wide, so jvp in two
+    # threads at once breaks (the estimator then falls back to finite differences with a warning).
     federation = small_federation(tmp_path, devices=0, clock=time.time, rounds=3, round_deadline_s=60,
-                                  device_timeout_s=60, heartbeat_s=1.0, min_devices=3)
+                                  device_timeout_s=60, heartbeat_s=1.0, min_devices=3, method="zo-sgd")
     server = CoordinatorServer(replace(federation.config, listen="127.0.0.1:0"), federation.keeper,
                                service=federation.service).start()
     links = [Link(server.port, _own_model()) for _ in range(3)]
