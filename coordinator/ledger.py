@@ -158,6 +158,11 @@ class Ledger:
             "SELECT round, device_id, task_id, header, tensors, wire_bytes FROM updates WHERE round = ? "
             "ORDER BY device_id", (round_,))]
 
+    def update(self, round_: int, device_id: str) -> UpdateRow | None:
+        rows = self._query("SELECT round, device_id, task_id, header, tensors, wire_bytes FROM updates "
+                           "WHERE round = ? AND device_id = ?", (round_, device_id))
+        return UpdateRow(*rows[0]) if rows else None
+
     def reject(self, round_: int | None, device_id: str | None, reason: str) -> None:
         # A hostile claim can name a round past SQLite's INTEGER; the reason text still quotes it.
         round_ = round_ if round_ is None or round_ <= SQLITE_MAX_INTEGER else None

@@ -353,6 +353,8 @@ class RoundKeeper:
         self.tick()
 
     def _accept(self, device_id, header, deltas, wire_bytes) -> None:
+        if self._is_resend(device_id, header, deltas):
+            return  # the device lost our answer, not its update: acknowledge it again, store nothing
         open_ = self.open
         if open_ is None or header.round != open_.row.round:
             raise RejectedUpdate(f"round {header.round} is not open (the open round is "
@@ -384,6 +386,20 @@ class RoundKeeper:
             raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
         crash_point("update-committed")
         open_.accounted[device_id] = "submitted"
+
+
+    def _is_resend(self, device_id: str, header: pb.UpdateHeader, deltas: dict[str, np.ndarray]) -> bool:
+        """True when the ledger holds this very update: a link cut after the commit but before the
+        answer arrived makes the agent send it again, and calling that a rejection would tell the
+        device its merged work was lost (even after its round closed)."""
+        if header.round > self.version:  # a round not opened yet holds nothing (and may not fit an SQLite int)
+            return False
+        stored = self.ledger.update(header.round, device_id)
+        if stored is None or pb.UpdateHeader.FromString(stored.header) != header:
+            return False
+        if stored.tensors is None:  # a seeds upload
+            return not deltas
+        return stored.tensors == save_tensors(deltas)
 
 
 def _describe(m: dict) -> str:

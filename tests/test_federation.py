@@ -54,16 +54,21 @@ def test_late_replayed_and_foreign_updates_are_rejected_and_logged(tmp_path):
     task, result = _submit_for(federation, first)
     header = update_header(task, result)
     assert first.client.submit(header, result.deltas).accepted
-    replayed = first.client.submit(header, result.deltas)
+    stored = federation.keeper.ledger.update(0, first.client.device_id)
+    # The same update sent again is a retry whose answer was lost: acknowledged, stored once.
+    assert first.client.submit(header, result.deltas).accepted
+    other = {name: value * 2 for name, value in result.deltas.items()}
+    replayed = first.client.submit(header, other)
     assert not replayed.accepted and "already" in replayed.reason
     foreign = second.client.submit(header, result.deltas)  # another device's task
     assert not foreign.accepted
     second.work_once()  # round 0 closes
     federation.keeper.tick()
-    late = first.client.submit(header, result.deltas)
+    late = first.client.submit(header, other)
     assert not late.accepted and "not open" in late.reason
     assert len(federation.keeper.ledger.rejections()) == 3
     assert len(federation.keeper.ledger.updates(0)) == 2
+    assert federation.keeper.ledger.update(0, first.client.device_id) == stored
 
 
 def test_calls_without_the_right_token_version_or_secret_are_refused(tmp_path):

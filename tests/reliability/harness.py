@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter
+from dataclasses import replace
 
 from coordinator import faults
 from coordinator.rounds import RoundKeeper
+from coordinator.server import CoordinatorServer
 from coordinator.service import CoordinatorService
 from edge_runtime.protocol import pb
 from tests.federation import LAPTOP, Federation, small_config
@@ -41,6 +43,12 @@ def small_federation(folder, devices: int = 3, clock=None, profile: pb.DevicePro
     config = small_config(folder, **{"rounds": 2, "local_steps": 2, "quorum": 1.0, **overrides})
     return Federation(config, devices=devices, profile=profile, clock=clock or ManualClock(),
                       identities=repeatable_identities())
+
+
+def serve(federation: Federation, port: int = 0) -> CoordinatorServer:
+    """The federation's coordinator behind a real gRPC server; rounds move only when the test ticks."""
+    config = replace(federation.config, listen=f"127.0.0.1:{port}")
+    return CoordinatorServer(config, federation.keeper, service=federation.service, drive=False).start()
 
 
 def restart(federation: Federation, clock=None) -> RoundKeeper:

@@ -9,7 +9,6 @@ import time
 import grpc
 
 from coordinator.rounds import RoundKeeper
-from coordinator.server import CoordinatorServer
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import GrpcClient
@@ -17,7 +16,7 @@ from edge_runtime.agent.work import update_header
 from edge_runtime.protocol import pb, rpc
 from edge_runtime.protocol.tensors import to_chunks
 from tests.federation import LAPTOP, SMALL_DATA
-from tests.reliability.harness import ManualClock, accepted_updates, small_federation, snapshot
+from tests.reliability.harness import ManualClock, accepted_updates, serve, small_federation, snapshot
 
 DEADLINE_S = 60.0
 
@@ -98,20 +97,13 @@ def test_a_slow_device_past_the_deadline_is_merged_into_no_round(tmp_path):
     assert slow.work_once()[0] == "trained"  # the slow device takes part in round 1 as usual
 
 
-def _serve(federation, port: int = 0) -> CoordinatorServer:
-    from dataclasses import replace
-
-    config = replace(federation.config, listen=f"127.0.0.1:{port}")
-    return CoordinatorServer(config, federation.keeper, service=federation.service, drive=False).start()
-
-
 def test_an_upload_cancelled_mid_stream_over_grpc_stores_nothing_and_can_be_sent_again(tmp_path):
     federation = small_federation(tmp_path, devices=1)
     agent = federation.agents[0]
     federation.keeper.tick()
     prepared = agent.prepare()
     chunks = _chunks(update_header(prepared.task, prepared.result), prepared.result.deltas)
-    server = _serve(federation)
+    server = serve(federation)
     channel = grpc.insecure_channel(f"127.0.0.1:{server.port}")
     halfway, release = threading.Event(), threading.Event()
 
@@ -143,7 +135,7 @@ def test_an_upload_cancelled_mid_stream_over_grpc_stores_nothing_and_can_be_sent
 
 def test_an_agent_reconnects_by_itself_when_its_coordinator_comes_back(tmp_path):
     federation = small_federation(tmp_path, devices=0, rounds=1)
-    server = _serve(federation)
+    server = serve(federation)
     port = server.port
     logged: list[str] = []
     client = GrpcClient(f"127.0.0.1:{port}", log=logged.append)
@@ -157,7 +149,7 @@ def test_an_agent_reconnects_by_itself_when_its_coordinator_comes_back(tmp_path)
     assert waiting.is_alive()
     keeper = RoundKeeper(federation.config, federation.host, clock=ManualClock(), log=lambda _: None)
     federation.keeper, federation.service = keeper, CoordinatorService(keeper)
-    server = _serve(federation, port)
+    server = serve(federation, port)
     try:
         waiting.join(30)
         assert "reply" in beat, logged
