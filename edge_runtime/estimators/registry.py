@@ -40,10 +40,14 @@ class MethodInfo:
     def forward_only(self) -> bool:
         return self.pass_kind != "backward" and not self.backprop_part
 
+    def estimate_passes(self, queries: int) -> int:
+        """Passes of the step's own kind: 2q forwards for two-point ZO, q jvps for Forward-Grad, one
+        forward (with its backward) for backprop."""
+        return {"forward": 2 * queries, "jvp": queries, "backward": 1}[self.pass_kind]
+
     def passes_per_step(self, queries: int) -> int:
-        """Forward passes (function queries, as ZO-Bench counts them) of one step: 2q for two-point
-        ZO, q jvps for Forward-Grad, one forward (with its backward) for backprop, plus extras."""
-        return {"forward": 2 * queries, "jvp": queries, "backward": 1}[self.pass_kind] + self.extra_forward_passes
+        """Forward passes (function queries, as ZO-Bench counts them) of one step, extras included."""
+        return self.estimate_passes(queries) + self.extra_forward_passes
 
 
 def _zo(s: EstimatorSettings, sign: bool = False, subspace=None) -> TwoPointZO:

@@ -61,7 +61,7 @@ def step_cost(work: Workload, queries: int = 1) -> StepCost:
     method's extra ones), Forward-Grad q jvp passes, backprop one forward + backward."""
     info = get_method(work.method)
     kind: PassKind = info.pass_kind
-    passes = {"forward": 2 * queries, "jvp": queries, "backward": 1}[kind]
+    passes = info.estimate_passes(queries)
     flops = passes * pass_flops(work, kind)
     if info.extra_forward_passes:
         flops += info.extra_forward_passes * pass_flops(work, "forward")
