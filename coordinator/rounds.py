@@ -102,8 +102,7 @@ class RoundKeeper:
     def _num_labels(self) -> int:
         from edge_runtime.tasks import get_task
 
-        spec = get_task(self.config.task)
-        return 1 if spec.kind == "multiple_choice" else len(spec.label_words)
+        return get_task(self.config.task).num_labels
 
     # Recovery
     def recover(self) -> None:

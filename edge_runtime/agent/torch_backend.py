@@ -52,8 +52,7 @@ class TorchModel:
     def __init__(self, spec: ModelSpec, device: str = "cpu", micro_batch: int | None = None) -> None:
         self.spec = spec
         task = get_task(spec.task)
-        num_labels = 1 if task.kind == "multiple_choice" else len(task.label_words)
-        loaded = load_model(spec.model, num_labels=num_labels, dtype=load_dtype(spec.precision), seed=spec.seed)
+        loaded = load_model(spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision), seed=spec.seed)
         self.device = torch.device(device)
         self.module = prepare_model(loaded, precision=spec.precision, r=spec.lora_r, alpha=spec.lora_alpha,
                                     targets=spec.lora_targets or None).to(self.device)

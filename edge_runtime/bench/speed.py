@@ -66,7 +66,7 @@ Steps = tuple[int, Callable[[], object], dict[str, Callable[[], object]]]
 def _torch_steps(config: SpeedBenchConfig, spec, examples, methods: list[str]) -> Steps:
     """(sequence length, one forward, one step of each method) on the eager model."""
     torch.set_num_threads(config.threads)
-    loaded = load_model(config.model, num_labels=len(spec.label_words), dtype=load_dtype(config.precision))
+    loaded = load_model(config.model, num_labels=spec.num_labels, dtype=load_dtype(config.precision))
     module = prepare_model(loaded, precision=config.precision, r=LORA_R, alpha=2 * LORA_R)
     objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.seq_len))
     batch = objective.encode(examples)

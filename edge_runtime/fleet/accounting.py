@@ -29,7 +29,7 @@ def workload_of(task: pb.Task, batch: int) -> Workload:
     spec = get_task(task.task)
     return Workload(task.model, task.method, task.precision or "fp32", batch=batch, seq_len=task.max_length,
                     lora_r=task.lora_r, lora_alpha=task.lora_alpha, lora_targets=tuple(task.lora_targets),
-                    num_labels=1 if spec.kind == "multiple_choice" else len(spec.label_words), nan_guard=False)
+                    num_labels=spec.num_labels, nan_guard=False)
 
 
 def predicted_bytes(task: pb.Task, batch: int, trained_elements: int) -> tuple[int, int]:

@@ -64,7 +64,7 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     spec = get_task(task)
     if spec.kind != "classification":
         raise UserError(f"export-graph supports classification tasks so far; {task} is {spec.kind}")
-    loaded = load_model(model_name, num_labels=len(spec.label_words), seed=seed)
+    loaded = load_model(model_name, num_labels=spec.num_labels, seed=seed)
     model = prepare_model(loaded, r=lora_r, alpha=lora_alpha)
     params = trainable_parameters(model)
     head = head_for(loaded.kind, loaded.tokenizer, spec.kind, max_length=64)
