@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import setting
+from edge_runtime.config import require_at_least_one, setting
 from edge_runtime.errors import UserError
 
 
@@ -70,10 +70,8 @@ class CoordinatorConfig:
     progress: bool = setting("show progress", True)
 
     def validate(self) -> None:
-        for name in ("rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r", "max_length",
-                     "partitions", "eval_examples", "train_probe_examples"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, "rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r",
+                             "max_length", "partitions", "eval_examples", "train_probe_examples")
         for name in ("lr", "mu", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",
                      "max_update_norm", "max_message_mb"):
             value = getattr(self, name)

@@ -26,6 +26,13 @@ def setting(text: str, default):
     return dataclasses.field(default=default, metadata={"help": text})
 
 
+def require_at_least_one(config: Any, *names: str) -> None:
+    """The counts a config's validate() checks (steps, batch sizes, threads, ...): each must be >= 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise UserError(f"{name} must be at least 1, got {getattr(config, name)}")
+
+
 def _unwrap_optional(tp: Any) -> tuple[Any, bool]:
     args = typing.get_args(tp)
     if typing.get_origin(tp) in (typing.Union, types.UnionType) and type(None) in args:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_runtime.config import setting
+from edge_runtime.config import require_at_least_one, setting
 from edge_runtime.errors import UserError
 from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 
@@ -51,9 +51,7 @@ class MemoryBenchConfig:
     progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
-        for name in ("seq_len", "batch", "lora_r", "steps", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, "seq_len", "batch", "lora_r", "steps", "threads")
         from edge_runtime.models.precision import check_precision
 
         _check_methods(self.methods)
@@ -84,9 +82,7 @@ class SpeedBenchConfig:
     progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
-        for name in ("seq_len", "batch", "repeats", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, "seq_len", "batch", "repeats", "threads")
         from edge_runtime.models.precision import check_precision
 
         _check_methods(self.methods)
@@ -126,10 +122,8 @@ class ConvergenceBenchConfig:
             self.models = ("tiny-bert",)
             self.budget, self.k_shot, self.eval_examples, self.eval_points = 24, 4, 16, 2
             self.batch_size, self.max_length, self.repeats = 4, 32, 1
-        for name in ("budget", "queries", "batch_size", "k_shot", "max_length", "eval_examples", "eval_points",
-                     "repeats", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, "budget", "queries", "batch_size", "k_shot", "max_length", "eval_examples",
+                             "eval_points", "repeats", "threads")
         from edge_runtime.models.precision import check_precision
         from edge_runtime.tasks import get_task
 
@@ -190,9 +184,8 @@ class CommBenchConfig:
         unknown = [p for p in self.planners if p not in PLANNERS]
         if unknown:
             raise UserError(f"unknown planner(s) {', '.join(unknown)}; choose from {', '.join(PLANNERS)}")
-        for name in ("devices", "local_steps", "queries", "batch_size", "lora_r", "max_length", "threads"):
-            if getattr(self, name) < 1:
-                raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        require_at_least_one(self, "devices", "local_steps", "queries", "batch_size", "lora_r", "max_length",
+                             "threads")
 
 
 @dataclass
@@ -211,8 +204,7 @@ class FleetBenchConfig:
     def validate(self) -> None:
         if self.quick:
             self.models, self.sizes, self.total_steps = ("tiny-llama",), ("2", "10"), 40
-        if self.repeats < 1:
-            raise UserError(f"repeats must be at least 1, got {self.repeats}")
+        require_at_least_one(self, "repeats")
         try:
             sizes = [int(s) for s in self.sizes]
         except ValueError:
