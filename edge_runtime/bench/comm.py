@@ -18,10 +18,7 @@ Every device downloads the merged adapter in all three.
 
 from __future__ import annotations
 
-import json
 import tempfile
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from tqdm import tqdm
@@ -35,6 +32,7 @@ from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.bench.configs import CommBenchConfig
+from edge_runtime.bench.results import write_results
 from edge_runtime.config import build_config
 from edge_runtime.errors import UserError
 from edge_runtime.memory.model import Workload, meta_model
@@ -56,7 +54,7 @@ def run(config: CommBenchConfig) -> list[dict]:
             payload = next(r for r in rows if r["source"] == "computed" and r["model"] == row["model"]
                            and r["planner"] == row["planner"])
             row["over_payload"] = row["up_bytes_per_device"] / payload["up_bytes_per_device"]
-    write(config, rows)
+    write_results("comm", config, rows, table)
     return rows
 
 
@@ -121,13 +119,6 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
             agent.work_once()
         keeper.tick()
     return keeper.ledger.metrics()[1]
-
-
-def write(config: CommBenchConfig, rows: list[dict]) -> None:
-    out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"bench": "comm", "config": asdict(config), "rows": rows}, indent=2))
-    out.with_suffix(".md").write_text(table(rows) + "\n")
 
 
 def table(rows: list[dict]) -> str:

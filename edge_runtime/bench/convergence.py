@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 import psutil
@@ -22,6 +21,7 @@ from tqdm import tqdm
 
 from edge_runtime.bench.configs import ConvergenceBenchConfig
 from edge_runtime.bench.memory import probe_in_fresh_process
+from edge_runtime.bench.results import write_results
 from edge_runtime.bench.speed import median_seconds
 from edge_runtime.config import build_config
 from edge_runtime.estimators import METHODS, get_method
@@ -49,7 +49,7 @@ def run(config: ConvergenceBenchConfig) -> list[dict]:
                 if config.memory and inference_peak is None:
                     inference_peak = _peak(config, train, INFERENCE)
                 rows.append(_cell(config, train, inference_peak))
-                write(config, rows)  # finished cells survive an interrupted long run
+                write_results("convergence", config, rows, table)  # finished cells survive an interrupted long run
                 bar.update(1)
     return rows
 
@@ -135,13 +135,6 @@ def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dic
                            "train_loss": statistics.fmean(window), "eval_accuracy": record["eval_accuracy"]})
             window = []
     return points
-
-
-def write(config: ConvergenceBenchConfig, rows: list[dict]) -> None:
-    out = Path(config.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"bench": "convergence", "config": asdict(config), "rows": rows}, indent=2))
-    out.with_suffix(".md").write_text(table(rows) + "\n")
 
 
 def table(rows: list[dict]) -> str:
