@@ -2,7 +2,9 @@
 
 Estimators see only this object. It exposes the loss two ways, in the style of torch.func:
 `loss(batch)` runs the module with the parameters it currently holds (what in-place ZO needs),
-`functional_loss(params, batch)` runs it with a dict of replacement tensors (what jvp needs).
+`jvp(batch, primals, tangents)` runs it with replacement tensors under forward-mode AD (what
+Forward-Grad needs). Estimators call nothing else of the model, which is what lets the fleet
+emulator run many devices' passes as one batch (fleet/batched_forward.py).
 
 With a micro-batch size, `encode` splits a step's examples into micro-batches and every loss is
 their example-weighted mean: the same value as one pass over the whole batch, at the activation
@@ -61,13 +63,19 @@ class Objective:
                              for i in range(0, len(examples), self.micro_batch)])
 
     def loss(self, batch: Step) -> torch.Tensor:
-        return _weighted(lambda b: self.head.loss(self.module, b), batch)
+        return weighted_mean(lambda b: self.head.loss(self.module, b), batch)
 
     def functional_loss(self, params: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
         def forward(**inputs):
             return torch.func.functional_call(self.module, dict(params), args=(), kwargs=inputs, strict=False)
 
-        return _weighted(lambda b: self.head.loss(forward, b), batch)
+        return weighted_mean(lambda b: self.head.loss(forward, b), batch)
+
+    def jvp(self, batch: Step, primals: Mapping[str, torch.Tensor],
+            tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss, d loss / d params . tangents) at `primals`, in one forward-mode pass."""
+        return torch.func.jvp(lambda params: self.functional_loss(params, batch), (dict(primals),),
+                              (dict(tangents),))
 
     def backward(self, batch: Step) -> float:
         """Accumulate d loss / d params into .grad; returns the loss."""
@@ -84,7 +92,8 @@ class Objective:
         return self.head.scores(self.module, batch)
 
 
-def _weighted(loss: Callable[[Batch], torch.Tensor], batch: Step) -> torch.Tensor:
+def weighted_mean(loss: Callable[[Batch], torch.Tensor], batch: Step) -> torch.Tensor:
+    """loss(batch), or for micro-batches the mean of their losses weighted by their examples."""
     if not isinstance(batch, MicroBatches):
         return loss(batch)
     total = len(batch)

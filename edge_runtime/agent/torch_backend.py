@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,35 +75,9 @@ class TorchModel:
         """Train the task's tensors from the loaded state; the state is loaded again afterwards.
         With `measure_first_step`, the first step runs under the memory tracker (the emulator's
         accounting of activations, tangents and method state)."""
-        started = time.perf_counter()
-        params = {name: self.params[name] for name in task.tensors}
-        start = {name: p.detach().clone() for name, p in params.items()}
-        objective = Objective(self.module, self.head, params=params, micro_batch=self.micro_batch)
-        method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries, zo_restore="snapshot"))
-        peak = LiveBytes() if measure_first_step else None
-
-        def step(batch, index: int, seed: int):
-            with peak if peak is not None and index == 0 else contextlib.nullcontext():
-                return method.step(objective, batch, task.lr, seed)
-
-        # Backprop would otherwise compute (and keep) gradients of every adapter, not only the task's.
-        others = [p for name, p in self.params.items() if name not in params]
-        for p in others:
-            p.requires_grad_(False)
-        try:
-            result = run_local_steps(task, examples, lambda ex: objective.encode(ex).to(self.device), step,
-                                     _padded_length)
-        finally:
-            for p in others:
-                p.requires_grad_(True)
-        if peak is not None and result.steps:
-            result.step_peak_bytes = peak.peak
-        with torch.no_grad():
-            result.deltas = {name: (p.detach() - start[name]).cpu().numpy() for name, p in params.items()}
-            for name, p in params.items():
-                p.copy_(start[name])
-        result.seconds = time.perf_counter() - started
-        return result
+        return train_adapter(task, examples, self.params, self.device, measure_first_step,
+                             lambda params: Objective(self.module, self.head, params=params,
+                                                      micro_batch=self.micro_batch))
 
     def evaluate(self, examples: Sequence[Example], batch_size: int = 32) -> EvalResult:
         return evaluate(Objective(self.module, self.head), examples, batch_size, self.device)
@@ -116,3 +90,38 @@ class TorchModel:
 def _padded_length(batch) -> int:
     parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
     return max(int(part.inputs["input_ids"].shape[1]) for part in parts)
+
+
+def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],
+                  device: torch.device, measure_first_step: bool,
+                  objective_for: Callable[[dict[str, torch.Tensor]], Objective]) -> LocalResult:
+    """A task's local steps on the task's tensors of `adapter`, through the objective made for them;
+    returns their deltas and puts `adapter` back as it was."""
+    started = time.perf_counter()
+    params = {name: adapter[name] for name in task.tensors}
+    start = {name: p.detach().clone() for name, p in params.items()}
+    objective = objective_for(params)
+    method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries, zo_restore="snapshot"))
+    peak = LiveBytes() if measure_first_step else None
+
+    def step(batch, index: int, seed: int):
+        with peak if peak is not None and index == 0 else contextlib.nullcontext():
+            return method.step(objective, batch, task.lr, seed)
+
+    # Backprop would otherwise compute (and keep) gradients of every adapter, not only the task's.
+    others = [p for name, p in adapter.items() if name not in params and p.requires_grad]
+    for p in others:
+        p.requires_grad_(False)
+    try:
+        result = run_local_steps(task, examples, lambda ex: objective.encode(ex).to(device), step, _padded_length)
+    finally:
+        for p in others:
+            p.requires_grad_(True)
+    if peak is not None and result.steps:
+        result.step_peak_bytes = peak.peak
+    with torch.no_grad():
+        result.deltas = {name: (p.detach() - start[name]).cpu().numpy() for name, p in params.items()}
+        for name, p in params.items():
+            p.copy_(start[name])
+    result.seconds = time.perf_counter() - started
+    return result

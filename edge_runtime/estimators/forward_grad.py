@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import warnings
 
-import torch
-
 from edge_runtime.estimators.base import (
     GradientEstimator,
     SeedScalarEstimate,
@@ -41,9 +39,7 @@ class ForwardGrad(GradientEstimator):
     def directional_derivative(self, objective: Objective, batch: Batch, seed: int) -> tuple[float, float]:
         primals = {name: p.detach() for name, p in objective.params.items()}
         tangents = {name: direction(seed, name, p) for name, p in primals.items()}
-        loss, derivative = torch.func.jvp(
-            lambda params: objective.functional_loss(params, batch), (primals,), (tangents,)
-        )
+        loss, derivative = objective.jvp(batch, primals, tangents)
         return loss.item(), derivative.item()
 
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> SeedScalarEstimate:

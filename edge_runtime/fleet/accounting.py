@@ -40,6 +40,11 @@ def predicted_bytes(task: pb.Task, batch: int, trained_elements: int) -> tuple[i
     return held, int(held + est.activations + per_element * trained_elements)
 
 
+def predicted_activations(task: pb.Task, batch: int) -> int:
+    """Bytes one pass of the task's step allocates at a micro-batch, by the memory model."""
+    return _estimate(workload_of(task, batch)).activations
+
+
 # (method, micro-batch, queries, trained elements) -> (padded length, tensor peak) of the first step
 # that ran it. Tracking every op costs many times the step itself, so the first device to run a kind
 # of step measures it and later devices reuse the figure, scaled up when their batch is longer (what

@@ -31,6 +31,10 @@ class FleetConfig(CoordinatorConfig):
     threads: int = setting("torch threads per process (or per Ray actor)", 2)
     gpu_memory_share: float = setting("device=cuda: the share of GPU memory the emulator may use (the allocator's "
                                       "per-process limit)", 0.9)
+    batch_devices: int = setting(
+        "devices of a host whose forward passes run through the shared base as one batch (torch.vmap over their "
+        "adapters; forward-only methods); 0 = auto: 32 on CUDA, 1 (one device at a time) on CPU, whose cores one "
+        "device's batch already fills", 0)
     start_hour: float = setting("virtual time of day the emulation starts at (availability patterns follow it; "
                               "at 00:30 the phones are on their chargers and the office laptop is off)", 0.5)
     out_dir: str = setting("folder for the report (JSON, Markdown, PNG) and the coordinator's state", "runs/fleet")
@@ -58,6 +62,10 @@ class FleetConfig(CoordinatorConfig):
             raise UserError(f"gpu_memory_share must be in (0, 1], got {self.gpu_memory_share}")
         if self.ray_actors < 1 or self.threads < 1:
             raise UserError("ray_actors and threads must be at least 1")
+        if self.batch_devices < 0:
+            raise UserError(f"batch_devices must be 0 (auto) or more, got {self.batch_devices}")
+        if self.batch_devices == 0:
+            self.batch_devices = 32 if self.device == "cuda" else 1
         self.partitions = self.devices
         self.state_dir = f"{self.out_dir}/coordinator"
         super().validate()

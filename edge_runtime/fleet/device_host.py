@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
@@ -19,10 +20,13 @@ from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.errors import UserError
-from edge_runtime.fleet.accounting import AccountedModel, workload_of
+from edge_runtime.estimators import get_method
+from edge_runtime.fleet.accounting import AccountedModel, predicted_activations, workload_of
+from edge_runtime.fleet.batched_forward import BatchedForward, LockstepModel
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
 from edge_runtime.fleet.flops import step_cost
+from edge_runtime.fleet.lockstep import Lockstep
 from edge_runtime.fleet.profile_message import profile_to_message
 from edge_runtime.fleet.profiles import DeviceProfile, find_profile
 from edge_runtime.protocol import pb
@@ -69,7 +73,7 @@ def _seeded(seed: int, *parts: int) -> np.random.Generator:
 class DeviceHost:
     def __init__(self, client_factory: Callable[[], CoordinatorClient], data_dir: str | None, seed: int,
                  threads: int | None = None, shared: TorchModel | None = None, device: str = "cpu",
-                 gpu_memory_share: float = 1.0) -> None:
+                 gpu_memory_share: float = 1.0, batch_devices: int = 1) -> None:
         import torch
 
         if threads:
@@ -78,7 +82,8 @@ class DeviceHost:
             if not torch.cuda.is_available():
                 raise UserError("device 'cuda' asked for, but torch sees no CUDA device")
             torch.cuda.set_per_process_memory_fraction(gpu_memory_share)
-        self.device = device
+        self.device, self.gpu_memory_share = device, gpu_memory_share
+        self.batched = BatchedForward(batch_devices, self._free_bytes) if batch_devices > 1 else None
         self.client_factory, self.data_dir, self.seed = client_factory, data_dir, seed
         self.models: dict[ModelSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
         self.devices: dict[str, EmulatedDevice] = {}
@@ -91,12 +96,28 @@ class DeviceHost:
             found = self.models[spec] = TorchModel(spec, device=self.device)
         return found
 
+    def _backend(self, task: pb.Task) -> TorchModel | LockstepModel:
+        model = self._model(task)
+        if Lockstep.active() is not None and get_method(task.method).forward_only:
+            return LockstepModel(model, predicted_activations)
+        return model
+
+    def _free_bytes(self) -> int:
+        """What a batch of devices' activations may take: the GPU share left, or half the free RAM."""
+        import psutil
+        import torch
+
+        if self.device == "cuda":
+            total = torch.cuda.get_device_properties(0).total_memory
+            return int(total * self.gpu_memory_share) - torch.cuda.memory_allocated()
+        return psutil.virtual_memory().available // 2
+
     def add(self, index: int, profile: str) -> str:
         """Create and register device `index`; returns its id. Call in a fixed order: ids are seeded."""
         chosen = find_profile(profile)
         peaks: list[int] = []
         agent = Agent(self.client_factory(), profile_to_message(chosen), DataSource(self.data_dir),
-                      lambda task: AccountedModel(self._model(task), chosen.memory_cap, peaks), log=lambda _: None)
+                      lambda task: AccountedModel(self._backend(task), chosen.memory_cap, peaks), log=lambda _: None)
         agent.join()
         device = EmulatedDevice(index, chosen, agent,
                                 DeviceAvailability.draw(chosen.availability, _seeded(self.seed, index)), peaks)
@@ -113,8 +134,13 @@ class DeviceHost:
         return online
 
     def prepare(self, device_ids: list[str], now: float, round_: int) -> list[PreparedWork]:
-        """Each device asks for its task and trains; nothing is delivered yet."""
-        return [self._prepare(self.devices[d], now, round_) for d in device_ids]
+        """Each device asks for its task and trains; nothing is delivered yet. With batching, the
+        devices train in lockstep, a group at a time, their forward passes served together."""
+        jobs = [partial(self._prepare, self.devices[d], now, round_) for d in device_ids]
+        if self.batched is None:
+            return [job() for job in jobs]
+        size = self.batched.max_devices
+        return [work for i in range(0, len(jobs), size) for work in Lockstep(self.batched).run(jobs[i:i + size])]
 
     def _prepare(self, device: EmulatedDevice, now: float, round_: int) -> PreparedWork:
         if not device.availability.is_online(now):
@@ -163,6 +189,13 @@ class DeviceHost:
                  "memory_cap": d.profile.memory_cap, "accounted_peak": max(d.peaks, default=0),
                  "tasks_measured": len(d.peaks), "outcomes": dict(d.outcomes), "virtual_busy_s": d.virtual_busy_s}
                 for d in sorted(self.devices.values(), key=lambda d: d.index)]
+
+    def batching(self) -> dict:
+        """How the forward passes were batched: passes run and the device passes they carried."""
+        if self.batched is None:
+            return {"passes": 0, "requests": 0}
+        return {"passes": self.batched.stats.passes, "requests": self.batched.stats.requests,
+                "unbatchable": self.batched.unbatchable}
 
     def resident_bytes(self) -> int:
         import psutil

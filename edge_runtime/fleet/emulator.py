@@ -66,6 +66,8 @@ class FleetResult:
     wall_s: float = 0.0
     virtual_s: float = 0.0
     peak_rss_bytes: int = 0
+    # Forward passes served in lockstep batches (batch_devices > 1): passes, device passes carried.
+    batching: dict = field(default_factory=dict)
 
 
 class FleetEmulator:
@@ -102,7 +104,7 @@ class FleetEmulator:
     def _hosts(self) -> HostPool:
         c = self.config
         kwargs = dict(client_factory=self._client_factory(), data_dir=c.data_dir, seed=c.seed, threads=c.threads,
-                      device=c.device, gpu_memory_share=c.gpu_memory_share)
+                      device=c.device, gpu_memory_share=c.gpu_memory_share, batch_devices=c.batch_devices)
         if c.backend == "ray":
             return RayHosts(c.ray_actors, c.ray_actor_cpus, c.ray_address, kwargs)
         return LocalHosts(DeviceHost(**kwargs, shared=self.host_model))
@@ -142,6 +144,10 @@ class FleetEmulator:
         result.wall_s = time.perf_counter() - started
         result.virtual_s = self.clock.now - self.config.start_hour * 3600
         result.peak_rss_bytes = max(self.hosts.call_all("resident_bytes", [()] * self.hosts.size))
+        per_host = self.hosts.call_all("batching", [()] * self.hosts.size)
+        result.batching = {"passes": sum(h["passes"] for h in per_host),
+                           "device_passes": sum(h["requests"] for h in per_host),
+                           "unbatchable": next((h["unbatchable"] for h in per_host if h.get("unbatchable")), None)}
         return result
 
     def _round(self) -> dict:

@@ -32,6 +32,12 @@ def markdown(result: FleetResult, config, plot: str | None) -> str:
              f"{config.model} on {config.task}", "",
              f"Wall time {result.wall_s:.0f} s for {_hours(result.virtual_s)} of emulated time; peak resident memory "
              f"{format_bytes(result.peak_rss_bytes)} for the whole process (one copy of the base per host).", ""]
+    batching = result.batching
+    if batching.get("passes"):
+        lines += [f"Forward passes batched across devices (up to {config.batch_devices} per pass): "
+                  f"{batching['device_passes']} device passes in {batching['passes']} passes, "
+                  f"{batching['device_passes'] / batching['passes']:.1f} devices per pass"
+                  + (f"; batching stopped: {batching['unbatchable']}" if batching.get("unbatchable") else "") + ".", ""]
     if plot:
         lines += [f"![accuracy per round]({plot})", ""]
     lines += ["| round | devices | updates | late/refused | dropped/offline | slices | train loss | eval acc | "

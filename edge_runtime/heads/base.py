@@ -36,6 +36,22 @@ class Batch:
 
 
 class Head(ABC):
+    # Where rows shorter than the batch are padded, and with which token. Heads pad their own
+    # batches when they encode; `pad` lets several batches be stacked into one (the fleet emulator
+    # runs many devices' batches through the shared base at once).
+    padding_side: str = "right"
+    pad_token_id: int = 0
+
+    def pad(self, batch: Batch, width: int) -> Batch:
+        """The batch with its inputs padded to `width` tokens; masked padding leaves the scores as they were."""
+        inputs = {}
+        for key, value in batch.inputs.items():
+            missing = width - value.shape[-1]
+            fill = self.pad_token_id if key == "input_ids" else 0
+            padding = value.new_full((*value.shape[:-1], missing), fill)
+            inputs[key] = torch.cat([padding, value] if self.padding_side == "left" else [value, padding], dim=-1)
+        return Batch(inputs, batch.labels, batch.extras)
+
     @abstractmethod
     def encode(self, examples: Sequence[Example]) -> Batch: ...
 

@@ -18,6 +18,8 @@ class ClassifierHead(Head):
         self.tokenizer = tokenizer
         self.multiple_choice = multiple_choice
         self.max_length = max_length
+        self.padding_side = tokenizer.padding_side
+        self.pad_token_id = tokenizer.pad_token_id or 0
 
     def encode(self, examples: Sequence[Example]) -> Batch:
         labels = torch.tensor([ex.label for ex in examples], dtype=torch.long)

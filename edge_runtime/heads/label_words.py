@@ -20,10 +20,12 @@ from edge_runtime.tasks.base import Example
 
 
 class CandidateScoringHead(Head):
+    padding_side = "left"
+
     def __init__(self, tokenizer, *, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.prefix = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
     def _ids(self, text: str) -> list[int]:
@@ -59,7 +61,7 @@ class CandidateScoringHead(Head):
             cand_lens.append(len(cand))
         width = max(len(s) for s in seqs)
         keep = max(max(cand_lens), 1)
-        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
+        input_ids = torch.full((len(seqs), width), self.pad_token_id, dtype=torch.long)
         mask = torch.zeros((len(seqs), width), dtype=torch.long)
         targets = torch.zeros((len(seqs), keep), dtype=torch.long)
         target_mask = torch.zeros((len(seqs), keep), dtype=torch.bool)

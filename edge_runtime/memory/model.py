@@ -14,7 +14,6 @@ import functools
 from contextlib import AbstractContextManager
 from pathlib import Path
 from dataclasses import asdict, dataclass
-from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +26,7 @@ from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import ARCHITECTURES, build_architecture
 from edge_runtime.models.families import kind_for_family
 from edge_runtime.models.loader import LoadedModel
+from edge_runtime.models.masks import always_build_masks
 from edge_runtime.models.precision import check_precision, load_dtype, prepare_model
 
 
@@ -187,9 +187,8 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
             scores = forward(**inputs).logits.float()
         return F.cross_entropy(scores, labels % scores.shape[-1])
 
-    # Meta tensors have no values, so transformers' "is any token padded?" test cannot run; answer
-    # as it does while tracing: build the mask, as a padded batch (the worst case) needs it.
-    with mock.patch("transformers.masking_utils.is_tracing", lambda *_: True), observer:
+    # Build the mask, as a padded batch (the worst case) needs it.
+    with always_build_masks(), observer:
         if kind == "forward":
             with torch.no_grad():
                 loss(net)

@@ -1,0 +1,214 @@
+"""Many emulated devices' forward passes through one shared base, as one batch.
+
+Inside a lockstep run (fleet/lockstep.py) each device trains its own copy of the adapter
+(`LockstepModel`) and its objective turns every loss or jvp into a request. `BatchedForward`
+serves the requests of all devices at once: `torch.vmap` over the devices' stacked adapters and
+batches runs the base's matmuls on every device's tokens together, so a GPU reads the base weights
+once for many devices instead of once per device (the emulator's big win on a GPU; a CPU's cores
+are already busy with one device's batch). Estimators and update rules are the ordinary ones: they
+only ever call `objective.loss` and `objective.jvp`.
+
+Requests are batched when they can be stacked: the same model, kind (loss or jvp), batch size and
+head extras, and widths padded up to the same multiple of `WIDTH_STEP` tokens (padding is masked,
+so scores agree with the device's own pass to float rounding). A group is cut into chunks of at
+most `max_devices` whose estimated activations fit the free memory; a chunk that still runs out of
+GPU memory is halved and retried.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from edge_runtime.agent.torch_backend import TorchModel, train_adapter
+from edge_runtime.agent.work import LocalResult
+from edge_runtime.fleet.lockstep import Lockstep
+from edge_runtime.heads.base import Batch
+from edge_runtime.models.masks import always_build_masks
+from edge_runtime.objective import MicroBatches, Objective, Step, weighted_mean
+from edge_runtime.protocol import pb
+from edge_runtime.tasks import Example
+
+WIDTH_STEP = 16
+Reply = tuple[torch.Tensor, torch.Tensor | None]  # (loss, directional derivative for a jvp)
+
+
+@dataclass
+class ForwardRequest:
+    objective: "LockstepObjective"
+    adapter: dict[str, torch.Tensor]  # the device's whole adapter as it is now (perturbed, for ZO)
+    batch: Batch
+    tangents: dict[str, torch.Tensor] | None = None  # a jvp request when set (the trained tensors')
+
+    @property
+    def width(self) -> int:
+        return int(self.batch.inputs["input_ids"].shape[-1])
+
+    def signature(self) -> tuple:
+        extras = tuple((k, tuple(v.shape)) for k, v in sorted(self.batch.extras.items()))
+        return (id(self.objective.module), self.tangents is not None, tuple(self.batch.labels.shape), extras,
+                tuple(sorted(self.batch.inputs)), math.ceil(self.width / WIDTH_STEP))
+
+
+@dataclass
+class LockstepObjective(Objective):
+    """A device's objective inside a lockstep run: the loss of `adapter` (the device's whole adapter,
+    of which `params` are the trained tensors) on the shared module, served in a batch with the other
+    devices' (or computed alone, `solo`, for a step whose memory is being measured)."""
+
+    adapter: dict[str, torch.Tensor] = field(default_factory=dict)
+    activation_bytes: int = 0  # the memory model's activations for one pass (chunks fit free memory)
+    solo: bool = False
+
+    def loss(self, batch: Step) -> torch.Tensor:
+        return weighted_mean(lambda part: self._request(part, self.adapter, None)[0], batch)
+
+    def jvp(self, batch: Step, primals: Mapping[str, torch.Tensor],
+            tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        adapter = {**self.adapter, **primals}
+        parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
+        replies = [(self._request(part, adapter, dict(tangents)), len(part) / len(batch)) for part in parts]
+        return sum(r[0] * w for r, w in replies), sum(r[1] * w for r, w in replies)
+
+    def _request(self, batch: Batch, adapter: dict[str, torch.Tensor],
+                 tangents: dict[str, torch.Tensor] | None) -> Reply:
+        request = ForwardRequest(self, adapter, batch, tangents)
+        return _alone(request) if self.solo else Lockstep.active().request(request)
+
+    def backward(self, batch: Step) -> float:
+        raise TypeError("backprop does not run in lockstep: only forward-only methods are batched")
+
+
+class LockstepModel:
+    """One emulated device's view of the shared model inside a lockstep run: its own copy of the
+    adapter, trained through a `LockstepObjective`. The shared module is never written to."""
+
+    def __init__(self, shared: TorchModel, activation_bytes: Callable[[pb.Task, int], int]) -> None:
+        self.shared, self.activation_bytes = shared, activation_bytes
+        self.params: dict[str, torch.Tensor] = {}
+        self.micro_batch: int | None = None
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        return self.shared.shapes()
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        self.params = {name: torch.tensor(np.asarray(value), device=self.shared.device)
+                       for name, value in state.items()}
+
+    def train(self, task: pb.Task, examples: Sequence[Example], measure_first_step: bool = False) -> LocalResult:
+        # A step whose memory is measured runs alone: the tracker sees this device's pass only.
+        activations = self.activation_bytes(task, self.micro_batch or task.batch_size)
+        return train_adapter(task, examples, self.params, self.shared.device, measure_first_step,
+                             lambda params: LockstepObjective(self.shared.module, self.shared.head, params=params,
+                                                              micro_batch=self.micro_batch, adapter=self.params,
+                                                              activation_bytes=activations,
+                                                              solo=measure_first_step))
+
+
+@dataclass
+class BatchStats:
+    passes: int = 0  # batched calls made
+    requests: int = 0  # device passes they served
+
+    @property
+    def devices_per_pass(self) -> float:
+        return self.requests / self.passes if self.passes else 0.0
+
+
+class BatchedForward:
+    """Serves a lockstep's requests: `__call__(requests)` -> one (loss, derivative) per request."""
+
+    def __init__(self, max_devices: int, free_bytes: Callable[[], int]) -> None:
+        self.max_devices, self.free_bytes = max_devices, free_bytes
+        self.stats = BatchStats()
+        self.unbatchable: str | None = None  # why vmap could not run this model, once it failed
+
+    def __call__(self, requests: list[ForwardRequest]) -> list[Reply]:
+        groups: dict[tuple, list[int]] = {}
+        for index, request in enumerate(requests):
+            groups.setdefault(request.signature(), []).append(index)
+        replies: list[Reply | None] = [None] * len(requests)
+        for indices in groups.values():
+            for chunk in self._chunks(indices, requests):
+                for index, reply in zip(chunk, self._serve([requests[i] for i in chunk]), strict=True):
+                    replies[index] = reply
+        return replies
+
+    def _chunks(self, indices: list[int], requests: list[ForwardRequest]) -> list[list[int]]:
+        budget, chunks, used = self.free_bytes(), [[]], 0
+        for index in indices:
+            need = requests[index].objective.activation_bytes
+            if chunks[-1] and (len(chunks[-1]) >= self.max_devices or used + need > budget):
+                chunks.append([])
+                used = 0
+            chunks[-1].append(index)
+            used += need
+        return chunks
+
+    def _serve(self, chunk: list[ForwardRequest]) -> list[Reply]:
+        if len(chunk) == 1 or self.unbatchable:
+            self.stats.passes += len(chunk)
+            self.stats.requests += len(chunk)
+            return [_alone(r) for r in chunk]
+        try:
+            replies = _vmapped(chunk)
+        except torch.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            half = len(chunk) // 2
+            return self._serve(chunk[:half]) + self._serve(chunk[half:])
+        except (RuntimeError, NotImplementedError) as error:
+            # An op without a batching rule, or one that branches on tensor values: correct results
+            # matter more than speed, so every pass of this run goes alone from here on.
+            self.unbatchable = str(error).splitlines()[0]
+            warnings.warn(f"devices' forward passes cannot be batched for this model ({self.unbatchable}); "
+                          "each device's pass runs alone", RuntimeWarning, stacklevel=2)
+            return self._serve(chunk)
+        self.stats.passes += 1
+        self.stats.requests += len(chunk)
+        return replies
+
+
+def _alone(request: ForwardRequest) -> Reply:
+    objective = request.objective
+    if request.tangents is None:
+        with torch.no_grad():
+            return objective.functional_loss(request.adapter, request.batch), None
+    frozen = {n: t for n, t in request.adapter.items() if n not in request.tangents}
+    trained = {n: request.adapter[n] for n in request.tangents}
+    return torch.func.jvp(lambda p: objective.functional_loss({**frozen, **p}, request.batch), (trained,),
+                          (request.tangents,))
+
+
+def _vmapped(chunk: list[ForwardRequest]) -> list[Reply]:
+    objective = chunk[0].objective
+    width = max(r.width for r in chunk)
+    batches = [objective.head.pad(r.batch, width) for r in chunk]
+    inputs = {k: torch.stack([b.inputs[k] for b in batches]) for k in batches[0].inputs}
+    labels = torch.stack([b.labels for b in batches])
+    # Extras every device shares (candidate ids, candidate counts read as Python ints) stay unbatched.
+    shared = {k: v for k, v in batches[0].extras.items() if all(torch.equal(v, b.extras[k]) for b in batches)}
+    extras = {k: torch.stack([b.extras[k] for b in batches]) for k in batches[0].extras if k not in shared}
+    adapters = {n: torch.stack([r.adapter[n].detach() for r in chunk]) for n in chunk[0].adapter}
+
+    def loss(adapter, inputs, labels, extras):
+        return objective.functional_loss(adapter, Batch(inputs, labels, {**shared, **extras}))
+
+    with always_build_masks():
+        if chunk[0].tangents is None:
+            with torch.no_grad():
+                losses = torch.vmap(loss)(adapters, inputs, labels, extras)
+            return [(value, None) for value in losses]
+        # Devices train different tensors (Spry's slices): a zero tangent leaves the others out.
+        tangents = {n: torch.stack([r.tangents[n] if n in r.tangents else torch.zeros_like(r.adapter[n])
+                                    for r in chunk]) for n in adapters}
+
+        def jvp(adapter, tangent, inputs, labels, extras):
+            return torch.func.jvp(lambda a: loss(a, inputs, labels, extras), (adapter,), (tangent,))
+
+        losses, derivatives = torch.vmap(jvp)(adapters, tangents, inputs, labels, extras)
+    return list(zip(losses, derivatives))
