@@ -45,11 +45,15 @@ def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
 
 def test_bench_fleet_measures_fleets_beside_one_device_alone(tmp_path):
     out = tmp_path / "fleet.json"
-    main(["bench", "fleet", "--quick", "true", "--threads", "1", "--progress", "false", "--out", str(out)])
+    main(["bench", "fleet", "--quick", "true", "--threads", "1", "--progress", "false", "--batch-devices", "1,4",
+          "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
-    assert [r["devices"] for r in rows] == [1, 2, 10]
+    assert [(r["devices"], r["batch_devices"]) for r in rows] == [(1, 1), (2, 1), (10, 1), (2, 4), (10, 4)]
     assert all(r["device_steps"] == 40 and r["device_steps_per_s"] > 0 for r in rows)
     assert all(r["adapter_bytes"] > 0 and r["rss_after"] > 0 for r in rows)
     # The slope over fleet size is measured between the fleets, not against the lone device.
     assert "bytes_per_added_device" in rows[2] and "bytes_per_added_device" not in rows[1]
     assert rows[1]["throughput_vs_one_device"] > 0
+    unbatched, batched = rows[2], rows[4]
+    assert unbatched["devices_per_pass"] == 0 and 1 < batched["devices_per_pass"] <= 4
+    assert batched["throughput_vs_unbatched"] == batched["device_steps_per_s"] / unbatched["device_steps_per_s"]

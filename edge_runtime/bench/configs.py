@@ -197,6 +197,9 @@ class FleetBenchConfig:
     batch_size: int = setting("examples per step", 8)
     threads: int = setting("torch threads", 2)
     repeats: int = setting("runs of every row (the median is reported)", 1)
+    batch_devices: tuple[str, ...] = setting("devices per batched forward pass to run every fleet with (1 = each "
+                                             "device alone; others are reported against it)", ("1",))
+    device: str = setting("cpu or cuda (where the emulated devices' passes run)", "cpu")
     quick: bool = setting("CI size: tiny-llama only, fleets of 2 and 10, 40 device-steps", False)
     out: str = setting("JSON file to write", "bench-fleet.json")
     progress: bool = setting("show a progress bar", True)
@@ -207,7 +210,13 @@ class FleetBenchConfig:
         require_at_least_one(self, "repeats")
         try:
             sizes = [int(s) for s in self.sizes]
+            batchings = [int(b) for b in self.batch_devices]
         except ValueError:
-            raise UserError(f"sizes must be numbers of devices, got {self.sizes}") from None
+            raise UserError(f"sizes and batch_devices must be numbers of devices, got {self.sizes}, "
+                            f"{self.batch_devices}") from None
+        if not batchings or any(b < 1 for b in batchings):
+            raise UserError(f"batch_devices must be 1 or more devices per pass, got {self.batch_devices}")
+        if self.device not in ("cpu", "cuda"):
+            raise UserError(f"device must be cpu or cuda, got {self.device!r}")
         if any(s < 1 or self.total_steps % s for s in sizes):
             raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")

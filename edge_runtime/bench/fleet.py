@@ -7,6 +7,8 @@ total number of steps alone: the emulator's overhead per device is the ratio of 
 `--repeats N` every row runs N times, round-robin over the sizes, and the median run is reported. Memory
 per device is the slope of resident memory over fleet size, to be read against one device's
 adapter state (every emulated device keeps its own copy of the global adapter, nothing else).
+With `--batch-devices 1,8` every fleet also runs with its devices' forward passes batched 8 at a
+time (fleet/batched_forward.py), and the ratio of its throughput to the unbatched run is reported.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ config = build_config(FleetConfig, {
     "model": row["model"], "devices": row["devices"], "profiles": ("jetson-agx-orin-64gb",), "rounds": 1,
     "local_steps": row["steps"], "batch_size": row["batch"], "planner": "fedavg-full", "method": row["method"],
     "lr": 1e-4, "transport": "inprocess", "threads": row["threads"], "out_dir": row["out_dir"],
+    "batch_devices": row["batch_devices"], "device": row["device"],
     "eval_examples": 8, "train_probe_examples": 8, "round_deadline_s": 1e9, "quorum": 1.0, "min_devices": 1,
     "progress": False})
 emulator = FleetEmulator(config, log=lambda _: None)
@@ -49,13 +52,15 @@ record = result.rounds[0]
 print(json.dumps({"rss_before_devices": before, "rss_after": process.memory_info().rss,
                   "peak_rss": result.peak_rss_bytes, "device_steps": record["device_steps"],
                   "train_wall_s": record["prepare_wall_s"], "round_wall_s": record["wall_s"],
-                  "adapter_bytes": sum(v.nbytes for v in emulator.keeper.params.values())}))
+                  "adapter_bytes": sum(v.nbytes for v in emulator.keeper.params.values()),
+                  "devices_per_pass": result.batching["device_passes"] / max(result.batching["passes"], 1)}))
 """
 
 
-def _row(model: str, devices: int, config: FleetBenchConfig, folder: Path) -> dict:
-    row = {"model": model, "devices": devices, "steps": config.total_steps // devices, "batch": config.batch_size,
-           "method": config.method, "threads": config.threads, "out_dir": str(folder / f"{model}-{devices}")}
+def _row(model: str, devices: int, batch_devices: int, config: FleetBenchConfig, folder: Path) -> dict:
+    row = {"model": model, "devices": devices, "batch_devices": batch_devices, "steps": config.total_steps // devices,
+           "batch": config.batch_size, "method": config.method, "threads": config.threads, "device": config.device,
+           "out_dir": str(folder / f"{model}-{devices}")}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(row)], capture_output=True, text=True)
     if done.returncode != 0:
         raise UserError(f"fleet bench row {model} x {devices} failed: {done.stderr.strip().splitlines()[-1]}")
@@ -74,24 +79,31 @@ def run(config: FleetBenchConfig) -> list[dict]:
 
 def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
     rows = []
-    sizes = [1, *(int(s) for s in config.sizes)]
-    with tqdm(total=len(config.models) * len(sizes) * config.repeats, desc="bench fleet",
+    sizes = [int(s) for s in config.sizes]
+    batchings = [int(b) for b in config.batch_devices]
+    keys = [(1, 1), *((devices, b) for b in batchings for devices in sizes)]
+    with tqdm(total=len(config.models) * len(keys) * config.repeats, desc="bench fleet",
               disable=not config.progress) as bar:
         for model in config.models:
-            # Repeats go round-robin over the sizes, so a busy spell of the machine hits every size alike.
-            runs: dict[int, list[dict]] = {devices: [] for devices in sizes}
+            # Repeats go round-robin over the rows, so a busy spell of the machine hits every row alike.
+            runs: dict[tuple[int, int], list[dict]] = {key: [] for key in keys}
             for _ in range(config.repeats):
-                for devices in sizes:
-                    runs[devices].append(_row(model, devices, config, folder))
+                for devices, b in keys:
+                    runs[devices, b].append(_row(model, devices, b, config, folder))
                     bar.update(1)
-            measured = [_median_run(runs[devices]) for devices in sizes]
-            alone, fleets = measured[0], measured[1:]
-            for row in fleets:
-                row["throughput_vs_one_device"] = row["device_steps_per_s"] / alone["device_steps_per_s"]
-            for row in fleets[1:]:
-                row["bytes_per_added_device"] = (row["rss_after"] - fleets[0]["rss_after"]) / (
-                    row["devices"] - fleets[0]["devices"])
-            rows += measured
+            alone = _median_run(runs[1, 1])
+            rows.append(alone)
+            for b in batchings:
+                fleets = [_median_run(runs[devices, b]) for devices in sizes]
+                for row in fleets:
+                    row["throughput_vs_one_device"] = row["device_steps_per_s"] / alone["device_steps_per_s"]
+                    if b > 1 and (row["devices"], 1) in runs:
+                        unbatched = _median_run(runs[row["devices"], 1])
+                        row["throughput_vs_unbatched"] = row["device_steps_per_s"] / unbatched["device_steps_per_s"]
+                for row in fleets[1:]:
+                    row["bytes_per_added_device"] = (row["rss_after"] - fleets[0]["rss_after"]) / (
+                        row["devices"] - fleets[0]["devices"])
+                rows += fleets
             Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
     return rows
 
@@ -103,11 +115,13 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | devices | steps each | device-steps/s | vs one device | RSS after | per added device | "
-             "adapter state |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | devices | batched | steps each | device-steps/s | vs one device | vs unbatched | RSS after | "
+             "per added device | adapter state |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['devices']} | {r['steps']} | {r['device_steps_per_s']:.2f} | "
-                     f"{r.get('throughput_vs_one_device', 1.0):.2f} | {format_bytes(r['rss_after'])} | "
+        batched = f"{r['batch_devices']} ({r['devices_per_pass']:.1f}/pass)" if r["batch_devices"] > 1 else "no"
+        versus = f"{r['throughput_vs_unbatched']:.2f}" if "throughput_vs_unbatched" in r else ""
+        lines.append(f"| {r['model']} | {r['devices']} | {batched} | {r['steps']} | {r['device_steps_per_s']:.2f} | "
+                     f"{r.get('throughput_vs_one_device', 1.0):.2f} | {versus} | {format_bytes(r['rss_after'])} | "
                      f"{format_bytes(r['bytes_per_added_device']) if 'bytes_per_added_device' in r else ''} | "
                      f"{format_bytes(r['adapter_bytes'])} |")
     return "\n".join(lines)
