@@ -5,6 +5,9 @@ writes each run's fleet report, a JSON summary, a Markdown table and one accurac
     python tools/federated_comparison.py --out runs/federated --rounds 20
 
 `--runs` picks some of the runs; their results are added to an existing summary.json in --out.
+`--targets` are the accuracies whose first round (and wall time, from the mean round) the table
+reports: the Spry paper's "rounds to reach a target accuracy". `--table-only` rewrites the table
+and plot from an existing summary.json.
 
 The fleet is 10 identical always-on devices (so only the method differs), SST-2 split among them
 with Dirichlet alpha = 1.0 as in the Spry paper, MiniLM with LoRA r=8, in-process transport.
@@ -41,19 +44,30 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--runs", default=",".join(RUNS))
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 on a shared machine)")
+    parser.add_argument("--local-steps", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--eval-examples", type=int, default=200)
+    parser.add_argument("--targets", default="0.6,0.65", help="accuracies to report the rounds to reach")
+    parser.add_argument("--table-only", action="store_true")
     args = parser.parse_args()
     summary_path = Path(args.out, "summary.json")
     summary = json.loads(summary_path.read_text()) if summary_path.exists() else {}
-    for name in args.runs.split(","):
+    targets = [float(t) for t in args.targets.split(",")]
+    for name in [] if args.table_only else args.runs.split(","):
         planner, method, lr = RUNS[name]
         config = build_config(FleetConfig, {
             "model": args.model, "devices": args.devices, "profiles": ("jetson-agx-orin-64gb",), "rounds": args.rounds,
             "planner": planner, "method": method, "lr": lr, "dirichlet_alpha": 1.0, "transport": "inprocess",
-            "out_dir": f"{args.out}/{name}", "round_deadline_s": 3600.0, "threads": args.threads})
+            "out_dir": f"{args.out}/{name}", "round_deadline_s": 3600.0, "threads": args.threads,
+            "local_steps": args.local_steps, "batch_size": args.batch_size, "max_length": args.max_length,
+            "eval_examples": args.eval_examples})
         result = run_fleet(config)
         write_report(result, config, config.out_dir)
         summary[name] = {
+            "model": args.model, "devices": args.devices, "local_steps": args.local_steps,
             "planner": planner, "method": method, "lr": lr, "rounds": len(result.rounds),
+            "round_wall_s": [r["wall_s"] for r in result.rounds],
             "initial_accuracy": result.initial["eval_accuracy"],
             "accuracy": [r["eval_accuracy"] for r in result.rounds],
             "final_accuracy": result.rounds[-1]["eval_accuracy"],
@@ -66,16 +80,33 @@ def main() -> None:
             "wall_s": result.wall_s, "virtual_s": result.virtual_s,
         }
         summary_path.write_text(json.dumps(summary, indent=2))
-    print(table(summary))
+    markdown = table(summary, targets)
+    Path(args.out, "table.md").write_text(markdown + "\n")
+    print(markdown)
     plot(summary, Path(args.out, "accuracy.png"))
 
 
-def table(summary: dict) -> str:
-    lines = ["| run | planner | method | lr | accuracy initial -> final (best) | train loss | upload / update | "
-             "download / round | device peak | wall |", "|---|---|---|---|---|---|---|---|---|---|"]
+def rounds_to(accuracy: list[float], target: float) -> int | None:
+    """Rounds run until the merged adapter first scored `target` or better (None: never)."""
+    return next((i + 1 for i, value in enumerate(accuracy) if value >= target), None)
+
+
+def _to_target(s: dict, target: float) -> str:
+    rounds = rounds_to(s["accuracy"], target)
+    if rounds is None:
+        return f"not in {s['rounds']}"
+    mean_round_s = s["wall_s"] / s["rounds"]
+    return f"{rounds} ({rounds * mean_round_s / 60:.1f} min)"
+
+
+def table(summary: dict, targets: list[float]) -> str:
+    heads = "".join(f" rounds to {t:.2f} (wall) |" for t in targets)
+    lines = [f"| run | planner | method | lr | accuracy initial -> final (best) |{heads} train loss | upload / update | "
+             "download / round | device peak | wall |", "|---|---|---|---|---|" + "---|" * len(targets) + "---|---|---|---|---|"]
     for name, s in summary.items():
+        reach = "".join(f" {_to_target(s, t)} |" for t in targets)
         lines.append(f"| {name} | {s['planner']} | {s['method']} | {s['lr']:g} | {s['initial_accuracy']:.3f} -> "
-                     f"{s['final_accuracy']:.3f} ({s['best_accuracy']:.3f}) | {s['final_train_loss']:.4f} | "
+                     f"{s['final_accuracy']:.3f} ({s['best_accuracy']:.3f}) |{reach} {s['final_train_loss']:.4f} | "
                      f"{s['bytes_up_per_update'] / 1e3:.2f} KB | {s['bytes_down_per_round'] / 1e6:.2f} MB | "
                      f"{s['peak_accounted_bytes'] / 1e6:.0f} MB | {s['wall_s'] / 60:.1f} min |")
     return "\n".join(lines)
@@ -90,7 +121,9 @@ def plot(summary: dict, path: Path) -> None:
     figure, axis = plt.subplots(figsize=(6, 3.5))
     for name, s in summary.items():
         axis.plot(range(-1, len(s["accuracy"])), [s["initial_accuracy"], *s["accuracy"]], marker=".", label=name)
-    axis.set(xlabel="round (-1 = initial adapter)", ylabel="SST-2 eval accuracy", title="10 devices, Dirichlet 1.0")
+    first = next(iter(summary.values()))
+    axis.set(xlabel="round (-1 = initial adapter)", ylabel="SST-2 eval accuracy",
+             title=f"{first.get('model', 'minilm')}, {first.get('devices', 10)} devices, Dirichlet 1.0")
     axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=110)
