@@ -9,8 +9,10 @@ are already busy with one device's batch). Estimators and update rules are the o
 only ever call `objective.loss` and `objective.jvp`.
 
 Requests are batched when they can be stacked: the same model, kind (loss or jvp), batch size and
-head extras, and widths padded up to the same multiple of `WIDTH_STEP` tokens (padding is masked,
-so scores agree with the device's own pass to float rounding). A group is cut into chunks of at
+head extras; the batches are padded to the longest (padding is masked, so scores agree with the
+device's own pass to float rounding). A GPU pads every device's batch to one width, as padding costs
+it little beside more passes; a CPU pays for every padded token, so there only widths within the
+same `CPU_WIDTH_STEP` tokens go together. A group is cut into chunks of at
 most `max_devices` whose estimated activations fit the free memory; a chunk that still runs out of
 GPU memory is halved and retried.
 """
@@ -34,7 +36,7 @@ from edge_runtime.objective import MicroBatches, Objective, Step, weighted_mean
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example
 
-WIDTH_STEP = 16
+CPU_WIDTH_STEP = 16
 Reply = tuple[torch.Tensor, torch.Tensor | None]  # (loss, directional derivative for a jvp)
 
 
@@ -49,10 +51,12 @@ class ForwardRequest:
     def width(self) -> int:
         return int(self.batch.inputs["input_ids"].shape[-1])
 
-    def signature(self) -> tuple:
+    def signature(self, width_step: int | None) -> tuple:
+        """Requests of one signature can be stacked into one batch."""
         extras = tuple((k, tuple(v.shape)) for k, v in sorted(self.batch.extras.items()))
+        width = math.ceil(self.width / width_step) if width_step else None
         return (id(self.objective.module), self.tangents is not None, tuple(self.batch.labels.shape), extras,
-                tuple(sorted(self.batch.inputs)), math.ceil(self.width / WIDTH_STEP))
+                tuple(sorted(self.batch.inputs)), width)
 
 
 @dataclass
@@ -121,17 +125,18 @@ class BatchStats:
 
 
 class BatchedForward:
-    """Serves a lockstep's requests: `__call__(requests)` -> one (loss, derivative) per request."""
+    """Serves a lockstep's requests: `__call__(requests)` -> one (loss, derivative) per request.
+    `width_step`: only batches whose widths round up to the same multiple go together (None: any)."""
 
-    def __init__(self, max_devices: int, free_bytes: Callable[[], int]) -> None:
-        self.max_devices, self.free_bytes = max_devices, free_bytes
+    def __init__(self, max_devices: int, free_bytes: Callable[[], int], width_step: int | None = CPU_WIDTH_STEP) -> None:
+        self.max_devices, self.free_bytes, self.width_step = max_devices, free_bytes, width_step
         self.stats = BatchStats()
         self.unbatchable: str | None = None  # why vmap could not run this model, once it failed
 
     def __call__(self, requests: list[ForwardRequest]) -> list[Reply]:
         groups: dict[tuple, list[int]] = {}
         for index, request in enumerate(requests):
-            groups.setdefault(request.signature(), []).append(index)
+            groups.setdefault(request.signature(self.width_step), []).append(index)
         replies: list[Reply | None] = [None] * len(requests)
         for indices in groups.values():
             for chunk in self._chunks(indices, requests):

@@ -22,7 +22,7 @@ from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import get_method
 from edge_runtime.fleet.accounting import AccountedModel, predicted_activations, workload_of
-from edge_runtime.fleet.batched_forward import BatchedForward, LockstepModel
+from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
 from edge_runtime.fleet.flops import step_cost
@@ -83,7 +83,8 @@ class DeviceHost:
                 raise UserError("device 'cuda' asked for, but torch sees no CUDA device")
             torch.cuda.set_per_process_memory_fraction(gpu_memory_share)
         self.device, self.gpu_memory_share = device, gpu_memory_share
-        self.batched = BatchedForward(batch_devices, self._free_bytes) if batch_devices > 1 else None
+        self.batched = (BatchedForward(batch_devices, self._free_bytes, None if device == "cuda" else CPU_WIDTH_STEP)
+                        if batch_devices > 1 else None)
         self.client_factory, self.data_dir, self.seed = client_factory, data_dir, seed
         self.models: dict[ModelSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
         self.devices: dict[str, EmulatedDevice] = {}
