@@ -55,7 +55,8 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
             return value
         if typing.get_origin(base) is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(str(i).strip() for i in items if str(i).strip())
+            element = (typing.get_args(base) or (str,))[0]
+            return tuple(element(str(i).strip()) for i in items if str(i).strip())
         if base is bool:
             if isinstance(value, bool):
                 return value

@@ -1,4 +1,4 @@
-"""The paper-claims bench suite at its quick size (`bench convergence`, `bench comm`, `bench report`):
+"""The paper-claims bench suite at its quick size (`bench convergence`, `comm`, `federated`, `report`):
 the JSON has the promised fields and physically sane values, not timings, which belong to full runs.
 The quick runs happen once per module and the report test renders their very files."""
 
@@ -17,6 +17,8 @@ def bench_dir(tmp_path_factory):
     main(["bench", "convergence", "--quick", "true", "--tasks", "sst2", "--methods", "zo-sgd,fo-sgd", "--memory",
           "false", "--threads", "1", "--progress", "false", "--out", str(folder / "convergence.json")])
     main(["bench", "comm", "--quick", "true", "--progress", "false", "--out", str(folder / "comm.json")])
+    main(["bench", "federated", "--quick", "true", "--runs", "spry,fedmezo-seeds,fedavg-backprop", "--targets",
+          "0.3,0.99", "--progress", "false", "--out", str(folder / "federated.json")])
     return folder
 
 
@@ -31,6 +33,8 @@ def test_bench_convergence_spends_the_same_forward_passes_on_every_method(bench_
         assert [p["step"] for p in curve] == [0, row["steps"] // 2, row["steps"]]
         assert curve[0]["eval_accuracy"] == row["accuracy_before"] and curve[-1]["eval_accuracy"] == row["final_accuracy"]
         assert all(0 <= p["eval_accuracy"] <= 1 and p["train_loss"] > 0 for p in curve)
+        seconds = [p["train_seconds"] for p in curve]
+        assert seconds[0] == 0 and seconds == sorted(seconds) and seconds[-1] > 0
         assert row["step_seconds"] > 0 and row["forward_seconds"] > 0
         assert row["ratio_to_forward"] == pytest.approx(row["step_seconds"] / row["forward_seconds"])
     table = (bench_dir / "convergence.md").read_text()
@@ -78,6 +82,21 @@ def test_bench_comm_measures_each_planners_uploads_beside_the_payload_its_shapes
     assert computed["minilm", "fedavg-full"]["adapter_bytes"] > adapter
 
 
+def test_bench_federated_compares_the_runs_on_one_fleet(bench_dir):
+    rows = {r["run"]: r for r in json.loads((bench_dir / "federated.json").read_text())["rows"]}
+    assert set(rows) == {"spry", "fedmezo-seeds", "fedavg-backprop"}
+    for row in rows.values():
+        assert len(row["accuracy"]) == len(row["round_wall_s"]) == row["rounds"] == 2
+        assert row["initial_accuracy"] >= 0.3  # so the low target is reached after the first round
+        assert row["rounds_to_target"] == {"0.3": 1, "0.99": None}
+        assert row["peak_accounted_bytes"] > 0 and row["bytes_down_per_round"] > 0
+    # Seeds and scalars are bytes; Spry sends its slices, FedAvg the whole adapter.
+    uploads = {name: row["bytes_up_per_update"] for name, row in rows.items()}
+    assert uploads["fedmezo-seeds"] < 200 < uploads["spry"] < uploads["fedavg-backprop"]
+    table = (bench_dir / "federated.md").read_text()
+    assert "| 1 (" in table and "not in 2" in table
+
+
 def test_bench_report_renders_every_bench_file_with_its_plots(bench_dir, tmp_path):
     pytest.importorskip("matplotlib")
     (bench_dir / "notes.json").write_text('{"not": "a bench"}')
@@ -85,9 +104,11 @@ def test_bench_report_renders_every_bench_file_with_its_plots(bench_dir, tmp_pat
     main(["bench", "report", str(bench_dir), "--out", str(page)])
     text = page.read_text()
     assert "## comm.json (comm)" in text and "## convergence.json (convergence)" in text and "notes" not in text
+    assert "## federated.json (federated)" in text
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     # No memory plot: the quick convergence run measured none.
-    expected = {"plots/comm-bytes.png", "plots/convergence-curves.png", "plots/convergence-step-time.png"}
+    expected = {"plots/comm-bytes.png", "plots/convergence-curves.png", "plots/convergence-step-time.png",
+                "plots/federated-accuracy.png", "plots/federated-bytes.png"}
     assert set(images) == expected
     for image in images:
         assert (page.parent / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -220,3 +220,52 @@ class FleetBenchConfig:
             raise UserError(f"device must be cpu or cuda, got {self.device!r}")
         if any(s < 1 or self.total_steps % s for s in sizes):
             raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")
+
+
+# name: (planner, method, device lr)
+FEDERATED_RUNS = {
+    "spry": ("spry", "forward-grad", 1e-3),
+    # A Spry device trains about 1/13 of the adapter, so its forward gradient is that much less noisy
+    # than a full-adapter one: it can take a larger step.
+    "spry-lr1e-2": ("spry", "forward-grad", 1e-2),
+    "fedmezo-seeds": ("zo-seed", "zo-sgd", 1e-3),
+    "fedavg-backprop": ("fedavg-full", "fo-adam", 1e-3),
+    # FwdLLM's setting: forward gradients, but every device perturbs the whole adapter (no slices).
+    "fwdllm-unsliced": ("fedavg-full", "forward-grad", 1e-3),
+}
+
+
+@dataclass
+class FederatedBenchConfig:
+    model: str = setting("model the fleet fine-tunes", "minilm")
+    task: str = setting("task (split among the devices with Dirichlet alpha 1.0)", "sst2")
+    runs: tuple[str, ...] = setting(f"runs to compare: {', '.join(FEDERATED_RUNS)}", tuple(FEDERATED_RUNS))
+    devices: int = setting("emulated devices (identical and always on, so only the method differs)", 10)
+    profile: str = setting("the devices' profile", "jetson-agx-orin-64gb")
+    rounds: int = setting("rounds per run", 20)
+    local_steps: int = setting("steps a device takes per round", 5)
+    batch_size: int = setting("examples per local step", 8)
+    max_length: int = setting("tokens per sequence", 64)
+    eval_examples: int = setting("dev examples scored after every round", 200)
+    train_probe_examples: int = setting("training examples the merged adapter's loss is measured on", 128)
+    targets: tuple[float, ...] = setting("accuracies whose first round each run reports", (0.6, 0.65))
+    threads: int = setting("torch threads", 1)
+    seed: int = setting("seed of the data split, the devices and the directions", 0)
+    data_dir: str | None = setting("task data folder; none = the packaged data", None)
+    fleet_reports: str | None = setting("folder to keep every run's fleet report in; none = discard them", None)
+    quick: bool = setting("CI size: tiny-bert, 3 devices, 2 rounds of 2 steps, 16 dev examples", False)
+    out: str = setting("JSON file to write (a Markdown table is written beside it)", "bench-federated.json")
+    progress: bool = setting("show a progress bar", True)
+
+    def validate(self) -> None:
+        if self.quick:
+            self.model, self.devices, self.rounds, self.local_steps = "tiny-bert", 3, 2, 2
+            self.eval_examples, self.train_probe_examples, self.batch_size = 16, 16, 4
+        unknown = [r for r in self.runs if r not in FEDERATED_RUNS]
+        if unknown or not self.runs:
+            raise UserError(f"unknown run(s) {', '.join(unknown) or 'none'}; choose from {', '.join(FEDERATED_RUNS)}")
+        require_at_least_one(self, "devices", "rounds", "local_steps", "batch_size", "max_length", "eval_examples",
+                             "train_probe_examples", "threads")
+        if any(not 0 < t <= 1 for t in self.targets):
+            raise UserError(f"targets are accuracies in (0, 1], got {self.targets}")
+

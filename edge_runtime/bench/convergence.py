@@ -124,15 +124,19 @@ def _peak(config: ConvergenceBenchConfig, train: TrainConfig, method: str) -> in
 
 
 def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dict]:
-    """Dev accuracy at each evaluation, with the mean training loss of the steps since the last one."""
-    points = [{"step": 0, "forward_passes": 0, "train_loss": summary["initial_train_loss"],
+    """Dev accuracy at each evaluation, with the mean training loss of the steps since the last one and
+    the training wall time so far (evaluations excluded)."""
+    points = [{"step": 0, "forward_passes": 0, "train_seconds": 0.0, "train_loss": summary["initial_train_loss"],
                "eval_accuracy": summary["eval_accuracy_before"]}]
     window: list[float] = []
+    seconds = 0.0
     for record in records:
         window.append(record["loss"])
+        seconds += record["step_seconds"]
         if "eval_accuracy" in record:
             points.append({"step": record["step"], "forward_passes": record["step"] * passes_per_step,
-                           "train_loss": statistics.fmean(window), "eval_accuracy": record["eval_accuracy"]})
+                           "train_seconds": seconds, "train_loss": statistics.fmean(window),
+                           "eval_accuracy": record["eval_accuracy"]})
             window = []
     return points
 

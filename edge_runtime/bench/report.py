@@ -4,8 +4,8 @@ A file's kind is read from its rows' fields, so results written before the repor
 (tools/results/*) render too. Each kind gets its bench's own Markdown table and the plots that
 carry a paper's claim: peak memory per method against the inference peak (MeZO: ZO trains at
 inference memory), loss and accuracy against forward passes (ZO-Bench: equal query budgets),
-step time against one forward pass (two-point ZO's floor is 2) and bytes per round (Spry,
-FedKSeed).
+step time against one forward pass (two-point ZO's floor is 2), bytes per round (Spry,
+FedKSeed) and accuracy per federated round (Spry).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def kind_of(rows: list[dict]) -> str | None:
     """Which bench wrote these rows, from the fields only that bench writes."""
     fields = set().union(*(r.keys() for r in rows)) if rows else set()
     for kind, marker in (("convergence", "curve"), ("comm", "up_bytes_per_device"), ("memory", "estimate_bytes"),
-                         ("fleet", "device_steps"), ("speed", "forward_seconds")):
+                         ("fleet", "device_steps"), ("speed", "forward_seconds"), ("federated", "rounds_to_target")):
         if marker in fields:
             return kind
     return None
@@ -82,19 +82,29 @@ def plot_memory(plt, rows: list[dict]):
 
 
 def plot_curves(plt, rows: list[dict]):
-    """Training loss and dev accuracy against forward passes, one line per method."""
+    """Training loss and dev accuracy against forward passes, and accuracy against training wall time
+    (where the rows have it), one line per method."""
     groups = _groups([r for r in rows if r.get("curve")], ("model", "task", "adapter"))
     if not groups:
         return None
-    figure, axes = _figure(plt, 2 * len(groups))
-    for (title, group), loss_axis, accuracy_axis in zip(groups.items(), axes[::2], axes[1::2]):
+    timed = all("train_seconds" in p for r in rows if r.get("curve") for p in r["curve"])
+    panels = 3 if timed else 2
+    figure, axes = _figure(plt, panels * len(groups))
+    for g, (title, group) in enumerate(groups.items()):
+        loss_axis, accuracy_axis = axes[panels * g], axes[panels * g + 1]
         for row in group:
             passes = [p["forward_passes"] for p in row["curve"]]
             loss_axis.plot(passes, [p["train_loss"] for p in row["curve"]], marker=".", label=row["method"])
             accuracy_axis.plot(passes, [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
+            if timed:
+                axes[panels * g + 2].plot([p["train_seconds"] for p in row["curve"]],
+                                          [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
         loss_axis.set(title=f"{title}: training loss", xlabel="forward passes", ylabel="train loss")
         accuracy_axis.set(title=f"{title}: dev accuracy", xlabel="forward passes", ylabel="accuracy")
         accuracy_axis.legend(fontsize="x-small")
+        if timed:
+            axes[panels * g + 2].set(title=f"{title}: dev accuracy", xlabel="training wall time (s)",
+                                     ylabel="accuracy")
     return figure
 
 
@@ -132,12 +142,38 @@ def plot_bytes(plt, rows: list[dict]):
     return figure
 
 
+def plot_rounds(plt, rows: list[dict]):
+    """Accuracy of the merged adapter after every federated round, one line per run."""
+    groups = _groups(rows, ("model", "task"))
+    figure, axes = _figure(plt, len(groups), height=3.6)
+    for axis, (title, group) in zip(axes, groups.items()):
+        for row in group:
+            axis.plot(range(len(row["accuracy"]) + 1), [row["initial_accuracy"], *row["accuracy"]], marker=".",
+                      label=row["run"])
+        axis.set(title=f"{title}: {group[0]['devices']} devices", xlabel="round (0 = initial adapter)",
+                 ylabel="dev accuracy")
+        axis.legend(fontsize="x-small")
+    return figure
+
+
+def plot_update_bytes(plt, rows: list[dict]):
+    """Bytes a device uploads per update, per run, log scale."""
+    groups = _groups(rows, ("model",))
+    figure, axes = _figure(plt, len(groups), height=3.6)
+    for axis, (title, group) in zip(axes, groups.items()):
+        axis.bar([r["run"] for r in group], [r["bytes_up_per_update"] for r in group], color="tab:orange")
+        axis.set(title=title, yscale="log", ylabel="bytes uploaded per update")
+        axis.tick_params(axis="x", labelrotation=45)
+    return figure
+
+
 PLOTS: dict[str, list[tuple[str, Callable]]] = {
     "convergence": [("curves", plot_curves), ("memory", plot_memory), ("step-time", plot_step_time)],
     "memory": [("memory", plot_memory)],
     "speed": [("step-time", plot_step_time)],
     "comm": [("bytes", plot_bytes)],
     "fleet": [],
+    "federated": [("accuracy", plot_rounds), ("bytes", plot_update_bytes)],
 }
 
 

@@ -18,6 +18,8 @@ BENCHES = {
     "convergence": ("ConvergenceBenchConfig", "loss and accuracy of every method on the same forward-pass budget "
                                               "(ZO-Bench)"),
     "comm": ("CommBenchConfig", "bytes per round per device: Spry slices, FedAvg adapters, ZO seeds and scalars"),
+    "federated": ("FederatedBenchConfig", "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet: accuracy "
+                                          "per round, rounds to a target, bytes, device memory"),
 }
 
 
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.bench import configs
     from edge_runtime.bench.report import ReportConfig
 
-    bench = sub.add_parser("bench", help="benchmarks (memory, speed, fleet, convergence, comm, report) written as JSON")
+    bench = sub.add_parser("bench", help="benchmarks (memory, speed, fleet, convergence, comm, federated, report) written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
     for name, (config_class, help_text) in BENCHES.items():
         parser = kinds.add_parser(name, help=help_text)
