@@ -163,10 +163,13 @@ def test_a_model_that_cannot_be_batched_falls_back_to_one_pass_per_device_with_a
 
 @pytest.mark.parametrize("planner,method", [("zo-seed", "zo-sgd"), ("spry", "forward-grad")])
 def test_a_fleet_in_lockstep_runs_the_same_rounds_as_devices_one_at_a_time(tmp_path, planner, method):
+    from edge_runtime.fleet import accounting
     from edge_runtime.fleet.emulator import run_fleet
 
     results = {}
     for batch_devices in (1, 4):
+        # Each run measures its first step of each kind itself (in lockstep: that device's step runs alone).
+        accounting._MEASURED.clear()
         config = fleet_config(tmp_path / str(batch_devices), model="tiny-llama", planner=planner, method=method,
                               batch_devices=batch_devices)
         results[batch_devices] = run_fleet(config, log=lambda _: None)
@@ -177,5 +180,6 @@ def test_a_fleet_in_lockstep_runs_the_same_rounds_as_devices_one_at_a_time(tmp_p
         assert a["outcomes"] == b["outcomes"] == {"trained": 4}
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
         assert b["eval_accuracy"] == a["eval_accuracy"]
-    assert [d["accounted_peak"] for d in batched.devices] == [d["accounted_peak"] for d in alone.devices]
+    for a, b in zip(alone.devices, batched.devices):
+        assert b["accounted_peak"] == pytest.approx(a["accounted_peak"], rel=0.02)
     assert all(d["accounted_peak"] <= d["memory_cap"] for d in batched.devices)
