@@ -6,6 +6,10 @@ coordinator chose. So the device uploads only the T*q scalars g (4 bytes each) a
 regenerates each z. Cost: T*q draws of the assigned tensors' size, done once per upload when the
 round merges; devices never replay anything (they download the merged state), so the replay cost
 is bounded by the round's steps, not by the history of the run.
+
+Block-wise ZO (ZO-Bench) replays too: each query's block comes from its seed alone, so the replay
+adds z only to that block's tensors, as the device did. Sparse ZO does not: its default masks
+follow the weights' magnitudes along the device's own trajectory.
 """
 
 from __future__ import annotations
@@ -14,20 +18,27 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from edge_runtime.estimation import EstimatorSettings, block_of, blocks_of, chosen_block
 from edge_runtime.random_directions import normal, query_seeds, step_seed
 
 # Methods whose update is plain SGD along the seeded directions: only those replay exactly.
-REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "forward-grad"})
+REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "zo-sgd-block", "forward-grad"})
 
 
 def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, queries: int,
-                  lr: float) -> dict[str, np.ndarray]:
-    """The dense delta (final minus start) of the named tensors after len(scalars) / queries steps."""
+                  lr: float, method: str = "zo-sgd") -> dict[str, np.ndarray]:
+    """The dense delta (final minus start) of the named tensors, in the order the device trained
+    them, after len(scalars) / queries steps."""
     deltas = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
     scratch = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
+    # A device builds its methods from default settings but for mu and queries (train_adapter).
+    grouping = EstimatorSettings().zo_blocks
+    blocks = blocks_of(list(shapes), grouping) if method == "zo-sgd-block" else None
     for step in range(len(scalars) // queries):
         for i, query_seed in enumerate(query_seeds(step_seed(seed, step), queries)):
             coefficient = np.float32(-lr * scalars[step * queries + i] / queries)
+            chosen = chosen_block(blocks, query_seed) if blocks else None
             for name, delta in deltas.items():
-                delta += coefficient * normal(query_seed, name, shapes[name], out=scratch[name])
+                if chosen is None or block_of(name, grouping) == chosen:
+                    delta += coefficient * normal(query_seed, name, shapes[name], out=scratch[name])
     return deltas

@@ -279,7 +279,7 @@ class RoundKeeper:
                 deltas = load_tensors(row.tensors)
             else:
                 deltas = replay_update({n: self.shapes[n] for n in task.tensors}, header.scalars, seed=task.seed,
-                                       queries=task.queries, lr=task.lr)
+                                       queries=task.queries, lr=task.lr, method=task.method)
             updates.append(WeightedUpdate(row.device_id, float(header.examples), deltas))
             losses.append((header.examples, header.loss_before, header.loss_after))
             bytes_up += row.wire_bytes
@@ -374,7 +374,8 @@ class RoundKeeper:
             if deltas:
                 raise RejectedUpdate("a seeds upload carries no tensors")
             check_seeds(header, task, MAX_SCALAR)
-            check_deltas(replay_update(shapes, header.scalars, seed=task.seed, queries=task.queries, lr=task.lr),
+            check_deltas(replay_update(shapes, header.scalars, seed=task.seed, queries=task.queries, lr=task.lr,
+                                       method=task.method),
                          task, shapes, self.config.max_update_norm)
             blob = None
         else:

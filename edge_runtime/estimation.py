@@ -9,6 +9,8 @@ what counts as a failed step.
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -17,6 +19,23 @@ Restore = Literal["snapshot", "inplace"]
 # query picks its coordinates.
 BlockGrouping = Literal["layer", "tensor"]
 SparseSelection = Literal["random", "magnitude"]
+_LAYER_INDEX = re.compile(r"\.(\d+)\.")
+
+
+def block_of(name: str, grouping: BlockGrouping) -> str:
+    """The block a parameter belongs to: its layer (by index; a head is a block of its own) or itself."""
+    found = _LAYER_INDEX.search(name) if grouping == "layer" else None
+    return f"layer {found.group(1)}" if found else name
+
+
+def blocks_of(names: Sequence[str], grouping: BlockGrouping) -> list[str]:
+    """The blocks of the trained tensors, in their order: what a block-wise ZO query draws one of."""
+    return list(dict.fromkeys(block_of(n, grouping) for n in names))
+
+
+def chosen_block(blocks: Sequence[str], seed: int) -> str:
+    """The block a query perturbs, from its seed alone (so the coordinator's replay draws it too)."""
+    return blocks[seed % len(blocks)]
 
 
 @dataclass(frozen=True)

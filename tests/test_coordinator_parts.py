@@ -9,6 +9,7 @@ from coordinator.aggregation import FedAdam, FedAvg, WeightedUpdate, average_upd
 from coordinator.capacity import Capacity, RoundShape, device_capacity
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import replay_update
+from edge_runtime.estimation import blocks_of
 from coordinator.slices import Slice, slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
@@ -152,15 +153,17 @@ def test_seed_uploads_must_have_one_finite_bounded_scalar_per_step_and_query():
             check_seeds(pb.UpdateHeader(steps=3, scalars=scalars), _task(), 1e6)
 
 
-@pytest.mark.parametrize("method", ["zo-sgd", "forward-grad"])
+@pytest.mark.parametrize("method", ["zo-sgd", "forward-grad", "zo-sgd-block"])
 def test_replaying_seeds_and_scalars_rebuilds_the_devices_own_update(method):
     model = TorchModel(ModelSpec("tiny-llama", "sst2", max_length=32))
-    names = list(model.params)[:2]
+    everything = list(model.params)
+    names = everything[:2] + everything[-2:]  # tensors of two layers: block-wise ZO perturbs one per query
+    assert len(blocks_of(names, "layer")) == 2
     task = pb.Task(tensors=names, method=method, steps=6, batch_size=4, lr=1e-2, mu=1e-2, queries=2, seed=1234)
     result = model.train(task, load_split("sst2", "train")[:16])
     assert result.steps == 6 and len(result.scalars) == 12
     rebuilt = replay_update({n: tuple(model.params[n].shape) for n in names}, result.scalars, seed=task.seed,
-                            queries=task.queries, lr=task.lr)
+                            queries=task.queries, lr=task.lr, method=method)
     for name in names:
         np.testing.assert_allclose(rebuilt[name], result.deltas[name], rtol=1e-4, atol=1e-7)
         assert np.abs(result.deltas[name]).max() > 0

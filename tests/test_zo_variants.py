@@ -6,7 +6,8 @@ import torch
 
 from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.estimators.hybrid import HybridZOFO, backprop_part
-from edge_runtime.estimators.subspaces import Blocks, MagnitudeSparse, RandomSparse, layer_of
+from edge_runtime.estimation import block_of, chosen_block
+from edge_runtime.estimators.subspaces import Blocks, MagnitudeSparse, RandomSparse
 from edge_runtime.estimators.zo import TwoPointZO
 from tests.test_estimators import cosine, mean_estimate, true_gradient
 
@@ -25,12 +26,12 @@ def test_block_wise_zo_moves_one_layer_per_query(tiny_llama_objective):
     objective, batch, _ = tiny_llama_objective
     subspace = Blocks("layer")
     estimate, moved = changed_coordinates(objective, batch, TwoPointZO(mu=1e-3, queries=1, subspace=subspace))
-    chosen = subspace.chosen(estimate.seeds[0])
-    assert len(subspace.blocks) == len({layer_of(n) for n in objective.params}) >= 2
+    chosen = chosen_block(subspace.blocks, estimate.seeds[0])
+    assert len(subspace.blocks) == len({block_of(n, "layer") for n in objective.params}) >= 2
     for name, mask in moved.items():
-        assert mask.any() == (layer_of(name) == chosen), name
+        assert mask.any() == (block_of(name, "layer") == chosen), name
     # Over many queries every block is drawn.
-    assert {subspace.chosen(seed) for seed in range(200)} == set(subspace.blocks)
+    assert {chosen_block(subspace.blocks, seed) for seed in range(200)} == set(subspace.blocks)
 
 
 def test_block_wise_zo_by_tensor_perturbs_a_single_tensor(tiny_llama_objective):
@@ -75,7 +76,7 @@ def test_hybrid_backprops_the_last_layer_of_a_model_without_head(tiny_llama_obje
     objective, batch, _ = tiny_llama_objective
     names = list(objective.params)
     part = backprop_part(names)
-    assert part and all(layer_of(n) == layer_of(names[-1]) for n in part) and len(part) < len(names)
+    assert part and all(block_of(n, "layer") == block_of(names[-1], "layer") for n in part) and len(part) < len(names)
     exact = dict(zip(names, torch.split(true_gradient(objective, batch), [p.numel() for p in objective.params.values()])))
     estimate = HybridZOFO(TwoPointZO(mu=1e-3, queries=1)).estimate(objective, batch, seed=4)
     assert estimate.forward_passes == 3

@@ -21,7 +21,7 @@ from edge_runtime.estimators.base import (
     SeedScalarEstimate,
     check_finite,
 )
-from edge_runtime.estimators.subspaces import layer_of
+from edge_runtime.estimation import block_of
 from edge_runtime.estimators.zo import TwoPointZO
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
@@ -34,8 +34,8 @@ def backprop_part(names: list[str]) -> list[str]:
     head = [n for n in names if HEAD_MARKER in n]
     if head:
         return head
-    last = layer_of(names[-1]) if names else None
-    return [n for n in names if layer_of(n) == last]
+    last = block_of(names[-1], "layer") if names else None
+    return [n for n in names if block_of(n, "layer") == last]
 
 
 @contextmanager

@@ -10,18 +10,15 @@ it and the update regenerates exactly the same restricted z, so nothing but mask
 from __future__ import annotations
 
 import math
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 
 import numpy as np
 import torch
 
-from edge_runtime.estimation import BlockGrouping, SparseSelection
+from edge_runtime.estimation import BlockGrouping, SparseSelection, block_of, blocks_of, chosen_block
 from edge_runtime.estimators.directions import direction
 from edge_runtime.random_directions import parameter_seed
-
-_LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
 class Subspace(ABC):
@@ -48,12 +45,6 @@ class FullSpace(Subspace):
         return direction(seed, name, p)
 
 
-def layer_of(name: str) -> str:
-    """The block a parameter belongs to: its layer index, or its own name outside the layers (a head)."""
-    found = _LAYER_INDEX.search(name)
-    return f"layer {found.group(1)}" if found else name
-
-
 class Blocks(Subspace):
     """One block per query, drawn uniformly from the query's seed (randomised block coordinate
     descent: stateless, so a resumed run and a seed replay draw the same blocks)."""
@@ -65,14 +56,11 @@ class Blocks(Subspace):
 
     def begin_step(self, params):
         if set(params) != set(self.block_of):
-            self.block_of = {n: layer_of(n) if self.grouping == "layer" else n for n in params}
-            self.blocks = list(dict.fromkeys(self.block_of.values()))
-
-    def chosen(self, seed: int) -> str:
-        return self.blocks[seed % len(self.blocks)]
+            self.block_of = {n: block_of(n, self.grouping) for n in params}
+            self.blocks = blocks_of(list(params), self.grouping)
 
     def direction(self, seed, name, p):
-        return direction(seed, name, p) if self.block_of[name] == self.chosen(seed) else None
+        return direction(seed, name, p) if self.block_of[name] == chosen_block(self.blocks, seed) else None
 
 
 class RandomSparse(Subspace):
