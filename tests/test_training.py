@@ -159,3 +159,13 @@ def test_cli_config_file_and_flags(tmp_path, capsys):
     main(["train", "--config", str(config), "--steps", "2", "--out", str(tmp_path / "s.json")])
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["steps"] == 2 and summary["batch_size"] == 4
+
+
+def test_list_settings_take_the_declared_element_type_from_flags_and_files():
+    from edge_runtime.bench.configs import FederatedBenchConfig, FleetBenchConfig
+    from edge_runtime.errors import UserError
+
+    assert build_config(FleetBenchConfig, {"sizes": "10, 100", "batch_devices": [1, "8"]}).sizes == (10, 100)
+    assert build_config(FederatedBenchConfig, {"targets": "0.6,0.7"}).targets == (0.6, 0.7)
+    with pytest.raises(UserError, match="'sizes'"):
+        build_config(FleetBenchConfig, {"sizes": "10,many"})

@@ -191,14 +191,14 @@ class CommBenchConfig:
 @dataclass
 class FleetBenchConfig:
     models: tuple[str, ...] = setting("models to emulate", ("tiny-llama", "minilm"))
-    sizes: tuple[str, ...] = setting("fleet sizes", ("10", "100", "1000"))
+    sizes: tuple[int, ...] = setting("fleet sizes", (10, 100, 1000))
     total_steps: int = setting("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
     method: str = setting("training method of the devices", "zo-sgd")
     batch_size: int = setting("examples per step", 8)
     threads: int = setting("torch threads", 2)
     repeats: int = setting("runs of every row (the median is reported)", 1)
-    batch_devices: tuple[str, ...] = setting("devices per batched forward pass to run every fleet with (1 = each "
-                                             "device alone; others are reported against it)", ("1",))
+    batch_devices: tuple[int, ...] = setting("devices per batched forward pass to run every fleet with (1 = each "
+                                             "device alone; others are reported against it)", (1,))
     device: str = setting("cpu or cuda (where the emulated devices' passes run)", "cpu")
     quick: bool = setting("CI size: tiny-llama only, fleets of 2 and 10, 40 device-steps", False)
     out: str = setting("JSON file to write", "bench-fleet.json")
@@ -206,19 +206,13 @@ class FleetBenchConfig:
 
     def validate(self) -> None:
         if self.quick:
-            self.models, self.sizes, self.total_steps = ("tiny-llama",), ("2", "10"), 40
+            self.models, self.sizes, self.total_steps = ("tiny-llama",), (2, 10), 40
         require_at_least_one(self, "repeats")
-        try:
-            sizes = [int(s) for s in self.sizes]
-            batchings = [int(b) for b in self.batch_devices]
-        except ValueError:
-            raise UserError(f"sizes and batch_devices must be numbers of devices, got {self.sizes}, "
-                            f"{self.batch_devices}") from None
-        if not batchings or any(b < 1 for b in batchings):
+        if not self.batch_devices or any(b < 1 for b in self.batch_devices):
             raise UserError(f"batch_devices must be 1 or more devices per pass, got {self.batch_devices}")
         if self.device not in ("cpu", "cuda"):
             raise UserError(f"device must be cpu or cuda, got {self.device!r}")
-        if any(s < 1 or self.total_steps % s for s in sizes):
+        if any(s < 1 or self.total_steps % s for s in self.sizes):
             raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")
 
 

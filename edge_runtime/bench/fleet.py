@@ -79,9 +79,7 @@ def run(config: FleetBenchConfig) -> list[dict]:
 
 def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
     rows = []
-    sizes = [int(s) for s in config.sizes]
-    batchings = [int(b) for b in config.batch_devices]
-    keys = [(1, 1), *((devices, b) for b in batchings for devices in sizes)]
+    keys = [(1, 1), *((devices, b) for b in config.batch_devices for devices in config.sizes)]
     with tqdm(total=len(config.models) * len(keys) * config.repeats, desc="bench fleet",
               disable=not config.progress) as bar:
         for model in config.models:
@@ -93,8 +91,8 @@ def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
                     bar.update(1)
             alone = _median_run(runs[1, 1])
             rows.append(alone)
-            for b in batchings:
-                fleets = [_median_run(runs[devices, b]) for devices in sizes]
+            for b in config.batch_devices:
+                fleets = [_median_run(runs[devices, b]) for devices in config.sizes]
                 for row in fleets:
                     row["throughput_vs_one_device"] = row["device_steps_per_s"] / alone["device_steps_per_s"]
                     if b > 1 and (row["devices"], 1) in runs:
