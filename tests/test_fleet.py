@@ -116,3 +116,17 @@ def test_ray_actors_give_the_same_run_as_one_process(tmp_path):
         assert a["updates"] == b["updates"] == 4
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
         assert a["eval_accuracy"] == b["eval_accuracy"]
+
+
+def test_a_cuda_fleet_on_a_machine_without_cuda_is_refused_in_one_line(tmp_path, capsys):
+    import torch
+
+    from edge_runtime.cli import main
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fleet", "--device", "cuda", "--devices", "2", "--rounds", "1", "--out-dir", str(tmp_path),
+              "--progress", "false"])
+    assert exit_info.value.code == 2
+    assert "sees no CUDA device" in capsys.readouterr().err

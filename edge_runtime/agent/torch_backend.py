@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from edge_runtime.agent.work import LocalResult, run_local_steps
+from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.memory.tracker import LiveBytes
@@ -51,6 +52,9 @@ class ModelSpec:
 class TorchModel:
     def __init__(self, spec: ModelSpec, device: str = "cpu", micro_batch: int | None = None) -> None:
         self.spec = spec
+        if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+            raise UserError(f"device {device!r} asked for, but this torch sees no CUDA device "
+                            f"(torch {torch.__version__}; a CPU build has none)")
         task = get_task(spec.task)
         loaded = load_model(spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision), seed=spec.seed)
         self.device = torch.device(device)

@@ -19,7 +19,6 @@ import numpy as np
 from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-from edge_runtime.errors import UserError
 from edge_runtime.estimators import get_method
 from edge_runtime.fleet.accounting import AccountedModel, predicted_activations, workload_of
 from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
@@ -78,9 +77,7 @@ class DeviceHost:
 
         if threads:
             torch.set_num_threads(threads)
-        if device == "cuda":
-            if not torch.cuda.is_available():
-                raise UserError("device 'cuda' asked for, but torch sees no CUDA device")
+        if device == "cuda" and torch.cuda.is_available():  # else the shared model refuses to load, saying why
             torch.cuda.set_per_process_memory_fraction(gpu_memory_share)
         self.device, self.gpu_memory_share = device, gpu_memory_share
         self.batched = (BatchedForward(batch_devices, self._free_bytes, None if device == "cuda" else CPU_WIDTH_STEP)
