@@ -67,9 +67,9 @@ def test_lockstep_raises_a_jobs_error_after_the_others_finish_and_a_serving_erro
     assert caught == ["cannot serve", "cannot serve"]
 
 
-def _devices(model: str, task: str, count: int):
+def _devices(model: str, task: str, count: int, precision: str = "fp32"):
     """A shared model, and `count` devices each with its own adapter and batch."""
-    shared = TorchModel(ModelSpec(model, task, max_length=48))
+    shared = TorchModel(ModelSpec(model, task, precision=precision, max_length=48))
     examples = load_split(task, "train", None)
     generator = torch.Generator().manual_seed(0)
     adapters = [{name: p.detach() + 0.05 * torch.randn(p.shape, generator=generator)
@@ -105,12 +105,13 @@ def _alone(shared, adapter, batch, trained, tangent):
     return loss, derivative.item()
 
 
-@pytest.mark.parametrize("model,task", [("tiny-bert", "sst2"), ("tiny-llama", "sst2"), ("tiny-bert", "copa"),
-                                        ("tiny-llama", "copa")])
-def test_batched_passes_equal_each_devices_own_pass(model, task):
+@pytest.mark.parametrize("model,task,precision", [
+    ("tiny-bert", "sst2", "fp32"), ("tiny-llama", "sst2", "fp32"), ("tiny-bert", "copa", "fp32"),
+    ("tiny-llama", "copa", "fp32"), ("tiny-llama", "sst2", "int8")])
+def test_batched_passes_equal_each_devices_own_pass(model, task, precision):
     """Encoder and decoder heads, one-token label words and multi-token candidates (batched extras),
-    batches of different widths."""
-    shared, adapters, batches = _devices(model, task, 3)
+    batches of different widths, an int8 base (its matmul has its own vmap rule)."""
+    shared, adapters, batches = _devices(model, task, 3, precision)
     widths = {int(b.inputs["input_ids"].shape[-1]) for b in batches}
     assert len(widths) > 1  # the batched pass pads them to one width
     names = list(shared.params)

@@ -94,6 +94,17 @@ class _Int8MatMul(torch.autograd.Function):
         qweight, scale = ctx.saved_tensors
         return _matmul(x_tangent, qweight, scale, ctx.chunk_rows)
 
+    @staticmethod
+    def vmap(info, in_dims, x, qweight, scale, chunk_rows):
+        """Many devices' activations through the one shared int8 weight (the fleet's batched
+        forward): the matmul already takes any leading dimensions, so the vmapped one goes first."""
+        x_dim, weight_dim, scale_dim, _ = in_dims
+        if weight_dim is not None or scale_dim is not None:
+            raise NotImplementedError("an int8 weight is shared by every vmapped input, not batched")
+        if x_dim is None:
+            return _Int8MatMul.apply(x, qweight, scale, chunk_rows), None
+        return _Int8MatMul.apply(x.movedim(x_dim, 0), qweight, scale, chunk_rows), 0
+
 
 class Int8Embedding(nn.Module):
     """Dequantizes only the looked-up rows."""
