@@ -1,7 +1,5 @@
 """The coordinator's parts one at a time: planners, merging, validation, replay, wire format, recovery."""
 
-from dataclasses import replace
-
 import numpy as np
 import pytest
 

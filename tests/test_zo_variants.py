@@ -9,7 +9,7 @@ from edge_runtime.estimators.hybrid import HybridZOFO, backprop_part
 from edge_runtime.estimation import block_of, chosen_block
 from edge_runtime.estimators.subspaces import Blocks, MagnitudeSparse, RandomSparse
 from edge_runtime.estimators.zo import TwoPointZO
-from tests.test_estimators import cosine, mean_estimate, true_gradient
+from tests.test_estimators import cosine, true_gradient
 
 
 def changed_coordinates(objective, batch, estimator, seed=3):

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coordinator.service import CallFailed
-from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb
+from edge_runtime.protocol import PROTOCOL_VERSION, pb
 from edge_runtime.random_directions import FINGERPRINT
 from tests.federation import LAPTOP
 from tests.reliability.harness import small_federation, snapshot
