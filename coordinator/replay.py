@@ -33,12 +33,13 @@ def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float
     scratch = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
     # A device builds its methods from default settings but for mu and queries (train_adapter).
     grouping = EstimatorSettings().zo_blocks
+    owner = {name: block_of(name, grouping) for name in shapes}
     blocks = blocks_of(list(shapes), grouping) if method == "zo-sgd-block" else None
     for step in range(len(scalars) // queries):
         for i, query_seed in enumerate(query_seeds(step_seed(seed, step), queries)):
             coefficient = np.float32(-lr * scalars[step * queries + i] / queries)
             chosen = chosen_block(blocks, query_seed) if blocks else None
             for name, delta in deltas.items():
-                if chosen is None or block_of(name, grouping) == chosen:
+                if chosen is None or owner[name] == chosen:
                     delta += coefficient * normal(query_seed, name, shapes[name], out=scratch[name])
     return deltas

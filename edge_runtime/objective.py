@@ -79,10 +79,9 @@ class Objective:
 
     def backward(self, batch: Step) -> float:
         """Accumulate d loss / d params into .grad; returns the loss."""
-        parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
-        total, value = len(batch), 0.0
-        for part in parts:
-            loss = self.head.loss(self.module, part) * (len(part) / total)
+        value = 0.0
+        for part, weight in weighted_parts(batch):
+            loss = self.head.loss(self.module, part) * weight
             loss.backward()
             value += loss.item()
         return value
@@ -92,9 +91,15 @@ class Objective:
         return self.head.scores(self.module, batch)
 
 
+def weighted_parts(step: Step) -> list[tuple[Batch, float]]:
+    """A step's batches, each with its share of the step's examples (one batch of weight 1 unless micro-batched)."""
+    if not isinstance(step, MicroBatches):
+        return [(step, 1.0)]
+    return [(part, len(part) / len(step)) for part in step.parts]
+
+
 def weighted_mean(loss: Callable[[Batch], torch.Tensor], batch: Step) -> torch.Tensor:
     """loss(batch), or for micro-batches the mean of their losses weighted by their examples."""
     if not isinstance(batch, MicroBatches):
         return loss(batch)
-    total = len(batch)
-    return sum(loss(part) * (len(part) / total) for part in batch.parts)
+    return sum(loss(part) * weight for part, weight in weighted_parts(batch))

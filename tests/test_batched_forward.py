@@ -122,7 +122,7 @@ def test_batched_passes_equal_each_devices_own_pass(model, task, precision):
         expected_loss, expected_derivative = _alone(shared, adapters[i], batches[i], trained, tangents[i])
         assert loss == pytest.approx(expected_loss, rel=1e-5, abs=1e-6)
         assert derivative == pytest.approx(expected_derivative, rel=1e-4, abs=1e-5)
-    assert stats.requests == 6
+    assert stats.device_passes == 6
     if (model, task) == ("tiny-llama", "copa"):
         return  # candidates of other token lengths give other shapes: those batches go apart
     assert stats.passes == 2  # all three devices' losses in one pass, their jvps in another
@@ -138,11 +138,11 @@ def test_same_shaped_batches_go_through_in_one_pass_and_chunks_respect_the_limit
     trained = list(shared.params)[:1]
     tangents = [{n: torch.ones(adapters[i][n].shape) for n in trained} for i in range(4)]
     _, stats = _in_lockstep(shared, adapters, [batch] * 4, trained, tangents)
-    assert (stats.passes, stats.requests) == (2, 8)  # one loss pass and one jvp pass for all four
+    assert (stats.passes, stats.device_passes) == (2, 8)  # one loss pass and one jvp pass for all four
     _, stats = _in_lockstep(shared, adapters, [batch] * 4, trained, tangents, max_devices=3)
-    assert (stats.passes, stats.requests) == (4, 8)  # 3 + 1 devices, twice
+    assert (stats.passes, stats.device_passes) == (4, 8)  # 3 + 1 devices, twice
     _, stats = _in_lockstep(shared, adapters, [batch] * 4, trained, tangents, free=1500)
-    assert (stats.passes, stats.requests) == (8, 8)  # one device's activations fit the budget at a time
+    assert (stats.passes, stats.device_passes) == (8, 8)  # one device's activations fit the budget at a time
 
 
 def test_a_model_that_cannot_be_batched_falls_back_to_one_pass_per_device_with_a_warning(monkeypatch):

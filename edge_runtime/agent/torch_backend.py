@@ -19,7 +19,7 @@ from edge_runtime.heads import head_for
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
-from edge_runtime.objective import MicroBatches, Objective, trainable_parameters
+from edge_runtime.objective import Objective, trainable_parameters, weighted_parts
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.training.evaluation import EvalResult, evaluate
@@ -92,8 +92,7 @@ class TorchModel:
 
 
 def _padded_length(batch) -> int:
-    parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
-    return max(int(part.inputs["input_ids"].shape[1]) for part in parts)
+    return max(int(part.inputs["input_ids"].shape[1]) for part, _ in weighted_parts(batch))
 
 
 def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],

@@ -89,14 +89,15 @@ def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
                 for devices, b in keys:
                     runs[devices, b].append(_row(model, devices, b, config, folder))
                     bar.update(1)
-            alone = _median_run(runs[1, 1])
+            median = {key: _median_run(repeats) for key, repeats in runs.items()}
+            alone = median[1, 1]
             rows.append(alone)
             for b in config.batch_devices:
-                fleets = [_median_run(runs[devices, b]) for devices in config.sizes]
+                fleets = [median[devices, b] for devices in config.sizes]
                 for row in fleets:
                     row["throughput_vs_one_device"] = row["device_steps_per_s"] / alone["device_steps_per_s"]
-                    if b > 1 and (row["devices"], 1) in runs:
-                        unbatched = _median_run(runs[row["devices"], 1])
+                    unbatched = median.get((row["devices"], 1))
+                    if b > 1 and unbatched is not None:
                         row["throughput_vs_unbatched"] = row["device_steps_per_s"] / unbatched["device_steps_per_s"]
                 for row in fleets[1:]:
                     row["bytes_per_added_device"] = (row["rss_after"] - fleets[0]["rss_after"]) / (

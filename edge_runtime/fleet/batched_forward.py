@@ -29,10 +29,11 @@ import torch
 
 from edge_runtime.agent.torch_backend import TorchModel, train_adapter
 from edge_runtime.agent.work import LocalResult
+from edge_runtime.fleet.accounting import predicted_activations
 from edge_runtime.fleet.lockstep import Lockstep
 from edge_runtime.heads.base import Batch
 from edge_runtime.models.masks import always_build_masks
-from edge_runtime.objective import MicroBatches, Objective, Step, weighted_mean
+from edge_runtime.objective import Objective, Step, weighted_mean, weighted_parts
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example
 
@@ -75,8 +76,7 @@ class LockstepObjective(Objective):
     def jvp(self, batch: Step, primals: Mapping[str, torch.Tensor],
             tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         adapter = {**self.adapter, **primals}
-        parts = batch.parts if isinstance(batch, MicroBatches) else [batch]
-        replies = [(self._request(part, adapter, dict(tangents)), len(part) / len(batch)) for part in parts]
+        replies = [(self._request(part, adapter, dict(tangents)), weight) for part, weight in weighted_parts(batch)]
         return sum(r[0] * w for r, w in replies), sum(r[1] * w for r, w in replies)
 
     def _request(self, batch: Batch, adapter: dict[str, torch.Tensor],
@@ -92,8 +92,8 @@ class LockstepModel:
     """One emulated device's view of the shared model inside a lockstep run: its own copy of the
     adapter, trained through a `LockstepObjective`. The shared module is never written to."""
 
-    def __init__(self, shared: TorchModel, activation_bytes: Callable[[pb.Task, int], int]) -> None:
-        self.shared, self.activation_bytes = shared, activation_bytes
+    def __init__(self, shared: TorchModel) -> None:
+        self.shared = shared
         self.params: dict[str, torch.Tensor] = {}
         self.micro_batch: int | None = None
 
@@ -106,7 +106,7 @@ class LockstepModel:
 
     def train(self, task: pb.Task, examples: Sequence[Example], measure_first_step: bool = False) -> LocalResult:
         # A step whose memory is measured runs alone: the tracker sees this device's pass only.
-        activations = self.activation_bytes(task, self.micro_batch or task.batch_size)
+        activations = predicted_activations(task, self.micro_batch or task.batch_size)
         return train_adapter(task, examples, self.params, self.shared.device, measure_first_step,
                              lambda params: LockstepObjective(self.shared.module, self.shared.head, params=params,
                                                               micro_batch=self.micro_batch, adapter=self.params,
@@ -117,11 +117,11 @@ class LockstepModel:
 @dataclass
 class BatchStats:
     passes: int = 0  # batched calls made
-    requests: int = 0  # device passes they served
+    device_passes: int = 0  # device passes they served
 
     @property
     def devices_per_pass(self) -> float:
-        return self.requests / self.passes if self.passes else 0.0
+        return self.device_passes / self.passes if self.passes else 0.0
 
 
 class BatchedForward:
@@ -158,7 +158,7 @@ class BatchedForward:
     def _serve(self, chunk: list[ForwardRequest]) -> list[Reply]:
         if len(chunk) == 1 or self.unbatchable:
             self.stats.passes += len(chunk)
-            self.stats.requests += len(chunk)
+            self.stats.device_passes += len(chunk)
             return [_alone(r) for r in chunk]
         try:
             replies = _vmapped(chunk)
@@ -174,7 +174,7 @@ class BatchedForward:
                           "each device's pass runs alone", RuntimeWarning, stacklevel=2)
             return self._serve(chunk)
         self.stats.passes += 1
-        self.stats.requests += len(chunk)
+        self.stats.device_passes += len(chunk)
         return replies
 
 

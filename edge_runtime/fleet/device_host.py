@@ -20,7 +20,7 @@ from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.estimators import get_method
-from edge_runtime.fleet.accounting import AccountedModel, predicted_activations, workload_of
+from edge_runtime.fleet.accounting import AccountedModel, workload_of
 from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
@@ -97,7 +97,7 @@ class DeviceHost:
     def _backend(self, task: pb.Task) -> TorchModel | LockstepModel:
         model = self._model(task)
         if Lockstep.active() is not None and get_method(task.method).forward_only:
-            return LockstepModel(model, predicted_activations)
+            return LockstepModel(model)
         return model
 
     def _free_bytes(self) -> int:
@@ -191,8 +191,8 @@ class DeviceHost:
     def batching(self) -> dict:
         """How the forward passes were batched: passes run and the device passes they carried."""
         if self.batched is None:
-            return {"passes": 0, "requests": 0}
-        return {"passes": self.batched.stats.passes, "requests": self.batched.stats.requests,
+            return {"passes": 0, "device_passes": 0}
+        return {"passes": self.batched.stats.passes, "device_passes": self.batched.stats.device_passes,
                 "unbatchable": self.batched.unbatchable}
 
     def resident_bytes(self) -> int:

@@ -146,7 +146,7 @@ class FleetEmulator:
         result.peak_rss_bytes = max(self.hosts.call_all("resident_bytes", [()] * self.hosts.size))
         per_host = self.hosts.call_all("batching", [()] * self.hosts.size)
         result.batching = {"passes": sum(h["passes"] for h in per_host),
-                           "device_passes": sum(h["requests"] for h in per_host),
+                           "device_passes": sum(h["device_passes"] for h in per_host),
                            "unbatchable": next((h["unbatchable"] for h in per_host if h.get("unbatchable")), None)}
         return result
 
