@@ -22,6 +22,7 @@ from edge_runtime.models import (
     load_model,
 )
 from edge_runtime.models import smollm2
+from edge_runtime.models.pooled_classifier import PooledClassifier, Pooling
 
 TINY_ALIASES = ("tiny-bert", "tiny-llama")
 
@@ -129,11 +130,16 @@ def test_a_saved_causal_lm_folder_reloads_to_the_same_weights(tmp_path: Path) ->
     assert all(not param.requires_grad for param in reloaded.model.parameters())
 
 
-def test_an_encoder_folder_loads_as_sequence_classification(tmp_path: Path) -> None:
-    loaded = load_model(str(_save_tiny_distilbert(tmp_path)), num_labels=4)
-    assert isinstance(loaded.model, DistilBertForSequenceClassification)
+def test_an_encoder_folder_loads_as_a_pooled_classifier_over_its_base_weights(tmp_path: Path) -> None:
+    folder = _save_tiny_distilbert(tmp_path)
+    loaded = load_model(str(folder), num_labels=4)
+    assert isinstance(loaded.model, PooledClassifier)
     assert (loaded.family, loaded.kind) == ("distilbert", "encoder")
     assert loaded.model.classifier.out_features == 4
+    # No sentence-transformers files: mean pooling, not normalised.
+    assert loaded.model.pooling == Pooling(mode="mean", normalize=False)
+    saved = DistilBertForSequenceClassification.from_pretrained(folder)
+    assert torch.equal(loaded.model.encoder.embeddings.word_embeddings.weight, saved.distilbert.embeddings.word_embeddings.weight)
     assert not loaded.model.training
 
 
@@ -183,11 +189,11 @@ def test_base_weights_missing_from_a_checkpoint_are_warned_about(
     original.model.save_pretrained(tmp_path)
     original.tokenizer.save_pretrained(tmp_path)
     weights = safetensors.torch.load_file(tmp_path / "model.safetensors")
-    del weights["bert.pooler.dense.weight"]
+    del weights["pooler.dense.weight"]
     safetensors.torch.save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
     with caplog.at_level(logging.WARNING, logger="edge_runtime.models"):
         load_model(str(tmp_path))
-    assert "randomly initialised: bert.pooler.dense.weight" in caplog.text
+    assert "randomly initialised: pooler.dense.weight" in caplog.text
 
 
 def test_a_failed_load_still_shows_transformers_report(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -247,11 +253,14 @@ def test_lora_on_a_causal_lm_trains_only_adapters(dtype: torch.dtype) -> None:
     assert peft_model(**batch).logits.shape[-1] == len(loaded.tokenizer)
 
 
-def test_lora_on_distilbert_trains_its_whole_new_head(tmp_path: Path) -> None:
+def test_lora_on_distilbert_trains_its_classifier_once(tmp_path: Path) -> None:
     loaded = load_model(str(_save_tiny_distilbert(tmp_path)))
-    trainable = _trainable(apply_lora(loaded))
+    model = apply_lora(loaded)
+    trainable = _trainable(model)
     heads = {name.split(".")[2] for name in trainable if ".lora_" not in name}
-    assert heads == {"pre_classifier", "classifier"}
+    assert heads == {"classifier"}
+    saved = model.peft_config["default"].modules_to_save
+    assert len(saved) == len(set(saved))
     assert all(".q_lin." in name or ".v_lin." in name for name in trainable if ".lora_" in name)
 
 

@@ -141,7 +141,7 @@ def _meta_model(model: str, num_labels: int, adapter: str, precision: str, r: in
 
 
 def _meta_architecture(model: str, num_labels: int) -> nn.Module:
-    from edge_runtime.models.architectures import model_class_for
+    from edge_runtime.models.architectures import model_from_config
 
     if model in ARCHITECTURES:
         net = build_architecture(model)
@@ -157,8 +157,9 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
                             "nor a local model folder with a config.json")
         config = AutoConfig.from_pretrained(Path(model).expanduser())
     config.num_labels = num_labels
+    # The pooling does not change what a pass holds or costs.
     with torch.device("meta"):
-        return model_class_for(kind_for_family(config.model_type)).from_config(config, attn_implementation="eager")
+        return model_from_config(config)
 
 
 def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int) -> int:

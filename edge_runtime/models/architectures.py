@@ -10,20 +10,20 @@ from __future__ import annotations
 import copy
 
 import torch
+from torch import nn
 from transformers import (
     AutoModelForCausalLM,
-    AutoModelForSequenceClassification,
     BertConfig,
     LlamaConfig,
     MistralConfig,
     OPTConfig,
     PretrainedConfig,
-    PreTrainedModel,
     RobertaConfig,
 )
 
 from edge_runtime.errors import UserError
-from edge_runtime.models.families import ModelKind, kind_for_family
+from edge_runtime.models.families import kind_for_family
+from edge_runtime.models.pooled_classifier import PooledClassifier, Pooling
 
 # Ids of [PAD], [CLS] and [SEP] in the BERT uncased wordpiece vocabulary that the random tiny
 # models share with MiniLM; tiny-llama uses [CLS]/[SEP] as its bos/eos.
@@ -148,12 +148,16 @@ def architecture_config(name: str) -> PretrainedConfig:
         raise UserError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
 
 
-def model_class_for(kind: ModelKind) -> type[AutoModelForCausalLM] | type[AutoModelForSequenceClassification]:
-    return AutoModelForSequenceClassification if kind == "encoder" else AutoModelForCausalLM
+def model_from_config(config: PretrainedConfig, *, pooling: Pooling = Pooling(), attn_implementation: str = "eager") -> nn.Module:
+    """A randomly initialised model: an encoder as a `PooledClassifier` of ``config.num_labels``
+    classes, a causal LM with its language-model head."""
+    if kind_for_family(config.model_type) == "encoder":
+        return PooledClassifier.from_config(config, pooling, attn_implementation=attn_implementation)
+    return AutoModelForCausalLM.from_config(config, attn_implementation=attn_implementation)
 
 
-def build_architecture(name: str) -> PreTrainedModel:
+def build_architecture(name: str) -> nn.Module:
     """The model with the published shapes on the meta device: no weights, no memory."""
     config = architecture_config(name)
     with torch.device("meta"):
-        return model_class_for(kind_for_family(config.model_type)).from_config(config, attn_implementation="eager")
+        return model_from_config(config)

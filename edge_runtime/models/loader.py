@@ -10,13 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from torch import nn
+from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
 from transformers.utils import logging as hf_logging
 
 from edge_runtime.errors import UserError
-from edge_runtime.models.architectures import architecture_config, model_class_for
+from edge_runtime.models.architectures import architecture_config, model_from_config
 from edge_runtime.models.families import ModelKind, kind_for_family
 from edge_runtime.models.minilm import minilm_folder
+from edge_runtime.models.pooled_classifier import PooledClassifier, Pooling
 from edge_runtime.models.registry import MODEL_ALIASES
 from edge_runtime.models.smollm2 import smollm2_folder
 
@@ -33,7 +35,7 @@ _RANDOM_ALIASES: frozenset[str] = frozenset({"tiny-bert", "tiny-llama"})
 
 @dataclass
 class LoadedModel:
-    model: PreTrainedModel  # eval() mode, every base parameter requires_grad=False
+    model: nn.Module  # eval() mode, every base parameter requires_grad=False; encoders: a PooledClassifier
     tokenizer: PreTrainedTokenizerBase  # always has a pad token
     name: str  # the alias or the folder path as given
     family: str  # config.model_type, e.g. "bert", "llama"
@@ -51,7 +53,7 @@ def load_model(
 ) -> LoadedModel:
     """Load an alias (see MODEL_ALIASES) or a local HF folder.
 
-    Encoders get a sequence-classification head with ``num_labels`` outputs, initialised from
+    Encoders become a `PooledClassifier` with ``num_labels`` outputs, its head initialised from
     ``seed`` (as are all weights of the random aliases); causal LMs ignore ``num_labels``.
     ``attn_implementation`` defaults to "eager" because SDPA on CPU has no forward-mode AD.
     Seeds torch's global RNG with ``seed`` on purpose: what draws from it next (LoRA's
@@ -87,7 +89,8 @@ def _build_random(alias: str, options: _LoadOptions) -> LoadedModel:
     if kind == "encoder":
         config.num_labels = options.num_labels
     torch.manual_seed(options.seed)
-    model = model_class_for(kind).from_config(config, attn_implementation=options.attn_implementation)
+    # Like any encoder without sentence-transformers files: mean pooling, not normalised.
+    model = model_from_config(config, attn_implementation=options.attn_implementation)
     # Initialise in fp32 and cast, so a seed gives the same weights (up to rounding) in every dtype.
     model.to(options.dtype)
     tokenizer = AutoTokenizer.from_pretrained(minilm_folder())
@@ -108,21 +111,24 @@ def _load_folder(folder: Path, name: str, options: _LoadOptions) -> LoadedModel:
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read the model config in {str(folder)!r}: {_first_line(error)}") from error
     kind = kind_for_family(config.model_type)
-    # A checkpoint that already has a classifier of another size gets a new one of the asked size.
-    head_options = {"num_labels": options.num_labels, "ignore_mismatched_sizes": True} if kind == "encoder" else {}
-    torch.manual_seed(options.seed)
+    # An encoder loads as its base model: whatever task head the checkpoint has, this runtime's
+    # head reads the pooled embedding.
+    model_class = AutoModel if kind == "encoder" else AutoModelForCausalLM
     try:
         with _held_back_load_report():
-            model, loading_info = model_class_for(kind).from_pretrained(
+            model, loading_info = model_class.from_pretrained(
                 folder,
                 dtype=options.dtype,
                 attn_implementation=options.attn_implementation,
                 output_loading_info=True,
-                **head_options,
             )
     except OSError as error:  # transformers' way of saying a weight file is missing
         raise UserError(f"cannot load the model in {str(folder)!r}: {_first_line(error)}") from error
-    _warn_about_base_weights_not_loaded(model, loading_info)
+    _warn_about_weights_not_loaded(model, loading_info, everything=kind == "encoder")
+    torch.manual_seed(options.seed)
+    if kind == "encoder":
+        model = PooledClassifier(model, options.num_labels, Pooling.of_folder(folder))
+        model.load_classifier(folder)
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError) as error:  # no tokenizer files, or none this install can read
@@ -131,7 +137,7 @@ def _load_folder(folder: Path, name: str, options: _LoadOptions) -> LoadedModel:
 
 
 def _finish(
-    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, name: str, kind: ModelKind, path: str | None
+    model: nn.Module, tokenizer: PreTrainedTokenizerBase, *, name: str, kind: ModelKind, path: str | None
 ) -> LoadedModel:
     if tokenizer.pad_token is None:
         if tokenizer.eos_token is None:
@@ -171,9 +177,10 @@ def _held_back_load_report() -> Iterator[None]:
                 report_logger.handle(record)
 
 
-def _warn_about_base_weights_not_loaded(model: PreTrainedModel, loading_info: dict) -> None:
-    """A new head is expected; base weights missing or of the wrong shape mean a broken checkpoint."""
-    base_prefix = f"{model.base_model_prefix}."
+def _warn_about_weights_not_loaded(model: nn.Module, loading_info: dict, *, everything: bool) -> None:
+    """Base weights missing or of the wrong shape mean a broken checkpoint. A causal LM's head may
+    be missing (tied to the embeddings); an encoder loaded without a head has nothing but base weights."""
+    base_prefix = "" if everything else f"{model.base_model_prefix}."
     missing = set(loading_info["missing_keys"]) | {key for key, *_ in loading_info["mismatched_keys"]}
     not_loaded = sorted(key for key in missing if key.startswith(base_prefix))
     if not_loaded:

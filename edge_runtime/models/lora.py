@@ -30,16 +30,9 @@ def apply_lora(
     """
     target_names = tuple(targets) if targets else default_lora_targets(loaded.family)
     _check_targets_exist(loaded.model, target_names)
-    is_encoder = loaded.kind == "encoder"
-    config = LoraConfig(
-        r=r,
-        lora_alpha=alpha,
-        target_modules=list(target_names),
-        lora_dropout=0.0,
-        task_type=task_type(loaded),
-        # peft adds only modules named classifier/score; DistilBERT's pre_classifier is new too.
-        modules_to_save=head_module_names(loaded.model) if is_encoder else None,
-    )
+    # For sequence classification peft trains (and saves) the module named `classifier` itself.
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_names), lora_dropout=0.0,
+                        task_type=task_type(loaded))
     return wrap_for_training(loaded, config)
 
 
@@ -73,12 +66,6 @@ def _check_targets_exist(model: torch.nn.Module, targets: Sequence[str]) -> None
             f"no linear layer of {type(model).__name__} matches the LoRA target(s) {', '.join(unmatched)}; "
             f"its linear layers are named: {', '.join(layer_names[:12])}"
         )
-
-
-def head_module_names(model: torch.nn.Module) -> list[str]:
-    """The top-level modules with weights outside the pretrained body: the newly initialised head."""
-    body = getattr(model, "base_model_prefix", "")
-    return [name for name, child in model.named_children() if name != body and any(True for _ in child.parameters())]
 
 
 def _make_fp32(head: torch.nn.Module) -> None:

@@ -3,7 +3,7 @@
 A few trainable key/value vectors per layer are prepended to every attention (peft's
 PrefixTuning, without the reparameterising MLP: MeZO trains the prefixes directly). The prefixes
 stay fp32 whatever the base precision, for the same reason as LoRA's matrices: ZO perturbations
-vanish in half precision. Encoders also train their new classification head.
+vanish in half precision. Encoders also train their classifier (peft's sequence classification adds it).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from peft import PrefixTuningConfig
 
 from edge_runtime.errors import UserError
 from edge_runtime.models.loader import LoadedModel
-from edge_runtime.models.lora import head_module_names, task_type, wrap_for_training
+from edge_runtime.models.lora import task_type, wrap_for_training
 
 
 def apply_prefix(loaded: LoadedModel, *, tokens: int = 5) -> peft.PeftModel:
@@ -23,7 +23,6 @@ def apply_prefix(loaded: LoadedModel, *, tokens: int = 5) -> peft.PeftModel:
         task_type=task_type(loaded),
         num_virtual_tokens=tokens,
         prefix_projection=False,
-        modules_to_save=head_module_names(loaded.model) if loaded.kind == "encoder" else None,
     )
     model = wrap_for_training(loaded, config)
     model.prompt_encoder.float()
