@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections import Counter
@@ -13,6 +14,7 @@ import pytest
 from edge_runtime.errors import UserError
 from edge_runtime.tasks import TASKS, Example, few_shot, get_task, load_split, subsample
 from edge_runtime.tasks.registry import PACKAGED_DATA_DIR
+from edge_runtime.tasks.templates import MEZO, TEMPLATES, prompt_template
 
 # Row counts and label counts as stated in each task's SOURCE.md (label index order).
 SPLIT_LABEL_COUNTS = {
@@ -80,6 +82,7 @@ def test_sst2_prompt_and_stripped_sentence() -> None:
         prompt="hide new secretions from the parental units It was",
         candidates=(" terrible", " great"),
         label=0,
+        fields=(("sentence", "hide new secretions from the parental units"),),
     )
     assert not any(example.text != str(example.text).strip() for example in examples)
 
@@ -111,11 +114,12 @@ def test_boolq_prompt_in_both_file_layouts() -> None:
 
 
 def test_copa_prompt_drops_the_period_and_continues_the_choices() -> None:
-    assert load_split("copa", "train")[0] == Example(
-        text="My body cast a shadow over the grass.",
-        prompt="My body cast a shadow over the grass because",
-        candidates=(" the sun was rising.", " the grass was cut."),
-        label=0,
+    first = load_split("copa", "train")[0]
+    assert (first.text, first.prompt, first.candidates, first.label) == (
+        "My body cast a shadow over the grass.",
+        "My body cast a shadow over the grass because",
+        (" the sun was rising.", " the grass was cut."),
+        0,
     )
     effect = load_split("copa", "eval")[5]
     assert effect.prompt == "I doubted the salesman's pitch so"
@@ -277,3 +281,48 @@ def _pair(example: Example) -> tuple[str, str]:
 def _write(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(content, encoding="utf-8")
+
+
+def test_every_named_template_renders_every_example_of_its_task() -> None:
+    for task, templates in TEMPLATES.items():
+        spec = get_task(task)
+        examples = load_split(task, "eval")[:20]
+        for name, template in templates.items():
+            for example in examples:
+                prompt, candidates = template.render(example)
+                assert len(candidates) == len(example.candidates), (task, name)
+                if name == MEZO:
+                    assert (prompt, candidates) == (example.prompt, example.candidates)
+            assert prompt_template(spec, name) is template
+
+
+def test_default_template_is_the_first_and_mezo_is_always_there() -> None:
+    for task in TASKS:
+        assert prompt_template(get_task(task)).name == next(iter(TEMPLATES[task]))
+        assert prompt_template(get_task(task), "mezo").name == "mezo"
+
+
+def test_a_template_of_ones_own_renders_with_spaced_label_words() -> None:
+    template = prompt_template(get_task("sst2"), "Review: {sentence}\nSentiment:", ("negative", "positive"))
+    example = load_split("sst2", "eval")[0]
+    prompt, candidates = template.render(example)
+    assert prompt == f"Review: {example.text}\nSentiment:"
+    assert candidates == (" negative", " positive")
+    newline = prompt_template(get_task("sst2"), "Review: {sentence}\nSentiment:\n", ("negative", "positive"))
+    assert newline.render(example)[1] == ("negative", "positive")
+
+
+@pytest.mark.parametrize(("task", "prompt", "words", "calibration", "message"), [
+    ("sst2", "Review: {text}", ("a", "b"), "auto", "unknown fields text; sst2's fields are {sentence}"),
+    ("sst2", "Review: {}", ("a", "b"), "auto", "has no slot for the input"),
+    ("sst2", "{sentence} It was", (), "auto", "needs its label words"),
+    ("sst2", "{sentence} It was", ("bad",), "auto", "needs 2 label words"),
+    ("sst2", "{sentence} It was", ("bad", " "), "auto", "must not be empty or blank"),
+    ("sst2", "{sentence", ("a", "b"), "auto", "not a valid format string"),
+    ("sst2", "nonsense", (), "auto", "has no prompt template 'nonsense'"),
+    ("copa", "mezo", (), "centred", "multiple-choice task"),
+    ("sst2", "mezo", (), "sometimes", "unknown calibration"),
+])
+def test_bad_templates_are_one_line_user_errors(task, prompt, words, calibration, message) -> None:
+    with pytest.raises(UserError, match=re.escape(message)):
+        prompt_template(get_task(task), prompt, words, calibration)

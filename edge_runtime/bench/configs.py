@@ -263,3 +263,37 @@ class FederatedBenchConfig:
         if any(not 0 < t <= 1 for t in self.targets):
             raise UserError(f"targets are accuracies in (0, 1], got {self.targets}")
 
+
+
+@dataclass
+class WarmStartBenchConfig:
+    models: tuple[str, ...] = setting("models to score", ("minilm", "smollm2-135m"))
+    tasks: tuple[str, ...] = setting("tasks (packaged data)", ("sst2",))
+    sizes: tuple[int, ...] = setting("encoders: labelled training examples each head is solved from",
+                                     (32, 128, 512, 2048))
+    poolings: tuple[str, ...] = setting("encoders: poolings to compare (own = what the model folder declares)",
+                                        ("own", "cls"))
+    calibration_examples: int = setting("causal LMs: unlabelled training examples a centred calibration reads", 256)
+    eval_examples: int | None = setting("dev examples scored (seeded sample); none = the whole split", None)
+    max_length: int = setting("max tokens per sequence", 256)
+    batch_size: int = setting("examples per forward pass", 32)
+    threads: int = setting("torch threads", 2)
+    seed: int = setting("seed of the training sample", 0)
+    quick: bool = setting("CI size: tiny-bert and tiny-llama, 16 and 32 examples, 32 dev examples", False)
+    out: str = setting("JSON file to write (a Markdown table is written beside it)", "bench-warm-start.json")
+    progress: bool = setting("show a progress bar", True)
+
+    def validate(self) -> None:
+        if self.quick:
+            self.models, self.sizes, self.eval_examples = ("tiny-bert", "tiny-llama"), (16, 32), 32
+            self.calibration_examples, self.max_length = 16, 64
+        require_at_least_one(self, "calibration_examples", "max_length", "batch_size", "threads")
+        if not self.sizes or any(s < 4 for s in self.sizes):
+            raise UserError(f"sizes must be at least 4 examples each (two per class per fold), got {self.sizes}")
+        unknown = [p for p in self.poolings if p not in ("own", "mean", "cls")]
+        if unknown:
+            raise UserError(f"poolings are own, mean or cls, got {', '.join(unknown)}")
+        from edge_runtime.tasks import get_task
+
+        for task in self.tasks:
+            get_task(task)

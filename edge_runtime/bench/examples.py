@@ -3,6 +3,8 @@ the ONNX Runtime probe shares it)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from edge_runtime.tasks import get_task, load_split
 
 
@@ -12,5 +14,5 @@ def long_examples(task: str, batch: int):
     spec = get_task(task)
     examples = load_split(task, "eval", None)[:batch]
     stretch = lambda s: " ".join([s] * 64)  # noqa: E731
-    return spec, [type(ex)(text=stretch(ex.text) if isinstance(ex.text, str) else ex.text,
-                           prompt=stretch(ex.prompt), candidates=ex.candidates, label=ex.label) for ex in examples]
+    return spec, [replace(ex, text=stretch(ex.text) if isinstance(ex.text, str) else ex.text, prompt=stretch(ex.prompt),
+                          fields=tuple((name, stretch(value)) for name, value in ex.fields)) for ex in examples]

@@ -18,6 +18,8 @@ BENCHES = {
     "convergence": ("ConvergenceBenchConfig", "loss and accuracy of every method on the same forward-pass budget "
                                               "(ZO-Bench)"),
     "comm": ("CommBenchConfig", "bytes per round per device: Spry slices, FedAvg adapters, ZO seeds and scalars"),
+    "warm-start": ("WarmStartBenchConfig", "accuracy before any training: forward-only heads (zero-shot, centroids, "
+                                           "ridge) and prompt templates with and without calibration"),
     "federated": ("FederatedBenchConfig", "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet: accuracy "
                                           "per round, rounds to a target, bytes, device memory"),
 }
@@ -26,7 +28,7 @@ BENCHES = {
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.bench import configs
 
-    module = importlib.import_module(f"edge_runtime.bench.{args.bench}")
+    module = importlib.import_module(f"edge_runtime.bench.{args.bench.replace('-', '_')}")
     config = config_from_args(getattr(configs, BENCHES[args.bench][0]), args)
     rows = module.run(config)
     print(module.table(rows))
@@ -45,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.bench import configs
     from edge_runtime.bench.report import ReportConfig
 
-    bench = sub.add_parser("bench", help="benchmarks (memory, speed, fleet, convergence, comm, federated, report) written as JSON")
+    bench = sub.add_parser("bench", help="benchmarks (" + ", ".join([*BENCHES, "report"]) + ") written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
     for name, (config_class, help_text) in BENCHES.items():
         parser = kinds.add_parser(name, help=help_text)

@@ -4,6 +4,10 @@ A head encodes examples into a `Batch` of tensors once per step (so the several 
 of a ZO step all see the same batch) and maps a forward function's outputs to scores of shape
 [batch, candidates]. The loss is cross-entropy over those scores in fp32, whatever the precision
 of the base model.
+
+A head may hold constants fixed by its warm start (an encoder's logit scale, a causal LM's
+calibration offsets): not trained, but part of the objective, so they travel with everything that
+must reproduce its scores (checkpoints, adapters, federated tasks, exported graphs) as `constants()`.
 """
 
 from __future__ import annotations
@@ -51,6 +55,15 @@ class Head(ABC):
             padding = value.new_full((*value.shape[:-1], missing), fill)
             inputs[key] = torch.cat([padding, value] if self.padding_side == "left" else [value, padding], dim=-1)
         return Batch(inputs, batch.labels, batch.extras)
+
+    def constants(self) -> dict[str, float | list[float]]:
+        """The head's warm-start constants, as JSON-ready values; none by default."""
+        return {}
+
+    def load_constants(self, constants: dict) -> None:
+        """Set what `constants()` returned (heads with constants override this)."""
+        if constants:
+            raise ValueError(f"{type(self).__name__} has no constants, got {', '.join(constants)}")
 
     @abstractmethod
     def encode(self, examples: Sequence[Example]) -> Batch: ...

@@ -12,9 +12,16 @@ from edge_runtime.tasks.base import Example
 
 class ClassifierHead(Head):
     """Classification reads `example.text`; multiple choice scores each (prompt, candidate) pair
-    with a one-logit head, so the same model answers any number of candidates."""
+    with a one-logit head, so the same model answers any number of candidates.
+
+    The scores are the model's logits times `logit_scale`, a temperature the warm start fixes:
+    the linear head itself stays at the scale of the embeddings, so one learning rate (and one
+    perturbation size) suits it and the adapters alike, where a head holding the temperature in its
+    weights makes the adapters' directions far steeper than its own.
+    """
 
     def __init__(self, tokenizer, *, multiple_choice: bool, max_length: int) -> None:
+        self.logit_scale = 1.0
         self.tokenizer = tokenizer
         self.multiple_choice = multiple_choice
         self.max_length = max_length
@@ -40,8 +47,14 @@ class ClassifierHead(Head):
             firsts, seconds, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         )
 
+    def constants(self) -> dict[str, float]:
+        return {"logit_scale": self.logit_scale}
+
+    def load_constants(self, constants: dict) -> None:
+        self.logit_scale = float(constants.get("logit_scale", 1.0))
+
     def scores(self, forward: Forward, batch: Batch) -> torch.Tensor:
-        logits = forward(**batch.inputs).logits
+        logits = forward(**batch.inputs).logits * self.logit_scale
         if self.multiple_choice:
             return logits.view(len(batch), int(batch.extras["n_candidates"]))
         return logits

@@ -8,6 +8,10 @@ heads need, so one task serves encoders and causal LMs alike:
   (`prompt`, candidate) pair instead;
 - causal LMs read `prompt` and score each continuation in `candidates` by its token
   log-likelihood (MeZO's prompt + label words; e.g. "<sentence> It was" -> " terrible" / " great").
+
+`fields` keeps the row's texts by name (and a few forms derived from them, such as a COPA choice
+written to continue its premise), so that another prompt template (tasks/templates.py) can render
+the same example differently.
 """
 
 from __future__ import annotations
@@ -24,6 +28,11 @@ class Example:
     prompt: str
     candidates: tuple[str, ...]
     label: int
+    fields: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def field_values(self) -> dict[str, str]:
+        return dict(self.fields)
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,9 @@ class TaskSpec:
     train_split: str
     eval_split: str
     description: str
+    # Sentences that describe each class, for an encoder's zero-shot head (cosine similarity of a
+    # text's embedding to each); empty where no single sentence describes a class (sentence pairs).
+    label_descriptions: tuple[str, ...] = ()
 
     @property
     def num_labels(self) -> int:

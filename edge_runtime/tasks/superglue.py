@@ -24,6 +24,7 @@ def _rte_example(row: Row) -> Example:
         prompt=f'{premise}\nDoes this mean that "{hypothesis}" is true? Yes or No?\n',
         candidates=RTE_LABEL_WORDS,
         label=lookup_field(row, "label", {"entailment": 0, "not_entailment": 1}),
+        fields=(("premise", premise), ("hypothesis", hypothesis)),
     )
 
 
@@ -45,6 +46,7 @@ def _boolq_example(row: Row) -> Example:
         prompt=f"{passage} {asked}\n",
         candidates=BOOLQ_LABEL_WORDS,
         label=label,
+        fields=(("passage", passage), ("question", asked)),
     )
 
 
@@ -52,11 +54,15 @@ def _copa_example(row: Row) -> Example:
     premise = text_field(row, "premise")
     conjunction = lookup_field(row, "question", {"cause": " because", "effect": " so"})
     choices = (text_field(row, "choice1"), text_field(row, "choice2"))
+    continued = tuple(_continue_sentence(choice) for choice in choices)
     return Example(
         text=premise,
         prompt=premise.removesuffix(".") + conjunction,
-        candidates=tuple(" " + _continue_sentence(choice) for choice in choices),
+        candidates=tuple(" " + choice for choice in continued),
         label=lookup_field(row, "label", {0: 0, 1: 1}),
+        fields=(("premise", premise), ("premise_stem", premise.removesuffix(".")), ("conjunction", conjunction.strip()),
+                ("choice1", choices[0]), ("choice2", choices[1]),
+                ("choice1_continued", continued[0]), ("choice2_continued", continued[1])),
     )
 
 

@@ -20,6 +20,7 @@ def _winogrande_example(row: Row) -> Example:
         prompt="",
         candidates=tuple(sentence.replace("_", option) for option in options),
         label=lookup_field(row, "answer", {"1": 0, "2": 1}),
+        fields=(("sentence", sentence), ("option1", options[0]), ("option2", options[1])),
     )
 
 

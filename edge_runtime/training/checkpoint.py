@@ -29,6 +29,8 @@ class Progress:
     method: str
     model: str
     task: str
+    # The head's warm-start constants (heads/base.py), fixed when training started.
+    head_constants: dict | None = None
 
 
 def _save_tensors(tensors: Mapping[str, torch.Tensor], path: Path) -> None:

@@ -20,6 +20,21 @@ class TrainConfig:
     train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
     k_shot: int | None = setting("examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
     eval_examples: int | None = setting("evaluation examples (seeded sample); none = the whole split", 500)
+    prompt: str = setting("causal LMs: a prompt template of the task (edgetune list shows them; default = the "
+                          "measured best) or your own with the task's fields in braces, e.g. "
+                          "'Review: {sentence}\\nSentiment:'", "default")
+    label_words: tuple[str, ...] = setting("causal LMs: comma-separated words answering each class (with your own "
+                                           "prompt; a space is put before each unless the prompt ends in one)", ())
+    calibration: str = setting("causal LMs: none, content-free or centred (subtract the mean scores of unlabelled "
+                               "training inputs); auto = the template's measured best", "auto")
+    warm_start: str = setting("encoders: the head training starts from, solved with forward passes only: none, "
+                              "zero-shot (label descriptions), centroids or ridge (from the training examples' "
+                              "features); auto = ridge from 1024 labelled examples, centroids below", "auto")
+    warm_start_examples: int = setting("encoders: labelled training examples the warm start reads", 2048)
+    train_head: bool = setting("encoders: train the classifier too; false keeps the warm start's head and trains "
+                               "the adapter only (the head's steep logit scale then does not cap the step size)",
+                               True)
+    calibration_examples: int = setting("causal LMs: unlabelled training examples a centred calibration reads", 256)
     method: str = setting("training method (edgetune list shows them all)", "zo-sgd")
     steps: int = setting("optimizer steps", 1000)
     batch_size: int = setting("examples per step", 16)
@@ -71,6 +86,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "mu": self.mu, "queries": self.queries,
+                    "warm_start_examples": self.warm_start_examples, "calibration_examples": self.calibration_examples,
                     "lora_r": self.lora_r, "prefix_tokens": self.prefix_tokens, "max_length": self.max_length,
                     "eval_batch_size": self.eval_batch_size}
         for name, value in positive.items():

@@ -14,13 +14,16 @@ from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
 from edge_runtime.estimators.directions import Snapshot, step_seed
 from edge_runtime.heads import head_for
+from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.memory import Workload
 from edge_runtime.memory.planner import Plan, plan_under_cap, refit_after_loading
 from edge_runtime.memory.watchdog import MemoryWatchdog
 from edge_runtime.models import LoadedModel, load_model
+from edge_runtime.models.pooled_classifier import freeze_classifier
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
-from edge_runtime.tasks import Example, TaskSpec, get_task
+from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
+from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples
@@ -28,6 +31,7 @@ from edge_runtime.training.evaluation import EvalResult, evaluate
 from edge_runtime.training.schedule import learning_rate
 from edge_runtime.units import format_bytes, parse_bytes
 from edge_runtime.memory import measure as memory
+from edge_runtime.warm_start.forward import WarmStart, calibrate, resolve_encoder_warm_start, warm_start_encoder
 
 # Loss before/after is measured on at most this many training examples, the same ones both times.
 TRAIN_PROBE = 256
@@ -62,6 +66,7 @@ def _device(name: str) -> torch.device:
 def build_run(config: TrainConfig) -> Run:
     spec = get_task(config.task)
     num_labels = spec.num_labels
+    template = prompt_template(spec, config.prompt, config.label_words, config.calibration)
     device = _device(config.device)
     train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
     eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
@@ -76,7 +81,9 @@ def build_run(config: TrainConfig) -> Run:
     peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
                                alpha=config.lora_alpha, targets=config.lora_targets or None,
                                prefix_tokens=config.prefix_tokens).to(device)
-    objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length),
+    if not config.train_head:
+        freeze_classifier(peft_model)
+    objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length, template),
                           micro_batch=config.micro_batch)
     settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
@@ -153,6 +160,10 @@ def fit(run: Run) -> dict:
         progress, method_state = load_checkpoint(out_dir / "checkpoint", params)
         run.method.load_state_dict(method_state)
         first_step = progress.step
+        run.objective.head.load_constants(progress.head_constants or {})
+        warm = WarmStart("resumed")
+    else:
+        warm = warm_start(run)
 
     probe = run.train[:TRAIN_PROBE]
     measure = lambda examples: evaluate(objective, examples, config.eval_batch_size, device)  # noqa: E731
@@ -218,15 +229,26 @@ def fit(run: Run) -> dict:
             step = config.steps
 
     _checkpoint(run, out_dir, step)
-    run.peft_model.save_pretrained(str(out_dir / "adapter"))
+    save_adapter(run.peft_model, run.objective.head, out_dir / "adapter")
     train_after, eval_after = measure(probe), measure(run.eval)
     summary = _summary(run, step - first_step, forward_passes, stopped, train_before, train_after, eval_before,
-                       eval_after, time.perf_counter() - started, out_dir)
+                       eval_after, time.perf_counter() - started, out_dir, warm)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
         Path(config.out).write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def warm_start(run: Run) -> WarmStart:
+    """The head training starts from, by forward passes over (a seeded sample of) the training examples."""
+    config = run.config
+    if run.loaded.kind == "causal_lm":
+        examples = subsample(run.train, config.calibration_examples, config.seed)
+        return calibrate(run.objective, examples, config.eval_batch_size, run.device)
+    examples = subsample(run.train, config.warm_start_examples, config.seed)
+    kind = resolve_encoder_warm_start(config.warm_start, run.spec, len(examples))
+    return warm_start_encoder(run.objective, run.spec, kind, examples, config.eval_batch_size, run.device)
 
 
 def _refit(run: Run) -> None:
@@ -244,15 +266,16 @@ def _refit(run: Run) -> None:
 def _checkpoint(run: Run, out_dir: Path, step: int) -> None:
     c = run.config
     save_checkpoint(out_dir / "checkpoint", run.objective.params, run.method.state_dict(),
-                    Progress(step=step, method=c.method, model=c.model, task=c.task), run.peft_model)
+                    Progress(step=step, method=c.method, model=c.model, task=c.task,
+                             head_constants=run.objective.head.constants()), run.peft_model)
 
 
 def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_before: EvalResult,
              train_after: EvalResult, eval_before: EvalResult, eval_after: EvalResult, wall: float,
-             out_dir: Path) -> dict:
+             out_dir: Path, warm: WarmStart) -> dict:
     c = run.config
     return {
-        "method": c.method, "model": c.model, "task": c.task, "steps": steps,
+        "method": c.method, "model": c.model, "task": c.task, "steps": steps, "warm_start": warm.as_dict(),
         "train_examples": len(run.train), "eval_examples": len(run.eval), "batch_size": c.batch_size,
         "lr": run.lr, "mu": c.mu, "queries": c.queries, "seed": c.seed,
         "initial_train_loss": train_before.loss, "final_train_loss": train_after.loss,
