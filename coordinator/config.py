@@ -28,6 +28,16 @@ class CoordinatorConfig:
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("LoRA target modules; empty = family default", ())
     max_length: int = setting("tokens per sequence", 128)
+    prompt: str = setting("causal LMs: the task's prompt template by name (default = the measured best) or a format "
+                          "string of its fields", "default")
+    label_words: tuple[str, ...] = setting("causal LMs: the words answering each class, with a prompt of your own", ())
+    calibration: str = setting("causal LMs: none, content-free or centred (a statistics round over the devices' "
+                               "unlabelled inputs); auto = the template's own", "auto")
+    warm_start: str = setting("encoders: the head the rounds start from: none, zero-shot (label descriptions), "
+                              "centroids or ridge (solved from the devices' feature statistics in round 0); auto = "
+                              "centroids or ridge by the examples the devices send", "auto")
+    warm_start_examples: int = setting("local training examples a device reads for the warm start's statistics "
+                                       "(causal LMs: for a centred calibration)", 2048)
     seed: int = setting("seed of the initial adapter, of the planners and of every device task", 0)
     device: Literal["cpu", "cuda"] = setting("where the coordinator's copy of the model evaluates (the fleet emulator's "
                                              "devices train there too)", "cpu")
@@ -71,7 +81,8 @@ class CoordinatorConfig:
 
     def validate(self) -> None:
         require_at_least_one(self, "rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r",
-                             "max_length", "partitions", "eval_examples", "train_probe_examples")
+                             "max_length", "partitions", "eval_examples", "train_probe_examples",
+                             "warm_start_examples")
         for name in ("lr", "mu", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",
                      "max_update_norm", "max_message_mb"):
             value = getattr(self, name)

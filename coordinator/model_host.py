@@ -1,18 +1,24 @@
 """The coordinator's own copy of the model (PyTorch, fp32): the initial adapter every device
-starts from, evaluation of the merged adapter after each round, and the final peft export."""
+starts from, a warm start it can compute alone, evaluation of the merged adapter after each round,
+and the final peft export."""
 
 from __future__ import annotations
 
+import numpy as np
+
 from coordinator.config import CoordinatorConfig
+from coordinator.warm_start import HeadLayout
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-from edge_runtime.tasks import load_split, subsample
+from edge_runtime.objective import Objective
+from edge_runtime.tasks import get_task, load_split, subsample
+from edge_runtime.warm_start.forward import ZERO_SHOT_TEMPERATURE, content_free_offsets, zero_shot_linear_head
 
 
 def model_spec(config: CoordinatorConfig) -> ModelSpec:
     # The model seed stays ModelSpec's default: the random test models draw their frozen base from
     # it, and every device must hold the same base as the coordinator.
     return ModelSpec(config.model, config.task, "fp32", config.lora_r, config.lora_alpha, tuple(config.lora_targets),
-                     config.max_length)
+                     config.max_length, prompt=config.prompt, label_words=tuple(config.label_words))
 
 
 class TorchHost(TorchModel):
@@ -28,3 +34,25 @@ class TorchHost(TorchModel):
         evaluated, probed = self.evaluate(self.eval_examples), self.evaluate(self.train_probe)
         return {"eval_accuracy": evaluated.accuracy, "eval_loss": evaluated.loss, "train_loss": probed.loss,
                 "train_accuracy": probed.accuracy}
+
+    def set_constants(self, constants: dict) -> None:
+        self.head.load_constants(constants)
+
+    def head_layout(self) -> HeadLayout:
+        spec, first = get_task(self.spec.task), self.eval_examples[0]
+        if self.kind == "causal_lm":
+            return HeadLayout(classes=len(self.head.template.render(first)[1]), width=0, candidates=None)
+        weight, bias = self.classifier_tensors()
+        multiple_choice = spec.kind == "multiple_choice"
+        width = self.params[weight].shape[1]
+        return HeadLayout(classes=2 if multiple_choice else len(spec.label_words), width=width,
+                          candidates=len(first.candidates) if multiple_choice else None, weight=weight, bias=bias)
+
+    def zero_shot_head(self) -> tuple[dict[str, np.ndarray], dict]:
+        head = zero_shot_linear_head(Objective(self.module, self.head), get_task(self.spec.task), self.device)
+        layout = self.head_layout()
+        return ({layout.weight: head.weight.astype(np.float32), layout.bias: head.bias.astype(np.float32)},
+                {"logit_scale": ZERO_SHOT_TEMPERATURE})
+
+    def content_free_offsets(self) -> list[float]:
+        return content_free_offsets(Objective(self.module, self.head), self.eval_examples[0], self.device).tolist()

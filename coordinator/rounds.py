@@ -36,9 +36,12 @@ from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
+from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
+from edge_runtime.tasks import get_task
 from edge_runtime.tasks.partition import Partition
+from edge_runtime.tasks.templates import prompt_template
 
 # |projected gradient| beyond this is not a gradient; ZO scalars are O(1) for a sane loss.
 MAX_SCALAR = 1e6
@@ -47,11 +50,18 @@ MAX_SCALAR = 1e6
 class ModelHost(Protocol):
     """What the coordinator needs from its copy of the model."""
 
+    kind: str  # encoder | causal_lm
+
     def shapes(self) -> dict[str, tuple[int, ...]]: ...
     def state(self) -> dict[str, np.ndarray]: ...
     def load_state(self, state: Mapping[str, np.ndarray]) -> None: ...
+    def set_constants(self, constants: dict) -> None: ...
     def evaluate_state(self) -> dict[str, float]: ...
     def export(self, folder: str) -> None: ...
+    # The warm start (coordinator/warm_start.py).
+    def head_layout(self) -> HeadLayout: ...
+    def zero_shot_head(self) -> tuple[dict[str, np.ndarray], dict]: ...
+    def content_free_offsets(self) -> list[float]: ...
 
 
 @dataclass
@@ -87,6 +97,10 @@ class RoundKeeper:
                                 config.lora_alpha, tuple(config.lora_targets),
                                 num_labels=self._num_labels())
         prepare(self.shape)
+        self.template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
+        self.warm_start = plan_warm_start(host.kind, config.warm_start, self.template.calibration)
+        self.head_layout = host.head_layout()
+        self.head_constants: dict = {}
         self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                           config.server_beta2, config.server_tau)
         self.lock = threading.RLock()
@@ -100,8 +114,6 @@ class RoundKeeper:
         self.recover()
 
     def _num_labels(self) -> int:
-        from edge_runtime.tasks import get_task
-
         return get_task(self.config.task).num_labels
 
     # Recovery
@@ -117,17 +129,19 @@ class RoundKeeper:
                     self.log(f"coordinator: {error}; falling back to the previous checkpoint")
             if loaded is None:
                 self.version, self.params, self.optimizer.state = 0, self.host.state(), {}
+                head, self.head_constants = initial_head(self.warm_start, self.host)
+                self.params.update(head)
                 if not rounds:
-                    file, sha256 = self.store.write(0, self.params, {})
+                    file, sha256 = self.store.write(0, self.params, {}, self.head_constants)
                     # Round -1 is the initial adapter: the baseline every round is compared with.
                     self.ledger.close_round_metrics(-1, {"round": -1, "state_version": 0, **self._evaluate()})
                     self.ledger.record_checkpoint(0, -1, file, sha256)
             else:
-                self.version, self.params, self.optimizer.state = loaded
+                self.version, self.params, self.optimizer.state, self.head_constants = loaded
             closed = [r for r in rounds if r.status == "closed" and r.round >= self.version]
             for row in closed:  # closed after the checkpoint we could read: merge them again
                 self._merge(row.round)
-                file, sha256 = self.store.write(self.version, self.params, self.optimizer.state)
+                file, sha256 = self.store.write(self.version, self.params, self.optimizer.state, self.head_constants)
                 self.ledger.record_checkpoint(self.version, row.round, file, sha256)
             open_rows = [r for r in rounds if r.status == "open"]
             if open_rows:
@@ -182,6 +196,9 @@ class RoundKeeper:
             self._note(f"waiting for devices: {online} online, {self.config.min_devices} needed")
             return
         devices = self.online_devices()
+        if self.warm_start.needs_devices and round_ == 0:
+            self._open_statistics_round(devices)
+            return
         if self.config.devices_per_round and len(devices) > self.config.devices_per_round:
             devices = random.Random(_seed(self.config.seed, "sample", round_)).sample(
                 sorted(devices, key=lambda d: d.id), self.config.devices_per_round)
@@ -206,6 +223,25 @@ class RoundKeeper:
                  f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
                  + (f", {len(plan.excluded)} devices sat out" if plan.excluded else ""))
 
+    def _open_statistics_round(self, devices: list[DeviceInfo]) -> None:
+        """Round 0 of a warm start that needs the devices' data: every online device sends statistics."""
+        now = self.clock()
+        deadline = now + self.config.round_deadline_s
+        tasks = {d.id: self._statistics_task(d.id, deadline) for d in devices}
+        row = RoundRow(0, "open", now, deadline, None, self.version, {
+            "work": "statistics", "slices": {d: [] for d in tasks}, "excluded": {}, "uncovered": []})
+        self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
+        crash_point("round-opened")
+        self.open = OpenRound(row, tasks, {})
+        self.waiting_note = ""
+        self.log(f"coordinator: round 0 open: {len(tasks)} devices send the warm start's statistics")
+
+    def _statistics_task(self, device: str, deadline: float) -> pb.Task:
+        task = self._task(0, device, [], Capacity(trainable_bytes=0, steps=0, step_seconds=0.0), deadline)
+        task.work = pb.Task.STATISTICS
+        task.statistics_examples = self.config.warm_start_examples
+        return task
+
     def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float) -> pb.Task:
         c = self.config
         data = ""
@@ -219,7 +255,10 @@ class RoundKeeper:
             method=self.method, steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
             mu=c.mu, queries=c.queries, seed=_seed(c.seed, "task", round_, device) % 2**63,
             upload=self.planner.upload, deadline_unix=deadline, max_length=c.max_length,
-            precision=c.precision, lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_targets=list(c.lora_targets))
+            precision=c.precision, lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_targets=list(c.lora_targets),
+            logit_scale=self.head_constants.get("logit_scale"),
+            score_offsets=self.head_constants.get("score_offsets", []),
+            prompt=c.prompt, label_words=list(c.label_words))
 
     def _maybe_close(self) -> None:
         open_ = self.open
@@ -238,7 +277,7 @@ class RoundKeeper:
         round_ = open_.row.round
         summary = self._merge(round_)
         crash_point("round-merged")
-        file, sha256 = self.store.write(self.version, self.params, self.optimizer.state)
+        file, sha256 = self.store.write(self.version, self.params, self.optimizer.state, self.head_constants)
         crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.bytes_down.get(round_, 0), "planner": self.config.planner,
@@ -258,6 +297,7 @@ class RoundKeeper:
         staging = self.adapter_path.with_name(self.adapter_path.name + ".writing")
         shutil.rmtree(staging, ignore_errors=True)
         self.host.load_state(self.params)
+        self.host.set_constants(self.head_constants)
         self.host.export(str(staging))
         shutil.rmtree(self.adapter_path, ignore_errors=True)
         staging.rename(self.adapter_path)
@@ -271,6 +311,8 @@ class RoundKeeper:
     def _merge(self, round_: int) -> dict:
         """Merge round's accepted updates into the state; advances the version."""
         assignments = {d: pb.Task.FromString(blob) for d, (blob, _) in self.ledger.assignments(round_).items()}
+        if any(task.work == pb.Task.STATISTICS for task in assignments.values()):
+            return self._merge_statistics(round_, assignments)
         updates, losses, classes = [], [], {}
         bytes_up = 0
         for row in self.ledger.updates(round_):
@@ -300,8 +342,29 @@ class RoundKeeper:
             "participants_by_class": classes,
         }
 
+    def _merge_statistics(self, round_: int, assignments: dict[str, pb.Task]) -> dict:
+        """Solve the warm start's head from the round's statistics; with none received, the head
+        stays as it was and training starts from there."""
+        received, bytes_up = [], 0
+        for row in self.ledger.updates(round_):
+            header = pb.UpdateHeader.FromString(row.header)
+            received.append(check_statistics(self.warm_start, self.head_layout, header, assignments[row.device_id],
+                                             load_tensors(row.tensors)))
+            bytes_up += row.wire_bytes
+        summary = {"warm_start": "none: no statistics arrived"}
+        if received:
+            tensors, self.head_constants, summary = solve(self.warm_start, self.head_layout, received)
+            self.params.update(tensors)
+        self.version = round_ + 1
+        return {"round": round_, "state_version": self.version, "work": "statistics", "assigned": len(assignments),
+                "updates": len(received), "slices_trained": 0, "slices_total": len(self.slices),
+                "device_loss_before": None, "device_loss_after": None, "bytes_up": bytes_up,
+                "bytes_up_per_update": bytes_up / len(received) if received else 0, "participants_by_class": {},
+                **summary}
+
     def _evaluate(self) -> dict:
         self.host.load_state(self.params)
+        self.host.set_constants(self.head_constants)
         return self.host.evaluate_state()
 
     def _note(self, note: str) -> None:
@@ -368,6 +431,10 @@ class RoundKeeper:
             open_.accounted[device_id] = "refused"
             self.log(f"coordinator: device {device_id[:8]} declined round {header.round}: {header.refused[:200]}")
             return
+        if task.work == pb.Task.STATISTICS:
+            check_statistics(self.warm_start, self.head_layout, header, task, deltas)
+            self._store(header, device_id, task, save_tensors(deltas), wire_bytes)
+            return
         check_header(header, task)
         shapes = {n: self.shapes[n] for n in task.tensors}
         if task.upload == "seeds":
@@ -381,11 +448,15 @@ class RoundKeeper:
         else:
             check_deltas(deltas, task, shapes, self.config.max_update_norm)
             blob = save_tensors(deltas)
+        self._store(header, device_id, task, blob, wire_bytes)
+
+    def _store(self, header: pb.UpdateHeader, device_id: str, task: pb.Task, blob: bytes | None,
+               wire_bytes: int) -> None:
         if not self.ledger.accept_update(UpdateRow(header.round, device_id, task.task_id,
                                                    header.SerializeToString(), blob, wire_bytes)):
             raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
         crash_point("update-committed")
-        open_.accounted[device_id] = "submitted"
+        self.open.accounted[device_id] = "submitted"
 
 
     def _is_resend(self, device_id: str, header: pb.UpdateHeader, deltas: dict[str, np.ndarray]) -> bool:
@@ -403,6 +474,10 @@ class RoundKeeper:
 
 
 def _describe(m: dict) -> str:
+    if m.get("work") == "statistics":
+        return (f"round {m['round']}: warm start from {m['updates']}/{m['assigned']} devices' statistics: "
+                f"{m['warm_start']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
+                f"up {m['bytes_up'] / 1e3:.1f} KB, {m['wall_s']:.1f} s")
     return (f"round {m['round']}: {m['updates']}/{m['assigned']} updates, slices {m['slices_trained']}/"
             f"{m['slices_total']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
             f"up {m['bytes_up'] / 1e3:.1f} KB, down {m['bytes_down'] / 1e3:.1f} KB, {m['wall_s']:.1f} s")

@@ -9,6 +9,7 @@ detected on load and the previous version is used instead (see rounds.RoundKeepe
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -44,16 +45,16 @@ class StateStore:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def write(self, version: int, tensors: dict[str, np.ndarray],
-              optimizer: dict[str, np.ndarray]) -> tuple[str, str]:
-        """(file name, sha256) of the written version."""
+    def write(self, version: int, tensors: dict[str, np.ndarray], optimizer: dict[str, np.ndarray],
+              head_constants: dict | None = None) -> tuple[str, str]:
+        """(file name, sha256) of the written version; the head's warm-start constants ride in its metadata."""
         data = save({**tensors, **{OPTIMIZER_PREFIX + k: v for k, v in optimizer.items()}},
-                    metadata={"version": str(version)})
+                    metadata={"version": str(version), "head_constants": json.dumps(head_constants or {})})
         name = f"state-{version:06d}.safetensors"
         write_atomically(self.folder / name, data)
         return name, hashlib.sha256(data).hexdigest()
 
-    def read(self, name: str, sha256: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    def read(self, name: str, sha256: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
         path = self.folder / name
         try:
             data = path.read_bytes()
@@ -64,4 +65,11 @@ class StateStore:
         everything = load(data)
         optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in everything.items() if k.startswith(OPTIMIZER_PREFIX)}
         tensors = {k: v for k, v in everything.items() if not k.startswith(OPTIMIZER_PREFIX)}
-        return tensors, optimizer
+        return tensors, optimizer, _head_constants(data)
+
+
+def _head_constants(data: bytes) -> dict:
+    """The metadata of a safetensors blob: its 8-byte little-endian header length, then the JSON header."""
+    length = int.from_bytes(data[:8], "little")
+    metadata = json.loads(data[8:8 + length]).get("__metadata__", {})
+    return json.loads(metadata.get("head_constants", "{}"))

@@ -23,7 +23,9 @@ LAPTOP = pb.DeviceProfile(name="laptop", device_class="laptop", memory_cap_bytes
 
 
 def small_config(tmp_path, **overrides) -> CoordinatorConfig:
+    """Rounds of training from the initial adapter; the warm start's own round has its tests."""
     config = CoordinatorConfig(state_dir=str(tmp_path / "coordinator"), model="tiny-bert", task="sst2", rounds=3,
+                               warm_start="none",
                                local_steps=5, batch_size=8, lr=1e-2, data="partition", partitions=4,
                                dirichlet_alpha=None, data_dir=SMALL_DATA, eval_examples=32, train_probe_examples=128,
                                max_length=64, progress=False)

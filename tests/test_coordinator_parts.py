@@ -198,7 +198,7 @@ def test_tensor_chunks_round_trip_and_refuse_lies():
 def test_a_damaged_checkpoint_is_detected(tmp_path):
     store = StateStore(tmp_path)
     name, sha = store.write(1, {"a": np.ones(4, np.float32)}, {"m.a": np.zeros(4, np.float32)})
-    tensors, optimizer = store.read(name, sha)
+    tensors, optimizer, _ = store.read(name, sha)
     assert list(tensors) == ["a"] and list(optimizer) == ["m.a"]
     data = (tmp_path / name).read_bytes()
     (tmp_path / name).write_bytes(data[: len(data) // 2])

@@ -10,7 +10,7 @@ from coordinator.service import CallFailed, CoordinatorService
 from edge_runtime.agent.client import CallRejected
 from edge_runtime.agent.work import update_header
 from edge_runtime.fleet.emulator import seeded_identities
-from edge_runtime.protocol import PROTOCOL_KEY, pb
+from edge_runtime.protocol import PROTOCOL_KEY, PROTOCOL_VERSION, pb
 from edge_runtime.random_directions import FINGERPRINT
 from tests.federation import LAPTOP, Federation, small_config
 
@@ -74,14 +74,15 @@ def test_late_replayed_and_foreign_updates_are_rejected_and_logged(tmp_path):
 def test_calls_without_the_right_token_version_or_secret_are_refused(tmp_path):
     federation = Federation(small_config(tmp_path, join_secret="s3cret"), devices=0)
     service = federation.service
-    register = pb.RegisterRequest(protocol_version=1, join_secret="s3cret", profile=LAPTOP,
+    register = pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, join_secret="s3cret", profile=LAPTOP,
                                   direction_fingerprint=FINGERPRINT)
     reply = service.register(register)
-    good = {"x-edgetune-device": reply.device_id, "x-edgetune-token": reply.token, PROTOCOL_KEY: "1"}
+    good = {"x-edgetune-device": reply.device_id, "x-edgetune-token": reply.token, PROTOCOL_KEY: str(PROTOCOL_VERSION)}
     service.heartbeat(good)
     cases = [
         (lambda: service.heartbeat({**good, "x-edgetune-token": "forged"}), grpc.StatusCode.UNAUTHENTICATED),
-        (lambda: service.heartbeat({**good, PROTOCOL_KEY: "2"}), grpc.StatusCode.FAILED_PRECONDITION),
+        (lambda: service.heartbeat({**good, PROTOCOL_KEY: str(PROTOCOL_VERSION - 1)}),
+         grpc.StatusCode.FAILED_PRECONDITION),
         (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "join_secret": "guess"})),
          grpc.StatusCode.PERMISSION_DENIED),
         (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "direction_fingerprint": "x"})),

@@ -35,11 +35,15 @@ def test_graph_scores_match_torch_for_new_lora_values_and_shapes(exported_graph,
         batch = head.encode(examples)
         feed = {name: batch.inputs[name].numpy() for name in manifest["inputs"]}
         feed.update({t["input"]: x.numpy() for t, x in zip(manifest["trainable"], lora)})
-        (scores,) = session.run(None, feed)
+        outputs = session.run(None, feed)
         with torch.no_grad():
-            want = reference(*[batch.inputs[n] for n in manifest["inputs"]], *lora).numpy()
-        assert scores.shape == want.shape
-        np.testing.assert_allclose(scores, want, rtol=1e-4, atol=1e-4)
+            wanted = reference(*[batch.inputs[n] for n in manifest["inputs"]], *lora)
+        # An encoder's graph also returns the pooled embedding its classifier reads.
+        wanted = [wanted] if isinstance(wanted, torch.Tensor) else list(wanted)
+        assert len(outputs) == len(wanted) == (2 if manifest["features_output"] else 1)
+        for got, want in zip(outputs, wanted):
+            assert got.shape == want.shape
+            np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_export_refuses_what_it_cannot_build_yet(tmp_path, capsys):

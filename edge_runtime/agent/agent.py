@@ -33,6 +33,7 @@ class Backend(Protocol):
     def shapes(self) -> dict[str, tuple[int, ...]]: ...
     def load_state(self, state: dict[str, np.ndarray]) -> None: ...
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult: ...
+    def statistics(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult: ...
 
 
 class TaskRefused(Exception):
@@ -113,6 +114,8 @@ class Agent:
         task = reply.task
         try:
             backend = self._prepare(task)
+            if task.work == pb.Task.STATISTICS:
+                return Prepared("task", task, backend.statistics(task, self.data.examples(task)))
             result = backend.train(task, self.data.examples(task))
         except TaskRefused as refusal:
             return Prepared("refused", task, refusal=str(refusal))
@@ -127,11 +130,15 @@ class Agent:
             self.client.submit(pb.UpdateHeader(task_id=task.task_id, round=task.round, refused=prepared.refusal), {})
             self.log(f"agent: declined round {task.round}: {prepared.refusal}")
             return "refused"
-        answer = self.client.submit(update_header(task, result), result.deltas if task.upload == "dense" else {})
+        statistics = task.work == pb.Task.STATISTICS
+        answer = self.client.submit(update_header(task, result),
+                                    result.deltas if statistics or task.upload == "dense" else {})
         if not answer.accepted:
             self.log(f"agent: round {task.round} update rejected: {answer.reason}")
             return "rejected"
         self.rounds_done += 1
+        if statistics:
+            return "trained"
         self.client.report_metrics(pb.MetricsReport(round=task.round, values={
             "loss_before": result.loss_before, "loss_after": result.loss_after, "steps": result.steps,
             "train_seconds": result.seconds}))
@@ -148,7 +155,7 @@ class Agent:
         backend = self.backend_for(task)
         shapes = backend.shapes()
         unknown = [name for name in task.tensors if name not in shapes]
-        if unknown or not task.tensors:
+        if unknown or not (task.tensors or task.work == pb.Task.STATISTICS):
             raise TaskRefused(f"the task names tensors this model does not have: {unknown[:3]}")
         if self.state_version != task.state_version:
             version, state = self.client.fetch_state()

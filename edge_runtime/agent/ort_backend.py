@@ -11,12 +11,16 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.agent.work import LocalResult, run_local_steps
+from edge_runtime.agent.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.estimation import EstimatorSettings
 from edge_runtime.ort.methods import METHODS, build_method
 from edge_runtime.ort.session import GraphObjective
 from edge_runtime.protocol import pb
-from edge_runtime.tasks import Example
+from edge_runtime.tasks import Example, get_task
+from edge_runtime.tasks.templates import prompt_template
+from edge_runtime.warm_start import FeatureStatistics, ScoreStatistics
+
+STATISTICS_BATCH = 32
 
 
 class OrtModel:
@@ -33,6 +37,10 @@ class OrtModel:
         m = self.manifest
         want = {"model": (task.model, m.model), "task": (task.task, m.task), "lora_r": (task.lora_r, m.lora_r),
                 "lora_alpha": (task.lora_alpha, m.lora_alpha)}
+        if m.template is not None:
+            asked = prompt_template(get_task(task.task), task.prompt or "default", tuple(task.label_words))
+            have = m.template
+            want["prompt"] = ((asked.prompt, asked.candidates), (have["prompt"], tuple(have["candidates"] or ())))
         wrong = [f"{key} {asked!r} (the graph has {have!r})" for key, (asked, have) in want.items() if asked != have]
         if wrong:
             raise TaskRefused(f"the exported graph does not fit the task: {', '.join(wrong)}")
@@ -43,9 +51,29 @@ class OrtModel:
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
         self.objective.load(state)
 
+    def statistics(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
+        """A STATISTICS task, as agent/torch_backend.py computes it, on the graph."""
+        started = time.perf_counter()
+        self.objective.encoding.constants = head_constants(task)
+        examples = list(examples[:task.statistics_examples or len(examples)])
+        stats = None
+        for start in range(0, len(examples), STATISTICS_BATCH):
+            batch = self.objective.encoding.encode(examples[start:start + STATISTICS_BATCH], task.max_length)
+            if self.manifest.kind == "encoder":
+                features = self.objective.features(batch)
+                stats = stats or FeatureStatistics.empty(len(examples[0].candidates), features.shape[1])
+                stats.add(features, batch.labels)
+            else:
+                scores = self.objective.raw_scores(batch)
+                stats = stats or ScoreStatistics.empty(scores.shape[1])
+                stats.add(scores)
+        return LocalResult(deltas=stats.as_tensors(), scalars=[], examples=len(examples),
+                           seconds=time.perf_counter() - started)
+
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
         """Train the task's tensors from the loaded state; the state is loaded again afterwards."""
         started = time.perf_counter()
+        self.objective.encoding.constants = head_constants(task)
         params = {name: self.objective.params[name] for name in task.tensors}
         start = {name: p.copy() for name, p in params.items()}
         method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries))

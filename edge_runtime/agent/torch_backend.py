@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge_runtime.agent.work import LocalResult, run_local_steps
+from edge_runtime.agent.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.heads import head_for
@@ -21,8 +21,16 @@ from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective, trainable_parameters, weighted_parts
 from edge_runtime.protocol import pb
+from edge_runtime.heads.adapter_folder import save_adapter
+from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_classifier
 from edge_runtime.tasks import Example, get_task
+from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.training.evaluation import EvalResult, evaluate
+from edge_runtime.warm_start.forward import feature_statistics, score_statistics
+
+
+# Examples per forward pass of a STATISTICS task (no gradients, so inference memory at this batch).
+STATISTICS_BATCH = 32
 
 
 @dataclass(frozen=True)
@@ -38,11 +46,14 @@ class ModelSpec:
     lora_targets: tuple[str, ...] = ()
     max_length: int = 128
     seed: int = 0  # initialises LoRA A and an encoder's head: the coordinator's initial state
+    prompt: str = "default"  # a causal LM's prompt template (tasks/templates.py)
+    label_words: tuple[str, ...] = ()
 
     @classmethod
     def of_task(cls, task: pb.Task) -> "ModelSpec":
         return cls(task.model, task.task, task.precision or "fp32", task.lora_r, task.lora_alpha,
-                   tuple(task.lora_targets), task.max_length)
+                   tuple(task.lora_targets), task.max_length, prompt=task.prompt or "default",
+                   label_words=tuple(task.label_words))
 
     def same_shapes(self, other: "ModelSpec") -> bool:
         keep = ("model", "task", "lora_r", "lora_targets")
@@ -60,7 +71,9 @@ class TorchModel:
         self.device = torch.device(device)
         self.module = prepare_model(loaded, precision=spec.precision, r=spec.lora_r, alpha=spec.lora_alpha,
                                     targets=spec.lora_targets or None).to(self.device)
-        self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length)
+        self.kind = loaded.kind
+        template = prompt_template(task, spec.prompt, spec.label_words)
+        self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length, template)
         self.params = trainable_parameters(self.module)
         self.micro_batch = micro_batch
 
@@ -79,16 +92,41 @@ class TorchModel:
         """Train the task's tensors from the loaded state; the state is loaded again afterwards.
         With `measure_first_step`, the first step runs under the memory tracker (the emulator's
         accounting of activations, tangents and method state)."""
+        self.head.load_constants(head_constants(task))
         return train_adapter(task, examples, self.params, self.device, measure_first_step,
                              lambda params: Objective(self.module, self.head, params=params,
                                                       micro_batch=self.micro_batch))
+
+    @torch.no_grad()
+    def statistics(self, task: pb.Task, examples: Sequence[Example], batch_size: int = STATISTICS_BATCH) -> LocalResult:
+        """A STATISTICS task: the warm start's statistics of (at most `task.statistics_examples` of)
+        `examples` through the loaded state, as tensors: an encoder's feature statistics, a causal
+        LM's score sums (for a centred calibration; labels unused)."""
+        started = time.perf_counter()
+        self.head.load_constants(head_constants(task))
+        examples = list(examples[:task.statistics_examples or len(examples)])
+        objective, lengths = Objective(self.module, self.head), []
+        statistics = feature_statistics if self.kind == "encoder" else score_statistics
+        tensors = statistics(objective, examples, batch_size, self.device, lengths).as_tensors()
+        return LocalResult(deltas=tensors, scalars=[], examples=len(examples), seconds=time.perf_counter() - started,
+                           seq_lens=lengths)
+
+    def classifier_tensors(self) -> tuple[str, str] | None:
+        """The names of an encoder's trained head (weight, bias) among the trainable tensors."""
+        pooled = pooled_classifier_in(self.module)
+        if pooled is None:
+            return None
+        linear = trained_classifier(pooled)
+        names = {id(p): name for name, p in self.params.items()}
+        return names[id(linear.weight)], names[id(linear.bias)]
 
     def evaluate(self, examples: Sequence[Example], batch_size: int = 32) -> EvalResult:
         return evaluate(Objective(self.module, self.head), examples, batch_size, self.device)
 
     def export(self, folder: str) -> None:
-        """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it)."""
-        self.module.save_pretrained(folder)
+        """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it), with the
+        head's settings and a README on how to score with it."""
+        save_adapter(self.module, self.head, folder)
 
 
 def _padded_length(batch) -> int:

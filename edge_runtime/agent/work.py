@@ -38,7 +38,21 @@ class LocalResult:
         return self.losses[-1] if self.losses else float("nan")
 
 
+def head_constants(task: pb.Task) -> dict:
+    """The warm-start constants a task carries, as `Head.load_constants` takes them."""
+    constants: dict = {}
+    if task.HasField("logit_scale"):
+        constants["logit_scale"] = task.logit_scale
+    if task.score_offsets:
+        constants["score_offsets"] = list(task.score_offsets)
+    return constants
+
+
 def update_header(task: pb.Task, result: LocalResult) -> pb.UpdateHeader:
+    """What a device reports with its upload; a STATISTICS task took no steps and has no losses."""
+    if task.work == pb.Task.STATISTICS:
+        return pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=result.examples,
+                               train_seconds=result.seconds)
     return pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=result.examples, steps=result.steps,
                            loss_before=result.loss_before, loss_after=result.loss_after,
                            train_seconds=result.seconds,

@@ -97,7 +97,8 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
         "local_steps": config.local_steps, "queries": config.queries, "batch_size": config.batch_size,
         "lora_r": config.lora_r, "lora_alpha": 2 * config.lora_r, "max_length": config.max_length,
         "data": "partition", "partitions": config.devices, "dirichlet_alpha": None, "eval_examples": 16,
-        "train_probe_examples": 16, "progress": False})
+        # A training round's bytes: the warm start's statistics round is a one-off before training.
+        "warm_start": "none", "calibration": "none", "train_probe_examples": 16, "progress": False})
     keeper = RoundKeeper(coordinator, TorchHost(coordinator), log=lambda _: None)
     service = CoordinatorService(keeper)
     laptop = pb.DeviceProfile(name="laptop", device_class="laptop", memory_cap_bytes=8 * 10**9, gflops_fp32=200,

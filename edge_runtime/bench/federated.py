@@ -46,6 +46,9 @@ def _run(config: FederatedBenchConfig, name: str, out_dir: Path) -> dict:
     write_report(result, fleet, fleet.out_dir)
     accuracy = [r["eval_accuracy"] for r in result.rounds]
     rounds = len(result.rounds)
+    # Bytes of the training rounds: a warm start's statistics round is a one-off, reported apart.
+    training = [r for r in result.rounds if r.get("work") != "statistics"] or result.rounds
+    warm = next((r for r in result.rounds if r.get("work") == "statistics"), None)
     return {
         "run": name, "model": config.model, "task": config.task, "devices": config.devices,
         "local_steps": config.local_steps, "planner": planner, "method": method, "lr": lr, "rounds": rounds,
@@ -53,9 +56,11 @@ def _run(config: FederatedBenchConfig, name: str, out_dir: Path) -> dict:
         "final_accuracy": accuracy[-1], "best_accuracy": max(accuracy),
         "initial_train_loss": result.initial["train_loss"], "final_train_loss": result.rounds[-1]["train_loss"],
         "rounds_to_target": {f"{t:g}": rounds_to(accuracy, t) for t in config.targets},
-        "bytes_up_per_round": sum(r["bytes_up"] for r in result.rounds) / rounds,
-        "bytes_down_per_round": sum(r["bytes_down"] for r in result.rounds) / rounds,
-        "bytes_up_per_update": sum(r["bytes_up_per_update"] for r in result.rounds) / rounds,
+        "warm_start": None if warm is None else {"kind": warm.get("warm_start"), "accuracy": warm["eval_accuracy"],
+                                                 "bytes_up_per_device": warm["bytes_up_per_update"]},
+        "bytes_up_per_round": sum(r["bytes_up"] for r in training) / len(training),
+        "bytes_down_per_round": sum(r["bytes_down"] for r in training) / len(training),
+        "bytes_up_per_update": sum(r["bytes_up_per_update"] for r in training) / len(training),
         "peak_accounted_bytes": max(d["accounted_peak"] for d in result.devices),
         "round_wall_s": [r["wall_s"] for r in result.rounds], "wall_s": result.wall_s,
         "virtual_s": result.virtual_s,

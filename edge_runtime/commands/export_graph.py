@@ -8,8 +8,9 @@ import argparse
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.ort.export import export_graph
 
+    label_words = tuple(word.strip() for word in args.label_words.split(",") if word.strip())
     manifest = export_graph(args.model, args.out, task=args.task, precision=args.precision, lora_r=args.lora_r,
-                            lora_alpha=args.lora_alpha, seed=args.seed)
+                            lora_alpha=args.lora_alpha, seed=args.seed, prompt=args.prompt, label_words=label_words)
     print(f"wrote {args.out}: {len(manifest.trainable)} trainable inputs, batch inputs {', '.join(manifest.inputs)}")
 
 
@@ -25,4 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="seed of the LoRA (and random head) initialisation")
+    parser.add_argument("--prompt", default="default", help="causal LMs: the task's prompt template, or your own "
+                        "with the task's fields in braces")
+    parser.add_argument("--label-words", default="", help="causal LMs: comma-separated words answering each class")
     parser.set_defaults(run=_run)

@@ -67,6 +67,10 @@ class AccountedModel:
     def load_state(self, state):
         self.model.load_state(state)
 
+    def statistics(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
+        """Forward passes only, at inference memory: what any device that can train can afford."""
+        return self.model.statistics(task, examples)
+
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
         trained = sum(int(np.prod(self.model.params[n].shape)) for n in task.tensors)
         micro = task.batch_size

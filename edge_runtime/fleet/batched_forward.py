@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from edge_runtime.agent.torch_backend import TorchModel, train_adapter
+from edge_runtime.agent.work import head_constants
 from edge_runtime.agent.work import LocalResult
 from edge_runtime.fleet.accounting import predicted_activations
 from edge_runtime.fleet.lockstep import Lockstep
@@ -107,6 +108,7 @@ class LockstepModel:
     def train(self, task: pb.Task, examples: Sequence[Example], measure_first_step: bool = False) -> LocalResult:
         # A step whose memory is measured runs alone: the tracker sees this device's pass only.
         activations = predicted_activations(task, self.micro_batch or task.batch_size)
+        self.shared.head.load_constants(head_constants(task))
         return train_adapter(task, examples, self.params, self.shared.device, measure_first_step,
                              lambda params: LockstepObjective(self.shared.module, self.shared.head, params=params,
                                                               micro_batch=self.micro_batch, adapter=self.params,

@@ -18,13 +18,13 @@ import numpy as np
 
 from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.agent.torch_backend import STATISTICS_BATCH, ModelSpec, TorchModel
 from edge_runtime.estimators import get_method
 from edge_runtime.fleet.accounting import AccountedModel, workload_of
 from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
-from edge_runtime.fleet.flops import step_cost
+from edge_runtime.fleet.flops import pass_flops, step_cost, weight_bytes
 from edge_runtime.fleet.lockstep import Lockstep
 from edge_runtime.fleet.profile_message import profile_to_message
 from edge_runtime.fleet.profiles import DeviceProfile, find_profile
@@ -96,7 +96,8 @@ class DeviceHost:
 
     def _backend(self, task: pb.Task) -> TorchModel | LockstepModel:
         model = self._model(task)
-        if Lockstep.active() is not None and get_method(task.method).forward_only:
+        statistics = task.work == pb.Task.STATISTICS  # no adapter trains: passes through the shared model
+        if Lockstep.active() is not None and get_method(task.method).forward_only and not statistics:
             return LockstepModel(model)
         return model
 
@@ -156,8 +157,10 @@ class DeviceHost:
         if prepared.kind == "task":
             task = prepared.task
             work.steps = result.steps
-            work.train_seconds = sum(self._step_seconds(device.profile, task, length) for length in result.seq_lens)
-            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == "seeds"
+            statistics = task.work == pb.Task.STATISTICS
+            seconds = self._forward_seconds if statistics else self._step_seconds
+            work.train_seconds = sum(seconds(device.profile, task, length) for length in result.seq_lens)
+            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == "seeds" and not statistics
                                              else sum(v.nbytes for v in result.deltas.values()))
         work.link_seconds = (transfer_seconds(device.profile, work.bytes_down, "down") if work.bytes_down else 0.0) \
             + transfer_seconds(device.profile, work.bytes_up or _HEADER_BYTES, "up")
@@ -174,6 +177,14 @@ class DeviceHost:
         # PyTorch's int8 path stores int8 but multiplies in fp32, so it runs at fp32 speed.
         precision = "fp32" if work.precision == "int8" else work.precision
         return step_seconds(profile, cost.flops, precision, cost.bytes_read)
+
+    @staticmethod
+    def _forward_seconds(profile: DeviceProfile, task: pb.Task, length: int) -> float:
+        """One forward pass of a statistics batch (the agent reads its examples 32 at a time)."""
+        padded = -(-length // _LENGTH_STEP) * _LENGTH_STEP
+        work = replace(workload_of(task, STATISTICS_BATCH), seq_len=padded)
+        precision = "fp32" if work.precision == "int8" else work.precision
+        return step_seconds(profile, pass_flops(work, "forward"), precision, weight_bytes(work))
 
     def deliver(self, device_id: str) -> str:
         device = self.devices[device_id]

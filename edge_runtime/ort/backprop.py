@@ -40,6 +40,10 @@ def trainable_graph(graph_dir: str | Path, adapters: dict[str, np.ndarray]) -> o
     manifest = Manifest.load(graph_dir)
     model = onnx.load(str(Path(graph_dir) / GRAPH_FILE))
     graph = model.graph
+    # The loss reads the scores alone: an encoder graph's features output is for warm starts.
+    kept_outputs = [o for o in graph.output if o.name == manifest.output]
+    del graph.output[:]
+    graph.output.extend(kept_outputs)
     lora = {t["input"]: adapters[t["name"]] for t in manifest.trainable}
     kept = [i for i in graph.input if i.name not in lora]
     del graph.input[:]

@@ -3,7 +3,8 @@
 torch, token for token (tests compare the two), for devices that have neither.
 
 The graph already ends at the head's scores' source (class logits, or the last position's
-vocabulary logits of a causal LM), so only tokenization and the loss live here.
+vocabulary logits of a causal LM), so only tokenization, the head's warm-start constants (an
+encoder's logit scale, a causal LM's calibration offsets) and the loss live here.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from tokenizers import Tokenizer
 from edge_runtime.errors import UserError
 from edge_runtime.ort.manifest import TOKENIZER_DIR, Manifest
 from edge_runtime.tasks import Example
+from edge_runtime.tasks.templates import MEZO, PromptTemplate
 
 
 @dataclass
@@ -41,6 +43,8 @@ class GraphEncoding:
         self.tokenizer = Tokenizer.from_file(str(path))
         self.manifest = manifest
         self.causal = manifest.kind == "causal_lm"
+        self.template = PromptTemplate(**(manifest.template or {"name": MEZO}))
+        self.constants: dict = {}  # Head.constants() of the PyTorch head this graph stands for
         self.tokenizer.no_truncation()
         if self.causal:
             self.tokenizer.no_padding()
@@ -68,8 +72,8 @@ class GraphEncoding:
         # PyTorch head feeds the same graph (the answer's neighbouring words matter most).
         prefix = [] if self.manifest.bos_id is None else [self.manifest.bos_id]
         room = max(max_length - len(prefix), 1)
-        rows = [prefix + e.ids[-room:] for e in
-                self.tokenizer.encode_batch([ex.prompt for ex in examples], add_special_tokens=False)]
+        prompts = [self.template.render(ex)[0] for ex in examples]
+        rows = [prefix + e.ids[-room:] for e in self.tokenizer.encode_batch(prompts, add_special_tokens=False)]
         width = max(len(r) for r in rows)
         input_ids = np.full((len(rows), width), self.manifest.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
@@ -80,9 +84,15 @@ class GraphEncoding:
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
 
     def scores(self, outputs: np.ndarray) -> np.ndarray:
-        """[batch, candidates] in fp32: class logits, or the label words' log-probabilities."""
+        """[batch, candidates] in fp32: scaled class logits, or the label words' calibrated log-probabilities."""
         if not self.causal:
-            return outputs.astype(np.float32, copy=False)
+            return outputs.astype(np.float32, copy=False) * np.float32(self.constants.get("logit_scale", 1.0))
+        scores = self.raw_scores(outputs)
+        offsets = self.constants.get("score_offsets")
+        return scores if offsets is None else scores - np.asarray(offsets, dtype=np.float32)
+
+    def raw_scores(self, outputs: np.ndarray) -> np.ndarray:
+        """A causal LM's label-word log-probabilities before calibration."""
         return log_softmax(outputs)[:, self.manifest.candidate_ids]
 
 

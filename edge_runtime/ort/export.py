@@ -13,7 +13,7 @@ dynamic in batch and length.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -24,12 +24,15 @@ from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import prepare_model
 from edge_runtime.objective import trainable_parameters
-from edge_runtime.tasks import get_task, load_split
+from edge_runtime.models.pooled_classifier import pooled_classifier_in
+from edge_runtime.tasks import Example, get_task, load_split
+from edge_runtime.tasks.templates import prompt_template
 
 from edge_runtime.ort.base_precision import lower_base_precision
 from edge_runtime.ort.manifest import GRAPH_FILE, PRECISIONS, TOKENIZER_DIR, Manifest
 
 OPSET = 17
+FEATURES = "features"
 
 
 class _WithInputs(nn.Module):
@@ -42,7 +45,7 @@ class _WithInputs(nn.Module):
         self.model, self.input_names, self.causal = model, list(input_names), causal
         self.slots = [(model.get_submodule(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]) for name in names]
 
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+    def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         inputs = dict(zip(self.input_names, tensors))
         trainable = tensors[len(self.input_names):]
         saved = [module._parameters[attr] for module, attr in self.slots]
@@ -51,14 +54,23 @@ class _WithInputs(nn.Module):
         try:
             if self.causal:
                 return self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1]
-            return self.model(**inputs).logits
+            # An encoder's graph also returns the pooled embedding its classifier reads.
+            features: list[torch.Tensor] = []
+            hook = pooled_classifier_in(self.model).classifier.register_forward_hook(
+                lambda _m, args, _out: features.append(args[0]))
+            try:
+                logits = self.model(**inputs).logits
+            finally:
+                hook.remove()
+            return logits, features[0]
         finally:
             for (module, attr), tensor in zip(self.slots, saved):
                 module._parameters[attr] = tensor
 
 
 def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", precision: str = "fp32",
-                 lora_r: int = 8, lora_alpha: int = 16, seed: int = 0, opset: int = OPSET) -> Manifest:
+                 lora_r: int = 8, lora_alpha: int = 16, seed: int = 0, prompt: str = "default",
+                 label_words: tuple[str, ...] = (), opset: int = OPSET) -> Manifest:
     if precision not in PRECISIONS:
         raise UserError(f"export-graph writes {', '.join(PRECISIONS)} graphs; {precision} is not one of them")
     spec = get_task(task)
@@ -67,10 +79,11 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     loaded = load_model(model_name, num_labels=spec.num_labels, seed=seed)
     model = prepare_model(loaded, r=lora_r, alpha=lora_alpha)
     params = trainable_parameters(model)
-    head = head_for(loaded.kind, loaded.tokenizer, spec.kind, max_length=64)
+    template = prompt_template(spec, prompt, label_words)
+    head = head_for(loaded.kind, loaded.tokenizer, spec.kind, max_length=64, template=template)
     # Two examples, one padded: the traced mask path must handle padding.
     examples = load_split(task, "train")[:2]
-    batch = head.encode([examples[0], replace(examples[1], text=examples[1].text * 3, prompt=examples[1].prompt * 3)])
+    batch = head.encode([examples[0], _longer(examples[1])])
     if not bool((batch.inputs["attention_mask"] == 0).any()):
         raise UserError("could not build a padded example batch to trace the attention mask with")
     causal = loaded.kind == "causal_lm"
@@ -80,13 +93,13 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
                  for i, (name, p) in enumerate(params.items())]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    dynamic = {name: {0: "batch", 1: "length"} for name in input_names}
-    dynamic["scores"] = {0: "batch"}
+    outputs = ["scores"] if causal else ["scores", FEATURES]
+    dynamic = {name: {0: "batch", 1: "length"} for name in input_names} | {name: {0: "batch"} for name in outputs}
     fp32_graph = out / (GRAPH_FILE if precision == "fp32" else "model.fp32.onnx")
     with torch.no_grad():
         torch.onnx.export(
             wrapper, (*batch.inputs.values(), *[p.detach() for p in params.values()]), str(fp32_graph),
-            input_names=[*input_names, *[t["input"] for t in trainable]], output_names=["scores"],
+            input_names=[*input_names, *[t["input"] for t in trainable]], output_names=outputs,
             dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     if precision != "fp32":
         lower_base_precision(fp32_graph, out / GRAPH_FILE, precision)
@@ -97,6 +110,13 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     manifest = Manifest(model_name, loaded.kind, task, precision, input_names, trainable, "scores", candidate_ids,
                         lora_r=lora_r, lora_alpha=lora_alpha, seed=seed,
                         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                        bos_id=tokenizer.bos_token_id)
+                        bos_id=tokenizer.bos_token_id, template=asdict(template) if causal else None,
+                        features_output=None if causal else FEATURES)
     manifest.save(out)
     return manifest
+
+
+def _longer(example: Example) -> Example:
+    """The example with every text three times over, so that a batch with it needs padding."""
+    return replace(example, text=example.text * 3, prompt=example.prompt * 3,
+                   fields=tuple((name, value * 3) for name, value in example.fields))

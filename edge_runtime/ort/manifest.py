@@ -28,6 +28,10 @@ class Manifest:
     seed: int = 0
     pad_id: int = 0
     bos_id: int | None = None  # causal LM: prepended to every prompt, as the PyTorch head does
+    # Causal LM: the prompt template (tasks/templates.py) the candidate ids answer, as a dict.
+    template: dict | None = None
+    # Encoder: the graph's second output, the pooled embedding the classifier reads (warm-start statistics).
+    features_output: str | None = None
 
     def save(self, folder: Path) -> None:
         (folder / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2))

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from edge_runtime.errors import UserError
 from edge_runtime.ort.encoding import ArrayBatch, GraphEncoding, cross_entropy
 from edge_runtime.ort.manifest import GRAPH_FILE, Manifest
 from edge_runtime.tasks import Example
@@ -62,12 +63,28 @@ class GraphObjective:
                 self.binding.bind_cpu_input(name, value)
             # A bound output keeps its first shape; a new batch may have another size.
             self.binding.bind_output(self.manifest.output, "cpu")
+            if self.manifest.features_output:
+                self.binding.bind_output(self.manifest.features_output, "cpu")
             self._batch = batch
 
     def scores(self, batch: ArrayBatch) -> np.ndarray:
+        return self.encoding.scores(self._outputs(batch)[0])
+
+    def raw_scores(self, batch: ArrayBatch) -> np.ndarray:
+        """A causal LM's label-word scores before calibration (its warm start's statistics)."""
+        return self.encoding.raw_scores(self._outputs(batch)[0])
+
+    def features(self, batch: ArrayBatch) -> np.ndarray:
+        """An encoder's pooled embeddings (its warm start's statistics); graphs exported since
+        the features output exists have it."""
+        if not self.manifest.features_output:
+            raise UserError("this graph has no features output: export it again with `edgetune export-graph`")
+        return self._outputs(batch)[1]
+
+    def _outputs(self, batch: ArrayBatch) -> list[np.ndarray]:
         self._bind(batch)
         self.session.run_with_iobinding(self.binding)
-        return self.encoding.scores(self.binding.get_outputs()[0].numpy())
+        return [output.numpy() for output in self.binding.get_outputs()]
 
     def loss(self, batch: ArrayBatch) -> float:
         return cross_entropy(self.scores(batch), batch.labels)
