@@ -36,6 +36,9 @@ class CoordinatorConfig:
     warm_start: str = setting("encoders: the head the rounds start from: none, zero-shot (label descriptions), "
                               "centroids or ridge (solved from the devices' feature statistics in round 0); auto = "
                               "centroids or ridge by the examples the devices send", "auto")
+    train_head: bool = setting("encoders: train the classifier in the rounds too; false keeps the warm start's head "
+                               "(its steep logit scale would cap the adapter's step size) and trains the adapter only",
+                               True)
     warm_start_examples: int = setting("local training examples a device reads for the warm start's statistics "
                                        "(causal LMs: for a centred calibration)", 2048)
     seed: int = setting("seed of the initial adapter, of the planners and of every device task", 0)

@@ -11,7 +11,8 @@ from coordinator.warm_start import HeadLayout
 from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import get_task, load_split, subsample
-from edge_runtime.warm_start.forward import ZERO_SHOT_TEMPERATURE, content_free_offsets, zero_shot_linear_head
+from edge_runtime.warm_start.forward import content_free_offsets, zero_shot_linear_head
+from edge_runtime.warm_start.linear_head import ZERO_SHOT_TEMPERATURE
 
 
 def model_spec(config: CoordinatorConfig) -> ModelSpec:

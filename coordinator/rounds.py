@@ -86,7 +86,10 @@ class RoundKeeper:
         self.adapter_path = folder / "adapter"
         self.device_metrics_path = folder / "device_metrics.jsonl"
         self.shapes = host.shapes()
-        self.slices = slice_tensors(self.shapes)
+        self.head_layout = host.head_layout()
+        # The global state keeps every tensor; the rounds train the slices chosen here.
+        self.slices = [s for s in slice_tensors(self.shapes)
+                       if config.train_head or self.head_layout.weight not in s.tensors]
         self.planner = PLANNERS[config.planner]()
         self.method = config.method or self.planner.default_method
         if self.planner.upload == "seeds" and self.method not in REPLAYABLE_METHODS:
@@ -99,7 +102,9 @@ class RoundKeeper:
         prepare(self.shape)
         self.template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
         self.warm_start = plan_warm_start(host.kind, config.warm_start, self.template.calibration)
-        self.head_layout = host.head_layout()
+        if not config.train_head and host.kind == "encoder" and self.warm_start.kind == "none":
+            raise UserError("train_head false keeps the warm start's head, but warm_start is none: the head would "
+                            "stay random; choose a warm start or train the head")
         self.head_constants: dict = {}
         self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                           config.server_beta2, config.server_tau)

@@ -23,11 +23,7 @@ from coordinator.validation import RejectedUpdate
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
 from edge_runtime.warm_start import FeatureStatistics, ScoreStatistics, StatisticsError, fit_head, score_offsets
-from edge_runtime.warm_start.linear_head import HEAD_SOLVERS
-
-ENCODER_CHOICES = ("auto", "none", "zero-shot", *HEAD_SOLVERS)
-# Centroids are the better head below this many labelled examples, ridge from it (warm_start/forward.py).
-RIDGE_FROM_EXAMPLES = 1024
+from edge_runtime.warm_start.linear_head import ENCODER_WARM_STARTS, solver_for
 
 
 class HeadHost(Protocol):
@@ -66,8 +62,8 @@ def plan_warm_start(kind: str, requested: str, calibration: str) -> WarmStartPla
     template's `calibration` for a causal LM."""
     if kind == "causal_lm":
         return WarmStartPlan({"none": "none", "content-free": "content-free", "centred": "scores"}[calibration])
-    if requested not in ENCODER_CHOICES:
-        raise UserError(f"unknown warm start {requested!r}; choose one of: {', '.join(ENCODER_CHOICES)}")
+    if requested not in ("auto", *ENCODER_WARM_STARTS):
+        raise UserError(f"unknown warm start {requested!r}; choose one of: auto, {', '.join(ENCODER_WARM_STARTS)}")
     if requested in ("none", "zero-shot"):
         return WarmStartPlan(requested)
     return WarmStartPlan("features", requested)
@@ -116,9 +112,7 @@ def solve(plan: WarmStartPlan, layout: HeadLayout,
         offsets = score_offsets(total.sums / total.count)
         return {}, {"score_offsets": offsets.tolist()}, {"warm_start": "calibration centred",
                                                          "warm_start_examples": total.count}
-    solver = plan.solver
-    if solver == "auto":
-        solver = "ridge" if total.examples // (layout.candidates or 1) >= RIDGE_FROM_EXAMPLES else "centroids"
+    solver = solver_for(plan.solver, total.examples // (layout.candidates or 1))
     try:
         head = fit_head(total, solver, candidates=layout.candidates)
     except StatisticsError as error:

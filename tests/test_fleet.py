@@ -19,7 +19,7 @@ from tests.federation import SMALL_DATA
 
 def fleet_config(tmp_path, **overrides) -> FleetConfig:
     """Training rounds from the initial adapter; the warm start's own round has its tests."""
-    base = dict(model="tiny-bert", warm_start="none", calibration="none", devices=4, profiles=("jetson-agx-orin-64gb", "jetson-orin-nano-8gb"), rounds=2,
+    base = dict(model="tiny-bert", warm_start="none", calibration="none", train_head=True, devices=4, profiles=("jetson-agx-orin-64gb", "jetson-orin-nano-8gb"), rounds=2,
                 local_steps=4, batch_size=8, lr=1e-2, data_dir=SMALL_DATA, dirichlet_alpha=None, eval_examples=16,
                 train_probe_examples=32, transport="inprocess", threads=1, out_dir=str(tmp_path / "fleet"),
                 progress=False, start_hour=12.0)
@@ -48,6 +48,17 @@ def test_a_fleet_runs_rounds_and_reports_what_it_did(tmp_path):
     assert len(saved["rounds"]) == 2 and len(saved["devices"]) == 4
     assert "| jetson-agx-orin-64gb | 2 |" in paths["markdown"].read_text()
     assert paths["plot"].stat().st_size > 1000
+
+
+def test_the_main_jobs_fleet_starts_from_a_federated_warm_start_and_reports_it(tmp_path):
+    config = fleet_config(tmp_path, warm_start="ridge", train_head=False, rounds=3, eval_examples=32)
+    result = run_fleet(config)
+    warm, *training = result.rounds
+    assert warm["work"] == "statistics" and warm["warm_start"] == "ridge" and warm["updates"] == 4
+    assert all(r["slices_total"] == 4 for r in training)  # the head's slice is not trained
+    text = write_report(result, config, config.out_dir)["markdown"].read_text()
+    assert "| 0 | 4 | 4 | 0/0 | 0/0 | warm start: ridge |" in text
+    assert "Accuracy on 32 dev examples (one standard error" in text and "after the warm start (round 0" in text
 
 
 def test_a_device_too_small_for_the_model_sits_out_and_one_just_big_enough_gets_a_smaller_share(tmp_path):

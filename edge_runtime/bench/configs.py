@@ -105,10 +105,15 @@ class ConvergenceBenchConfig:
                                    "the method's default)", ())
     mu: float = setting("ZO perturbation scale", 1e-2)
     batch_size: int = setting("examples per step", 16)
-    k_shot: int = setting("training examples per class (MeZO few-shot)", 16)
+    k_shot: int = setting("training examples per class (MeZO few-shot); 0 = the whole training split", 16)
     max_length: int = setting("max tokens per sequence", 128)
-    eval_examples: int = setting("dev examples for accuracy", 200)
+    warm_start: str = setting("encoders' head before training (none, zero-shot, centroids, ridge, auto)", "auto")
+    train_head: bool = setting("encoders: train the warm-started head too (false: the adapter only)", True)
+    lr_schedule: str = setting("constant, linear or cosine decay after warmup", "constant")
+    warmup_steps: int = setting("linear warmup steps", 0)
+    eval_examples: int | None = setting("dev examples for accuracy; none = the whole dev split", 200)
     eval_points: int = setting("evaluations along each run (besides the one before training)", 5)
+    device: str = setting("cpu or cuda (where the runs train)", "cpu")
     memory: bool = setting("measure peak memory of each method and of inference, each in a fresh process", True)
     repeats: int = setting("timed repeats of the forward floor (median)", 3)
     threads: int = setting("torch threads", 1)
@@ -122,8 +127,12 @@ class ConvergenceBenchConfig:
             self.models = ("tiny-bert",)
             self.budget, self.k_shot, self.eval_examples, self.eval_points = 24, 4, 16, 2
             self.batch_size, self.max_length, self.repeats = 4, 32, 1
-        require_at_least_one(self, "budget", "queries", "batch_size", "k_shot", "max_length", "eval_examples",
-                             "eval_points", "repeats", "threads")
+        require_at_least_one(self, "budget", "queries", "batch_size", "max_length", "eval_points", "repeats",
+                             "threads")
+        if self.k_shot < 0 or (self.eval_examples is not None and self.eval_examples < 1):
+            raise UserError("k_shot must not be negative and eval_examples must be at least 1 (or none)")
+        if self.device not in ("cpu", "cuda"):
+            raise UserError(f"device must be cpu or cuda, got {self.device!r}")
         from edge_runtime.models.precision import check_precision
         from edge_runtime.tasks import get_task
 
@@ -216,16 +225,24 @@ class FleetBenchConfig:
             raise UserError(f"every fleet size must divide total_steps={self.total_steps}: {self.sizes}")
 
 
-# name: (planner, method, device lr)
+@dataclass(frozen=True)
+class FederatedRun:
+    planner: str
+    method: str
+    lr: float
+    # Forward-only runs keep the warm start's head (forward gradients on its steep logit scale
+    # diverge; the adapter trains); backprop trains it too.
+    train_head: bool
+
+
+# Every run starts from the same federated warm start (round 0); learning rates measured on the
+# default fleet of `edgetune fleet` (MiniLM, SST-2) after it.
 FEDERATED_RUNS = {
-    "spry": ("spry", "forward-grad", 1e-3),
-    # A Spry device trains about 1/13 of the adapter, so its forward gradient is that much less noisy
-    # than a full-adapter one: it can take a larger step.
-    "spry-lr1e-2": ("spry", "forward-grad", 1e-2),
-    "fedmezo-seeds": ("zo-seed", "zo-sgd", 1e-3),
-    "fedavg-backprop": ("fedavg-full", "fo-adam", 1e-3),
+    "spry": FederatedRun("spry", "forward-grad", 1e-2, train_head=False),
+    "fedmezo-seeds": FederatedRun("zo-seed", "zo-sgd", 1e-3, train_head=False),
+    "fedavg-backprop": FederatedRun("fedavg-full", "fo-adam", 1e-3, train_head=True),
     # FwdLLM's setting: forward gradients, but every device perturbs the whole adapter (no slices).
-    "fwdllm-unsliced": ("fedavg-full", "forward-grad", 1e-3),
+    "fwdllm-unsliced": FederatedRun("fedavg-full", "forward-grad", 1e-3, train_head=False),
 }
 
 
@@ -234,6 +251,7 @@ class FederatedBenchConfig:
     model: str = setting("model the fleet fine-tunes", "minilm")
     task: str = setting("task (split among the devices with Dirichlet alpha 1.0)", "sst2")
     runs: tuple[str, ...] = setting(f"runs to compare: {', '.join(FEDERATED_RUNS)}", tuple(FEDERATED_RUNS))
+    warm_start: str = setting("the head every run starts from (round 0 when it needs the devices' data)", "auto")
     devices: int = setting("emulated devices (identical and always on, so only the method differs)", 10)
     profile: str = setting("the devices' profile", "jetson-agx-orin-64gb")
     rounds: int = setting("rounds per run", 20)

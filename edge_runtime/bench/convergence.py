@@ -11,6 +11,7 @@ step beside one forward pass of the same batch, the floor no two-point method ca
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import tempfile
 from pathlib import Path
@@ -63,7 +64,8 @@ def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter
         "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), "mu": config.mu,
         "queries": config.queries, "k_shot": config.k_shot, "eval_examples": config.eval_examples,
         "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
-        "out_dir": str(out_dir), "progress": False,
+        "warm_start": config.warm_start, "train_head": config.train_head, "lr_schedule": config.lr_schedule,
+        "warmup_steps": config.warmup_steps, "device": config.device, "out_dir": str(out_dir), "progress": False,
     })
 
 
@@ -84,7 +86,11 @@ def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: in
     peak = _peak(config, train, train.method) if config.memory else None
     return {**row, "lr": summary["lr"], "trainable_params": summary["trainable_params"],
             "forward_passes": summary["forward_passes"], "stopped": summary["stopped"],
+            "warm_start": summary["warm_start"], "train_examples": summary["train_examples"],
+            "eval_examples": summary["eval_examples"], "train_wall_s": summary["wall_time_s"],
             "accuracy_before": summary["eval_accuracy_before"], "final_accuracy": summary["eval_accuracy_after"],
+            "final_stderr": math.sqrt(summary["eval_accuracy_after"] * (1 - summary["eval_accuracy_after"])
+                                      / summary["eval_examples"]),
             "initial_train_loss": summary["initial_train_loss"], "final_train_loss": summary["final_train_loss"],
             "curve": _curve(summary, records, row["passes_per_step"]),
             "peak_bytes": peak, "inference_peak_bytes": inference_peak,
@@ -127,7 +133,7 @@ def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dic
     """Dev accuracy at each evaluation, with the mean training loss of the steps since the last one and
     the training wall time so far (evaluations excluded)."""
     points = [{"step": 0, "forward_passes": 0, "train_seconds": 0.0, "train_loss": summary["initial_train_loss"],
-               "eval_accuracy": summary["eval_accuracy_before"]}]
+               "eval_accuracy": summary["eval_accuracy_before"], "eval_loss": summary["eval_loss_before"]}]
     window: list[float] = []
     seconds = 0.0
     for record in records:
@@ -136,7 +142,7 @@ def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dic
         if "eval_accuracy" in record:
             points.append({"step": record["step"], "forward_passes": record["step"] * passes_per_step,
                            "train_seconds": seconds, "train_loss": statistics.fmean(window),
-                           "eval_accuracy": record["eval_accuracy"]})
+                           "eval_accuracy": record["eval_accuracy"], "eval_loss": record.get("eval_loss")})
             window = []
     return points
 

@@ -34,10 +34,12 @@ def run(config: FederatedBenchConfig) -> list[dict]:
 
 
 def _run(config: FederatedBenchConfig, name: str, out_dir: Path) -> dict:
-    planner, method, lr = FEDERATED_RUNS[name]
+    run = FEDERATED_RUNS[name]
+    planner, method, lr = run.planner, run.method, run.lr
     fleet = build_config(FleetConfig, {
         "model": config.model, "task": config.task, "devices": config.devices, "profiles": (config.profile,),
-        "rounds": config.rounds, "planner": planner, "method": method, "lr": lr, "dirichlet_alpha": 1.0,
+        "rounds": config.rounds, "planner": planner, "method": method, "lr": lr, "train_head": run.train_head,
+        "warm_start": config.warm_start, "dirichlet_alpha": 1.0,
         "transport": "inprocess", "out_dir": str(out_dir), "round_deadline_s": 3600.0, "threads": config.threads,
         "local_steps": config.local_steps, "batch_size": config.batch_size, "max_length": config.max_length,
         "eval_examples": config.eval_examples, "train_probe_examples": config.train_probe_examples,

@@ -26,8 +26,8 @@ from edge_runtime.models.precision import prepare_model
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import get_task, load_split, subsample
 from edge_runtime.tasks.templates import MEZO, TEMPLATES, prompt_template
-from edge_runtime.warm_start.forward import ZERO_SHOT_TEMPERATURE, centred_offsets, content_free_offsets, embeddings
-from edge_runtime.warm_start.linear_head import HEAD_SOLVERS, fit_head, zero_shot_head
+from edge_runtime.warm_start.forward import centred_offsets, content_free_offsets, embeddings
+from edge_runtime.warm_start.linear_head import HEAD_SOLVERS, ZERO_SHOT_TEMPERATURE, fit_head, zero_shot_head
 from edge_runtime.warm_start.statistics import FeatureStatistics, StatisticsError
 
 

@@ -9,13 +9,22 @@ def _run(args: argparse.Namespace) -> None:
     from edge_runtime.estimators import METHODS
     from edge_runtime.models import MODEL_ALIASES
     from edge_runtime.tasks import TASKS
+    from edge_runtime.tasks.templates import TEMPLATES
+    from edge_runtime.warm_start.linear_head import ENCODER_WARM_STARTS
 
     print("models: ", ", ".join(MODEL_ALIASES))
     print("tasks:  ", ", ".join(TASKS))
+    print("prompt templates (causal LMs; the first is the default):")
+    for task, templates in TEMPLATES.items():
+        for template in templates.values():
+            shown = repr(template.prompt) if template.prompt else "MeZO's prompt"
+            words = f" -> {', '.join(map(repr, template.candidates))}" if template.candidates else ""
+            print(f"  {task:10s} {template.name:11s} {shown}{words}  (calibration {template.calibration})")
+    print(f"warm starts (encoders): auto, {', '.join(ENCODER_WARM_STARTS)}")
     print("methods:")
     for m in METHODS.values():
         print(f"  {m.name:14s} {'forward-only' if m.forward_only else 'backprop    '}  lr={m.default_lr:g}  {m.summary}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("list", help="list models, tasks and methods").set_defaults(run=_run)
+    sub.add_parser("list", help="list models, tasks, prompt templates, warm starts and methods").set_defaults(run=_run)

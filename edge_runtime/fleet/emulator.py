@@ -68,6 +68,7 @@ class FleetResult:
     peak_rss_bytes: int = 0
     # Forward passes served in lockstep batches (batch_devices > 1): passes, device passes carried.
     batching: dict = field(default_factory=dict)
+    eval_examples: int = 0  # dev examples each accuracy was measured on
 
 
 class FleetEmulator:
@@ -115,7 +116,8 @@ class FleetEmulator:
 
     def run(self) -> FleetResult:
         started = time.perf_counter()
-        result = FleetResult(initial=self.keeper.ledger.metrics()[0])
+        result = FleetResult(initial=self.keeper.ledger.metrics()[0],
+                             eval_examples=len(self.host_model.eval_examples))
         with tqdm(total=self.config.devices, desc="devices joining", disable=not self.config.progress) as bar:
             for index, profile in enumerate(self._profiles()):
                 host = index % self.hosts.size

@@ -208,7 +208,7 @@ def fit(run: Run) -> dict:
                       "memory_bytes": memory.current_bytes(device)}
             if config.eval_every and (step + 1) % config.eval_every == 0:
                 last_eval = measure(run.eval)
-                record["eval_accuracy"] = last_eval.accuracy
+                record["eval_accuracy"], record["eval_loss"] = last_eval.accuracy, last_eval.loss
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 _checkpoint(run, out_dir, step + 1)
             verdict = run.watchdog.step_finished() if run.watchdog else None

@@ -21,16 +21,10 @@ from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import Example, TaskSpec
 from edge_runtime.warm_start.calibration import CONTENT_FREE_INPUTS, ScoreStatistics, score_offsets
-from edge_runtime.warm_start.linear_head import HEAD_SOLVERS, LinearHead, fit_head, zero_shot_head
+from edge_runtime.warm_start.linear_head import (ENCODER_WARM_STARTS, HEAD_SOLVERS, ZERO_SHOT_TEMPERATURE, LinearHead,
+                                                 fit_head, solver_for, zero_shot_head)
 from edge_runtime.warm_start.statistics import FeatureStatistics
 
-ENCODER_WARM_STARTS = ("none", "zero-shot", *HEAD_SOLVERS)
-# Centroids were the better head up to 512 SST-2 examples (0.764 vs ridge 0.759 dev accuracy), ridge
-# from 2,048 (0.788 vs 0.779): `edgetune bench warm-start`.
-RIDGE_FROM_EXAMPLES = 1024
-# all-MiniLM-L6-v2 was trained on cosine similarities scaled by 20 (sentence-transformers'
-# MultipleNegativesRankingLoss): the scale of a zero-shot head, which has no labels to fit one.
-ZERO_SHOT_TEMPERATURE = 20.0
 
 
 @dataclass(frozen=True)
@@ -54,7 +48,7 @@ def resolve_encoder_warm_start(requested: str, spec: TaskSpec, labelled: int) ->
     if requested != "auto":
         return requested
     if labelled >= 4 * len(spec.label_words or (0, 1)):  # every class in both folds, twice over
-        return "ridge" if labelled >= RIDGE_FROM_EXAMPLES else "centroids"
+        return solver_for("auto", labelled)
     return "zero-shot" if spec.label_descriptions else "none"
 
 
