@@ -11,6 +11,22 @@ from edge_runtime.errors import UserError
 
 
 
+def check_listen_address(listen: str) -> str:
+    """The host of a host:port address, refused in one line before anything binds."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise UserError(f"listen address {listen!r} is not host:port with a port from 1 to 65535 "
+                        "(e.g. 0.0.0.0:50051)")
+    parts = host.split(".")
+    dotted_numbers = all(part.isdigit() for part in parts)
+    if dotted_numbers and (len(parts) != 4 or any(int(part) > 255 for part in parts)):
+        raise UserError(f"listen host {host!r} is not an IPv4 address")
+    if not dotted_numbers and not host.startswith("[") and \
+            not all(part and part.replace("-", "").isalnum() for part in parts):
+        raise UserError(f"listen host {host!r} is neither an IP address nor a host name")
+    return host
+
+
 @dataclass
 class CoordinatorConfig:
     listen: str = setting("address to serve on, host:port", "127.0.0.1:50051")
@@ -97,7 +113,7 @@ class CoordinatorConfig:
             raise UserError(f"devices_per_round must not be negative, got {self.devices_per_round}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UserError("tls_cert and tls_key go together: give both or neither")
-        host = self.listen.rsplit(":", 1)[0]
+        host = check_listen_address(self.listen)
         if not self.join_secret and host not in ("127.0.0.1", "localhost", "[::1]"):
             raise UserError(f"listening on {self.listen} needs a join_secret: without one any machine that "
                             "reaches the port could register devices (loopback alone may run without)")

@@ -34,6 +34,7 @@ from coordinator.ledger import Ledger, RoundRow, UpdateRow
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import slice_tensors
+from coordinator.state_lock import StateLock
 from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
@@ -80,6 +81,7 @@ class RoundKeeper:
                  log: Callable[[str], None] = print) -> None:
         self.config, self.host, self.clock, self.log = config, host, clock, log
         folder = Path(config.state_dir)
+        self.state_lock = StateLock(folder)
         self.ledger = Ledger(folder / "ledger.sqlite")
         self.store = StateStore(folder / "checkpoints")
         self.metrics_path = folder / "metrics.jsonl"
@@ -120,6 +122,11 @@ class RoundKeeper:
 
     def _num_labels(self) -> int:
         return get_task(self.config.task).num_labels
+
+    def close(self) -> None:
+        """Let go of the state folder (the ledger, and the lock that keeps other coordinators out)."""
+        self.ledger.close()
+        self.state_lock.release()
 
     # Recovery
     def recover(self) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from edge_runtime.errors import UserError
@@ -28,6 +29,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # gRPC's core logs its own lines on stderr (a refused bind, a lost peer) beside the one line this
+    # CLI prints for each problem; a user who wants them sets GRPC_VERBOSITY.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
     args = parser().parse_args(argv)
     try:
         args.run(args)

@@ -113,10 +113,19 @@ def build_config(cls: type[C], *sources: dict[str, Any]) -> C:
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--config", help="TOML or YAML file with settings (flags override it)")
+    hints = _fields(cls)
     for f in dataclasses.fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f.metadata.get("help", "")
+        if _unwrap_optional(hints[f.name])[0] is bool:
+            # A flag alone turns a setting on, --no-<flag> off; an explicit value (--resume false) is
+            # still read, as a config file's true/false is.
+            parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true", metavar="true|false",
+                                help=f"{help_text} (default: {str(default).lower()}; --no-{flag[2:]} for false)")
+            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const="false",
+                                help=argparse.SUPPRESS)
+            continue
         parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
                             help=f"{help_text} (default: {default})")
 

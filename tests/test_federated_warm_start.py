@@ -60,6 +60,7 @@ def test_a_restarted_coordinator_keeps_the_warm_starts_head_and_constants(tmp_pa
     federation = _warm_federation(tmp_path)
     federation.run()
     keeper = federation.keeper
+    keeper.close()
     again = RoundKeeper(federation.config, federation.host, log=lambda _: None)
     assert again.head_constants == keeper.head_constants and again.version == keeper.version
     for name, value in keeper.params.items():

@@ -125,7 +125,7 @@ def test_a_restarted_coordinator_resumes_the_open_round_with_every_accepted_upda
     federation.agents[1].work_once()
     accepted = {u.device_id for u in federation.keeper.ledger.updates(0)}
     assert len(accepted) == 2
-    federation.keeper.ledger.close()
+    federation.keeper.close()
     # A new coordinator on the same folder, as after kill -9: the agents go on talking to it.
     restarted = RoundKeeper(config, federation.host, log=lambda _: None)
     assert restarted.open is not None and restarted.open.row.round == 0
@@ -145,7 +145,7 @@ def test_a_damaged_latest_checkpoint_is_replaced_by_re_merging_the_ledger(tmp_pa
     federation = Federation(config)
     federation.run()
     final = {k: v.copy() for k, v in federation.keeper.params.items()}
-    federation.keeper.ledger.close()
+    federation.keeper.close()
     version, _, file, _ = _latest(config)
     path = tmp_path / "coordinator" / "checkpoints" / file
     path.write_bytes(path.read_bytes()[:100])
@@ -175,3 +175,32 @@ def test_in_process_calls_fail_like_grpc_calls(tmp_path):
     with pytest.raises(CallRejected) as rejected:
         agent.client.get_task()
     assert rejected.value.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+def test_one_coordinator_per_port_and_per_state_folder(tmp_path):
+    from dataclasses import replace
+
+    from coordinator.server import CoordinatorServer
+    from edge_runtime.errors import UserError
+
+    federation = Federation(small_config(tmp_path / "a"), devices=0)
+    first = CoordinatorServer(replace(federation.config, listen="127.0.0.1:0"), federation.keeper).start()
+    try:
+        busy = replace(federation.config, listen=f"127.0.0.1:{first.port}", state_dir=str(tmp_path / "b"))
+        other = RoundKeeper(busy, federation.host, log=lambda _: None)
+        with pytest.raises(UserError, match="the port is in use"):
+            CoordinatorServer(busy, other)
+        other.close()
+        with pytest.raises(UserError, match="another coordinator .* is using the state folder"):
+            RoundKeeper(federation.config, federation.host, log=lambda _: None)
+    finally:
+        first.stop()
+    RoundKeeper(federation.config, federation.host, log=lambda _: None).close()  # free once the first stopped
+
+
+@pytest.mark.parametrize("listen", ["nonsense", "256.1.1.1:50051", "127.0.0.1:99999", ":abc", "127.0.0.1:0"])
+def test_a_listen_address_that_cannot_be_is_refused_before_anything_binds(tmp_path, listen):
+    from edge_runtime.errors import UserError
+
+    with pytest.raises(UserError, match="listen"):
+        small_config(tmp_path, listen=listen)

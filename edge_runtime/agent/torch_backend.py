@@ -126,7 +126,8 @@ class TorchModel:
     def export(self, folder: str) -> None:
         """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it), with the
         head's settings and a README on how to score with it."""
-        save_adapter(self.module, self.head, folder)
+        save_adapter(self.module, self.head, folder, model=self.spec.model,
+                     card={"training": f"federated, on the {self.spec.task} task"})
 
 
 def _padded_length(batch) -> int:

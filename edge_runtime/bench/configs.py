@@ -103,6 +103,9 @@ class ConvergenceBenchConfig:
     queries: int = setting("random directions per step (q)", 1)
     lrs: tuple[str, ...] = setting("learning rates as method=lr or adapter/method=lr (the latter wins; others use "
                                    "the method's default)", ())
+    variants: tuple[str, ...] = setting("recipes to run every method with, each name:key=value;key=value over "
+                                        "`edgetune train` settings (e.g. r2:lora_r=2;lora_alpha=4); empty = the "
+                                        "settings above", ())
     mu: float = setting("ZO perturbation scale", 1e-2)
     batch_size: int = setting("examples per step", 16)
     k_shot: int = setting("training examples per class (MeZO few-shot); 0 = the whole training split", 16)
@@ -142,6 +145,26 @@ class ConvergenceBenchConfig:
         for adapter in self.adapters:
             check_precision("fp32", adapter)
         self.learning_rates()
+        self.recipes()
+
+    def recipes(self) -> dict[str, dict[str, str]]:
+        """{variant name: train settings it overrides}; one unnamed variant when none is given."""
+        from dataclasses import fields
+
+        from edge_runtime.training.config import TrainConfig
+
+        known = {f.name for f in fields(TrainConfig)}
+        recipes: dict[str, dict[str, str]] = {}
+        for item in self.variants or ("",):
+            name, _, settings = item.partition(":")
+            pairs = [pair.partition("=") for pair in settings.split(";") if pair.strip()]
+            if item and (not name.strip() or any(not sep for _, sep, _ in pairs)):
+                raise UserError(f"variants: expected name:key=value;key=value, got {item!r}")
+            unknown = [key.strip() for key, _, _ in pairs if key.strip() not in known]
+            if unknown:
+                raise UserError(f"variants: {', '.join(unknown)} are not `edgetune train` settings")
+            recipes[name.strip()] = {key.strip(): value.strip() for key, _, value in pairs}
+        return recipes
 
     def learning_rates(self) -> dict[str, float]:
         """{"method" or "adapter/method": lr}"""

@@ -38,27 +38,32 @@ def run(config: ConvergenceBenchConfig) -> list[dict]:
     config.validate()
     torch.set_num_threads(config.threads)
     methods = list(config.methods or METHODS)
+    recipes = config.recipes()
     cells = [(m, t, a) for m in config.models for t in config.tasks for a in config.adapters]
     rows: list[dict] = []
-    with tqdm(total=len(cells) * len(methods), desc="bench convergence", disable=not config.progress) as bar, \
+    with tqdm(total=len(cells) * len(methods) * len(recipes), desc="bench convergence",
+              disable=not config.progress) as bar, \
             tempfile.TemporaryDirectory(prefix="edgetune-convergence-") as scratch:
         for model, task, adapter in cells:
             inference_peak = None
             for method in methods:
-                bar.set_postfix_str(f"{model} {task} {adapter} {method}")
-                train = _train_config(config, model, task, adapter, method, Path(scratch) / f"{len(rows)}")
-                if config.memory and inference_peak is None:
-                    inference_peak = _peak(config, train, INFERENCE)
-                rows.append(_cell(config, train, inference_peak))
-                write_results("convergence", config, rows, table)  # finished cells survive an interrupted long run
-                bar.update(1)
+                for variant, overrides in recipes.items():
+                    bar.set_postfix_str(f"{model} {task} {adapter} {method} {variant}")
+                    train = _train_config(config, model, task, adapter, method, Path(scratch) / f"{len(rows)}",
+                                          overrides)
+                    if config.memory and inference_peak is None:
+                        inference_peak = _peak(config, train, INFERENCE)
+                    rows.append({"variant": variant, "overrides": overrides} | _cell(config, train, inference_peak))
+                    write_results("convergence", config, rows, table)  # finished cells survive an interrupted run
+                    bar.update(1)
     return rows
 
 
 def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter: str, method: str,
-                  out_dir: Path) -> TrainConfig:
+                  out_dir: Path, overrides: dict[str, str]) -> TrainConfig:
     info = get_method(method)
-    steps = max(config.budget // info.passes_per_step(config.queries), 1)
+    queries = int(overrides.get("queries", config.queries))
+    steps = max(config.budget // info.passes_per_step(queries), 1)
     return build_config(TrainConfig, {
         "model": model, "task": task, "adapter": adapter, "method": method, "steps": steps,
         "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), "mu": config.mu,
@@ -66,7 +71,7 @@ def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter
         "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
         "warm_start": config.warm_start, "train_head": config.train_head, "lr_schedule": config.lr_schedule,
         "warmup_steps": config.warmup_steps, "device": config.device, "out_dir": str(out_dir), "progress": False,
-    })
+    }, overrides)
 
 
 def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: int | None) -> dict:
@@ -148,18 +153,22 @@ def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dic
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | task | adapter | method | steps | lr | dev acc before -> after | train loss | peak "
-             "(x inference) | step (x forward) |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| model | task | adapter | method | variant | steps | lr | dev acc before -> after | train loss | peak "
+             "(x inference) | step (x forward) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
+        variant = r.get("variant") or ""
         if r.get("skipped"):
-            lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | | | skipped: "
+            lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | | | skipped: "
                          f"{r['skipped']} | | | |")
             continue
         peak = (f"{format_bytes(r['peak_bytes'])} ({r['ratio_to_inference']:.2f})"
                 if r.get("ratio_to_inference") else "")
         step = f"{r['step_seconds']:.3f} s ({r['ratio_to_forward']:.1f})" if r.get("step_seconds") else ""
-        lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {r['steps']} | {r['lr']:g} | "
-                     f"{r['accuracy_before']:.3f} -> {r['final_accuracy']:.3f} | {r['initial_train_loss']:.3f} -> "
+        lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | {r['steps']} | "
+                     f"{r['lr']:g} | "
+                     f"{r['accuracy_before']:.3f} -> {r['final_accuracy']:.3f}"
+                     + (f" (+-{r['final_stderr']:.3f})" if r.get("final_stderr") else "")
+                     + f" | {r['initial_train_loss']:.3f} -> "
                      f"{r['final_train_loss']:.3f} | {peak} | {step} |")
     return "\n".join(lines)
 

@@ -188,7 +188,7 @@ class FleetEmulator:
         if self.server is not None:
             self.server.stop()
         else:
-            self.keeper.ledger.close()
+            self.keeper.close()
 
 
 def run_fleet(config: FleetConfig, log=print) -> FleetResult:

@@ -16,6 +16,7 @@ from torch import nn
 from edge_runtime.heads.base import Head
 from edge_runtime.heads.label_words import CandidateScoringHead
 from edge_runtime.models.pooled_classifier import pooled_classifier_in
+from edge_runtime.models.registry import PUBLIC_IDS
 
 HEAD_FILE = "edgetune_head.json"
 
@@ -33,10 +34,22 @@ def head_description(module: nn.Module, head: Head) -> dict:
     return description
 
 
-def save_adapter(module: nn.Module, head: Head, folder: str | Path) -> None:
+def save_adapter(module: nn.Module, head: Head, folder: str | Path, *, model: str, card: dict | None = None) -> None:
+    """The adapter folder: peft's files naming `model`'s public id as the base (the local folder the
+    weights came from goes in `HEAD_FILE`), the head's settings, and a README on how it was trained
+    (`card`: method, data, accuracy) and how to score with it."""
     folder = Path(folder)
     module.save_pretrained(str(folder))
-    description = head_description(module, head)
+    config_file = folder / "adapter_config.json"
+    if config_file.is_file():  # full fine-tuning saves a model folder, not an adapter
+        config = json.loads(config_file.read_text())
+        local = config.get("base_model_name_or_path")
+        config["base_model_name_or_path"] = PUBLIC_IDS.get(model, model)
+        config_file.write_text(json.dumps(config, indent=2))
+    else:
+        local = None
+    description = head_description(module, head) | {"base_model": PUBLIC_IDS.get(model, model),
+                                                     "base_model_local_path": local, "training": card or {}}
     (folder / HEAD_FILE).write_text(json.dumps(description, indent=2))
     (folder / "README.md").write_text(_usage(description))
 
@@ -73,9 +86,14 @@ model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_MODE
 offsets = {offsets!r}"""
         how = ("The causal LM scores each candidate continuation of a prompt by its mean token "
                "log-probability" + (", minus the calibration offset of that candidate." if offsets else "."))
-    return f"""# edgetune adapter
+    training = description["training"]
+    trained = "".join(f"- {key.replace('_', ' ')}: {value}\n" for key, value in training.items())
+    return f"""# edgetune adapter for {description['base_model']}
 
-{how} `{HEAD_FILE}` holds these settings.
+{trained and "## How it was trained" + chr(10) + chr(10) + trained + chr(10)}## How to score with it
+
+{how} `{HEAD_FILE}` holds these settings. With transformers and peft alone (BASE_MODEL is
+`{description['base_model']}`, or the local copy named in `{HEAD_FILE}`):
 
 ```python
 {code}

@@ -8,3 +8,10 @@ MODEL_ALIASES: dict[str, str] = {
     "tiny-bert": "random 2-layer BERT encoder, 2.1M params, for tests and quick runs",
     "tiny-llama": "random 2-layer Llama decoder, 4.0M params, for tests and quick runs",
 }
+
+# The public Hugging Face ids of the pretrained aliases: what a saved adapter names as its base, so
+# that it loads anywhere, not only beside this install's copy of the weights.
+PUBLIC_IDS: dict[str, str] = {
+    "minilm": "sentence-transformers/all-MiniLM-L6-v2",
+    "smollm2-135m": "HuggingFaceTB/SmolLM2-135M-Instruct",
+}

@@ -168,6 +168,9 @@ def fit(run: Run) -> dict:
     probe = run.train[:TRAIN_PROBE]
     measure = lambda examples: evaluate(objective, examples, config.eval_batch_size, device)  # noqa: E731
     train_before, eval_before = measure(probe), measure(run.eval)
+    if config.progress:
+        print(f"warm start: {warm.describe()}; dev accuracy {eval_before.accuracy:.3f} on {len(run.eval)} examples "
+              "before training", flush=True)
     if run.plan is not None:
         _refit(run)
 
@@ -229,8 +232,12 @@ def fit(run: Run) -> dict:
             step = config.steps
 
     _checkpoint(run, out_dir, step)
-    save_adapter(run.peft_model, run.objective.head, out_dir / "adapter")
     train_after, eval_after = measure(probe), measure(run.eval)
+    save_adapter(run.peft_model, run.objective.head, out_dir / "adapter", model=config.model, card={
+        "method": config.method, "steps": step, "learning_rate": run.lr, "task": config.task,
+        "training_examples": len(run.train), "warm_start": warm.describe(),
+        "dev_accuracy": f"{eval_before.accuracy:.3f} before training, {eval_after.accuracy:.3f} after "
+                        f"({len(run.eval)} dev examples)"})
     summary = _summary(run, step - first_step, forward_passes, stopped, train_before, train_after, eval_before,
                        eval_after, time.perf_counter() - started, out_dir, warm)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -40,6 +40,16 @@ class WarmStart:
         return {"kind": self.kind, "examples": self.examples, "temperature": self.temperature,
                 "offsets": list(self.offsets)}
 
+    def describe(self) -> str:
+        if self.kind.startswith("calibration"):
+            offsets = ", ".join(f"{o:+.3f}" for o in self.offsets)
+            return f"{self.kind}" + (f" from {self.examples} unlabelled inputs" if self.examples else "") + \
+                (f" (offsets {offsets})" if offsets else "")
+        if self.kind in ("none", "resumed"):
+            return {"none": "none (the head as initialised)", "resumed": "the checkpoint's"}[self.kind]
+        source = f"{self.examples} labelled examples" if self.examples else "the label descriptions"
+        return f"{self.kind} head from {source}, logit scale {self.temperature:.3g}"
+
 
 def resolve_encoder_warm_start(requested: str, spec: TaskSpec, labelled: int) -> str:
     """What "auto" means for this task and this many labelled examples."""
@@ -165,6 +175,9 @@ def content_free_offsets(objective: Objective, example: Example, device: torch.d
 
 def centred_offsets(objective: Objective, examples: Sequence[Example], batch_size: int,
                     device: torch.device) -> np.ndarray:
+    if not examples:
+        raise UserError("a centred calibration needs unlabelled inputs to average over, and there are none; "
+                        "use calibration content-free or none")
     stats = score_statistics(objective, examples, batch_size, device)
     return score_offsets(stats.sums / stats.count)
 

@@ -53,7 +53,7 @@ def serve(federation: Federation, port: int = 0) -> CoordinatorServer:
 
 def restart(federation: Federation, clock=None) -> RoundKeeper:
     """A new coordinator on the same folder, as after kill -9; the agents go on talking to it."""
-    federation.keeper.ledger.close()
+    federation.keeper.close()
     keeper = RoundKeeper(federation.config, federation.host, clock=clock or ManualClock(), log=lambda _: None)
     service = CoordinatorService(keeper, repeatable_identities())
     for agent in federation.agents:

@@ -45,7 +45,7 @@ def test_a_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path, da
     else:  # one bit of one weight: still a well-formed file, so only the hash can tell
         latest.write_bytes(data[:-5] + bytes([data[-5] ^ 1]) + data[-4:])
     logged = []
-    federation.keeper.ledger.close()
+    federation.keeper.close()
     from coordinator.rounds import RoundKeeper
 
     recovered = RoundKeeper(federation.config, federation.host, log=logged.append)
@@ -54,9 +54,9 @@ def test_a_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path, da
     for name, value in recovered.params.items():
         np.testing.assert_array_equal(value, np.frombuffer(final["params"][name], np.float32).reshape(value.shape))
     # The version was written again, whole: the next restart reads it without falling back.
-    recovered.ledger.close()
+    recovered.close()
     logged.clear()
-    RoundKeeper(federation.config, federation.host, log=logged.append).ledger.close()
+    RoundKeeper(federation.config, federation.host, log=logged.append).close()
     assert not any("falling back" in line for line in logged)
 
 
