@@ -1,14 +1,14 @@
-"""Generates the gRPC stubs from proto/ while building; everything else is in pyproject.toml.
+"""Generates the gRPC stubs from proto/ before setuptools looks for packages; everything else is in
+pyproject.toml.
 
-The stubs are written into the source tree (edge_runtime/protocol/stubs/, git-ignored) before the
-normal build copies the package, so regular and editable installs (PEP 660 runs build_py with
-editable_mode) both find them, and nobody edits generated code by hand.
+The stubs are written into the source tree (edge_runtime/protocol/stubs/, git-ignored) when this
+file runs, which is before setuptools collects the package list: a wheel built from a clean clone
+holds them, as do regular and editable installs, and nobody edits generated code by hand.
 """
 
 from pathlib import Path
 
 from setuptools import setup
-from setuptools.command.build_py import build_py
 
 ROOT = Path(__file__).parent
 PROTOS = sorted((ROOT / "proto").rglob("*.proto"))
@@ -29,10 +29,5 @@ def compile_protos() -> None:
     (out / "__init__.py").touch()
 
 
-class BuildWithProtos(build_py):
-    def run(self) -> None:
-        compile_protos()
-        super().run()
-
-
-setup(cmdclass={"build_py": BuildWithProtos})
+compile_protos()
+setup()

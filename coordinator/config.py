@@ -14,9 +14,9 @@ from edge_runtime.errors import UserError
 def check_listen_address(listen: str) -> str:
     """The host of a host:port address, refused in one line before anything binds."""
     host, sep, port = listen.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise UserError(f"listen address {listen!r} is not host:port with a port from 1 to 65535 "
-                        "(e.g. 0.0.0.0:50051)")
+                        "(e.g. 0.0.0.0:50051; port 0 picks a free one)")
     parts = host.split(".")
     dotted_numbers = all(part.isdigit() for part in parts)
     if dotted_numbers and (len(parts) != 4 or any(int(part) > 255 for part in parts)):
