@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from edge_runtime.errors import UserError
+from edge_runtime.estimation import ONNX_RUNTIME_METHODS
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
 from edge_runtime.fleet.flops import step_cost
 from edge_runtime.fleet.profile_message import profile_from_message
@@ -78,6 +79,9 @@ def prepare(shape: RoundShape) -> None:
 
 
 def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
+    if message.backends and "torch" not in message.backends and shape.method not in ONNX_RUNTIME_METHODS:
+        return Capacity(0, 0, math.inf, f"its backend ({', '.join(message.backends)}) trains with "
+                                        f"{', '.join(ONNX_RUNTIME_METHODS)}, not {shape.method}")
     profile = profile_from_message(message)
     fixed, per_element, all_trainable = _memory(shape)
     cost = step_cost(shape.workload(shape.batch), shape.queries)

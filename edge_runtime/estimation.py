@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Restore = Literal["snapshot", "inplace"]
+# The methods a device on the ONNX Runtime backend trains with (edge_runtime/ort/methods.py): forward
+# passes of its graph only. The coordinator plans by it, so it lives here, importing neither runtime.
+ONNX_RUNTIME_METHODS: tuple[str, ...] = ("zo-sgd", "zo-sgd-sign", "zo-sgd-mmt", "zo-sgd-cons", "zo-adam")
 # ZO-Bench's variance reductions (edge_runtime.estimators.subspaces): what a block is, how a sparse
 # query picks its coordinates.
 BlockGrouping = Literal["layer", "tensor"]

@@ -85,6 +85,26 @@ def test_capacity_from_a_real_profile_and_the_memory_model():
     assert slow.steps == 0 and "one step takes" in slow.reason
 
 
+def test_a_device_is_planned_only_for_methods_its_backend_trains_with():
+    from edge_runtime.estimation import ONNX_RUNTIME_METHODS
+    from edge_runtime.ort.methods import METHODS
+
+    assert tuple(METHODS) == ONNX_RUNTIME_METHODS  # the planner's list is the backend's
+    onnx_only = pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]})
+    shape = RoundShape("tiny-llama", "forward-grad", "fp32", batch=8, seq_len=64, queries=1, local_steps=20,
+                       deadline_s=60)
+    refused = device_capacity(onnx_only, shape)
+    assert not refused.usable and "trains with zo-sgd" in refused.reason and "not forward-grad" in refused.reason
+    assert device_capacity(onnx_only, replace_method(shape, "zo-sgd")).usable
+    assert device_capacity(pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["torch"]}), shape).usable
+
+
+def replace_method(shape, method):
+    from dataclasses import replace
+
+    return replace(shape, method=method)
+
+
 def replace_cap(profile, cap):
     return pb.DeviceProfile(**{**_fields(profile), "memory_cap_bytes": cap})
 

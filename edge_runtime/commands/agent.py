@@ -59,7 +59,9 @@ def _run(args: argparse.Namespace) -> None:
     root = Path(config.tls_root_cert).read_bytes() if config.tls_root_cert else None
     client = GrpcClient(config.coordinator, root_cert=root, stop=stop)
     data = DataSource(config.data, Partition.parse(config.partition) if config.partition else None)
-    agent = Agent(client, profile_to_message(profile), data, backend_for, join_secret=config.join_secret,
+    message = profile_to_message(profile)
+    message.backends[:] = [config.backend]  # what this agent runs, so the coordinator plans only what it can do
+    agent = Agent(client, message, data, backend_for, join_secret=config.join_secret,
                   state_dir=Path(config.state_dir), task_name=config.task)
     device_id = agent.join(config.coordinator)
     print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap {profile.memory_cap / 1e9:.1f} GB)",
