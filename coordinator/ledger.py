@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 CREATE TABLE IF NOT EXISTS rejections (
     id INTEGER PRIMARY KEY AUTOINCREMENT, round INTEGER, device_id TEXT, reason TEXT NOT NULL, at REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS metrics (round INTEGER PRIMARY KEY, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS downloads (round INTEGER PRIMARY KEY, bytes INTEGER NOT NULL);
 """
 SQLITE_MAX_INTEGER = 2**63 - 1
 
@@ -97,6 +98,16 @@ class Ledger:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+    def add_download(self, round_: int, nbytes: int) -> None:
+        """Bytes a state download sent during `round_` (kept here so a restart does not forget them)."""
+        with self.transaction() as db:
+            db.execute("INSERT INTO downloads VALUES (?, ?) ON CONFLICT(round) DO UPDATE SET bytes = bytes + ?",
+                       (round_, nbytes, nbytes))
+
+    def downloaded(self, round_: int) -> int:
+        rows = self._query("SELECT bytes FROM downloads WHERE round = ?", (round_,))
+        return rows[0][0] if rows else 0
 
     # Devices
     def add_device(self, row: DeviceRow) -> None:

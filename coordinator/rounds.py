@@ -112,7 +112,6 @@ class RoundKeeper:
                                           config.server_beta2, config.server_tau)
         self.lock = threading.RLock()
         self.last_seen: dict[str, float] = {}
-        self.bytes_down: dict[int, int] = {}
         self.params: dict[str, np.ndarray] = {}
         self.version = 0
         self.open: OpenRound | None = None
@@ -292,7 +291,7 @@ class RoundKeeper:
         file, sha256 = self.store.write(self.version, self.params, self.optimizer.state, self.head_constants)
         crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
-                   "bytes_down": self.bytes_down.get(round_, 0), "planner": self.config.planner,
+                   "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
                    "method": self.method}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
@@ -413,8 +412,7 @@ class RoundKeeper:
 
     def count_download(self, nbytes: int) -> None:
         with self.lock:
-            round_ = self.open.row.round if self.open else self.version
-            self.bytes_down[round_] = self.bytes_down.get(round_, 0) + nbytes
+            self.ledger.add_download(self.open.row.round if self.open else self.version, nbytes)
 
     def accept(self, device_id: str, header: pb.UpdateHeader, deltas: dict[str, np.ndarray], wire_bytes: int) -> None:
         """Store the update or raise RejectedUpdate (also written to the ledger)."""

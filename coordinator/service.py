@@ -57,6 +57,9 @@ class CoordinatorService:
 
     def register(self, request: pb.RegisterRequest) -> pb.RegisterReply:
         self._check_version(request.protocol_version)
+        if self.config.join_secret and not request.join_secret:
+            raise CallFailed(grpc.StatusCode.PERMISSION_DENIED, "this coordinator needs a join secret "
+                                                                "(give the agent --join-secret)")
         if self.config.join_secret and not secret_matches(request.join_secret, self.config.join_secret):
             raise CallFailed(grpc.StatusCode.PERMISSION_DENIED, "wrong join secret")
         if request.direction_fingerprint != FINGERPRINT:
@@ -99,9 +102,11 @@ class CoordinatorService:
             version, tensors = self.keeper.state_for_download(list(request.tensors))
         except RejectedUpdate as error:
             raise CallFailed(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+        sent = 0
         for chunk in to_chunks(tensors, version):
-            self.keeper.count_download(chunk.ByteSize())
+            sent += chunk.ByteSize()
             yield chunk
+        self.keeper.count_download(sent)  # once per download: a write to the ledger
 
     def submit_update(self, metadata: Mapping[str, str], chunks: Iterable[pb.UpdateChunk]) -> pb.SubmitReply:
         device_id = self.authenticate(metadata)

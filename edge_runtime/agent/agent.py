@@ -36,6 +36,13 @@ class Backend(Protocol):
     def statistics(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult: ...
 
 
+# What became of a round's work when the agent was asked to stop during it (the round always ends
+# first: an update is uploaded whole or not at all, and a lost answer is resent on the next start).
+_AFTER_STOP = {"trained": "this round's update was uploaded and accepted before stopping",
+               "rejected": "this round's update was uploaded and rejected by the coordinator",
+               "refused": "this round's task was declined"}
+
+
 class TaskRefused(Exception):
     """This device cannot do the task; the reason goes back to the coordinator."""
 
@@ -187,6 +194,9 @@ class Agent:
                 break
             if outcome == "trained":
                 self.log(f"agent: round update accepted ({self.rounds_done} so far)")
+            if stop.is_set():  # asked to stop (Ctrl-C, SIGTERM) while working: say what became of the work
+                self.log(f"agent: stopped; {_AFTER_STOP.get(outcome, 'no task was in flight')}")
+                break
             stop.wait(wait)
         stop.set()
         # A heartbeat still inside a gRPC call when the interpreter exits aborts the process.

@@ -87,22 +87,29 @@ class GrpcClient(CoordinatorClient):
                         else grpc.insecure_channel(address, options=options))
         self.stub = rpc.CoordinatorStub(self.channel)
         self.address, self.stop, self.log, self.timeout_s = address, stop or threading.Event(), log, timeout_s
+        # One outage, one pair of lines, however many threads (the heartbeat, the work) meet it.
+        self._outage, self._outage_lock = False, threading.Lock()
+
+    def _outage_changed(self, down: bool, code: grpc.StatusCode | None = None) -> None:
+        with self._outage_lock:
+            if self._outage == down:
+                return
+            self._outage = down
+        self.log(f"agent: coordinator {self.address} unreachable ({code.name}); retrying with backoff" if down
+                 else f"agent: coordinator {self.address} is back")
 
     def _call(self, attempt: Callable[[], object]):
-        delay, outage_logged = 0.5, False
+        delay = 0.5
         while True:
             try:
                 result = attempt()
-                if outage_logged:
-                    self.log(f"agent: coordinator {self.address} is back")
+                self._outage_changed(False)
                 return result
             except grpc.RpcError as error:
                 code = error.code()
                 if code not in _RETRYABLE:
                     raise CallRejected(code, error.details() or "") from None
-                if not outage_logged:
-                    self.log(f"agent: coordinator {self.address} unreachable ({code.name}); retrying with backoff")
-                    outage_logged = True
+                self._outage_changed(True, code)
                 if self.stop.wait(delay * random.uniform(0.5, 1.5)):
                     raise CallRejected(code, "stopped while the coordinator was unreachable") from None
                 delay = min(delay * 2, 30.0)

@@ -11,15 +11,16 @@ from edge_runtime.config import add_config_arguments, config_from_args
 
 
 def _torch_backends(config):
-    """backend_for(task): one model per model spec, loaded on the first task that needs it."""
-    import torch
-
-    from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
-
-    torch.set_num_threads(config.threads)
+    """backend_for(task): one model per model spec, loaded on the first task that needs it (PyTorch
+    too: joining, and a refusal to join, take no seconds of importing it)."""
     models = {}
 
     def backend_for(task):
+        import torch
+
+        from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+
+        torch.set_num_threads(config.threads)
         spec = ModelSpec.of_task(task)
         if spec not in models:
             models.clear()  # one model in memory at a time
@@ -44,7 +45,8 @@ def _ort_backends(config):
 
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.agent.agent import Agent, DataSource
-    from edge_runtime.agent.client import GrpcClient
+    from edge_runtime.agent.client import CallRejected, GrpcClient
+    from edge_runtime.errors import UserError
     from edge_runtime.agent.config import AgentConfig
     from edge_runtime.fleet.profile_message import profile_to_message
     from edge_runtime.fleet.profiles import find_profile
@@ -63,11 +65,16 @@ def _run(args: argparse.Namespace) -> None:
     message.backends[:] = [config.backend]  # what this agent runs, so the coordinator plans only what it can do
     agent = Agent(client, message, data, backend_for, join_secret=config.join_secret,
                   state_dir=Path(config.state_dir), task_name=config.task)
-    device_id = agent.join(config.coordinator)
-    print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap {profile.memory_cap / 1e9:.1f} GB)",
-          flush=True)
     try:
+        device_id = agent.join(config.coordinator)
+        print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap "
+              f"{profile.memory_cap / 1e9:.1f} GB)", flush=True)
         agent.run(stop)
+    except CallRejected as refusal:
+        if stop.is_set():
+            print(f"agent: stopped while waiting for {config.coordinator}; nothing was in flight", flush=True)
+            return
+        raise UserError(f"the coordinator at {config.coordinator} refused this device: {refusal.message}") from None
     finally:
         client.close()
 

@@ -28,8 +28,8 @@ BENCHES = {
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.bench import configs
 
-    module = importlib.import_module(f"edge_runtime.bench.{args.bench.replace('-', '_')}")
     config = config_from_args(getattr(configs, BENCHES[args.bench][0]), args)
+    module = importlib.import_module(f"edge_runtime.bench.{args.bench.replace('-', '_')}")
     rows = module.run(config)
     print(module.table(rows))
     print(f"wrote {len(rows)} rows to {config.out}")

@@ -11,11 +11,12 @@ from edge_runtime.config import add_config_arguments, config_from_args
 
 def _run(args: argparse.Namespace) -> None:
     from coordinator.config import CoordinatorConfig
+
+    config = config_from_args(CoordinatorConfig, args)  # settings are checked before PyTorch loads (seconds)
     from coordinator.model_host import TorchHost
     from coordinator.rounds import RoundKeeper
     from coordinator.server import CoordinatorServer
 
-    config = config_from_args(CoordinatorConfig, args)
     keeper = RoundKeeper(config, TorchHost(config), log=lambda line: print(line, flush=True))
     server = CoordinatorServer(config, keeper).start()
     print(f"coordinator: serving on {config.listen} (port {server.port}), {config.planner} planner, "

@@ -9,10 +9,11 @@ from edge_runtime.config import add_config_arguments, config_from_args
 
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.fleet.config import FleetConfig
+
+    config = config_from_args(FleetConfig, args)  # settings are checked before PyTorch loads (seconds)
     from edge_runtime.fleet.emulator import run_fleet
     from edge_runtime.fleet.report import write_report
 
-    config = config_from_args(FleetConfig, args)
     result = run_fleet(config)
     paths = write_report(result, config, config.out_dir)
     print(paths["markdown"].read_text())

@@ -11,9 +11,11 @@ from edge_runtime.config import add_config_arguments, config_from_args
 
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.training.config import TrainConfig
+
+    config = config_from_args(TrainConfig, args)  # settings are checked before PyTorch loads (seconds)
     from edge_runtime.training.trainer import train
 
-    summary = train(config_from_args(TrainConfig, args))
+    summary = train(config)
     shown = {k: v for k, v in summary.items() if k != "config"}
     print(json.dumps(shown, indent=2))
     if summary["stopped"] != "completed":

@@ -42,10 +42,21 @@ class RayHosts(HostPool):
             raise UserError("the ray backend needs Ray: pip install 'edgetune[ray]'") from None
         self.ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+            self._start_ray(address)
         remote = ray.remote(num_cpus=cpus)(DeviceHost)
         self.hosts = [remote.remote(**host_kwargs) for _ in range(actors)]
         self.size = actors
+
+    def _start_ray(self, address: str | None) -> None:
+        """Ray gives its local node a fixed 30 s to come up, which a loaded machine may miss: one more try."""
+        for attempt in (1, 2):
+            try:
+                self.ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+                return
+            except Exception as error:  # Ray raises a bare Exception for a node that did not start in time
+                if attempt == 2 or "timed out during startup" not in str(error):
+                    raise
+                self.ray.shutdown()
 
     def call(self, host, method, *args):
         return self.ray.get(getattr(self.hosts[host], method).remote(*args))
