@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import require_at_least_one, setting
+from edge_runtime.config import require_at_least_one, require_folder, setting
 from edge_runtime.errors import UserError
 
 
@@ -113,6 +113,10 @@ class CoordinatorConfig:
             raise UserError(f"devices_per_round must not be negative, got {self.devices_per_round}")
         if (self.tls_cert is None) != (self.tls_key is None):
             raise UserError("tls_cert and tls_key go together: give both or neither")
+        require_folder(self.state_dir, "state_dir")
+        from edge_runtime.tasks import get_task
+
+        get_task(self.task)  # a mistyped task is refused before PyTorch loads
         host = check_listen_address(self.listen)
         if not self.join_secret and host not in ("127.0.0.1", "localhost", "[::1]"):
             raise UserError(f"listening on {self.listen} needs a join_secret: without one any machine that "

@@ -26,6 +26,12 @@ def setting(text: str, default):
     return dataclasses.field(default=default, metadata={"help": text})
 
 
+def require_folder(path: str, what: str) -> None:
+    """A folder a run writes to may not exist yet; a file in its place is a mistake."""
+    if Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
+        raise UserError(f"{what} {path!r} is a file, not a folder")
+
+
 def require_at_least_one(config: Any, *names: str) -> None:
     """The counts a config's validate() checks (steps, batch sizes, threads, ...): each must be >= 1."""
     for name in names:

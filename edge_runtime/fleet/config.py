@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from coordinator.config import CoordinatorConfig
-from edge_runtime.config import setting
+from edge_runtime.config import require_folder, setting
 from edge_runtime.errors import UserError
 
 
@@ -76,6 +76,11 @@ class FleetConfig(CoordinatorConfig):
             raise UserError(f"batch_devices must be 0 (auto) or more, got {self.batch_devices}")
         if self.batch_devices == 0:
             self.batch_devices = 32 if self.device == "cuda" else 1
+        require_folder(self.out_dir, "out_dir")
+        from edge_runtime.fleet.profiles import find_profile
+
+        for profile in self.profiles:
+            find_profile(profile)  # a mistyped profile is refused before PyTorch loads
         self.partitions = self.devices
         self.state_dir = f"{self.out_dir}/coordinator"
         super().validate()

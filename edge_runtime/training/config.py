@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import setting
+from edge_runtime.config import require_folder, setting
 from edge_runtime.errors import UserError
 from edge_runtime.units import parse_bytes
 
@@ -111,3 +111,7 @@ class TrainConfig:
             parse_bytes(self.memory_cap)
         if self.device not in ("cpu", "cuda", "auto"):
             raise UserError(f"device must be cpu, cuda or auto, got {self.device!r}")
+        require_folder(self.out_dir, "out_dir")
+        from edge_runtime.tasks import get_task
+
+        get_task(self.task)  # a mistyped task is refused before PyTorch loads
