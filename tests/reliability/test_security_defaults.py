@@ -65,7 +65,7 @@ def test_nothing_a_device_sends_is_unpickled_or_evaluated(tmp_path, monkeypatch)
     monkeypatch.chdir(work)
     traps = [PICKLE_TRAP.decode(), EVAL_TRAP]
     profile = pb.DeviceProfile(name=traps[0], device_class=traps[1], memory_cap_bytes=8 * 10**9, gflops_fp32=200,
-                               backends=traps, precisions=["fp32"])
+                               backends=[*traps, "torch"], precisions=["fp32"])
     federation = small_federation(tmp_path / "coordinator", devices=1, profile=profile, rounds=1)
     keeper, service = federation.keeper, federation.service
     client = federation.agents[0].client
