@@ -88,18 +88,23 @@ def plot_curves(plt, rows: list[dict]):
     if not groups:
         return None
     timed = all("train_seconds" in p for r in rows if r.get("curve") for p in r["curve"])
+    # Dev loss is one measurement at every point; the training loss along a curve is a mean of batch
+    # losses since the last point, so its first point (a probe before training) is not comparable.
+    loss_key = "eval_loss" if all(p.get("eval_loss") is not None for r in rows if r.get("curve")
+                                  for p in r["curve"]) else "train_loss"
     panels = 3 if timed else 2
     figure, axes = _figure(plt, panels * len(groups))
     for g, (title, group) in enumerate(groups.items()):
         loss_axis, accuracy_axis = axes[panels * g], axes[panels * g + 1]
         for row in group:
             passes = [p["forward_passes"] for p in row["curve"]]
-            loss_axis.plot(passes, [p["train_loss"] for p in row["curve"]], marker=".", label=row["method"])
+            loss_axis.plot(passes, [p[loss_key] for p in row["curve"]], marker=".", label=row["method"])
             accuracy_axis.plot(passes, [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
             if timed:
                 axes[panels * g + 2].plot([p["train_seconds"] for p in row["curve"]],
                                           [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
-        loss_axis.set(title=f"{title}: training loss", xlabel="forward passes", ylabel="train loss")
+        loss_name = "dev loss" if loss_key == "eval_loss" else "train loss"
+        loss_axis.set(title=f"{title}: {loss_name}", xlabel="forward passes", ylabel=loss_name)
         accuracy_axis.set(title=f"{title}: dev accuracy", xlabel="forward passes", ylabel="accuracy")
         accuracy_axis.legend(fontsize="x-small")
         if timed:
