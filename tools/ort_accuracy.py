@@ -32,7 +32,7 @@ def main() -> None:
     parser.add_argument("--model", default="minilm")
     parser.add_argument("--precision", default="int8", help="base precision of the ORT graph")
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--lr", type=float, default=3e-3)  # tools/accuracy_table.py's ZO-SGD setting for minilm
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--mu", type=float, default=1e-2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--k-shot", type=int, default=16)

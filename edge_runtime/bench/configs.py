@@ -259,9 +259,10 @@ class FederatedRun:
 
 
 # Every run starts from the same federated warm start (round 0); learning rates measured on the
-# default fleet of `edgetune fleet` (MiniLM, SST-2) after it.
+# default fleet of `edgetune fleet` (MiniLM, SST-2) after it. Spry at 1e-2 diverged after 14 of
+# 20 rounds (tools/results/aligned-2026-12-06/federated/spry-lr1e-2).
 FEDERATED_RUNS = {
-    "spry": FederatedRun("spry", "forward-grad", 1e-2, train_head=False),
+    "spry": FederatedRun("spry", "forward-grad", 3e-3, train_head=False),
     "fedmezo-seeds": FederatedRun("zo-seed", "zo-sgd", 1e-3, train_head=False),
     "fedavg-backprop": FederatedRun("fedavg-full", "fo-adam", 1e-3, train_head=True),
     # FwdLLM's setting: forward gradients, but every device perturbs the whole adapter (no slices).
