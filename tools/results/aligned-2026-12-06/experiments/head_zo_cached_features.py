@@ -1,9 +1,14 @@
 """ZO where the trained dimension is small: a MiniLM head (770 numbers) trained by two-point ZO-SGD
 over cached mean-pooled features, from the zero-shot head, beside the closed-form heads fitted to the
-same 2,048 labelled SST-2 examples. Scored on the 872 dev examples.
+same labelled SST-2 examples (2,048 drawn at random, or --per-class K of each class). Scored on the
+872 dev examples.
 
-    OMP_NUM_THREADS=1 .venv/bin/python tools/results/aligned-2026-12-06/experiments/head_zo_cached_features.py
+    E=tools/results/aligned-2026-12-06/experiments
+    OMP_NUM_THREADS=1 .venv/bin/python $E/head_zo_cached_features.py > $E/head_zo_cached_features.log
+    OMP_NUM_THREADS=1 .venv/bin/python $E/head_zo_cached_features.py --per-class 16 --steps 8000 \
+        --lrs 3e-5,1e-4,3e-4 > $E/head_zo_cached_features_k16.log
 """
+import argparse
 import csv
 import random
 from pathlib import Path
@@ -15,7 +20,13 @@ from transformers import AutoModel, AutoTokenizer
 
 torch.set_num_threads(1)
 DATA = Path(__file__).resolve().parents[4] / "edge_runtime/tasks/data/sst2"
-TEMPERATURE, MU, STEPS, BATCH = 20.0, 1e-3, 6000, 16
+TEMPERATURE, MU, BATCH = 20.0, 1e-3, 16
+parser = argparse.ArgumentParser()
+parser.add_argument("--per-class", type=int, default=0, help="0: 2,048 examples drawn at random")
+parser.add_argument("--steps", type=int, default=6000)
+parser.add_argument("--lrs", default="1e-5,3e-5,1e-4,1e-3")
+args = parser.parse_args()
+STEPS = args.steps
 
 
 def read(split):
@@ -52,7 +63,11 @@ train_texts, train_labels = read("train")
 dev_texts, dev_labels = read("dev")
 order = list(range(len(train_texts)))
 random.Random(0).shuffle(order)
-x, y = features([train_texts[i] for i in order[:2048]]), train_labels[order[:2048]]
+if args.per_class:
+    pick = [i for c in (0, 1) for i in [j for j in order if train_labels[j] == c][:args.per_class]]
+else:
+    pick = order[:2048]
+x, y = features([train_texts[i] for i in pick]), train_labels[pick]
 x_dev = features(dev_texts)
 zero_shot = features(["a negative review", "a positive review"])
 print("zero-shot", score(zero_shot, torch.zeros(2), TEMPERATURE, x_dev, dev_labels))
@@ -64,7 +79,7 @@ gram = xb.T @ xb + torch.diag(torch.cat([torch.ones(384), torch.zeros(1)]))
 solution = torch.linalg.solve(gram, xb.T @ targets)
 ridge_w, ridge_b = solution[:-1].T.contiguous(), solution[-1]
 print("ridge", score(ridge_w, ridge_b, best_temperature(x, y, ridge_w, ridge_b), x_dev, dev_labels))
-for lr in (1e-5, 3e-5, 1e-4, 1e-3):
+for lr in (float(v) for v in args.lrs.split(",")):
     w, b, g = zero_shot.clone(), torch.zeros(2), torch.Generator().manual_seed(0)
     for step in range(1, STEPS + 1):
         i = torch.randint(0, len(x), (BATCH,), generator=g)
@@ -74,5 +89,5 @@ for lr in (1e-5, 3e-5, 1e-4, 1e-3):
         projected = (plus - minus) / (2 * MU)
         w -= lr * projected * zw
         b -= lr * projected * zb
-        if step in (500, 1000, 2000, 4000, 6000):
+        if step in (500, 1000, 2000, 4000, 6000, 8000):
             print(f"zo-sgd head lr {lr:g} step {step}", score(w, b, TEMPERATURE, x_dev, dev_labels), flush=True)
