@@ -74,6 +74,8 @@ LATE_MISTAKES = [
     (["train", "--model", "tiny-llama", "--prompt", "{{sentence}} It was", "--label-words", "bad,good,ugly"],
      "needs 2 label words"),
     (["train", "--model", "tiny-bert", "--memory-cap", "1MB"], "cap"),
+    (["train", "--model", "tiny-llama", "--adapter", "prefix", "--method", "fo-adam-ckpt"],
+     "prefix tuning's key/value prefixes"),
     (["train", "--model", "tiny-bert", "--resume", "--out-dir", "{nowhere}"], "no checkpoint to resume"),
     (["train", "--model", "tiny-bert", "--task", "rte", "--warm-start", "zero-shot"], "describing each class"),
     (["export-graph", "tiny-llama", "--out", "{nowhere}", "--task", "copa"], "classification"),

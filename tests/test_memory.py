@@ -137,6 +137,47 @@ def test_micro_batches_give_the_same_loss_and_gradient_as_the_whole_batch(tiny_l
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-bert"])
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_recomputed_blocks_give_the_same_gradient_at_less_activation_memory(model, precision):
+    loaded = load_model(model, dtype=load_dtype(precision))
+    module = prepare_model(loaded, precision=precision)
+    spec, examples = long_examples("sst2", BATCH)
+    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, SEQ))
+    batch = objective.encode(examples)
+    grads, peaks = [], []
+    for method in ("fo-sgd", "fo-sgd-ckpt"):
+        with LiveBytes() as tracked:
+            loss = build_method(method, EstimatorSettings()).estimator.estimate(objective, batch, 0).loss
+        peaks.append(tracked.peak)
+        grads.append(torch.cat([p.grad.flatten() for p in objective.params.values()]))
+        assert torch.isfinite(torch.as_tensor(loss))
+    torch.testing.assert_close(grads[1], grads[0], rtol=1e-5, atol=1e-7)
+    assert peaks[1] < peaks[0]  # tiny models: a few blocks, so little to save (SmolLM2: 254 MB vs 2.3 GB)
+    # The blocks are themselves again afterwards: a plain pass keeps every activation.
+    assert all("forward" not in m.__dict__ for m in module.modules())
+
+
+def test_the_memory_model_simulates_recomputed_blocks_as_a_real_pass_allocates():
+    _, real = _real()
+    meta = _meta_model("tiny-llama", 2, "lora", "fp32", 8, 16, ())
+    trainable = lambda net: {n: p for n, p in net.named_parameters() if p.requires_grad}  # noqa: E731
+    simulated, measured = (pass_peak(net, trainable(net), "backward", BATCH, SEQ, recompute=True)
+                           for net in (meta, real))
+    assert simulated == measured < pass_peak(meta, trainable(meta), "backward", BATCH, SEQ)
+
+
+def test_planner_tries_checkpointed_backprop_before_a_forward_only_method():
+    """Where backprop does not fit even at micro-batch 1, its checkpointed twin (the same gradient)
+    comes before Forward-Grad and ZO."""
+    work = Workload("smollm2-135m", "fo-adam", batch=16, seq_len=512)
+    cap = 10**9 + required_bytes(estimate(replace(work, method="fo-adam-ckpt", batch=4)))
+    assert required_bytes(estimate(replace(work, batch=1))) > cap - 10**9
+    plan = plan_under_cap(cap, 10**9, work, eval_batch=16, allow_method_change=True)
+    assert (plan.method, plan.micro_batch, plan.accumulation) == ("fo-adam-ckpt", 4, 4)
+    assert "method fo-adam -> fo-adam-ckpt" in plan.changes
+
+
 def _train_capped(tmp_path, cap: int) -> subprocess.CompletedProcess:
     """`edgetune train` in a fresh process, so its baseline is a real process's, not pytest's."""
     args = ["train", "--model", "tiny-llama", "--k-shot", "8", "--eval-examples", "16", "--batch-size", "8",

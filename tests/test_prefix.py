@@ -39,7 +39,7 @@ def test_the_model_reads_its_prefixes():
     assert objective.loss(batch).item() != pytest.approx(before, abs=1e-6)
 
 
-@pytest.mark.parametrize("method", list(METHODS))
+@pytest.mark.parametrize("method", [m for m, info in METHODS.items() if not info.recomputes_blocks])
 def test_every_method_trains_the_prefixes(method):
     objective, batch = prefix_objective("tiny-llama")
     prefix = objective.params[f"{PREFIX}.default.embedding.weight"]

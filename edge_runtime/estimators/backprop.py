@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 import torch
 
 from edge_runtime.estimators.base import DenseEstimate, GradientEstimator, check_finite
 from edge_runtime.heads.base import Batch
+from edge_runtime.models.checkpointing import recomputed_blocks
 from edge_runtime.objective import Objective
 
 
 class Backprop(GradientEstimator):
-    def __init__(self, *, clip: float | None = None) -> None:
+    """``recompute``: keep only each transformer block's input and recompute its activations in the
+    backward pass (activation checkpointing): the same gradient at a fraction of the memory."""
+
+    def __init__(self, *, clip: float | None = None, recompute: bool = False) -> None:
         self.clip = clip
+        self.recompute = recompute
 
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> DenseEstimate:
         params = list(objective.params.values())
         for p in params:
             p.grad = None
-        with torch.enable_grad():
+        with torch.enable_grad(), recomputed_blocks(objective.module) if self.recompute else nullcontext():
             loss = objective.backward(batch)
         check_finite(loss)
         if self.clip is not None:

@@ -35,6 +35,18 @@ class MethodInfo:
     extra_forward_passes: int = 0
     # Backprop through a small part of the model besides the step's main passes (hybrid ZO/FO).
     backprop_part: bool = False
+    # Backprop that recomputes each transformer block's activations in the backward pass.
+    recomputes_blocks: bool = False
+    # The same method with blocks recomputed: where a memory planner looks first when this one
+    # does not fit.
+    recomputing_twin: str | None = None
+
+    def check_adapter(self, adapter: str) -> None:
+        # Prefix tuning hands its prefixes to attention as a key/value cache, which each layer
+        # extends in place: recomputing a layer would extend it twice.
+        if self.recomputes_blocks and adapter == "prefix":
+            raise UserError(f"{self.name} recomputes each layer, which prefix tuning's key/value prefixes do not "
+                            "survive; train prefixes with fo-sgd or fo-adam, or use adapter lora or full")
 
     @property
     def forward_only(self) -> bool:
@@ -86,9 +98,18 @@ METHODS: dict[str, MethodInfo] = {
                    lambda s: EstimateThenUpdate(
                        ForwardGrad(queries=s.queries, fallback_mu=s.mu, clip=s.grad_clip), SGD()), "jvp"),
         MethodInfo("fo-sgd", 1e-2, "backprop + SGD (baseline)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), SGD()), "backward"),
+                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), SGD()), "backward",
+                   recomputing_twin="fo-sgd-ckpt"),
         MethodInfo("fo-adam", 1e-3, "backprop + Adam (baseline)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), _adam(s)), "backward", state_copies=2),
+                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), _adam(s)), "backward", state_copies=2,
+                   recomputing_twin="fo-adam-ckpt"),
+        # The recomputation is one more forward pass of the blocks, counted as such in a step's FLOPs.
+        MethodInfo("fo-sgd-ckpt", 1e-2, "backprop + SGD, block activations recomputed (checkpointing)",
+                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip, recompute=True), SGD()), "backward",
+                   extra_forward_passes=1, recomputes_blocks=True),
+        MethodInfo("fo-adam-ckpt", 1e-3, "backprop + Adam, block activations recomputed (checkpointing)",
+                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip, recompute=True), _adam(s)), "backward",
+                   state_copies=2, extra_forward_passes=1, recomputes_blocks=True),
     )
 }
 

@@ -11,7 +11,7 @@ One constant covers what a loaded model holds besides tensors.
 from __future__ import annotations
 
 import functools
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from dataclasses import asdict, dataclass
 
@@ -24,6 +24,7 @@ from edge_runtime.estimators import get_method
 from edge_runtime.estimators.hybrid import backprop_part, gradients_only_for
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import ARCHITECTURES, build_architecture
+from edge_runtime.models.checkpointing import recomputed_blocks
 from edge_runtime.models.families import kind_for_family
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.masks import always_build_masks
@@ -83,6 +84,7 @@ class PassNotSimulated(UserError):
 def estimate(work: Workload) -> MemoryEstimate:
     check_precision(work.precision, work.adapter)
     info = get_method(work.method)
+    info.check_adapter(work.adapter)
     net = meta_model(work)
     trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
     frozen = [p for p in net.parameters() if not p.requires_grad]
@@ -92,7 +94,7 @@ def estimate(work: Workload) -> MemoryEstimate:
     if info.pass_kind == "forward" and work.zo_restore == "snapshot":
         copies += 1
     try:
-        peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len)
+        peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len, recompute=info.recomputes_blocks)
         if info.backprop_part:  # hybrid ZO/FO: its backward through the head or last layer may peak higher
             part = set(backprop_part(list(trainable)))
             with gradients_only_for(trainable, part):
@@ -162,17 +164,19 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
         return model_from_config(config)
 
 
-def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int) -> int:
+def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
+              recompute: bool = False) -> int:
     """Peak bytes allocated by one pass of ``kind`` over a batch; on meta tensors, or real ones."""
     tracked = LiveBytes()
-    run_pass(net, trainable, kind, batch, seq_len, tracked)
+    run_pass(net, trainable, kind, batch, seq_len, tracked, recompute=recompute)
     return tracked.peak
 
 
 def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
-             observer: AbstractContextManager) -> None:
+             observer: AbstractContextManager, recompute: bool = False) -> None:
     """One pass of ``kind`` over a batch as the trainer runs it, with ``observer`` (a memory tracker,
-    a FLOP counter) entered around the pass only, so the inputs it is given are not billed to it."""
+    a FLOP counter) entered around the pass only, so the inputs it is given are not billed to it.
+    ``recompute``: a backward pass that recomputes each block's activations (checkpointed backprop)."""
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=next(net.parameters()).device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     labels = torch.zeros(batch, dtype=torch.long, device=ids.device)
@@ -203,7 +207,7 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
             torch.func.jvp(functional, (primals,), (tangents,))
             del tangents
         else:
-            with torch.enable_grad():
+            with torch.enable_grad(), recomputed_blocks(net) if recompute else nullcontext():
                 loss(net).backward()
             for p in trainable.values():
                 p.grad = None

@@ -16,9 +16,10 @@ from edge_runtime.estimators import get_method
 from edge_runtime.memory.model import MemoryEstimate, Workload, estimate
 from edge_runtime.units import format_bytes
 
-# Cheaper methods to fall back to, by the kind of pass the asked method runs. Forward-Grad keeps
-# the exact directional derivative of a backprop method at a fraction of its memory; two-point
-# ZO-SGD needs nothing beyond inference.
+# Cheaper methods to fall back to, by the kind of pass the asked method runs. Backprop first
+# tries its own checkpointed twin (the same gradient, blocks recomputed); Forward-Grad keeps the
+# exact directional derivative of a backprop method at a fraction of its memory; two-point ZO-SGD
+# needs nothing beyond inference.
 _CHEAPER = {"backward": ("forward-grad", "zo-sgd"), "jvp": ("zo-sgd",), "forward": ("zo-sgd",)}
 MIN_SEQ_LEN = 32
 # Headroom over the estimate: on SmolLM2 the estimate was 9% under to 2% over the measured peak
@@ -65,7 +66,9 @@ def plan_under_cap(
     available = cap - baseline
     methods = [work.method]
     if allow_method_change:
-        methods += [m for m in _CHEAPER[get_method(work.method).pass_kind] if m != work.method]
+        info = get_method(work.method)
+        cheaper = ((info.recomputing_twin,) if info.recomputing_twin else ()) + _CHEAPER[info.pass_kind]
+        methods += [m for m in cheaper if m != work.method]
     lengths = [work.seq_len]
     if allow_shorter_sequences:
         while lengths[-1] // 2 >= MIN_SEQ_LEN:

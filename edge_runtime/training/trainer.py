@@ -76,6 +76,7 @@ def build_run(config: TrainConfig) -> Run:
         config = replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
                          eval_batch_size=plan.eval_batch)
     info = get_method(config.method)
+    info.check_adapter(config.adapter)
     loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
                         attn_implementation=config.attn_implementation, seed=config.seed)
     peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
