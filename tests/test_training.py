@@ -2,6 +2,7 @@
 runs resume exactly, and user mistakes end in one line."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -29,6 +30,8 @@ METHOD_RUNS = {
     "forward-grad": dict(steps=300, lr=1e-4),
     "fo-sgd": dict(steps=60, lr=5e-3),
     "fo-adam": dict(steps=60, lr=1e-3),
+    "fo-sgd-ckpt": dict(steps=60, lr=5e-3),
+    "fo-adam-ckpt": dict(steps=60, lr=1e-3),
 }
 
 
@@ -112,6 +115,32 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         assert torch.equal(a[name], b[name]), name
+
+
+def test_method_auto_trains_with_a_method_that_reached_the_target_and_a_resume_keeps_it(tmp_path):
+    first = train(tiny_config(tmp_path, method="auto", steps=3))
+    # Without a cap every candidate fits; only backprop and its checkpointed twin gained 5 points
+    # in the measured runs, so one of them wins whichever step this machine timed faster.
+    assert first["method"] in ("fo-adam", "fo-adam-ckpt")
+    for method in ("fo-adam", "fo-adam-ckpt", "forward-grad", "zo-sgd"):
+        assert re.search(rf"{method}: [0-9.]+ s/step", first["method_choice"]), first["method_choice"]
+    resumed = train(tiny_config(tmp_path, method="auto", steps=5, resume=True))
+    assert resumed["method"] == first["method"] and resumed["method_choice"] is None
+
+
+def test_method_auto_prefers_a_method_that_reaches_the_target_however_slow_its_step():
+    from edge_runtime.training.method_choice import Candidate, choose
+
+    candidates = [Candidate("fo-adam", refused="does not fit the 1GB cap"),
+                  Candidate("fo-adam-ckpt", needs=900 * 10**6, micro_batch=4, step_seconds=3.0),
+                  Candidate("forward-grad", needs=800 * 10**6, micro_batch=16, step_seconds=1.0),
+                  Candidate("zo-sgd", needs=700 * 10**6, micro_batch=16, step_seconds=0.5)]
+    chosen, why = choose(candidates, "causal_lm")
+    assert chosen.method == "fo-adam-ckpt"
+    assert why.startswith("fo-adam-ckpt: fits 900 MB at micro-batch 4, 3.00 s/step, about 200 steps")
+    assert "fo-adam: does not fit the 1GB cap" in why and "zo-sgd: fits 700 MB" in why
+    chosen, _ = choose(candidates[2:], "causal_lm")
+    assert chosen.method == "zo-sgd"  # neither reached it: the cheaper step
 
 
 def test_diverging_lr_stops_and_keeps_the_last_good_adapter(tmp_path):

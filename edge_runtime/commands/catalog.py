@@ -10,6 +10,7 @@ def _run(args: argparse.Namespace) -> None:
     from edge_runtime.models import MODEL_ALIASES
     from edge_runtime.tasks import TASKS
     from edge_runtime.tasks.templates import TEMPLATES
+    from edge_runtime.training.method_choice import CANDIDATES
     from edge_runtime.warm_start.linear_head import ENCODER_WARM_STARTS
 
     print("models: ", ", ".join(MODEL_ALIASES))
@@ -24,6 +25,7 @@ def _run(args: argparse.Namespace) -> None:
     print("methods:")
     for m in METHODS.values():
         print(f"  {m.name:14s} {'forward-only' if m.forward_only else 'backprop    '}  lr={m.default_lr:g}  {m.summary}")
+    print(f"  {'auto':14s} {'':12s}  {'':8s}  the fastest to +5 points of {', '.join(CANDIDATES)} within the memory cap")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

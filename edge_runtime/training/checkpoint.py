@@ -56,6 +56,12 @@ def save_checkpoint(folder: Path, params: Mapping[str, torch.Tensor], method_sta
     shutil.rmtree(previous, ignore_errors=True)
 
 
+def saved_method(folder: Path) -> str | None:
+    """The method a checkpoint was trained with (None: no checkpoint there)."""
+    progress = Path(folder) / PROGRESS
+    return json.loads(progress.read_text())["method"] if progress.is_file() else None
+
+
 def load_checkpoint(folder: Path, params: Mapping[str, torch.nn.Parameter]) -> tuple[Progress, dict[str, torch.Tensor]]:
     """Copies the saved trainable tensors into `params`; returns progress and the method state."""
     folder = Path(folder)

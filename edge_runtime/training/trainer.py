@@ -16,7 +16,7 @@ from edge_runtime.estimators.directions import Snapshot, step_seed
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.memory import Workload
-from edge_runtime.memory.planner import Plan, plan_under_cap, refit_after_loading
+from edge_runtime.memory.planner import Plan, plan_under_cap, refit_after_loading, required_bytes
 from edge_runtime.memory.watchdog import MemoryWatchdog
 from edge_runtime.models import LoadedModel, load_model
 from edge_runtime.models.pooled_classifier import freeze_classifier
@@ -24,9 +24,10 @@ from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
 from edge_runtime.tasks.templates import prompt_template
-from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint
+from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint, saved_method
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples
+from edge_runtime.training import method_choice
 from edge_runtime.training.evaluation import EvalResult, evaluate
 from edge_runtime.training.schedule import learning_rate
 from edge_runtime.units import format_bytes, parse_bytes
@@ -53,6 +54,7 @@ class Run:
     eval: list[Example]
     plan: Plan | None = None
     watchdog: MemoryWatchdog | None = None
+    method_choice: str | None = None  # `--method auto`'s reasons
 
 
 def _device(name: str) -> torch.device:
@@ -70,13 +72,16 @@ def build_run(config: TrainConfig) -> Run:
     device = _device(config.device)
     train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
     eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
-    plan = None
-    if config.memory_cap is not None:  # after the data, whose memory is then part of the baseline
+    plan, candidates, plans = None, None, {}
+    if config.method == "auto" and config.resume:  # a resumed run keeps the method its checkpoint trained
+        config = replace(config, method=saved_method(Path(config.out_dir) / "checkpoint") or "auto")
+    if config.method == "auto":
+        candidates, plans = _plan_candidates(config, num_labels, device)
+    elif config.memory_cap is not None:  # after the data, whose memory is then part of the baseline
         plan = _plan(config, num_labels, device)
-        config = replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
-                         eval_batch_size=plan.eval_batch)
-    info = get_method(config.method)
-    info.check_adapter(config.adapter)
+        config = _follow(config, plan)
+    if candidates is None:
+        get_method(config.method).check_adapter(config.adapter)
     loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
                         attn_implementation=config.attn_implementation, seed=config.seed)
     peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
@@ -90,9 +95,55 @@ def build_run(config: TrainConfig) -> Run:
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
                                  zo_restore=config.zo_restore, zo_blocks=config.zo_blocks,
                                  zo_density=config.zo_density, zo_sparse_selection=config.zo_sparse_selection)
+    choice = None
+    if candidates is not None:
+        timed = [c if c.refused else replace(c, step_seconds=method_choice.time_one_step(
+            c.method, settings, objective, train[:config.batch_size], c.micro_batch or config.micro_batch, device))
+            for c in candidates]
+        chosen, choice = method_choice.choose(timed, loaded.kind)
+        if config.progress:
+            print(f"method auto: {choice}", flush=True)
+        plan = plans.get(chosen.method)
+        config = _follow(config, plan) if plan else replace(config, method=chosen.method)
+        objective.micro_batch = config.micro_batch
+    info = get_method(config.method)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
-               config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog)
+               config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog, choice)
+
+
+def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
+    return replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
+                   eval_batch_size=plan.eval_batch)
+
+
+def _plan_candidates(config: TrainConfig, num_labels: int,
+                     device: torch.device) -> tuple[list[method_choice.Candidate], dict[str, Plan]]:
+    """`--method auto`'s candidates, each planned under the cap as if asked for by name (at the
+    asked sequence length: methods are compared on the same examples)."""
+    candidates, plans = [], {}
+    for method in method_choice.CANDIDATES:
+        try:
+            get_method(method).check_adapter(config.adapter)
+        except UserError as refusal:
+            candidates.append(method_choice.Candidate(method, refused=str(refusal)))
+            continue
+        if config.memory_cap is None:
+            candidates.append(method_choice.Candidate(method))
+            continue
+        try:
+            plan = _plan(replace(config, method=method, allow_method_change=False, allow_shorter_sequences=False,
+                                 progress=False), num_labels, device)
+        except UserError:
+            candidates.append(method_choice.Candidate(method, refused=f"does not fit the {config.memory_cap} cap"))
+            continue
+        plans[method] = plan
+        candidates.append(method_choice.Candidate(method, needs=required_bytes(plan.estimate),
+                                                  micro_batch=plan.micro_batch))
+    if all(c.refused for c in candidates):
+        raise UserError("method auto: no method can train this run; "
+                        + "; ".join(f"{c.method}: {c.refused}" for c in candidates))
+    return candidates, plans
 
 
 def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
@@ -283,7 +334,8 @@ def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_befo
              out_dir: Path, warm: WarmStart) -> dict:
     c = run.config
     return {
-        "method": c.method, "model": c.model, "task": c.task, "steps": steps, "warm_start": warm.as_dict(),
+        "method": c.method, "method_choice": run.method_choice, "model": c.model, "task": c.task, "steps": steps,
+        "warm_start": warm.as_dict(),
         "train_examples": len(run.train), "eval_examples": len(run.eval), "batch_size": c.batch_size,
         "lr": run.lr, "mu": c.mu, "queries": c.queries, "seed": c.seed,
         "initial_train_loss": train_before.loss, "final_train_loss": train_after.loss,
