@@ -57,8 +57,11 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
     restarted_log = (tmp_path / "coordinator-restarted.log").read_text()
     assert "recovered at state version 2" in restarted_log and "round 2 open" in restarted_log
     metrics = [json.loads(m) for (m,) in ledger_rows(state, "SELECT record FROM metrics ORDER BY round")]
-    # Round 1 closed without the killed agent, whose slices kept their values.
-    assert metrics[2]["round"] == 1 and metrics[2]["updates"] == metrics[2]["assigned"] - 1
+    # Round 1 closed without the killed agent, whose slices kept their values. With its 6 s deadline
+    # and a quorum of half, a machine busy with other jobs may also make a live agent miss it (seen with
+    # three other CPU-heavy jobs on 2 cores), so only the killed agent's absence is certain.
+    assert metrics[2]["round"] == 1
+    assert metrics[2]["assigned"] / 2 <= metrics[2]["updates"] <= metrics[2]["assigned"] - 1
     # (Every slice has one holder here, 5 slices for at most 4 devices; round 0 may itself miss a slow
     # agent's slices on a busy machine, so it is no reference.)
     assert metrics[2]["slices_trained"] < metrics[2]["slices_total"]
