@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import torch
 
 from edge_runtime.estimators.base import DenseEstimate, GradientEstimator, check_finite
@@ -24,7 +22,7 @@ class Backprop(GradientEstimator):
         params = list(objective.params.values())
         for p in params:
             p.grad = None
-        with torch.enable_grad(), recomputed_blocks(objective.module) if self.recompute else nullcontext():
+        with torch.enable_grad(), recomputed_blocks(objective.module, enabled=self.recompute):
             loss = objective.backward(batch)
         check_finite(loss)
         if self.clip is not None:

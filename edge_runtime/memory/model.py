@@ -11,7 +11,7 @@ One constant covers what a loaded model holds besides tensors.
 from __future__ import annotations
 
 import functools
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from pathlib import Path
 from dataclasses import asdict, dataclass
 
@@ -207,7 +207,7 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
             torch.func.jvp(functional, (primals,), (tangents,))
             del tangents
         else:
-            with torch.enable_grad(), recomputed_blocks(net) if recompute else nullcontext():
+            with torch.enable_grad(), recomputed_blocks(net, enabled=recompute):
                 loss(net).backward()
             for p in trainable.values():
                 p.grad = None

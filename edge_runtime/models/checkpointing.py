@@ -26,7 +26,10 @@ from edge_runtime.errors import UserError
 
 
 @contextmanager
-def recomputed_blocks(module: nn.Module) -> Iterator[None]:
+def recomputed_blocks(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
     blocks = [m for m in module.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not blocks:
         raise UserError(f"{type(module).__name__} has no transformer blocks that can be recomputed "

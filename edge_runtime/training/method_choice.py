@@ -58,7 +58,7 @@ def time_one_step(method: str, settings: EstimatorSettings, objective: Objective
         seconds = time.perf_counter() - started
     for p in objective.params.values():
         p.grad = None
-    if torch.cuda.is_available():
+    if device.type == "cuda":
         torch.cuda.empty_cache()
     return seconds
 
