@@ -1,15 +1,18 @@
 """The function every estimator differentiates: loss(trainable params; batch).
 
-Estimators see only this object. It exposes the loss two ways, in the style of torch.func:
+Estimators see only this object. It exposes the loss three ways, in the style of torch.func:
 `loss(batch)` runs the module with the parameters it currently holds (what in-place ZO needs),
-`jvp(batch, primals, tangents)` runs it with replacement tensors under forward-mode AD (what
-Forward-Grad needs). Estimators call nothing else of the model, which is what lets the fleet
+`losses_at(points, batch)` runs it at many replacement points in one batched pass (ZO's
+perturbations together), `jvp(batch, primals, tangents)` runs it with replacement tensors under
+forward-mode AD (what Forward-Grad needs). Estimators call nothing else of the model, which is what lets the fleet
 emulator run many devices' passes as one batch (fleet/batched_forward.py).
 
 With a micro-batch size, `encode` splits a step's examples into micro-batches and every loss is
 their example-weighted mean: the same value as one pass over the whole batch, at the activation
 memory of one micro-batch (what a memory cap needs). Backprop must free each micro-batch's graph
-before the next, so it goes through `backward`.
+before the next, so it goes through `backward`. `perturbations_per_pass` is the same kind of
+setting for two-point ZO: how many perturbed copies of the trained tensors go through one batched
+pass (1: one at a time, in place, at inference memory).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 from torch import nn
 
 from edge_runtime.heads.base import Batch, Head
+from edge_runtime.models.masks import always_build_masks
 from edge_runtime.tasks import Example
 
 
@@ -51,6 +55,7 @@ class Objective:
     head: Head
     params: dict[str, nn.Parameter] = field(default_factory=dict)
     micro_batch: int | None = None
+    perturbations_per_pass: int = 1
 
     def __post_init__(self) -> None:
         if not self.params:
@@ -76,6 +81,14 @@ class Objective:
         """(loss, d loss / d params . tangents) at `primals`, in one forward-mode pass."""
         return torch.func.jvp(lambda params: self.functional_loss(params, batch), (dict(primals),),
                               (dict(tangents),))
+
+    @torch.no_grad()
+    def losses_at(self, points: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
+        """The loss at n points in one batched pass: `points` holds each trained tensor stacked n
+        times along a new leading axis. The base's matmuls run on the n points' activations
+        together, so its weights are read once for all of them (two-point ZO's perturbations)."""
+        with always_build_masks():
+            return torch.vmap(lambda point: self.functional_loss(point, batch))(dict(points))
 
     def backward(self, batch: Step) -> float:
         """Accumulate d loss / d params into .grad; returns the loss."""

@@ -184,3 +184,30 @@ def test_a_fleet_in_lockstep_runs_the_same_rounds_as_devices_one_at_a_time(tmp_p
     for a, b in zip(alone.devices, batched.devices):
         assert b["accounted_peak"] == pytest.approx(a["accounted_peak"], rel=0.02)
     assert all(d["accounted_peak"] <= d["memory_cap"] for d in batched.devices)
+
+
+def test_each_devices_perturbed_copies_go_through_with_the_other_devices_in_one_pass():
+    """Batched two-point ZO inside a lockstep: 3 devices x 2 queries x (+mu, -mu) = 12 evaluations in one
+    pass, each device's scalars those of its own one-at-a-time step."""
+    from edge_runtime.estimators.zo import TwoPointZO
+
+    shared, adapters, _ = _devices("tiny-llama", "sst2", 3)
+    batch = Objective(shared.module, shared.head).encode(load_split("sst2", "train", None)[:4])
+    trained = list(shared.params)[:2]
+    serve = BatchedForward(16, lambda: 10**12, None)
+
+    def job(i):
+        def run():
+            objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
+                                          adapter=adapters[i], activation_bytes=1000, perturbations_per_pass=4)
+            return TwoPointZO(mu=1e-2, queries=2).estimate(objective, batch, seed=i).scalars
+        return run
+
+    results = Lockstep(serve).run([job(i) for i in range(3)])
+    assert serve.stats.passes == 1 and serve.stats.device_passes == 12
+    for i, scalars in enumerate(results):
+        alone = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n].clone() for n in trained},
+                                  adapter={n: t.clone() for n, t in adapters[i].items()}, solo=True)
+        alone.adapter.update(alone.params)
+        expected = TwoPointZO(mu=1e-2, queries=2).estimate(alone, batch, seed=i).scalars
+        assert scalars == pytest.approx(expected, rel=1e-3, abs=1e-4)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from edge_runtime.agent.torch_backend import TorchModel, train_adapter
+from edge_runtime.agent.torch_backend import TorchModel, copies_per_pass, train_adapter
 from edge_runtime.agent.work import head_constants
 from edge_runtime.agent.work import LocalResult
 from edge_runtime.fleet.accounting import predicted_activations
@@ -80,6 +80,18 @@ class LockstepObjective(Objective):
         replies = [(self._request(part, adapter, dict(tangents)), weight) for part, weight in weighted_parts(batch)]
         return sum(r[0] * w for r, w in replies), sum(r[1] * w for r, w in replies)
 
+    def losses_at(self, points: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
+        # One request per point and micro-batch, all waited on together: a device's perturbed copies
+        # go through the shared base in one batch with every other device's.
+        count = next(iter(points.values())).shape[0]
+        parts = weighted_parts(batch)
+        requests = [ForwardRequest(self, {**self.adapter, **{n: t[i] for n, t in points.items()}}, part)
+                    for i in range(count) for part, _ in parts]
+        replies = [_alone(r) for r in requests] if self.solo else Lockstep.active().request_all(requests)
+        losses = [reply[0] for reply in replies]
+        return torch.stack([sum(losses[i * len(parts) + j] * w for j, (_, w) in enumerate(parts))
+                            for i in range(count)])
+
     def _request(self, batch: Batch, adapter: dict[str, torch.Tensor],
                  tangents: dict[str, torch.Tensor] | None) -> Reply:
         request = ForwardRequest(self, adapter, batch, tangents)
@@ -97,6 +109,7 @@ class LockstepModel:
         self.shared = shared
         self.params: dict[str, torch.Tensor] = {}
         self.micro_batch: int | None = None
+        self.perturbations_per_pass: int | None = None
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return self.shared.shapes()
@@ -109,11 +122,17 @@ class LockstepModel:
         # A step whose memory is measured runs alone: the tracker sees this device's pass only.
         activations = predicted_activations(task, self.micro_batch or task.batch_size)
         self.shared.head.load_constants(head_constants(task))
+        per_pass = self.copies_per_pass(task)
         return train_adapter(task, examples, self.params, self.shared.device, measure_first_step,
                              lambda params: LockstepObjective(self.shared.module, self.shared.head, params=params,
-                                                              micro_batch=self.micro_batch, adapter=self.params,
+                                                              micro_batch=self.micro_batch,
+                                                              perturbations_per_pass=per_pass, adapter=self.params,
                                                               activation_bytes=activations,
                                                               solo=measure_first_step))
+
+    def copies_per_pass(self, task: pb.Task) -> int:
+        return copies_per_pass(task, self.shared.device, self.shared.spec.precision, self.micro_batch,
+                               self.perturbations_per_pass)
 
 
 @dataclass

@@ -30,8 +30,8 @@ _current = threading.local()
 class _Job:
     run: Callable[[], object]
     go: threading.Event = field(default_factory=threading.Event)
-    request: object | None = None
-    reply: object | None = None
+    request: list | None = None  # what the job waits on
+    reply: list | None = None
     failure: BaseException | None = None  # raised into the job by serve()
     result: object | None = None
     error: BaseException | None = None  # what the job raised
@@ -79,18 +79,18 @@ class Lockstep(Generic[R]):
         return [s.result for s in states]
 
     def _answer(self, waiting: list[_Job]) -> None:
+        requests = [r for s in waiting for r in s.request]
         try:
-            replies = self.serve([s.request for s in waiting])
+            replies = self.serve(requests)
         except BaseException as error:  # noqa: BLE001 - every job waiting on it must hear of it
-            replies = [error] * len(waiting)
+            replies = [error] * len(requests)
         self.rounds_served += 1
-        self.requests_served += len(waiting)
-        for state, reply in zip(waiting, replies, strict=True):
+        self.requests_served += len(requests)
+        for state in waiting:
+            mine, replies = replies[:len(state.request)], replies[len(state.request):]
             state.request = None
-            if isinstance(reply, BaseException):
-                state.failure, state.reply = reply, None
-            else:
-                state.failure, state.reply = None, reply
+            failure = next((r for r in mine if isinstance(r, BaseException)), None)
+            state.failure, state.reply = (failure, None) if failure is not None else (None, mine)
 
     def _body(self, state: _Job, handed_back: threading.Event) -> None:
         _current.lockstep, _current.job, _current.handed_back = self, state, handed_back
@@ -105,13 +105,17 @@ class Lockstep(Generic[R]):
 
     def request(self, request: R) -> object:
         """From inside a job: wait for the reply to `request`."""
+        return self.request_all([request])[0]
+
+    def request_all(self, requests: Sequence[R]) -> list[object]:
+        """From inside a job: wait for the replies to several requests, served with the other jobs'."""
         state: _Job = _current.job
-        state.request = request
+        state.request = list(requests)
         _current.handed_back.set()
         state.go.wait()
         state.go.clear()
         if state.failure is not None:
             failure, state.failure = state.failure, None
             raise failure
-        reply, state.reply = state.reply, None
-        return reply
+        replies, state.reply = state.reply, None
+        return replies

@@ -1,0 +1,114 @@
+"""Two-point ZO with its perturbed copies through the model in one batched pass: the same scalars,
+the same update and the same uploads as one copy at a time, on encoders and decoders, LoRA and prefixes."""
+
+import pytest
+import torch
+
+from edge_runtime.estimators import EstimatorSettings, build_method
+from edge_runtime.estimators.subspaces import Blocks
+from edge_runtime.estimators.zo import TwoPointZO
+from edge_runtime.heads import head_for
+from edge_runtime.models import load_model
+from edge_runtime.models.precision import prepare_model
+from edge_runtime.objective import Objective
+from edge_runtime.tasks import load_split
+
+
+def objective_for(model: str, adapter: str, precision: str = "fp32") -> tuple[Objective, object]:
+    loaded = load_model(model, num_labels=2, seed=0)
+    module = prepare_model(loaded, adapter=adapter, precision=precision, r=2, alpha=4, prefix_tokens=3)
+    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, "classification", max_length=32))
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # non-zero LoRA B, so every direction moves the loss
+        for name, p in objective.params.items():
+            if "lora_B" in name:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    return objective, objective.head.encode(load_split("sst2", "train")[:4])
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-bert"])
+@pytest.mark.parametrize("adapter", ["lora", "prefix"])
+@pytest.mark.parametrize("queries,per_pass", [(1, 2), (3, 6), (3, 4)])
+def test_batched_and_one_at_a_time_give_the_same_scalars_and_update(model, adapter, queries, per_pass):
+    results = {}
+    for k in (1, per_pass):
+        objective, batch = objective_for(model, adapter)
+        objective.perturbations_per_pass = k
+        method = build_method("zo-sgd", EstimatorSettings(mu=1e-2, queries=queries))
+        step = method.step(objective, batch, lr=1e-2, seed=11)
+        results[k] = step, {n: p.detach().clone() for n, p in objective.params.items()}
+    (sequential, after_sequential), (batched, after_batched) = results[1], results[per_pass]
+    assert batched.seeds == sequential.seeds
+    assert batched.forward_passes == sequential.forward_passes == 2 * queries
+    # The perturbed points are bit-identical; only the passes' reduction order differs.
+    assert batched.scalars == pytest.approx(sequential.scalars, rel=1e-3, abs=1e-4)
+    assert batched.loss == pytest.approx(sequential.loss, rel=1e-5)
+    for name, p in after_sequential.items():
+        torch.testing.assert_close(after_batched[name], p, rtol=1e-5, atol=1e-6)
+
+
+def test_the_batched_pass_leaves_the_parameters_untouched():
+    objective, batch = objective_for("tiny-llama", "lora")
+    before = {n: p.detach().clone() for n, p in objective.params.items()}
+    objective.perturbations_per_pass = 4
+    TwoPointZO(mu=1e-2, queries=2).estimate(objective, batch, seed=5)
+    for name, p in objective.params.items():
+        assert torch.equal(p, before[name]), name
+
+
+def test_a_subspace_restricts_the_batched_perturbations_too():
+    scalars = {}
+    for k in (1, 2):
+        objective, batch = objective_for("tiny-llama", "lora")
+        objective.perturbations_per_pass = k
+        scalars[k] = TwoPointZO(mu=1e-2, queries=2, subspace=Blocks("layer")).estimate(objective, batch, seed=3).scalars
+    assert scalars[2] == pytest.approx(scalars[1], rel=1e-3, abs=1e-4)
+
+
+def test_an_int8_base_runs_batched():
+    scalars = {}
+    for k in (1, 2):
+        objective, batch = objective_for("tiny-llama", "lora", precision="int8")
+        objective.perturbations_per_pass = k
+        scalars[k] = TwoPointZO(mu=1e-2, queries=1).estimate(objective, batch, seed=3).scalars
+    assert scalars[2] == pytest.approx(scalars[1], rel=1e-3, abs=1e-4)
+
+
+def test_a_model_that_cannot_run_batched_falls_back_with_one_line(monkeypatch):
+    objective, batch = objective_for("tiny-llama", "lora")
+    expected = TwoPointZO(mu=1e-2, queries=2).estimate(objective, batch, seed=7).scalars
+
+    def no_batching_rule(points, batch):
+        raise RuntimeError("Batching rule not implemented for aten::something")
+
+    monkeypatch.setattr(objective, "losses_at", no_batching_rule)
+    objective.perturbations_per_pass = 4
+    with pytest.warns(RuntimeWarning, match="perturbations per pass 4 -> 1"):
+        scalars = TwoPointZO(mu=1e-2, queries=2).estimate(objective, batch, seed=7).scalars
+    assert scalars == expected and objective.perturbations_per_pass == 1
+
+
+def test_copies_go_together_where_a_pass_is_bound_by_reading_weights():
+    from edge_runtime.estimators.perturbation_batching import CPU_BATCHED_TOKENS, default_perturbations_per_pass
+
+    assert default_perturbations_per_pass(4, "cuda", "fp32", 16 * 512) == 8
+    assert default_perturbations_per_pass(2, "cpu", "int8", 16 * 512) == 4
+    assert default_perturbations_per_pass(1, "cpu", "fp32", CPU_BATCHED_TOKENS) == 2
+    assert default_perturbations_per_pass(1, "cpu", "fp32", CPU_BATCHED_TOKENS + 1) == 1
+
+
+def test_a_training_run_with_batched_copies_trains_as_one_with_copies_one_at_a_time(tmp_path):
+    from safetensors.torch import load_file
+
+    from tests.test_training import tiny_config
+    from edge_runtime.training.trainer import train
+
+    summaries, adapters = {}, {}
+    for k in (1, 2):
+        config = tiny_config(tmp_path / str(k), method="zo-sgd", steps=10, lr=1e-3, perturbations_per_pass=k)
+        summaries[k] = train(config)
+        adapters[k] = load_file(str(tmp_path / str(k) / "run" / "checkpoint" / "trainable.safetensors"))
+    assert (summaries[1]["perturbations_per_pass"], summaries[2]["perturbations_per_pass"]) == (1, 2)
+    assert summaries[2]["forward_passes"] == summaries[1]["forward_passes"]
+    for name, value in adapters[1].items():
+        torch.testing.assert_close(adapters[2][name], value, rtol=1e-4, atol=1e-6)
