@@ -166,3 +166,19 @@ def test_dropouts_happen_at_the_profiles_rate():
     assert rate == pytest.approx(0.1, abs=0.01)  # 4.7 standard deviations of a binomial mean
     never = DeviceAvailability.draw(_night(dropout=0.0), rng)
     assert not any(never.drops_out(rng) for _ in range(1000))
+
+
+def test_batched_perturbed_copies_read_the_weights_once_per_pass_at_the_same_flops():
+    work = Workload("tiny-llama", method="zo-sgd", batch=BATCH, seq_len=SEQ)
+    sequential = step_cost(work, queries=4)
+    batched = step_cost(dataclasses.replace(work, perturbations_per_pass=8), queries=4)
+    halves = step_cost(dataclasses.replace(work, perturbations_per_pass=3), queries=4)
+    assert batched.flops == sequential.flops and batched.passes == sequential.passes == 8
+    assert sequential.bytes_read == 8 * weight_bytes(work) and batched.bytes_read == weight_bytes(work)
+    assert halves.bytes_read == 3 * weight_bytes(work)  # 3 + 3 + 2 copies
+    # A phone at batch 1 is bound by reading the weights: the batched step is several times faster.
+    pixel, _ = _profiles()
+    one = dataclasses.replace(work, batch=1, seq_len=32)
+    slow, fast = (step_seconds(pixel, c.flops, "fp32", c.bytes_read) for c in
+                  (step_cost(one, queries=4), step_cost(dataclasses.replace(one, perturbations_per_pass=8), queries=4)))
+    assert fast < slow

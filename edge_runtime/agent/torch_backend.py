@@ -14,7 +14,8 @@ import torch
 
 from edge_runtime.agent.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.errors import UserError
-from edge_runtime.estimators import EstimatorSettings, build_method
+from edge_runtime.estimators import EstimatorSettings, build_method, get_method
+from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.heads import head_for
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
@@ -76,6 +77,7 @@ class TorchModel:
         self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length, template)
         self.params = trainable_parameters(self.module)
         self.micro_batch = micro_batch
+        self.perturbations_per_pass: int | None = None  # none: where batching pays (copies_per_pass)
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: tuple(p.shape) for name, p in self.params.items()}
@@ -93,9 +95,13 @@ class TorchModel:
         With `measure_first_step`, the first step runs under the memory tracker (the emulator's
         accounting of activations, tangents and method state)."""
         self.head.load_constants(head_constants(task))
+        per_pass = self.copies_per_pass(task)
         return train_adapter(task, examples, self.params, self.device, measure_first_step,
                              lambda params: Objective(self.module, self.head, params=params,
-                                                      micro_batch=self.micro_batch))
+                                                      micro_batch=self.micro_batch, perturbations_per_pass=per_pass))
+
+    def copies_per_pass(self, task: pb.Task) -> int:
+        return copies_per_pass(task, self.device, self.spec.precision, self.micro_batch, self.perturbations_per_pass)
 
     @torch.no_grad()
     def statistics(self, task: pb.Task, examples: Sequence[Example], batch_size: int = STATISTICS_BATCH) -> LocalResult:
@@ -132,6 +138,18 @@ class TorchModel:
 
 def _padded_length(batch) -> int:
     return max(int(part.inputs["input_ids"].shape[1]) for part, _ in weighted_parts(batch))
+
+
+def copies_per_pass(task: pb.Task, device: torch.device, precision: str, micro_batch: int | None,
+                    fixed: int | None) -> int:
+    """Two-point ZO's perturbed copies per pass for a task: `fixed` where set, else where batching
+    pays on this device (1 for methods that run no two-point passes)."""
+    if get_method(task.method).pass_kind != "forward":
+        return 1
+    if fixed is not None:
+        return fixed
+    tokens = (micro_batch or task.batch_size) * task.max_length
+    return default_perturbations_per_pass(task.queries, device.type, precision, tokens)
 
 
 def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],

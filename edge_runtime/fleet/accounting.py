@@ -25,16 +25,16 @@ def _estimate(work: Workload) -> MemoryEstimate:
     return estimate(work)
 
 
-def workload_of(task: pb.Task, batch: int) -> Workload:
+def workload_of(task: pb.Task, batch: int, perturbations_per_pass: int = 1) -> Workload:
     spec = get_task(task.task)
     return Workload(task.model, task.method, task.precision or "fp32", batch=batch, seq_len=task.max_length,
                     lora_r=task.lora_r, lora_alpha=task.lora_alpha, lora_targets=tuple(task.lora_targets),
-                    num_labels=spec.num_labels, nan_guard=False)
+                    num_labels=spec.num_labels, nan_guard=False, perturbations_per_pass=perturbations_per_pass)
 
 
-def predicted_bytes(task: pb.Task, batch: int, trained_elements: int) -> tuple[int, int]:
+def predicted_bytes(task: pb.Task, batch: int, trained_elements: int, perturbations_per_pass: int = 1) -> tuple[int, int]:
     """(held bytes: base + adapter + runtime, predicted peak) for a task at a micro-batch."""
-    est = _estimate(workload_of(task, batch))
+    est = _estimate(workload_of(task, batch, perturbations_per_pass))
     held = est.weights + est.adapters + est.runtime
     per_element = (est.optimizer_state + est.tangents + est.gradients) / max(est.adapters // 4, 1)
     return held, int(held + est.activations + per_element * trained_elements)
@@ -45,7 +45,7 @@ def predicted_activations(task: pb.Task, batch: int) -> int:
     return _estimate(workload_of(task, batch)).activations
 
 
-# (method, micro-batch, queries, trained elements) -> (padded length, tensor peak) of the first step
+# (method, micro-batch, queries, copies per pass, trained elements) -> (padded length, tensor peak) of the first step
 # that ran it. Tracking every op costs many times the step itself, so the first device to run a kind
 # of step measures it and later devices reuse the figure, scaled up when their batch is longer (what
 # a step allocates depends on how many elements it trains, not on which).
@@ -73,20 +73,24 @@ class AccountedModel:
 
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
         trained = sum(int(np.prod(self.model.params[n].shape)) for n in task.tensors)
-        micro = task.batch_size
-        held, peak = predicted_bytes(task, micro, trained)
+        micro, per_pass = task.batch_size, self.model.copies_per_pass(task)
+        held, peak = predicted_bytes(task, micro, trained, per_pass)
+        if peak > self.cap and per_pass > 1:  # examples before perturbed copies, as the memory planner does
+            per_pass = 1
+            held, peak = predicted_bytes(task, micro, trained)
         while peak > self.cap and micro > 1:
             micro //= 2
             held, peak = predicted_bytes(task, micro, trained)
         if peak > self.cap:
             raise TaskRefused(f"the task needs {format_bytes(peak)} at micro-batch 1, the device's cap is "
                               f"{format_bytes(self.cap)}")
-        key = (task.method, micro, task.queries, trained)
+        key = (task.method, micro, task.queries, per_pass, trained)
         self.model.micro_batch = micro if micro < task.batch_size else None
+        self.model.perturbations_per_pass = per_pass
         try:
             result = self.model.train(task, examples, measure_first_step=key not in _MEASURED)
         finally:
-            self.model.micro_batch = None
+            self.model.micro_batch = self.model.perturbations_per_pass = None
         if key not in _MEASURED and result.steps:
             _MEASURED[key] = (result.seq_lens[0], result.step_peak_bytes)
         length, step_peak = _MEASURED.get(key, (1, 0))

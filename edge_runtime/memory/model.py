@@ -55,6 +55,7 @@ class Workload:
     adapter: str = "lora"
     num_labels: int = 2
     zo_restore: str = "snapshot"
+    perturbations_per_pass: int = 1  # two-point ZO's perturbed copies batched into one pass
     nan_guard: bool = True  # the trainer's two last-good copies of the trainable tensors
 
 
@@ -91,10 +92,12 @@ def estimate(work: Workload) -> MemoryEstimate:
     adapters = _nbytes(trainable.values())
     weights = _nbytes(frozen) + _nbytes(net.buffers())
     copies = info.state_copies + (2 if work.nan_guard else 0)
-    if info.pass_kind == "forward" and work.zo_restore == "snapshot":
+    points = work.perturbations_per_pass if info.pass_kind == "forward" else 1
+    if info.pass_kind == "forward" and work.zo_restore == "snapshot" and points == 1:
         copies += 1
     try:
-        peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len, recompute=info.recomputes_blocks)
+        peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len, recompute=info.recomputes_blocks,
+                         points=points)
         if info.backprop_part:  # hybrid ZO/FO: its backward through the head or last layer may peak higher
             part = set(backprop_part(list(trainable)))
             with gradients_only_for(trainable, part):
@@ -107,9 +110,11 @@ def estimate(work: Workload) -> MemoryEstimate:
             "cap, or with another method or adapter") from None
     tangents = adapters if info.pass_kind == "jvp" else 0
     gradients = adapters if info.pass_kind == "backward" else 0
-    # ZO draws one direction at a time, outside the passes.
+    # ZO draws one direction at a time, outside the passes; batched, the perturbed copies of the
+    # trained tensors are held through the pass.
     directions = max((p.numel() * 4 for p in trainable.values()), default=0) if info.pass_kind == "forward" else 0
-    activations = max(peak - tangents - gradients, 0) + directions
+    stacked = points * adapters if points > 1 else 0
+    activations = max(peak - tangents - gradients, 0) + directions + stacked
     return MemoryEstimate(weights, adapters, copies * adapters, activations, tangents, gradients)
 
 
@@ -165,18 +170,19 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
 
 
 def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
-              recompute: bool = False) -> int:
+              recompute: bool = False, points: int = 1) -> int:
     """Peak bytes allocated by one pass of ``kind`` over a batch; on meta tensors, or real ones."""
     tracked = LiveBytes()
-    run_pass(net, trainable, kind, batch, seq_len, tracked, recompute=recompute)
+    run_pass(net, trainable, kind, batch, seq_len, tracked, recompute=recompute, points=points)
     return tracked.peak
 
 
 def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
-             observer: AbstractContextManager, recompute: bool = False) -> None:
+             observer: AbstractContextManager, recompute: bool = False, points: int = 1) -> None:
     """One pass of ``kind`` over a batch as the trainer runs it, with ``observer`` (a memory tracker,
     a FLOP counter) entered around the pass only, so the inputs it is given are not billed to it.
-    ``recompute``: a backward pass that recomputes each block's activations (checkpointed backprop)."""
+    ``recompute``: a backward pass that recomputes each block's activations (checkpointed backprop).
+    ``points``: a forward pass at that many points of the trained tensors at once (batched ZO)."""
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=next(net.parameters()).device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     labels = torch.zeros(batch, dtype=torch.long, device=ids.device)
@@ -193,17 +199,20 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
         return F.cross_entropy(scores, labels % scores.shape[-1])
 
     # Build the mask, as a padded batch (the worst case) needs it.
+    def functional(params):
+        return loss(lambda **kw: torch.func.functional_call(net, params, args=(), kwargs=kw, strict=False))
+
+    stacked = {name: p.detach().expand(points, *p.shape) for name, p in trainable.items()} if points > 1 else {}
     with always_build_masks(), observer:
-        if kind == "forward":
+        if kind == "forward" and stacked:
+            with torch.no_grad():
+                torch.vmap(functional)(stacked)
+        elif kind == "forward":
             with torch.no_grad():
                 loss(net)
         elif kind == "jvp":
             primals = {name: p.detach() for name, p in trainable.items()}
             tangents = {name: torch.randn_like(p) for name, p in primals.items()}
-
-            def functional(params):
-                return loss(lambda **kw: torch.func.functional_call(net, params, args=(), kwargs=kw, strict=False))
-
             torch.func.jvp(functional, (primals,), (tangents,))
             del tangents
         else:

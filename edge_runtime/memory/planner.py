@@ -4,7 +4,9 @@ The cap is the whole process's; what is left of it for the model and training is
 what the process already holds (the Python runtime, torch, the tokenizer). The planner tries the
 asked configuration first, then, only where the user allowed it, shorter sequences and cheaper
 methods; within each, the largest micro-batch that fits, with gradient-estimate accumulation
-over micro-batches so the effective batch (and so the estimator's variance) stays the same.
+over micro-batches so the effective batch (and so the estimator's variance) stays the same. Two-point
+ZO's batched perturbed copies only fill what the micro-batch leaves: examples are what a memory cap
+must keep, copies per pass only save time.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class Plan:
     method: str
     micro_batch: int
     accumulation: int  # micro-batches per optimizer step
+    perturbations_per_pass: int  # two-point ZO's perturbed copies per batched pass (1 for other methods)
     seq_len: int
     eval_batch: int
     estimate: MemoryEstimate
@@ -75,12 +78,12 @@ def plan_under_cap(
             lengths.append(lengths[-1] // 2)
     for method in methods:
         for seq_len in lengths:
-            trial = replace(work, method=method, seq_len=seq_len)
+            trial = replace(work, method=method, seq_len=seq_len, perturbations_per_pass=1)
             micro = _largest_fitting(lambda b: required_bytes(estimate(replace(trial, batch=b))), work.batch,
                                      available)
             if micro:
                 return _plan(trial, work, micro, eval_batch, available)
-    cheapest = replace(work, method=methods[-1], seq_len=lengths[-1], batch=1)
+    cheapest = replace(work, method=methods[-1], seq_len=lengths[-1], batch=1, perturbations_per_pass=1)
     need = required_bytes(estimate(cheapest))
     hint = "" if work.precision == "int8" else "; an int8 base (--precision int8) needs about 4x less for the weights"
     raise UserError(
@@ -108,7 +111,9 @@ def _largest_fitting(need, upper: int, available: int) -> int:
 
 def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, available: int) -> Plan:
     accumulation = -(-asked.batch // micro)
-    chosen = estimate(replace(trial, batch=micro))
+    per_pass = _copies_fitting(replace(trial, batch=micro), asked.perturbations_per_pass,
+                               lambda work: required_bytes(estimate(work)), available)
+    chosen = estimate(replace(trial, batch=micro, perturbations_per_pass=per_pass))
     # Evaluation holds the same state as training and runs no-grad passes of its own batch size.
     state = chosen.total - chosen.activations - chosen.tangents - chosen.gradients
     inference = replace(trial, method="zo-sgd")
@@ -122,33 +127,56 @@ def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, availab
         changes.append(f"max_length {asked.seq_len} -> {trial.seq_len}")
     if accumulation > 1:
         changes.append(f"micro-batch {micro} x {accumulation} accumulated for batch {asked.batch}")
+    if _batches_copies(trial) and per_pass < asked.perturbations_per_pass:
+        changes.append(f"ZO perturbations per pass {asked.perturbations_per_pass} -> {per_pass}")
     if evaluation < eval_batch:
         changes.append(f"eval batch {eval_batch} -> {evaluation}")
-    return Plan(replace(trial, batch=asked.batch), trial.method, micro, accumulation, trial.seq_len, evaluation,
-                chosen, available, tuple(changes))
+    planned = replace(trial, batch=asked.batch, perturbations_per_pass=per_pass)
+    return Plan(planned, trial.method, micro, accumulation, per_pass, trial.seq_len, evaluation, chosen, available,
+                tuple(changes))
+
+
+def _batches_copies(work: Workload) -> bool:
+    return get_method(work.method).pass_kind == "forward"
+
+
+def _copies_fitting(work: Workload, asked: int, need, available: int) -> int:
+    """The most perturbed copies per pass, up to `asked`, that fit at the work's micro-batch; 1 for
+    methods that run no two-point passes."""
+    if not _batches_copies(work) or asked <= 1:
+        return 1
+    return _largest_fitting(lambda k: need(replace(work, perturbations_per_pass=k)), asked, available) or 1
 
 
 def refit_after_loading(plan: Plan, cap: int, held: int) -> Plan:
     """The plan again, now that the model is loaded and has run: ``held`` (measured resident
     memory) replaces the estimate's weights and runtime, the parts a shape model knows least, so
-    only the step's own tensors are still predicted. Shrinks the micro-batch where the process
-    holds more than estimated; refuses, naming the cap that would work, where not even one fits."""
+    only the step's own tensors are still predicted. Shrinks the micro-batch (after the perturbed
+    copies per pass) where the process holds more than estimated; refuses, naming the cap that would
+    work, where not even one example fits."""
     available = cap - held
 
-    def need(b: int) -> int:
-        extra = step_bytes(estimate(replace(plan.work, batch=b)))
+    def need(work: Workload) -> int:
+        extra = step_bytes(estimate(work))
         return extra + max(int(extra * ESTIMATE_MARGIN), MARGIN_FLOOR)
 
-    micro = _largest_fitting(need, plan.micro_batch, available)
+    one_copy = replace(plan.work, perturbations_per_pass=1)
+    micro = _largest_fitting(lambda b: need(replace(one_copy, batch=b)), plan.micro_batch, available)
     if not micro:
         raise UserError(
             f"memory cap {format_bytes(cap)} is too small: once loaded, the model and runtime hold "
-            f"{format_bytes(held)} and a {plan.method} step needs {format_bytes(need(1))} more at micro-batch 1; "
-            f"the smallest cap that works is {format_bytes(held + need(1))}")
-    if micro == plan.micro_batch:
+            f"{format_bytes(held)} and a {plan.method} step needs {format_bytes(need(replace(one_copy, batch=1)))} "
+            f"more at micro-batch 1; the smallest cap that works is "
+            f"{format_bytes(held + need(replace(one_copy, batch=1)))}")
+    per_pass = _copies_fitting(replace(one_copy, batch=micro), plan.perturbations_per_pass, need, available)
+    if (micro, per_pass) == (plan.micro_batch, plan.perturbations_per_pass):
         return plan
     accumulation = -(-plan.work.batch // micro)
-    changes = [c for c in plan.changes if not c.startswith("micro-batch")]
-    changes.append(f"micro-batch {micro} x {accumulation} accumulated for batch {plan.work.batch} (after loading)")
-    return replace(plan, micro_batch=micro, accumulation=accumulation,
-                   estimate=estimate(replace(plan.work, batch=micro)), changes=tuple(changes))
+    changes = [c for c in plan.changes if not c.startswith(("micro-batch", "ZO perturbations"))]
+    if micro != plan.micro_batch:
+        changes.append(f"micro-batch {micro} x {accumulation} accumulated for batch {plan.work.batch} (after loading)")
+    if per_pass != plan.perturbations_per_pass:
+        changes.append(f"ZO perturbations per pass {plan.perturbations_per_pass} -> {per_pass} (after loading)")
+    work = replace(plan.work, perturbations_per_pass=per_pass)
+    return replace(plan, work=work, micro_batch=micro, accumulation=accumulation, perturbations_per_pass=per_pass,
+                   estimate=estimate(replace(work, batch=micro)), changes=tuple(changes))

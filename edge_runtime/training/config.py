@@ -62,6 +62,9 @@ class TrainConfig:
                                    "it cleanly before crossing", None)
     micro_batch: int | None = setting("examples per forward pass (estimates accumulate over the batch); "
                                     "none = the whole batch, or the largest that fits the memory cap", None)
+    perturbations_per_pass: int | None = setting(
+        "two-point ZO: perturbed copies of the adapter per batched forward pass (1 = one at a time, at inference "
+        "memory); none = all 2q where batching pays on this backend and batch size, fitted to the memory cap", None)
     allow_shorter_sequences: bool = setting("under a memory cap, may shorten max_length to fit", False)
     allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
     nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
@@ -106,6 +109,8 @@ class TrainConfig:
             raise UserError(f"k_shot must not be negative, got {self.k_shot}")
         if self.eval_examples is not None and self.eval_examples < 1:
             raise UserError(f"eval_examples must be at least 1, got {self.eval_examples}")
+        if self.perturbations_per_pass is not None and self.perturbations_per_pass < 1:
+            raise UserError(f"perturbations_per_pass must be at least 1, got {self.perturbations_per_pass}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise UserError(f"micro_batch must be at least 1, got {self.micro_batch}")
         if self.memory_cap is not None:

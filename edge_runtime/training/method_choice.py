@@ -41,14 +41,15 @@ class Candidate:
     needs: int | None = None  # planned bytes (estimate + margin) under a cap
     refused: str | None = None  # why it does not fit the cap
     micro_batch: int | None = None
+    perturbations_per_pass: int = 1
     step_seconds: float | None = None
 
 
 def time_one_step(method: str, settings: EstimatorSettings, objective: Objective, examples: list[Example],
-                  micro_batch: int | None, device: torch.device) -> float:
+                  micro_batch: int | None, perturbations_per_pass: int, device: torch.device) -> float:
     """Seconds of one step at learning rate 0 (the parameters do not move), after one warm-up step."""
     built = build_method(method, settings)
-    objective.micro_batch = micro_batch
+    objective.micro_batch, objective.perturbations_per_pass = micro_batch, perturbations_per_pass
     batch = objective.encode(examples).to(device)
     for p in objective.params.values():
         p.grad = None

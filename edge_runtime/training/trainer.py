@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
+from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.estimators.directions import Snapshot, step_seed
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
@@ -80,6 +81,8 @@ def build_run(config: TrainConfig) -> Run:
     elif config.memory_cap is not None:  # after the data, whose memory is then part of the baseline
         plan = _plan(config, num_labels, device)
         config = _follow(config, plan)
+    else:  # no cap: two-point ZO batches its perturbed copies wherever that pays
+        config = replace(config, perturbations_per_pass=_perturbations_per_pass(config, device))
     if candidates is None:
         get_method(config.method).check_adapter(config.adapter)
     loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
@@ -90,7 +93,7 @@ def build_run(config: TrainConfig) -> Run:
     if not config.train_head:
         freeze_classifier(peft_model)
     objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length, template),
-                          micro_batch=config.micro_batch)
+                          micro_batch=config.micro_batch, perturbations_per_pass=config.perturbations_per_pass or 1)
     settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
                                  zo_restore=config.zo_restore, zo_blocks=config.zo_blocks,
@@ -98,14 +101,17 @@ def build_run(config: TrainConfig) -> Run:
     choice = None
     if candidates is not None:
         timed = [c if c.refused else replace(c, step_seconds=method_choice.time_one_step(
-            c.method, settings, objective, train[:config.batch_size], c.micro_batch or config.micro_batch, device))
+            c.method, settings, objective, train[:config.batch_size], c.micro_batch or config.micro_batch,
+            c.perturbations_per_pass, device))
             for c in candidates]
         chosen, choice = method_choice.choose(timed, loaded.kind)
         if config.progress:
             print(f"method auto: {choice}", flush=True)
         plan = plans.get(chosen.method)
-        config = _follow(config, plan) if plan else replace(config, method=chosen.method)
+        config = _follow(config, plan) if plan else replace(config, method=chosen.method,
+                                                             perturbations_per_pass=chosen.perturbations_per_pass)
         objective.micro_batch = config.micro_batch
+        objective.perturbations_per_pass = config.perturbations_per_pass
     info = get_method(config.method)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
@@ -114,7 +120,17 @@ def build_run(config: TrainConfig) -> Run:
 
 def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
     return replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
-                   eval_batch_size=plan.eval_batch)
+                   perturbations_per_pass=plan.perturbations_per_pass, eval_batch_size=plan.eval_batch)
+
+
+def _perturbations_per_pass(config: TrainConfig, device: torch.device) -> int:
+    """As asked, or where batching two-point ZO's perturbed copies pays (1 for other methods)."""
+    if get_method(config.method).pass_kind != "forward":
+        return 1
+    if config.perturbations_per_pass is not None:
+        return config.perturbations_per_pass
+    tokens = (config.micro_batch or config.batch_size) * config.max_length
+    return default_perturbations_per_pass(config.queries, device.type, config.precision, tokens)
 
 
 def _plan_candidates(config: TrainConfig, num_labels: int,
@@ -129,7 +145,8 @@ def _plan_candidates(config: TrainConfig, num_labels: int,
             candidates.append(method_choice.Candidate(method, refused=str(refusal)))
             continue
         if config.memory_cap is None:
-            candidates.append(method_choice.Candidate(method))
+            per_pass = _perturbations_per_pass(replace(config, method=method), device)
+            candidates.append(method_choice.Candidate(method, perturbations_per_pass=per_pass))
             continue
         try:
             plan = _plan(replace(config, method=method, allow_method_change=False, allow_shorter_sequences=False,
@@ -139,7 +156,8 @@ def _plan_candidates(config: TrainConfig, num_labels: int,
             continue
         plans[method] = plan
         candidates.append(method_choice.Candidate(method, needs=required_bytes(plan.estimate),
-                                                  micro_batch=plan.micro_batch))
+                                                  micro_batch=plan.micro_batch,
+                                                  perturbations_per_pass=plan.perturbations_per_pass))
     if all(c.refused for c in candidates):
         raise UserError("method auto: no method can train this run; "
                         + "; ".join(f"{c.method}: {c.refused}" for c in candidates))
@@ -155,7 +173,8 @@ def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
     work = Workload(model=config.model, method=config.method, precision=config.precision, batch=config.batch_size,
                     seq_len=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
                     lora_targets=tuple(config.lora_targets), num_labels=num_labels, adapter=config.adapter,
-                    zo_restore=config.zo_restore, nan_guard=config.nan_guard)
+                    zo_restore=config.zo_restore, nan_guard=config.nan_guard,
+                    perturbations_per_pass=_perturbations_per_pass(config, device))
     plan = plan_under_cap(cap, baseline, work, eval_batch=config.eval_batch_size,
                           allow_shorter_sequences=config.allow_shorter_sequences,
                           allow_method_change=config.allow_method_change)
@@ -317,8 +336,10 @@ def _refit(run: Run) -> None:
     plan = refit_after_loading(run.plan, run.watchdog.cap, held)
     if plan is not run.plan:
         run.objective.micro_batch = plan.micro_batch
+        run.objective.perturbations_per_pass = plan.perturbations_per_pass
         if run.config.progress:
-            print(f"memory plan after loading: the process holds {format_bytes(held)}; {plan.changes[-1]}", flush=True)
+            after = "; ".join(c for c in plan.changes if c.endswith("(after loading)"))
+            print(f"memory plan after loading: the process holds {format_bytes(held)}; {after}", flush=True)
     run.plan = plan
 
 
@@ -338,6 +359,7 @@ def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_befo
         "warm_start": warm.as_dict(),
         "train_examples": len(run.train), "eval_examples": len(run.eval), "batch_size": c.batch_size,
         "lr": run.lr, "mu": c.mu, "queries": c.queries, "seed": c.seed,
+        "perturbations_per_pass": run.objective.perturbations_per_pass,
         "initial_train_loss": train_before.loss, "final_train_loss": train_after.loss,
         "eval_accuracy_before": eval_before.accuracy, "eval_accuracy_after": eval_after.accuracy,
         "eval_loss_before": eval_before.loss, "eval_loss_after": eval_after.loss,
