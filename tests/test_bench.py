@@ -4,6 +4,7 @@ physically sane values (not timings or sizes, which belong to the full runs)."""
 import json
 
 from edge_runtime.cli import main
+from edge_runtime.bench.speed import table
 
 MEMORY_FIELDS = {"model", "method", "precision", "batch", "seq_len", "peak_bytes", "inference_peak_bytes",
                  "estimate_bytes"}
@@ -30,17 +31,22 @@ def test_bench_memory_writes_one_row_per_run_and_projects_to_paper_scales(tmp_pa
 
 def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
     out = tmp_path / "speed.json"
-    main(["bench", "speed", "--model", "tiny-llama", "--methods", "zo-sgd,zo-sgd-cons", "--seq-len", "32",
-          "--batch", "4", "--repeats", "1", "--threads", "1", "--progress", "false", "--out", str(out)])
-    rows = {r["method"]: r for r in json.loads(out.read_text())["rows"]}
-    assert set(rows) == {"forward", "zo-sgd", "zo-sgd-cons"}
-    assert rows["forward"]["ratio_to_forward"] == 1.0
+    main(["bench", "speed", "--model", "tiny-llama", "--methods", "zo-sgd,zo-sgd-cons,forward-grad", "--seq-len", "32",
+          "--batch", "4", "--queries", "1,2", "--zo-passes", "sequential,batched", "--repeats", "1", "--threads", "1",
+          "--progress", "false", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["method"], r["queries"], r["zo_pass"]) for r in rows] == [
+        ("forward", 1, ""), ("zo-sgd", 1, "sequential"), ("zo-sgd", 1, "batched"), ("zo-sgd", 2, "sequential"),
+        ("zo-sgd", 2, "batched"), ("zo-sgd-cons", 1, "sequential"), ("zo-sgd-cons", 1, "batched"),
+        ("zo-sgd-cons", 2, "sequential"), ("zo-sgd-cons", 2, "batched"), ("forward-grad", 1, "")]
+    assert rows[0]["ratio_to_forward"] == 1.0
     # The floor is measured once and every ratio is taken against it; the seconds themselves belong to
     # the full runs (a timing comparison here would fail whenever the machine is busy).
-    floor = rows["forward"]["step_seconds"]
-    for row in rows.values():
+    floor = rows[0]["step_seconds"]
+    for row in rows:
         assert row["forward_seconds"] == floor and row["step_seconds"] > 0
         assert row["ratio_to_forward"] == row["step_seconds"] / floor
+    assert "| zo-sgd | 2 | batched |" in table(rows)
 
 
 def test_bench_fleet_measures_fleets_beside_one_device_alone(tmp_path):

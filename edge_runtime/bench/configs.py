@@ -72,8 +72,12 @@ class SpeedBenchConfig:
     batch: int = setting("examples per step", 8)
     precision: str = setting("base precision", "fp32")
     methods: tuple[str, ...] = setting("methods to time; empty = all", ())
+    queries: tuple[int, ...] = setting("directions per step (q) of the two-point ZO rows, one row each", (1,))
+    zo_passes: tuple[str, ...] = setting("how the two-point ZO rows run their 2q perturbed copies: sequential (one "
+                                         "per pass) and/or batched (all in one pass)", ("sequential",))
     repeats: int = setting("timed repeats per method (median reported)", 3)
     threads: int = setting("torch threads", 2)
+    device: str = setting("torch rows' device: cpu or cuda", "cpu")
     backends: tuple[str, ...] = setting("runtimes to time: torch (eager) and/or ort (the exported graph on an "
                                         "onnxruntime session)", ("torch",))
     ort_precision: str = setting("base precision of the ort rows' graph (fp32, fp16 or int8)", "int8")
@@ -85,6 +89,12 @@ class SpeedBenchConfig:
         require_at_least_one(self, "seq_len", "batch", "repeats", "threads")
         from edge_runtime.models.precision import check_precision
 
+        if not self.queries or min(self.queries) < 1:
+            raise UserError(f"queries must be at least 1, got {self.queries}")
+        if not self.zo_passes or set(self.zo_passes) - {"sequential", "batched"}:
+            raise UserError(f"zo_passes must be sequential and/or batched, got {', '.join(self.zo_passes)}")
+        if self.device not in ("cpu", "cuda"):
+            raise UserError(f"device must be cpu or cuda, got {self.device!r}")
         _check_methods(self.methods)
         _check_backends(self.backends)
         check_precision(self.precision)

@@ -68,7 +68,7 @@ def _figure(plt, panels: int, height: float = 3.2):
 def plot_memory(plt, rows: list[dict]):
     """Measured peak per method, the inference peak as a line."""
     rows = [r for r in rows if r.get("peak_bytes") and r.get("inference_peak_bytes") and r["method"] != "inference"]
-    groups = _groups(rows, ("model", "task", "adapter", "precision"))
+    groups = _groups(rows, ("model", "task", "adapter", "precision", "backend", "batch"))
     if not groups:
         return None
     figure, axes = _figure(plt, len(groups))
@@ -113,15 +113,22 @@ def plot_curves(plt, rows: list[dict]):
     return figure
 
 
+def _step_label(row: dict) -> str:
+    """A method, with its queries and batched ZO passes where the rows vary them."""
+    if not row.get("zo_pass"):
+        return row["method"]
+    return f"{row['method']} q{row['queries']}" + (" batched" if row["zo_pass"] == "batched" else "")
+
+
 def plot_step_time(plt, rows: list[dict]):
     """Time per step in units of one forward pass, with the floors of one and two passes."""
     rows = [r for r in rows if r.get("ratio_to_forward") and r["method"] != "forward"]
-    groups = _groups(rows, ("model", "task", "adapter", "precision"))
+    groups = _groups(rows, ("model", "task", "adapter", "precision", "backend", "batch"))
     if not groups:
         return None
     figure, axes = _figure(plt, len(groups))
     for axis, (title, group) in zip(axes, groups.items()):
-        axis.bar([r["method"] for r in group], [r["ratio_to_forward"] for r in group], color="tab:green")
+        axis.bar([_step_label(r) for r in group], [r["ratio_to_forward"] for r in group], color="tab:green")
         axis.axhline(1, color="black", linestyle=":", label="one forward pass")
         axis.axhline(2, color="black", linestyle="--", label="two-point ZO floor")
         axis.set(title=title, ylabel="step time / forward time")

@@ -12,7 +12,7 @@ import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -48,42 +48,75 @@ def run(config: SpeedBenchConfig) -> list[dict]:
     spec, examples = long_examples(config.task, config.batch)
     methods = list(config.methods or METHODS)
     ort_methods = [m for m in methods if m in ORT_METHODS or m in BACKPROP_METHODS]
-    total = ("torch" in config.backends) * (len(methods) + 1) + ("ort" in config.backends) * (len(ort_methods) + 1)
+    torch_steps = _variants(config, methods, config.zo_passes)
+    ort_steps = _variants(config, ort_methods, ("sequential",))
+    total = ("torch" in config.backends) * (len(torch_steps) + 1) + ("ort" in config.backends) * (len(ort_steps) + 1)
     rows = []
     with tqdm(total=total, desc="bench speed", disable=not config.progress) as bar:
         if "torch" in config.backends:
-            rows += _timed(config, "torch", config.precision, *_torch_steps(config, spec, examples, methods), bar)
+            rows += _timed(config, "torch", config.precision, *_torch_steps(config, spec, examples, torch_steps), bar)
         if "ort" in config.backends:
-            rows += _timed(config, "ort", config.ort_precision, *_ort_steps(config, examples, ort_methods), bar)
+            rows += _timed(config, "ort", config.ort_precision, *_ort_steps(config, examples, ort_steps), bar)
     Path(config.out).parent.mkdir(parents=True, exist_ok=True)
     Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
     return rows
 
 
-Steps = tuple[int, Callable[[], object], dict[str, Callable[[], object]]]
+@dataclass(frozen=True)
+class Variant:
+    """One timed row: a method, and for two-point ZO its queries and how its perturbed copies run."""
+
+    method: str
+    queries: int = 1
+    zo_pass: str = ""  # sequential or batched; empty for the rows of other methods
+
+    @property
+    def perturbations_per_pass(self) -> int:
+        return 2 * self.queries if self.zo_pass == "batched" else 1
+
+    def settings(self) -> EstimatorSettings:
+        return EstimatorSettings(queries=self.queries)
+
+    def fields(self) -> dict:
+        return {"method": self.method, "queries": self.queries, "zo_pass": self.zo_pass}
 
 
-def _torch_steps(config: SpeedBenchConfig, spec, examples, methods: list[str]) -> Steps:
-    """(sequence length, one forward, one step of each method) on the eager model."""
+def _variants(config: SpeedBenchConfig, methods: list[str], zo_passes: tuple[str, ...]) -> list[Variant]:
+    def two_point(method: str) -> bool:
+        return METHODS[method].pass_kind == "forward" and not METHODS[method].backprop_part
+
+    return [Variant(m, q, mode) if two_point(m) else Variant(m) for m in methods
+            for q in (config.queries if two_point(m) else (1,)) for mode in (zo_passes if two_point(m) else ("",))]
+
+
+Steps = tuple[int, Callable[[], object], list[tuple[Variant, Callable[[], object]]]]
+
+
+def _torch_steps(config: SpeedBenchConfig, spec, examples, variants: list[Variant]) -> Steps:
+    """(sequence length, one forward, one step of each variant) on the eager model."""
     torch.set_num_threads(config.threads)
     loaded = load_model(config.model, num_labels=spec.num_labels, dtype=load_dtype(config.precision))
-    module = prepare_model(loaded, precision=config.precision, r=LORA_R, alpha=2 * LORA_R)
+    module = prepare_model(loaded, precision=config.precision, r=LORA_R, alpha=2 * LORA_R).to(config.device)
     objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.seq_len))
-    batch = objective.encode(examples)
+    batch = objective.encode(examples).to(config.device)
     seeds = iter(range(10**9))
 
     def forward() -> None:
         with torch.no_grad():
-            objective.loss(batch)
+            objective.loss(batch).item()  # .item(): a CUDA pass is timed to its end
 
-    def stepper(name: str) -> Callable[[], object]:
-        method = build_method(name, EstimatorSettings())
-        return lambda: method.step(objective, batch, 1e-9, next(seeds))
+    def stepper(variant: Variant) -> Callable[[], object]:
+        method = build_method(variant.method, variant.settings())
 
-    return int(batch.inputs["input_ids"].shape[1]), forward, {name: stepper(name) for name in methods}
+        def step():
+            objective.perturbations_per_pass = variant.perturbations_per_pass
+            return method.step(objective, batch, 1e-9, next(seeds))
+        return step
+
+    return int(batch.inputs["input_ids"].shape[1]), forward, [(v, stepper(v)) for v in variants]
 
 
-def _ort_steps(config: SpeedBenchConfig, examples, methods: list[str]) -> Steps:
+def _ort_steps(config: SpeedBenchConfig, examples, variants: list[Variant]) -> Steps:
     """The same on the exported graph in an onnxruntime session."""
     from edge_runtime.ort.backprop import OrtBackprop
     from edge_runtime.ort.methods import build_method as build_ort_method
@@ -94,38 +127,41 @@ def _ort_steps(config: SpeedBenchConfig, examples, methods: list[str]) -> Steps:
     batch = objective.encoding.encode(examples, config.seq_len)
     seeds = iter(range(10**9))
 
-    def stepper(name: str) -> Callable[[], object]:
-        if name in BACKPROP_METHODS:
+    def stepper(variant: Variant) -> Callable[[], object]:
+        if variant.method in BACKPROP_METHODS:
             backprop = OrtBackprop(training_artifacts(graph), objective.manifest, lr=1e-9)
             return lambda: backprop.step(batch)
-        method = build_ort_method(name, EstimatorSettings())
+        method = build_ort_method(variant.method, variant.settings())
         return lambda: method.step(objective, objective.params, batch, 1e-9, next(seeds))
 
     # The artifacts API trains fp32 encoder graphs only; other graphs time their ZO methods alone.
-    methods = [m for m in methods if m not in BACKPROP_METHODS or backprop_trains(graph)]
-    return batch.length, lambda: objective.loss(batch), {name: stepper(name) for name in methods}
+    variants = [v for v in variants if v.method not in BACKPROP_METHODS or backprop_trains(graph)]
+    return batch.length, lambda: objective.loss(batch), [(v, stepper(v)) for v in variants]
 
 
 def _timed(config: SpeedBenchConfig, backend: str, precision: str, seq_len: int, forward: Callable[[], object],
-           steps: dict[str, Callable[[], object]], bar: tqdm) -> list[dict]:
-    def row(method: str, seconds: float) -> dict:
-        return {"model": config.model, "method": method, "precision": precision, "backend": backend,
-                "batch": config.batch, "seq_len": seq_len, "threads": config.threads, "step_seconds": seconds,
-                "forward_seconds": floor, "ratio_to_forward": seconds / floor}
+           steps: list[tuple[Variant, Callable[[], object]]], bar: tqdm) -> list[dict]:
+    def row(variant: Variant, seconds: float) -> dict:
+        return {"model": config.model, **variant.fields(), "precision": precision, "backend": backend,
+                "device": config.device if backend == "torch" else "cpu", "batch": config.batch,
+                "seq_len": seq_len, "threads": config.threads, "step_seconds": seconds, "forward_seconds": floor,
+                "ratio_to_forward": seconds / floor}
 
     floor = median_seconds(forward, config.repeats)
-    rows = [row(FORWARD, floor)]
+    rows = [row(Variant(FORWARD), floor)]
     bar.update(1)
-    for name, step in steps.items():
-        bar.set_postfix_str(f"{backend} {name}")
-        rows.append(row(name, median_seconds(step, config.repeats)))
+    for variant, step in steps:
+        bar.set_postfix_str(f"{backend} {variant.method} q{variant.queries} {variant.zo_pass}")
+        rows.append(row(variant, median_seconds(step, config.repeats)))
         bar.update(1)
     return rows
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | backend | precision | method | step | x one forward (same backend) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | backend | precision | batch | method | q | ZO passes | step | x one forward (same backend) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['method']} | {r['step_seconds']:.3f} s | "
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['method']} | "
+                     f"{r.get('queries', 1)} | {r.get('zo_pass') or '-'} | {r['step_seconds']:.3f} s | "
                      f"{r['ratio_to_forward']:.2f} |")
     return "\n".join(lines)
