@@ -10,7 +10,7 @@ import pytest
 
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.availability import DeviceAvailability
-from edge_runtime.fleet.clock import DeviceClock, step_seconds, transfer_seconds
+from edge_runtime.fleet.clock import step_seconds, transfer_seconds
 from edge_runtime.fleet.flops import pass_flops, step_cost, weight_bytes
 from edge_runtime.fleet.profiles import Availability, builtin_profiles
 from edge_runtime.memory.model import Workload, meta_model
@@ -112,14 +112,6 @@ def test_link_time_is_latency_plus_bytes_over_bandwidth():
     assert transfer_seconds(pixel, 0, "up") == pytest.approx(0.030)
     assert transfer_seconds(pixel, 2.5e6, "up") == pytest.approx(0.030 + 2.5e6 * 8 / 20e6)
     assert transfer_seconds(pixel, 2.5e6, "down") == pytest.approx(0.030 + 2.5e6 * 8 / 100e6)
-
-
-def test_the_clock_advances_by_what_the_device_does():
-    pixel, _ = _profiles()
-    clock = DeviceClock(pixel, now=100.0)
-    spent = clock.download(1e6) + clock.train_step(9e10, "fp32") + clock.upload(1e6)
-    assert spent == pytest.approx(0.030 + 0.08 + 1.0 + 0.030 + 0.4)
-    assert clock.now == pytest.approx(100.0 + spent)
 
 
 HOUR = 3600.0

@@ -8,7 +8,6 @@ latency plus its bits over the link's bandwidth in that direction.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.fleet.profiles import DeviceProfile
@@ -23,24 +22,3 @@ def step_seconds(profile: DeviceProfile, flops: float, precision: str, bytes_rea
 def transfer_seconds(profile: DeviceProfile, nbytes: float, direction: Direction) -> float:
     bits_per_second = profile.uplink if direction == "up" else profile.downlink
     return profile.latency + 8 * nbytes / bits_per_second
-
-
-@dataclass
-class DeviceClock:
-    """One emulated device's virtual time, advanced by what it does; each call returns its duration."""
-
-    profile: DeviceProfile
-    now: float = 0.0  # virtual seconds since the emulation's midnight
-
-    def train_step(self, flops: float, precision: str, bytes_read: float = 0) -> float:
-        return self._advance(step_seconds(self.profile, flops, precision, bytes_read))
-
-    def upload(self, nbytes: float) -> float:
-        return self._advance(transfer_seconds(self.profile, nbytes, "up"))
-
-    def download(self, nbytes: float) -> float:
-        return self._advance(transfer_seconds(self.profile, nbytes, "down"))
-
-    def _advance(self, seconds: float) -> float:
-        self.now += seconds
-        return seconds

@@ -116,10 +116,6 @@ class Int8Embedding(nn.Module):
         self.padding_idx = padding_idx
         self.num_embeddings, self.embedding_dim = qweight.shape
 
-    @classmethod
-    def from_embedding(cls, embedding: nn.Embedding) -> "Int8Embedding":
-        return cls(*quantize_rows(embedding.weight), embedding.padding_idx)
-
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.qweight).float() * F.embedding(ids, self.scale[:, None])
 
