@@ -19,7 +19,7 @@ from edge_runtime.errors import UserError
 from edge_runtime.estimation import ONNX_RUNTIME_METHODS
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
 from edge_runtime.fleet.flops import step_cost
-from edge_runtime.fleet.profile_message import profile_from_message
+from edge_runtime.devices.profile_message import profile_from_message
 from edge_runtime.memory import Workload, estimate
 from edge_runtime.protocol import pb
 

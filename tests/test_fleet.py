@@ -12,7 +12,7 @@ from edge_runtime.config import build_config
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.config import FleetConfig
 from edge_runtime.fleet.emulator import run_fleet
-from edge_runtime.fleet.profiles import builtin_profiles_dir
+from edge_runtime.devices.profiles import builtin_profiles_dir
 from edge_runtime.fleet.report import write_report
 from tests.federation import SMALL_DATA
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from edge_runtime.fleet.profiles import DeviceProfile
+from edge_runtime.devices.profiles import DeviceProfile
 
 Direction = Literal["up", "down"]
 

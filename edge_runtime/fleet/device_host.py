@@ -26,8 +26,8 @@ from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.clock import step_seconds, transfer_seconds
 from edge_runtime.fleet.flops import pass_flops, step_cost, weight_bytes
 from edge_runtime.fleet.lockstep import Lockstep
-from edge_runtime.fleet.profile_message import profile_to_message
-from edge_runtime.fleet.profiles import DeviceProfile, find_profile
+from edge_runtime.devices.profile_message import profile_to_message
+from edge_runtime.devices.profiles import DeviceProfile, find_profile
 from edge_runtime.protocol import pb
 
 # Padded lengths are rounded up to this many tokens before FLOPs are counted (bounds the cache).

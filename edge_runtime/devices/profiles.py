@@ -5,7 +5,7 @@ or ``{value: ..., estimate: "<the reasoning, in one line>"}``, so nobody can tak
 measurement. A bad profile is refused in one line naming the file and the field path. Values are
 kept in SI units (bytes, FLOP/s, bit/s, seconds) so the virtual clock needs no conversions.
 
-The YAMLs live in the repository's top-level ``device_profiles/``; ``edge_runtime/fleet/device_profiles``
+The YAMLs live in the repository's top-level ``device_profiles/``; ``edge_runtime/devices/device_profiles``
 is a committed symlink to it, listed as package data, so a regular install copies the files into
 the package (setuptools follows the link) and an editable install reads the live folder: no copy
 step that could go stale.
