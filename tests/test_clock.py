@@ -10,8 +10,8 @@ import pytest
 
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.availability import DeviceAvailability
-from edge_runtime.fleet.clock import step_seconds, transfer_seconds
-from edge_runtime.fleet.flops import pass_flops, step_cost, weight_bytes
+from edge_runtime.costs.flops import pass_flops, step_cost, weight_bytes
+from edge_runtime.costs.timing import step_seconds, transfer_seconds
 from edge_runtime.devices.profiles import Availability, builtin_profiles
 from edge_runtime.memory.model import Workload, meta_model
 from edge_runtime.models import architecture_config

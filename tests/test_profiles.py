@@ -162,6 +162,7 @@ def test_unreadable_files_and_folders_are_one_line_errors(tmp_path):
 
 def test_profiles_clock_and_availability_load_without_torch():
     # A device agent or the coordinator reads profiles and keeps virtual time with no PyTorch installed.
-    code = ("import sys; import edge_runtime.fleet.clock, edge_runtime.fleet.availability; "
-            "edge_runtime.devices.profiles.builtin_profiles(); assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; import edge_runtime.costs.timing, edge_runtime.devices.profiles, "
+            "edge_runtime.fleet.availability; edge_runtime.devices.profiles.builtin_profiles(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

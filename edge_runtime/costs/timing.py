@@ -1,4 +1,5 @@
-"""Virtual time of an emulated device: the seconds the real device would take, from its profile.
+"""The seconds a device takes for a step and for a transfer, from its profile (the emulator's virtual
+clock and the coordinator's capacity plan both read them).
 
 A step takes the longer of its FLOPs over the profile's sustained throughput at the step's
 precision and its weight bytes over the memory bandwidth (a roofline: small batches on phones are
