@@ -26,7 +26,7 @@ from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
 from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint, saved_method
 from edge_runtime.training.config import TrainConfig
-from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples
+from edge_runtime.tasks.batches import BatchSampler, evaluation_examples, training_examples
 from edge_runtime.training import method_choice
 from edge_runtime.training.evaluation import EvalResult, evaluate
 from edge_runtime.training.schedule import learning_rate
