@@ -11,7 +11,7 @@ from edge_runtime.estimation import blocks_of
 from coordinator.slices import Slice, slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.protocol import pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
 from edge_runtime.tasks import load_split

@@ -10,7 +10,7 @@ import torch
 
 from coordinator.rounds import RoundKeeper
 from coordinator.validation import RejectedUpdate
-from edge_runtime.agent.work import update_header
+from edge_runtime.local.work import update_header
 from edge_runtime.fleet.emulator import seeded_identities
 from edge_runtime.protocol import pb
 from edge_runtime.warm_start import fit_head

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.ort_backend import OrtModel
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.bench.graphs import exported_graph, graph_bytes
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import few_shot, load_split, subsample

@@ -30,7 +30,7 @@ from coordinator.service import CoordinatorService
 from coordinator.slices import slice_tensors
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.bench.configs import CommBenchConfig
 from edge_runtime.bench.results import write_results
 from edge_runtime.config import build_config

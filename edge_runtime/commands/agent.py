@@ -18,7 +18,7 @@ def _torch_backends(config):
     def backend_for(task):
         import torch
 
-        from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+        from edge_runtime.local.torch_model import ModelSpec, TorchModel
 
         torch.set_num_threads(config.threads)
         spec = ModelSpec.of_task(task)

@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.agent.torch_backend import TorchModel
-from edge_runtime.agent.work import LocalResult
+from edge_runtime.local.torch_model import TorchModel
+from edge_runtime.local.work import LocalResult
 from edge_runtime.memory import MemoryEstimate, Workload, estimate
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example, get_task

@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from edge_runtime.agent.torch_backend import TorchModel, train_adapter
-from edge_runtime.agent.work import head_constants
-from edge_runtime.agent.work import LocalResult
+from edge_runtime.local.torch_model import TorchModel, train_adapter
+from edge_runtime.local.work import head_constants
+from edge_runtime.local.work import LocalResult
 from edge_runtime.fleet.accounting import predicted_activations
 from edge_runtime.fleet.lockstep import Lockstep
 from edge_runtime.heads.base import Batch

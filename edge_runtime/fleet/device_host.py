@@ -18,7 +18,7 @@ import numpy as np
 
 from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
-from edge_runtime.agent.torch_backend import STATISTICS_BATCH, ModelSpec, TorchModel
+from edge_runtime.local.torch_model import STATISTICS_BATCH, ModelSpec, TorchModel
 from edge_runtime.estimators import get_method
 from edge_runtime.fleet.accounting import AccountedModel, workload_of
 from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel

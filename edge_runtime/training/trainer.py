@@ -28,7 +28,7 @@ from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_che
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.tasks.batches import BatchSampler, evaluation_examples, training_examples
 from edge_runtime.training import method_choice
-from edge_runtime.training.evaluation import EvalResult, evaluate
+from edge_runtime.local.evaluation import EvalResult, evaluate
 from edge_runtime.training.schedule import learning_rate
 from edge_runtime.units import format_bytes, parse_bytes
 from edge_runtime.memory import measure as memory

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge_runtime.agent.work import LocalResult, head_constants, run_local_steps
+from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.heads import head_for
@@ -25,7 +25,7 @@ from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_classifier
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.tasks.templates import prompt_template
-from edge_runtime.training.evaluation import EvalResult, evaluate
+from edge_runtime.local.evaluation import EvalResult, evaluate
 from edge_runtime.warm_start.forward import feature_statistics, score_statistics
 
 
