@@ -112,7 +112,7 @@ class CoordinatorServer:
             self.failure = error
             self._stop.set()
 
-    def start(self) -> "CoordinatorServer":
+    def start(self) -> CoordinatorServer:
         self.server.start()
         if self._driver:
             self._driver.start()

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
-from edge_runtime.errors import UserError
-from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.costs.flops import pass_flops, step_cost, weight_bytes
 from edge_runtime.costs.timing import step_seconds, transfer_seconds
 from edge_runtime.devices.profiles import Availability, builtin_profiles
+from edge_runtime.errors import UserError
+from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.memory.model import Workload, meta_model
 from edge_runtime.models import architecture_config
 
@@ -23,7 +23,8 @@ TOKENS = BATCH * SEQ
 def _layer_matmul_params(model: str) -> int:
     """Weights of the transformer layers' linear maps, LoRA's A and B included (2-D, inside a layer)."""
     net = meta_model(Workload(model))
-    return sum(p.numel() for name, p in net.named_parameters() if p.dim() == 2 and (".layers." in name or ".layer." in name))
+    return sum(p.numel() for name, p in net.named_parameters()
+               if p.dim() == 2 and (".layers." in name or ".layer." in name))
 
 
 def _attention_flops(model: str) -> int:

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_runtime.errors import UserError
 from edge_runtime.devices.profiles import (
     PRECISIONS,
     builtin_profiles,
@@ -18,6 +17,7 @@ from edge_runtime.devices.profiles import (
     load_profile,
     load_profiles,
 )
+from edge_runtime.errors import UserError
 
 REPO_PROFILES = Path(__file__).resolve().parents[1] / "device_profiles"
 REQUIRED_DEVICES = {"pixel-8", "galaxy-s24", "iphone-15-pro", "jetson-orin-nano-8gb", "jetson-agx-orin-64gb",

@@ -171,7 +171,8 @@ class Agent:
                                   f"{task.state_version}")
             mismatched = [n for n, v in state.items() if n not in shapes or tuple(v.shape) != shapes[n]]
             if mismatched or set(state) != set(shapes):
-                raise TaskRefused(f"the coordinator's adapter does not fit this model ({mismatched[:3] or 'other tensors'})")
+                raise TaskRefused("the coordinator's adapter does not fit this model "
+                                  f"({mismatched[:3] or 'other tensors'})")
             self.state, self.state_version = state, version
         backend.load_state(self.state)
         return backend

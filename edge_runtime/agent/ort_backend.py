@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.estimation import EstimatorSettings
+from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.ort.methods import METHODS, build_method
 from edge_runtime.ort.session import GraphObjective
 from edge_runtime.protocol import pb

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.configs import SpeedBenchConfig
+from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, training_artifacts
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
@@ -124,8 +124,9 @@ def _timed(config: SpeedBenchConfig, backend: str, precision: str, seq_len: int,
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | backend | precision | method | step | x one forward (same backend) |", "|---|---|---|---|---|---|"]
+    lines = ["| model | backend | precision | method | step | x one forward (same backend) |",
+             "|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['method']} | {r['step_seconds']:.3f} s | "
-                     f"{r['ratio_to_forward']:.2f} |")
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['method']} "
+                     f"| {r['step_seconds']:.3f} s | {r['ratio_to_forward']:.2f} |")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
 
+
 class TwoPointZO(GradientEstimator):
     def __init__(
         self,
@@ -61,10 +62,10 @@ class TwoPointZO(GradientEstimator):
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> SeedScalarEstimate:
         self.subspace.begin_step(objective.params)
         seeds, scalars, losses = [], [], []
-        for seed in query_seeds(seed, self.queries):
-            loss, g = self.directional_derivative(objective, batch, seed)
+        for query_seed in query_seeds(seed, self.queries):
+            loss, g = self.directional_derivative(objective, batch, query_seed)
             check_finite(loss, [g])
-            seeds.append(seed)
+            seeds.append(query_seed)
             losses.append(loss)
             scalars.append(zo_scalar(g, clip=self.clip, sign=self.sign))
         return SeedScalarEstimate(sum(losses) / len(losses), 2 * self.queries, seeds, scalars, self.subspace)

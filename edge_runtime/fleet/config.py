@@ -16,7 +16,6 @@ from edge_runtime.config import require_folder, setting
 from edge_runtime.errors import UserError
 
 
-
 @dataclass
 class FleetConfig(CoordinatorConfig):
     devices: int = setting("emulated devices", 8)

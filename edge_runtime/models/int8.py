@@ -39,7 +39,7 @@ class Int8Linear(nn.Module):
         self.chunk_rows = max(1, CHUNK_BYTES // (4 * self.in_features))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
         return cls(*quantize_rows(linear.weight), linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

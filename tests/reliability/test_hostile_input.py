@@ -16,8 +16,13 @@ from edge_runtime.protocol import PROTOCOL_VERSION, CallFailed, pb
 from edge_runtime.random_directions import FINGERPRINT
 from tests.federation import LAPTOP
 from tests.reliability.harness import small_federation, snapshot
-from tests.reliability.hostile import (UPDATE_ATTACKS, ValidUpdate, forged_metadata, hostile_registrations,
-                                      hostile_updates)
+from tests.reliability.hostile import (
+    UPDATE_ATTACKS,
+    ValidUpdate,
+    forged_metadata,
+    hostile_registrations,
+    hostile_updates,
+)
 
 SECRET = "s3cret"
 CLEAR_REFUSALS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
