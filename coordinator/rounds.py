@@ -132,7 +132,7 @@ class RoundKeeper:
         with self.lock:
             rounds = self.ledger.rounds()
             loaded = None
-            for version, round_, file, sha256 in self.ledger.checkpoints():
+            for version, _round, file, sha256 in self.ledger.checkpoints():
                 try:
                     loaded = (version, *self.store.read(file, sha256))
                     break

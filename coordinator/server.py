@@ -14,9 +14,9 @@ import grpc
 from coordinator.config import CoordinatorConfig
 from coordinator.malformed import RejectMalformed
 from coordinator.rounds import RoundKeeper
-from coordinator.service import CallFailed, CoordinatorService
+from coordinator.service import CoordinatorService
 from edge_runtime.errors import UserError
-from edge_runtime.protocol import rpc
+from edge_runtime.protocol import CallFailed, rpc
 
 TICK_S = 0.2
 
@@ -112,7 +112,7 @@ class CoordinatorServer:
             self.failure = error
             self._stop.set()
 
-    def start(self) -> "CoordinatorServer":
+    def start(self) -> CoordinatorServer:
         self.server.start()
         if self._driver:
             self._driver.start()

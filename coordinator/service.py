@@ -15,15 +15,9 @@ from coordinator.auth import new_identity, secret_matches, token_hash, token_mat
 from coordinator.ledger import DeviceRow
 from coordinator.rounds import RoundKeeper
 from coordinator.validation import BadRegistration, RejectedUpdate, check_registration
-from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb
+from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, CallFailed, pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
 from edge_runtime.random_directions import FINGERPRINT
-
-
-class CallFailed(Exception):
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
 
 
 class CoordinatorService:

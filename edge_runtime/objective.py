@@ -39,7 +39,7 @@ class MicroBatches:
 
     parts: list[Batch]
 
-    def to(self, device: torch.device | str) -> "MicroBatches":
+    def to(self, device: torch.device | str) -> MicroBatches:
         return MicroBatches([b.to(device) for b in self.parts])
 
     def __len__(self) -> int:

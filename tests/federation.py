@@ -14,7 +14,7 @@ from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.protocol import pb
 
 SMALL_DATA = str(Path(__file__).parent / "data" / "sst2-small")

@@ -7,10 +7,10 @@ import warnings
 import pytest
 import torch
 
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.fleet import batched_forward
 from edge_runtime.fleet.batched_forward import BatchedForward, LockstepObjective
 from edge_runtime.fleet.lockstep import Lockstep
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import load_split
 from tests.test_fleet import fleet_config

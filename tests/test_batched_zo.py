@@ -100,8 +100,8 @@ def test_copies_go_together_where_a_pass_is_bound_by_reading_weights():
 def test_a_training_run_with_batched_copies_trains_as_one_with_copies_one_at_a_time(tmp_path):
     from safetensors.torch import load_file
 
-    from tests.test_training import tiny_config
     from edge_runtime.training.trainer import train
+    from tests.test_training import tiny_config
 
     summaries, adapters = {}, {}
     for k in (1, 2):

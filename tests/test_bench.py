@@ -3,8 +3,8 @@ physically sane values (not timings or sizes, which belong to the full runs)."""
 
 import json
 
-from edge_runtime.cli import main
 from edge_runtime.bench.speed import table
+from edge_runtime.cli import main
 
 MEMORY_FIELDS = {"model", "method", "precision", "batch", "seq_len", "peak_bytes", "inference_peak_bytes",
                  "estimate_bytes"}

@@ -31,7 +31,8 @@ def test_bench_convergence_spends_the_same_forward_passes_on_every_method(bench_
         assert row["forward_passes"] == row["budget"] == 24
         curve = row["curve"]
         assert [p["step"] for p in curve] == [0, row["steps"] // 2, row["steps"]]
-        assert curve[0]["eval_accuracy"] == row["accuracy_before"] and curve[-1]["eval_accuracy"] == row["final_accuracy"]
+        assert curve[0]["eval_accuracy"] == row["accuracy_before"]
+        assert curve[-1]["eval_accuracy"] == row["final_accuracy"]
         assert all(0 <= p["eval_accuracy"] <= 1 and p["train_loss"] > 0 for p in curve)
         seconds = [p["train_seconds"] for p in curve]
         assert seconds[0] == 0 and seconds == sorted(seconds) and seconds[-1] > 0

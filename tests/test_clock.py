@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 
+from edge_runtime.costs.flops import pass_flops, step_cost, weight_bytes
+from edge_runtime.costs.timing import step_seconds, transfer_seconds
+from edge_runtime.devices.profiles import Availability, builtin_profiles
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.availability import DeviceAvailability
-from edge_runtime.fleet.clock import DeviceClock, step_seconds, transfer_seconds
-from edge_runtime.fleet.flops import pass_flops, step_cost, weight_bytes
-from edge_runtime.fleet.profiles import Availability, builtin_profiles
 from edge_runtime.memory.model import Workload, meta_model
 from edge_runtime.models import architecture_config
 
@@ -23,7 +23,8 @@ TOKENS = BATCH * SEQ
 def _layer_matmul_params(model: str) -> int:
     """Weights of the transformer layers' linear maps, LoRA's A and B included (2-D, inside a layer)."""
     net = meta_model(Workload(model))
-    return sum(p.numel() for name, p in net.named_parameters() if p.dim() == 2 and (".layers." in name or ".layer." in name))
+    return sum(p.numel() for name, p in net.named_parameters()
+               if p.dim() == 2 and (".layers." in name or ".layer." in name))
 
 
 def _attention_flops(model: str) -> int:
@@ -112,14 +113,6 @@ def test_link_time_is_latency_plus_bytes_over_bandwidth():
     assert transfer_seconds(pixel, 0, "up") == pytest.approx(0.030)
     assert transfer_seconds(pixel, 2.5e6, "up") == pytest.approx(0.030 + 2.5e6 * 8 / 20e6)
     assert transfer_seconds(pixel, 2.5e6, "down") == pytest.approx(0.030 + 2.5e6 * 8 / 100e6)
-
-
-def test_the_clock_advances_by_what_the_device_does():
-    pixel, _ = _profiles()
-    clock = DeviceClock(pixel, now=100.0)
-    spent = clock.download(1e6) + clock.train_step(9e10, "fp32") + clock.upload(1e6)
-    assert spent == pytest.approx(0.030 + 0.08 + 1.0 + 0.030 + 0.4)
-    assert clock.now == pytest.approx(100.0 + spent)
 
 
 HOUR = 3600.0

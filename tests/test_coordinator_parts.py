@@ -7,11 +7,11 @@ from coordinator.aggregation import FedAdam, FedAvg, WeightedUpdate, average_upd
 from coordinator.capacity import Capacity, RoundShape, device_capacity
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import replay_update
-from edge_runtime.estimation import blocks_of
 from coordinator.slices import Slice, slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.estimation import blocks_of
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.protocol import pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
 from edge_runtime.tasks import load_split

@@ -157,7 +157,8 @@ def test_forward_grad_falls_back_with_a_warning_when_attention_lacks_forward_ad(
     from edge_runtime.tasks import load_split
 
     loaded = load_model("tiny-llama", seed=0, attn_implementation="sdpa")
-    objective = Objective(apply_lora(loaded, r=2, alpha=4), head_for("causal_lm", loaded.tokenizer, "classification", 32))
+    objective = Objective(apply_lora(loaded, r=2, alpha=4),
+                          head_for("causal_lm", loaded.tokenizer, "classification", 32))
     batch = objective.head.encode(load_split("sst2", "train")[:4])
     estimator = ForwardGrad(queries=1, fallback_mu=1e-3)
     with pytest.warns(RuntimeWarning, match="falls back to two-point"):
@@ -177,7 +178,8 @@ def _dense(params, grads):
 ])
 def test_update_rules_match_torch_optim(ours, theirs):
     gen = torch.Generator().manual_seed(0)
-    a = {"w": torch.nn.Parameter(torch.randn(5, 3, generator=gen)), "b": torch.nn.Parameter(torch.randn(3, generator=gen))}
+    a = {"w": torch.nn.Parameter(torch.randn(5, 3, generator=gen)),
+         "b": torch.nn.Parameter(torch.randn(3, generator=gen))}
     b = {n: torch.nn.Parameter(p.detach().clone()) for n, p in a.items()}
     rule, reference = ours(), theirs(list(b.values()))
     for _ in range(5):

@@ -10,12 +10,12 @@ import torch
 
 from coordinator.rounds import RoundKeeper
 from coordinator.validation import RejectedUpdate
-from edge_runtime.agent.work import update_header
 from edge_runtime.fleet.emulator import seeded_identities
+from edge_runtime.local.work import update_header
+from edge_runtime.objective import Objective
 from edge_runtime.protocol import pb
 from edge_runtime.warm_start import fit_head
 from edge_runtime.warm_start.forward import feature_statistics
-from edge_runtime.objective import Objective
 from tests.federation import Federation, small_config
 
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 from coordinator.rounds import RoundKeeper
-from coordinator.service import CallFailed, CoordinatorService
+from coordinator.service import CoordinatorService
 from edge_runtime.agent.client import CallRejected
-from edge_runtime.agent.work import update_header
 from edge_runtime.fleet.emulator import seeded_identities
-from edge_runtime.protocol import PROTOCOL_KEY, PROTOCOL_VERSION, pb
+from edge_runtime.local.work import update_header
+from edge_runtime.protocol import PROTOCOL_KEY, PROTOCOL_VERSION, CallFailed, pb
 from edge_runtime.random_directions import FINGERPRINT
 from tests.federation import LAPTOP, Federation, small_config
 

@@ -17,7 +17,8 @@ ROUNDS = 4
 def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
     port, state = free_port(), tmp_path / "coordinator"
     coordinator_args = ["coordinator", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state),
-                        "--model", "tiny-bert", "--warm-start", "none", "--rounds", str(ROUNDS), "--local-steps", "40", "--batch-size", "8",
+                        "--model", "tiny-bert", "--warm-start", "none", "--rounds", str(ROUNDS), "--local-steps", "40",
+                        "--batch-size", "8",
                         "--max-length", "64", "--lr", "1e-2", "--data", "partition", "--partitions", "4",
                         "--dirichlet-alpha", "none", "--data-dir", SMALL_DATA, "--min-devices", "3",
                         "--round-deadline-s", "6", "--quorum", "0.5", "--device-timeout-s", "4",

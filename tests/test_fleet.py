@@ -9,17 +9,18 @@ import pytest
 import yaml
 
 from edge_runtime.config import build_config
+from edge_runtime.devices.profiles import builtin_profiles_dir
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.config import FleetConfig
 from edge_runtime.fleet.emulator import run_fleet
-from edge_runtime.fleet.profiles import builtin_profiles_dir
 from edge_runtime.fleet.report import write_report
 from tests.federation import SMALL_DATA
 
 
 def fleet_config(tmp_path, **overrides) -> FleetConfig:
     """Training rounds from the initial adapter; the warm start's own round has its tests."""
-    base = dict(model="tiny-bert", warm_start="none", calibration="none", train_head=True, devices=4, profiles=("jetson-agx-orin-64gb", "jetson-orin-nano-8gb"), rounds=2,
+    base = dict(model="tiny-bert", warm_start="none", calibration="none", train_head=True, devices=4,
+                profiles=("jetson-agx-orin-64gb", "jetson-orin-nano-8gb"), rounds=2,
                 local_steps=4, batch_size=8, lr=1e-2, data_dir=SMALL_DATA, dirichlet_alpha=None, eval_examples=16,
                 train_probe_examples=32, transport="inprocess", threads=1, out_dir=str(tmp_path / "fleet"),
                 progress=False, start_hour=12.0)

@@ -10,6 +10,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from edge_runtime.bench.examples import long_examples
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method, get_method
 from edge_runtime.heads import head_for
@@ -20,7 +21,6 @@ from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
-from edge_runtime.bench.examples import long_examples
 from edge_runtime.training.trainer import LastGood
 
 SEQ, BATCH = 64, 4
@@ -287,8 +287,8 @@ def test_after_loading_the_plan_shrinks_its_micro_batch_to_what_the_process_real
 
 
 def test_the_trainer_runs_the_planned_micro_batches(tmp_path):
-    from tests.test_training import tiny_config
     from edge_runtime.training.trainer import build_run, fit
+    from tests.test_training import tiny_config
 
     sizes, runs = [], {}
     for micro in (None, 3):

@@ -62,7 +62,8 @@ def test_onnxruntime_agent_mistakes_end_in_one_line(argv, message, capsys):
 
 
 def test_edgetune_help_imports_no_torch():
-    code = "import sys; from edge_runtime.cli import parser; parser(); print(sorted(m for m in {0!r} if m in sys.modules))"
+    code = ("import sys; from edge_runtime.cli import parser; parser(); "
+            "print(sorted(m for m in {0!r} if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code.format(FORBIDDEN + ("onnxruntime",))], capture_output=True,
                           text=True, check=True)
     assert done.stdout.strip() == "[]"

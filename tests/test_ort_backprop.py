@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.errors import UserError
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.objective import Objective
 from edge_runtime.ort.backprop import OrtBackprop
 from edge_runtime.ort.encoding import GraphEncoding

@@ -9,9 +9,11 @@ import torch
 
 from edge_runtime.agent.agent import TaskRefused
 from edge_runtime.agent.ort_backend import OrtModel
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.estimators.base import SeedScalarEstimate
-from edge_runtime.estimators.update_rules import SGD as TorchSGD, Adam as TorchAdam, Momentum as TorchMomentum
+from edge_runtime.estimators.update_rules import SGD as TorchSGD
+from edge_runtime.estimators.update_rules import Adam as TorchAdam
+from edge_runtime.estimators.update_rules import Momentum as TorchMomentum
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.ort import methods as ort_methods
 from edge_runtime.ort.update_rules import SGD, Adam, Momentum
 from edge_runtime.protocol import pb

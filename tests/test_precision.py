@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from edge_runtime.errors import UserError
+from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.int8 import CHUNK_BYTES, Int8Embedding, Int8Linear, quantize_frozen_
 from edge_runtime.models.precision import load_dtype, prepare_model
-from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.training.trainer import train
 from tests.test_training import tiny_config
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_runtime.errors import UserError
-from edge_runtime.fleet.profiles import (
+from edge_runtime.devices.profiles import (
     PRECISIONS,
     builtin_profiles,
     builtin_profiles_dir,
     load_profile,
     load_profiles,
 )
+from edge_runtime.errors import UserError
 
 REPO_PROFILES = Path(__file__).resolve().parents[1] / "device_profiles"
 REQUIRED_DEVICES = {"pixel-8", "galaxy-s24", "iphone-15-pro", "jetson-orin-nano-8gb", "jetson-agx-orin-64gb",
@@ -162,6 +162,7 @@ def test_unreadable_files_and_folders_are_one_line_errors(tmp_path):
 
 def test_profiles_clock_and_availability_load_without_torch():
     # A device agent or the coordinator reads profiles and keeps virtual time with no PyTorch installed.
-    code = ("import sys; import edge_runtime.fleet.clock, edge_runtime.fleet.availability; "
-            "edge_runtime.fleet.profiles.builtin_profiles(); assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; import edge_runtime.costs.timing, edge_runtime.devices.profiles, "
+            "edge_runtime.fleet.availability; edge_runtime.devices.profiles.builtin_profiles(); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)

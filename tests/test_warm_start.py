@@ -117,7 +117,7 @@ def test_minilm_warm_starts_give_a_real_head_from_forward_passes_only(tmp_path):
         run = build_run(_minilm_config(tmp_path / kind, warm_start=kind, steps=1, k_shot=64, eval_examples=200))
         start = warm_start(run)
         assert start.kind == kind
-        from edge_runtime.training.evaluation import evaluate
+        from edge_runtime.local.evaluation import evaluate
 
         accuracy[kind] = evaluate(run.objective, run.eval, 32, run.device).accuracy
     # A random head is a coin; every warm start reads the sentiment (SST-2 dev, 96 examples).
@@ -211,7 +211,7 @@ def test_task_spec_descriptions_exist_for_the_zero_shot_head():
 @pytest.mark.parametrize("model_name", ["tiny-bert", "tiny-llama"])
 def test_an_onnx_runtime_device_sends_the_statistics_a_torch_device_sends(exported_graph, model_name):
     from edge_runtime.agent.ort_backend import OrtModel
-    from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+    from edge_runtime.local.torch_model import ModelSpec, TorchModel
     from edge_runtime.protocol import pb
 
     ort_model = OrtModel(exported_graph(model_name))

@@ -4,9 +4,9 @@ each perturbs and updates exactly the coordinates it promises, and still points 
 import pytest
 import torch
 
+from edge_runtime.estimation import block_of, chosen_block
 from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.estimators.hybrid import HybridZOFO, backprop_part
-from edge_runtime.estimation import block_of, chosen_block
 from edge_runtime.estimators.subspaces import Blocks, MagnitudeSparse, RandomSparse
 from edge_runtime.estimators.zo import TwoPointZO
 from tests.test_estimators import cosine, true_gradient
@@ -17,7 +17,7 @@ def changed_coordinates(objective, batch, estimator, seed=3):
     before = {n: p.detach().clone() for n, p in objective.params.items()}
     estimate = estimator.estimate(objective, batch, seed)
     with torch.no_grad():
-        for name, p, grad in estimate.gradients(objective.params):
+        for _name, p, grad in estimate.gradients(objective.params):
             p.add_(grad, alpha=-1e-2)
     return estimate, {n: p.detach() != before[n] for n, p in objective.params.items()}
 
@@ -77,7 +77,8 @@ def test_hybrid_backprops_the_last_layer_of_a_model_without_head(tiny_llama_obje
     names = list(objective.params)
     part = backprop_part(names)
     assert part and all(block_of(n, "layer") == block_of(names[-1], "layer") for n in part) and len(part) < len(names)
-    exact = dict(zip(names, torch.split(true_gradient(objective, batch), [p.numel() for p in objective.params.values()])))
+    sizes = [p.numel() for p in objective.params.values()]
+    exact = dict(zip(names, torch.split(true_gradient(objective, batch), sizes)))
     estimate = HybridZOFO(TwoPointZO(mu=1e-3, queries=1)).estimate(objective, batch, seed=4)
     assert estimate.forward_passes == 3
     gradients = {n: g for n, _, g in estimate.gradients(objective.params)}

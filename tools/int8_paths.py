@@ -63,7 +63,8 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     model = load_model(args.model).model.eval()
-    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq_len), generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq_len),
+                        generator=torch.Generator().manual_seed(0))
 
     def forward(m):
         with torch.no_grad():

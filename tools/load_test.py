@@ -63,6 +63,10 @@ class LoadConfig:
             raise UserError("heartbeat_s and timeout_s must be positive")
 
 
+def _quantile_ms(values: list[float], q: float) -> float:
+    return 1e3 * values[min(len(values) - 1, int(q * len(values)))]
+
+
 class Latencies:
     def __init__(self) -> None:
         self.seconds: dict[str, list[float]] = defaultdict(list)
@@ -72,9 +76,9 @@ class Latencies:
         out = {}
         for name in sorted(set(self.seconds) | set(self.errors)):
             values = sorted(self.seconds.get(name, []))
-            quantile = (lambda q: 1e3 * values[min(len(values) - 1, int(q * len(values)))]) if values else None
             out[name] = {"calls": len(values), "errors": dict(self.errors.get(name, {})),
-                         "p50_ms": quantile(0.5) if values else None, "p99_ms": quantile(0.99) if values else None,
+                         "p50_ms": _quantile_ms(values, 0.5) if values else None,
+                         "p99_ms": _quantile_ms(values, 0.99) if values else None,
                          "max_ms": 1e3 * values[-1] if values else None,
                          "mean_ms": 1e3 * statistics.fmean(values) if values else None}
         return out

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.ort_backend import OrtModel
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.bench.graphs import exported_graph, graph_bytes
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import few_shot, load_split, subsample
 
@@ -76,13 +76,15 @@ def main() -> None:
         "config": vars(args), "graph_bytes": graph_bytes(graph), "runs": runs,
         "accuracy_gap_points": 100 * (runs["ort"]["accuracy_after"] - runs["torch"]["accuracy_after"]),
         "first_step_loss_gap": float(abs(ort_losses[0] - torch_losses[0])),
-        "mean_train_loss_last_100": {"torch": float(torch_losses[-100:].mean()), "ort": float(ort_losses[-100:].mean())},
+        "mean_train_loss_last_100": {"torch": float(torch_losses[-100:].mean()),
+                                     "ort": float(ort_losses[-100:].mean())},
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": "shared 2-core CPU box (4 sessions in parallel); seconds are indicative only",
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summary, indent=2))
-    print(json.dumps({k: summary[k] for k in ("accuracy_gap_points", "first_step_loss_gap", "mean_train_loss_last_100")}))
+    headline = ("accuracy_gap_points", "first_step_loss_gap", "mean_train_loss_last_100")
+    print(json.dumps({k: summary[k] for k in headline}))
 
 
 if __name__ == "__main__":

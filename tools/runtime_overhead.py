@@ -17,7 +17,7 @@ PROBE = """
 import json, sys
 from edge_runtime.memory import Workload, estimate, measure
 from edge_runtime.training.config import TrainConfig
-from edge_runtime.training.evaluation import evaluate
+from edge_runtime.local.evaluation import evaluate
 from edge_runtime.training.trainer import build_run
 
 model, precision = sys.argv[1], sys.argv[2]

@@ -46,7 +46,9 @@ class Spry(RoundPlanner):
             left, idle = len(ordered) - index, sum(1 for d in usable if not taken[d])
 
             def room(d: str) -> bool:  # a second slice only while no device would be left without one
-                return len(taken[d]) < quota and (not taken[d] or left > idle) and budget[d] >= piece.nbytes
+                # room is called only within this iteration: the loop variables it reads late are the right ones.
+                quota_left = len(taken[d]) < quota and (not taken[d] or left > idle)  # noqa: B023
+                return quota_left and budget[d] >= piece.nbytes  # noqa: B023
 
             ranked = sorted(usable, key=lambda d: _rank(d, piece.id, round_))
             home = next((d for d in ranked if room(d)), None)

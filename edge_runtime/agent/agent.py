@@ -20,7 +20,7 @@ import numpy as np
 
 from edge_runtime.agent.client import CallRejected, CoordinatorClient
 from edge_runtime.agent.identity import Identity, load_identity, save_identity
-from edge_runtime.agent.work import LocalResult, update_header
+from edge_runtime.local.work import LocalResult, update_header
 from edge_runtime.protocol import PROTOCOL_VERSION, pb
 from edge_runtime.random_directions import FINGERPRINT
 from edge_runtime.tasks import Example, load_split
@@ -28,7 +28,7 @@ from edge_runtime.tasks.partition import Partition
 
 
 class Backend(Protocol):
-    """A model a device trains on: PyTorch (agent/torch_backend.py) or ONNX Runtime."""
+    """A model a device trains on: PyTorch (local/torch_model.py) or ONNX Runtime."""
 
     def shapes(self) -> dict[str, tuple[int, ...]]: ...
     def load_state(self, state: dict[str, np.ndarray]) -> None: ...
@@ -171,7 +171,8 @@ class Agent:
                                   f"{task.state_version}")
             mismatched = [n for n, v in state.items() if n not in shapes or tuple(v.shape) != shapes[n]]
             if mismatched or set(state) != set(shapes):
-                raise TaskRefused(f"the coordinator's adapter does not fit this model ({mismatched[:3] or 'other tensors'})")
+                raise TaskRefused("the coordinator's adapter does not fit this model "
+                                  f"({mismatched[:3] or 'other tensors'})")
             self.state, self.state_version = state, version
         backend.load_state(self.state)
         return backend

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Mapping
 import grpc
 import numpy as np
 
-from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb, rpc
+from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, CallFailed, pb, rpc
 from edge_runtime.protocol.tensors import CHUNK_BYTES, from_chunks, to_chunks
 
 _RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
@@ -151,8 +151,6 @@ class InProcessClient(CoordinatorClient):
         self.service = service
 
     def _call(self, attempt: Callable[[], object]):
-        from coordinator.service import CallFailed
-
         try:
             return attempt()
         except CallFailed as failure:

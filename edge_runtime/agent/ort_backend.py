@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.agent.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.estimation import EstimatorSettings
+from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.ort.methods import METHODS, build_method
 from edge_runtime.ort.session import GraphObjective
 from edge_runtime.protocol import pb
@@ -52,7 +52,7 @@ class OrtModel:
         self.objective.load(state)
 
     def statistics(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
-        """A STATISTICS task, as agent/torch_backend.py computes it, on the graph."""
+        """A STATISTICS task, as local/torch_model.py computes it, on the graph."""
         started = time.perf_counter()
         self.objective.encoding.constants = head_constants(task)
         examples = list(examples[:task.statistics_examples or len(examples)])

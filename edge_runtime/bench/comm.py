@@ -30,15 +30,14 @@ from coordinator.service import CoordinatorService
 from coordinator.slices import slice_tensors
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
 from edge_runtime.bench.configs import CommBenchConfig
 from edge_runtime.bench.results import write_results
 from edge_runtime.config import build_config
 from edge_runtime.errors import UserError
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.memory.model import Workload, meta_model
 from edge_runtime.protocol import pb
 from edge_runtime.units import format_bytes
-
 
 
 def run(config: CommBenchConfig) -> list[dict]:

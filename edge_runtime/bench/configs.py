@@ -222,7 +222,8 @@ class CommBenchConfig:
 
     def validate(self) -> None:
         if self.quick:
-            self.model, self.shape_models, self.local_steps, self.batch_size = "tiny-bert", ("tiny-bert", "minilm"), 4, 4
+            self.model, self.shape_models = "tiny-bert", ("tiny-bert", "minilm")
+            self.local_steps, self.batch_size = 4, 4
         unknown = [p for p in self.planners if p not in PLANNERS]
         if unknown:
             raise UserError(f"unknown planner(s) {', '.join(unknown)}; choose from {', '.join(PLANNERS)}")

@@ -23,10 +23,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from edge_runtime.bench.configs import FleetBenchConfig
-
 from edge_runtime.errors import UserError
 from edge_runtime.units import format_bytes
-
 
 PROBE = """
 import json, sys
@@ -38,7 +36,8 @@ row = json.loads(sys.argv[1])
 config = build_config(FleetConfig, {
     "model": row["model"], "devices": row["devices"], "profiles": ("jetson-agx-orin-64gb",), "rounds": 1,
     "local_steps": row["steps"], "batch_size": row["batch"], "planner": "fedavg-full", "method": row["method"],
-    "lr": 1e-4, "warm_start": "none", "calibration": "none", "transport": "inprocess", "threads": row["threads"], "out_dir": row["out_dir"],
+    "lr": 1e-4, "warm_start": "none", "calibration": "none", "transport": "inprocess", "threads": row["threads"],
+    "out_dir": row["out_dir"],
     "batch_devices": row["batch_devices"], "device": row["device"],
     "eval_examples": 8, "train_probe_examples": 8, "round_deadline_s": 1e9, "quorum": 1.0, "min_devices": 1,
     "progress": False})

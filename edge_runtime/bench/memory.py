@@ -23,8 +23,8 @@ from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
 from edge_runtime.memory import Workload, estimate, inference_estimate
 from edge_runtime.memory.model import PassNotSimulated
-from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 from edge_runtime.ort.backprop import BACKPROP_METHODS
+from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 from edge_runtime.ort.methods import METHODS as ORT_METHODS
 from edge_runtime.units import format_bytes
 
@@ -34,8 +34,9 @@ INFERENCE = "inference"
 def run(config: MemoryBenchConfig) -> list[dict]:
     config.validate()
     methods = [INFERENCE, *(config.methods or METHODS)]
-    cells = [(adapter, precision) for adapter in config.adapters
-             for precision in (("fp32",) if adapter == "full" else config.precisions)] if "torch" in config.backends else []
+    cells = ([(adapter, precision) for adapter in config.adapters
+              for precision in (("fp32",) if adapter == "full" else config.precisions)]
+             if "torch" in config.backends else [])
     ort_cells = [(precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS or m in BACKPROP_METHODS])
                  for precision in config.precisions if precision in ORT_PRECISIONS] if "ort" in config.backends else []
     rows: list[dict] = []

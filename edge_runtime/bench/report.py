@@ -222,7 +222,8 @@ def run(config: ReportConfig) -> list[dict]:
         rendered.append({"file": path.name, "kind": kind, "rows": len(rows), "plots": [str(i) for i in images]})
     if not rendered:
         raise UserError(f"no bench JSON files in {folder}")
-    page.write_text(f"# Bench report\n\n{len(rendered)} result files from `{folder}`.\n\n" + "\n\n".join(sections) + "\n")
+    page.write_text(f"# Bench report\n\n{len(rendered)} result files from `{folder}`.\n\n"
+                    + "\n\n".join(sections) + "\n")
     return rendered
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.configs import SpeedBenchConfig
+from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, training_artifacts
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for

@@ -58,7 +58,8 @@ def _encoder_rows(config: WarmStartBenchConfig, objective: Objective, spec, trai
     candidates = len(dev[0].candidates) if spec.kind == "multiple_choice" else None
     rows = []
     for pooling_name in config.poolings:
-        model.pooling = {"own": own, "mean": Pooling("mean", own.normalize), "cls": Pooling("cls", own.normalize)}[pooling_name]
+        poolings = {"own": own, "mean": Pooling("mean", own.normalize), "cls": Pooling("cls", own.normalize)}
+        model.pooling = poolings[pooling_name]
         started = time.perf_counter()
         train_x, train_y = _features(config, objective, train[:max(config.sizes)])
         dev_x, dev_y = _features(config, objective, dev)
@@ -134,10 +135,12 @@ def _causal_rows(config: WarmStartBenchConfig, module, loaded, spec, train, dev)
                      "dev_seconds": seconds})
         if spec.kind != "classification":
             continue
-        calibrations = {"centred": lambda: centred_offsets(objective, train[:config.calibration_examples],
+        # Called within this iteration, so the closures read this iteration's objective.
+        calibrations = {"centred": lambda: centred_offsets(objective, train[:config.calibration_examples],  # noqa: B023
                                                            config.batch_size, torch.device("cpu"))}
         if template.prompt is not None:
-            calibrations["content-free"] = lambda: content_free_offsets(objective, dev[0], torch.device("cpu"))
+            calibrations["content-free"] = lambda: content_free_offsets(objective, dev[0],  # noqa: B023
+                                                                        torch.device("cpu"))
         for calibration, offsets in calibrations.items():
             rows.append({"start": f"prompt {name}", "calibration": calibration,
                          **_accuracy(dev_scores - offsets(), labels)})

@@ -18,7 +18,7 @@ def _torch_backends(config):
     def backend_for(task):
         import torch
 
-        from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+        from edge_runtime.local.torch_model import ModelSpec, TorchModel
 
         torch.set_num_threads(config.threads)
         spec = ModelSpec.of_task(task)
@@ -46,10 +46,10 @@ def _ort_backends(config):
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.agent.agent import Agent, DataSource
     from edge_runtime.agent.client import CallRejected, GrpcClient
-    from edge_runtime.errors import UserError
     from edge_runtime.agent.config import AgentConfig
-    from edge_runtime.fleet.profile_message import profile_to_message
-    from edge_runtime.fleet.profiles import find_profile
+    from edge_runtime.devices.profile_message import profile_to_message
+    from edge_runtime.devices.profiles import find_profile
+    from edge_runtime.errors import UserError
     from edge_runtime.tasks.partition import Partition
 
     config = config_from_args(AgentConfig, args)

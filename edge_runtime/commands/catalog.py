@@ -24,8 +24,10 @@ def _run(args: argparse.Namespace) -> None:
     print(f"warm starts (encoders): auto, {', '.join(ENCODER_WARM_STARTS)}")
     print("methods:")
     for m in METHODS.values():
-        print(f"  {m.name:14s} {'forward-only' if m.forward_only else 'backprop    '}  lr={m.default_lr:g}  {m.summary}")
-    print(f"  {'auto':14s} {'':12s}  {'':8s}  the fastest to +5 points of {', '.join(CANDIDATES)} within the memory cap")
+        kind = "forward-only" if m.forward_only else "backprop    "
+        print(f"  {m.name:14s} {kind}  lr={m.default_lr:g}  {m.summary}")
+    print(f"  {'auto':14s} {'':12s}  {'':8s}  the fastest to +5 points of {', '.join(CANDIDATES)} "
+          "within the memory cap")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -17,7 +17,8 @@ def _run(args: argparse.Namespace) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     from edge_runtime.ort.manifest import PRECISIONS
 
-    parser = sub.add_parser("export-graph", help="export an ONNX graph whose LoRA matrices are inputs (base in fp32, fp16 or int8)",
+    parser = sub.add_parser("export-graph",
+                            help="export an ONNX graph whose LoRA matrices are inputs (base in fp32, fp16 or int8)",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("model", help="model alias or local HF folder")
     parser.add_argument("--out", required=True, help="folder for model.onnx, manifest.json and the tokenizer")

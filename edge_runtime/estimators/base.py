@@ -56,7 +56,8 @@ class SeedScalarEstimate(Estimate):
                 z = self.subspace.direction(seed, name, p)
                 if z is None:
                     continue
-                grad = z.mul_(scalar / len(self.seeds)) if grad is None else grad.add_(z, alpha=scalar / len(self.seeds))
+                weight = scalar / len(self.seeds)
+                grad = z.mul_(weight) if grad is None else grad.add_(z, alpha=weight)
             # A parameter no query touched is skipped, not given a zero gradient: its momentum or
             # Adam moments then wait for its next estimate instead of decaying towards nothing.
             if grad is not None:

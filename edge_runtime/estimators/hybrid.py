@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from edge_runtime.estimation import block_of
 from edge_runtime.estimators.base import (
     Estimate,
     GradientEstimator,
@@ -21,7 +22,6 @@ from edge_runtime.estimators.base import (
     SeedScalarEstimate,
     check_finite,
 )
-from edge_runtime.estimation import block_of
 from edge_runtime.estimators.zo import TwoPointZO
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective

@@ -31,7 +31,7 @@ class MethodInfo:
     pass_kind: Literal["forward", "jvp", "backward"]
     state_copies: int = 0
     # Forward passes a step runs besides its estimate's (ZO-SGD-Cons evaluates three candidates);
-    # the step's FLOPs (edge_runtime.fleet.flops) count them.
+    # the step's FLOPs (edge_runtime.costs.flops) count them.
     extra_forward_passes: int = 0
     # Backprop through a small part of the model besides the step's main passes (hybrid ZO/FO).
     backprop_part: bool = False

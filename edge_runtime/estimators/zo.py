@@ -5,9 +5,10 @@ g = (L+ - L-) / (2 mu). The estimate is mean_i g_i z_i, kept as (seed, g) pairs.
 
 One perturbed copy per pass (the objective's `perturbations_per_pass` is 1) perturbs the
 parameters in place, with z alive for one tensor at a time: the peak memory of inference. With k
-per pass the 2q perturbed copies go through the model k at a time as one batched pass (MobiZO's parallel queries): the base's weights
-are read once per k evaluations instead of once per evaluation, at the cost of k copies of the
-trained tensors and k times a pass's activations. Both give the same scalars to float rounding.
+per pass the 2q perturbed copies go through the model k at a time as one batched pass (MobiZO's
+parallel queries): the base's weights are read once per k evaluations instead of once per
+evaluation, at the cost of k copies of the trained tensors and k times a pass's activations. Both
+give the same scalars to float rounding.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""The fleet: device profiles, the virtual clock that times emulated devices, step FLOPs."""
+"""The fleet emulator: many devices, each with its profile's availability and timing, against a real
+coordinator; device hosts, lockstep and batched forwards, accounting, the report."""

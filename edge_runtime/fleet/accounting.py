@@ -12,8 +12,8 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.agent.torch_backend import TorchModel
-from edge_runtime.agent.work import LocalResult
+from edge_runtime.local.torch_model import TorchModel
+from edge_runtime.local.work import LocalResult
 from edge_runtime.memory import MemoryEstimate, Workload, estimate
 from edge_runtime.protocol import pb
 from edge_runtime.tasks import Example, get_task
@@ -32,7 +32,8 @@ def workload_of(task: pb.Task, batch: int, perturbations_per_pass: int = 1) -> W
                     num_labels=spec.num_labels, nan_guard=False, perturbations_per_pass=perturbations_per_pass)
 
 
-def predicted_bytes(task: pb.Task, batch: int, trained_elements: int, perturbations_per_pass: int = 1) -> tuple[int, int]:
+def predicted_bytes(task: pb.Task, batch: int, trained_elements: int,
+                    perturbations_per_pass: int = 1) -> tuple[int, int]:
     """(held bytes: base + adapter + runtime, predicted peak) for a task at a micro-batch."""
     est = _estimate(workload_of(task, batch, perturbations_per_pass))
     held = est.weights + est.adapters + est.runtime

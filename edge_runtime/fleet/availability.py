@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge_runtime.fleet.profiles import Availability
+from edge_runtime.devices.profiles import Availability
 
 SECONDS_PER_DAY = 86_400
 

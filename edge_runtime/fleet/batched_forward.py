@@ -27,12 +27,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from edge_runtime.agent.torch_backend import TorchModel, copies_per_pass, train_adapter
-from edge_runtime.agent.work import head_constants
-from edge_runtime.agent.work import LocalResult
 from edge_runtime.fleet.accounting import predicted_activations
 from edge_runtime.fleet.lockstep import Lockstep
 from edge_runtime.heads.base import Batch
+from edge_runtime.local.torch_model import TorchModel, copies_per_pass, train_adapter
+from edge_runtime.local.work import LocalResult, head_constants
 from edge_runtime.models.masks import always_build_masks
 from edge_runtime.objective import Objective, Step, weighted_mean, weighted_parts
 from edge_runtime.protocol import pb
@@ -44,7 +43,7 @@ Reply = tuple[torch.Tensor, torch.Tensor | None]  # (loss, directional derivativ
 
 @dataclass
 class ForwardRequest:
-    objective: "LockstepObjective"
+    objective: LockstepObjective
     adapter: dict[str, torch.Tensor]  # the device's whole adapter as it is now (perturbed, for ZO)
     batch: Batch
     tangents: dict[str, torch.Tensor] | None = None  # a jvp request when set (the trained tensors')
@@ -149,7 +148,8 @@ class BatchedForward:
     """Serves a lockstep's requests: `__call__(requests)` -> one (loss, derivative) per request.
     `width_step`: only batches whose widths round up to the same multiple go together (None: any)."""
 
-    def __init__(self, max_devices: int, free_bytes: Callable[[], int], width_step: int | None = CPU_WIDTH_STEP) -> None:
+    def __init__(self, max_devices: int, free_bytes: Callable[[], int],
+                 width_step: int | None = CPU_WIDTH_STEP) -> None:
         self.max_devices, self.free_bytes, self.width_step = max_devices, free_bytes, width_step
         self.stats = BatchStats()
         self.unbatchable: str | None = None  # why vmap could not run this model, once it failed

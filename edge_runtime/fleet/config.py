@@ -16,7 +16,6 @@ from edge_runtime.config import require_folder, setting
 from edge_runtime.errors import UserError
 
 
-
 @dataclass
 class FleetConfig(CoordinatorConfig):
     devices: int = setting("emulated devices", 8)
@@ -78,7 +77,7 @@ class FleetConfig(CoordinatorConfig):
         if self.batch_devices == 0:
             self.batch_devices = 32 if self.device == "cuda" else 1
         require_folder(self.out_dir, "out_dir")
-        from edge_runtime.fleet.profiles import find_profile
+        from edge_runtime.devices.profiles import find_profile
 
         for profile in self.profiles:
             find_profile(profile)  # a mistyped profile is refused before PyTorch loads

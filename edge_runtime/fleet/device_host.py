@@ -18,16 +18,16 @@ import numpy as np
 
 from edge_runtime.agent.agent import Agent, DataSource, Prepared
 from edge_runtime.agent.client import CoordinatorClient
-from edge_runtime.agent.torch_backend import STATISTICS_BATCH, ModelSpec, TorchModel
+from edge_runtime.costs.flops import pass_flops, step_cost, weight_bytes
+from edge_runtime.costs.timing import step_seconds, transfer_seconds
+from edge_runtime.devices.profile_message import profile_to_message
+from edge_runtime.devices.profiles import DeviceProfile, find_profile
 from edge_runtime.estimators import get_method
 from edge_runtime.fleet.accounting import AccountedModel, workload_of
-from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
 from edge_runtime.fleet.availability import DeviceAvailability
-from edge_runtime.fleet.clock import step_seconds, transfer_seconds
-from edge_runtime.fleet.flops import pass_flops, step_cost, weight_bytes
+from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
 from edge_runtime.fleet.lockstep import Lockstep
-from edge_runtime.fleet.profile_message import profile_to_message
-from edge_runtime.fleet.profiles import DeviceProfile, find_profile
+from edge_runtime.local.torch_model import STATISTICS_BATCH, ModelSpec, TorchModel
 from edge_runtime.protocol import pb
 
 # Padded lengths are rounded up to this many tokens before FLOPs are counted (bounds the cache).

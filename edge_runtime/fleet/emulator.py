@@ -23,11 +23,11 @@ from coordinator.model_host import TorchHost
 from coordinator.rounds import RoundKeeper
 from coordinator.server import CoordinatorServer
 from coordinator.service import CoordinatorService
+from edge_runtime.devices.profiles import builtin_profiles
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.config import FleetConfig
 from edge_runtime.fleet.device_host import DeviceHost
 from edge_runtime.fleet.hosts import HostPool, LocalHosts, RayHosts
-from edge_runtime.fleet.profiles import builtin_profiles
 
 # Virtual time skipped while no round can open (devices offline, e.g. phones in the daytime).
 IDLE_STEP_S = 600.0

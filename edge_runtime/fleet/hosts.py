@@ -5,6 +5,7 @@ through this one interface and cannot tell the two apart."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+
 from edge_runtime.errors import UserError
 from edge_runtime.fleet.device_host import DeviceHost
 

@@ -49,7 +49,7 @@ class Lockstep(Generic[R]):
         self.requests_served = 0
 
     @staticmethod
-    def active() -> "Lockstep | None":
+    def active() -> Lockstep | None:
         """The lockstep the calling thread's job runs in, if any."""
         return getattr(_current, "lockstep", None)
 

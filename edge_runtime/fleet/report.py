@@ -29,7 +29,8 @@ def _plain(values: dict) -> dict:
 
 
 def markdown(result: FleetResult, config, plot: str | None) -> str:
-    lines = [f"# Fleet emulation: {config.devices} devices, {config.planner} ({result.rounds[0]['method'] if result.rounds else ''}), "
+    method = result.rounds[0]["method"] if result.rounds else ""
+    lines = [f"# Fleet emulation: {config.devices} devices, {config.planner} ({method}), "
              f"{config.model} on {config.task}", "",
              f"Wall time {result.wall_s:.0f} s for {_hours(result.virtual_s)} of emulated time; peak resident memory "
              f"{format_bytes(result.peak_rss_bytes)} for the whole process (one copy of the base per host).", ""]
@@ -50,7 +51,8 @@ def markdown(result: FleetResult, config, plot: str | None) -> str:
         o = r["outcomes"]
         trained = (f"warm start: {r.get('warm_start')}" if r.get("work") == "statistics"
                    else f"{r['slices_trained']}/{r['slices_total']}")
-        lines.append(f"| {r['round']} | {r['assigned']} | {r['updates']} | {o.get('rejected', 0)}/{o.get('refused', 0)} "
+        lines.append(f"| {r['round']} | {r['assigned']} | {r['updates']} "
+                     f"| {o.get('rejected', 0)}/{o.get('refused', 0)} "
                      f"| {o.get('dropped', 0)}/{o.get('offline', 0)} | {trained} "
                      f"| {r['train_loss']:.4f} | {r['eval_accuracy']:.3f} | {format_bytes(r['bytes_up'])} "
                      f"| {format_bytes(r['bytes_down'])} | {r['wall_s']:.1f} | {r['virtual_s']:.0f} |")
@@ -80,7 +82,8 @@ def _accuracy_summary(result: FleetResult, config) -> str:
     warm = next((r for r in result.rounds if r.get("work") == "statistics"), None)
     steps = f"initial adapter {initial:.3f}"
     if warm is not None:
-        steps += f" -> after the warm start (round {warm['round']}, {warm.get('warm_start')}) {warm['eval_accuracy']:.3f}"
+        steps += (f" -> after the warm start (round {warm['round']}, {warm.get('warm_start')}) "
+                  f"{warm['eval_accuracy']:.3f}")
     steps += f" -> after round {result.rounds[-1]['round']} {final:.3f}"
     return (f"Accuracy on {n} dev examples (one standard error: +-{stderr(final, n):.3f}): {steps}; "
             f"{100 * (final - initial):+.1f} points in all.")

@@ -31,7 +31,7 @@ class Batch:
     # Head-specific index tensors (positions to read, candidate token masks, ...).
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
 
-    def to(self, device: torch.device | str) -> "Batch":
+    def to(self, device: torch.device | str) -> Batch:
         move = lambda d: {k: v.to(device) for k, v in d.items()}  # noqa: E731
         return Batch(move(self.inputs), self.labels.to(device), move(self.extras))
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import functools
 from contextlib import AbstractContextManager
-from pathlib import Path
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +29,6 @@ from edge_runtime.models.families import kind_for_family
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.masks import always_build_masks
 from edge_runtime.models.precision import check_precision, load_dtype, prepare_model
-
 
 # Resident memory of a loaded model that is not tensor storage: tokenizer, module objects, kernel
 # workspaces and what the first passes leave resident (oneDNN primitives, allocator arenas).

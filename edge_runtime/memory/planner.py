@@ -79,8 +79,8 @@ def plan_under_cap(
     for method in methods:
         for seq_len in lengths:
             trial = replace(work, method=method, seq_len=seq_len, perturbations_per_pass=1)
-            micro = _largest_fitting(lambda b: required_bytes(estimate(replace(trial, batch=b))), work.batch,
-                                     available)
+            micro = _largest_fitting(lambda b: required_bytes(estimate(replace(trial, batch=b))),  # noqa: B023
+                                     work.batch, available)
             if micro:
                 return _plan(trial, work, micro, eval_batch, available)
     cheapest = replace(work, method=methods[-1], seq_len=lengths[-1], batch=1, perturbations_per_pass=1)

@@ -39,7 +39,7 @@ class Int8Linear(nn.Module):
         self.chunk_rows = max(1, CHUNK_BYTES // (4 * self.in_features))
 
     @classmethod
-    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+    def from_linear(cls, linear: nn.Linear) -> Int8Linear:
         return cls(*quantize_rows(linear.weight), linear.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -115,10 +115,6 @@ class Int8Embedding(nn.Module):
         self.register_buffer("scale", scale)
         self.padding_idx = padding_idx
         self.num_embeddings, self.embedding_dim = qweight.shape
-
-    @classmethod
-    def from_embedding(cls, embedding: nn.Embedding) -> "Int8Embedding":
-        return cls(*quantize_rows(embedding.weight), embedding.padding_idx)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         return F.embedding(ids, self.qweight).float() * F.embedding(ids, self.scale[:, None])

@@ -56,7 +56,7 @@ class Pooling:
         return asdict(self)
 
     @classmethod
-    def of_folder(cls, folder: Path) -> "Pooling":
+    def of_folder(cls, folder: Path) -> Pooling:
         """The pooling a sentence-transformers folder declares; mean pooling for any other encoder
         (the better frozen feature of a plain BERT too, as Sentence-BERT measured)."""
         modules_file = folder / "modules.json"
@@ -69,7 +69,8 @@ class Pooling:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise UserError(f"cannot read the sentence-transformers pooling of {folder}: {error}") from None
         modes = [mode for key, mode in _ST_MODES.items() if pooling_config.get(key)]
-        others = [key for key, on in pooling_config.items() if key.startswith("pooling_mode") and on and key not in _ST_MODES]
+        others = [key for key, on in pooling_config.items()
+                  if key.startswith("pooling_mode") and on and key not in _ST_MODES]
         if len(modes) != 1 or others:
             raise UserError(f"{folder} pools with {', '.join(modes + others) or 'nothing'}; "
                             "this runtime pools by mean or [CLS] token only")
@@ -80,7 +81,8 @@ class Pooling:
         modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
                    {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
         if self.normalize:
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
+                            "type": "sentence_transformers.models.Normalize"})
             (folder / "2_Normalize").mkdir(exist_ok=True)
         (folder / "modules.json").write_text(json.dumps(modules, indent=2))
         (folder / "1_Pooling").mkdir(exist_ok=True)
@@ -88,12 +90,12 @@ class Pooling:
         (folder / "1_Pooling" / "config.json").write_text(json.dumps(config, indent=2))
 
 
-def pooled_classifier_in(module: nn.Module) -> "PooledClassifier | None":
+def pooled_classifier_in(module: nn.Module) -> PooledClassifier | None:
     """The PooledClassifier inside a (peft-wrapped) model, if it is an encoder's."""
     return next((m for m in module.modules() if isinstance(m, PooledClassifier)), None)
 
 
-def trained_classifier(model: "PooledClassifier") -> nn.Linear:
+def trained_classifier(model: PooledClassifier) -> nn.Linear:
     """The linear head that trains: peft's trainable copy of it when peft wraps the model."""
     head = model.classifier
     copies = getattr(head, "modules_to_save", None)
@@ -119,7 +121,7 @@ class PooledClassifier(nn.Module):
                                     device=encoder.device)
 
     @classmethod
-    def from_config(cls, config: PretrainedConfig, pooling: Pooling, **options) -> "PooledClassifier":
+    def from_config(cls, config: PretrainedConfig, pooling: Pooling, **options) -> PooledClassifier:
         return cls(AutoModel.from_config(config, **options), config.num_labels, pooling)
 
     def save_pretrained(self, folder: str | Path) -> None:

@@ -106,7 +106,7 @@ class OrtBackprop:
 
     @classmethod
     def from_graph(cls, graph_dir: str | Path, work_dir: str | Path, adapters: dict[str, np.ndarray],
-                   lr: float) -> "OrtBackprop":
+                   lr: float) -> OrtBackprop:
         return cls(build_artifacts(graph_dir, work_dir, adapters), Manifest.load(graph_dir), lr)
 
     def step(self, batch: ArrayBatch) -> float:

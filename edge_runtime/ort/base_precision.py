@@ -60,7 +60,8 @@ def _half_constant_matmuls(graph: onnx.GraphProto) -> None:
             continue
         activation, output = node.input[0], node.output[0]
         half_in, half_out = f"{node.name}.fp16_in", f"{node.name}.fp16_out"
-        nodes += [helper.make_node("Cast", [activation], [half_in], to=TensorProto.FLOAT16, name=f"{node.name}.cast_in"),
+        nodes += [helper.make_node("Cast", [activation], [half_in], to=TensorProto.FLOAT16,
+                                   name=f"{node.name}.cast_in"),
                   helper.make_node("MatMul", [half_in, node.input[1]], [half_out], name=node.name),
                   helper.make_node("Cast", [half_out], [output], to=TensorProto.FLOAT, name=f"{node.name}.cast_out")]
     del graph.node[:]

@@ -22,14 +22,13 @@ from torch import nn
 from edge_runtime.errors import UserError
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
+from edge_runtime.models.pooled_classifier import pooled_classifier_in
 from edge_runtime.models.precision import prepare_model
 from edge_runtime.objective import trainable_parameters
-from edge_runtime.models.pooled_classifier import pooled_classifier_in
-from edge_runtime.tasks import Example, get_task, load_split
-from edge_runtime.tasks.templates import prompt_template
-
 from edge_runtime.ort.base_precision import lower_base_precision
 from edge_runtime.ort.manifest import GRAPH_FILE, PRECISIONS, TOKENIZER_DIR, Manifest
+from edge_runtime.tasks import Example, get_task, load_split
+from edge_runtime.tasks.templates import prompt_template
 
 OPSET = 17
 FEATURES = "features"

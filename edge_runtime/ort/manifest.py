@@ -37,7 +37,7 @@ class Manifest:
         (folder / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2))
 
     @classmethod
-    def load(cls, folder: str | Path) -> "Manifest":
+    def load(cls, folder: str | Path) -> Manifest:
         path = Path(folder) / MANIFEST_FILE
         try:
             data = json.loads(path.read_text())

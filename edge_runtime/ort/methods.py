@@ -63,17 +63,17 @@ class TwoPointZO:
     def estimate(self, objective: GraphObjective, params: Adapters, batch: ArrayBatch, seed: int,
                  snapshot: Snapshot) -> StepResult:
         seeds, scalars, losses = [], [], []
-        for seed in query_seeds(seed, self.queries):
+        for query_seed in query_seeds(seed, self.queries):
             snapshot.save()
-            perturb(params, seed, self.mu)
+            perturb(params, query_seed, self.mu)
             loss_plus = objective.loss(batch)
             snapshot.load()
-            perturb(params, seed, -self.mu)
+            perturb(params, query_seed, -self.mu)
             loss_minus = objective.loss(batch)
             snapshot.load()
             loss, g = (loss_plus + loss_minus) / 2, (loss_plus - loss_minus) / (2 * self.mu)
             check_finite(loss, [g])
-            seeds.append(seed)
+            seeds.append(query_seed)
             losses.append(loss)
             scalars.append(zo_scalar(g, clip=self.clip, sign=self.sign))
         return StepResult(sum(losses) / len(losses), 2 * self.queries, seeds, scalars)

@@ -90,7 +90,7 @@ class GraphObjective:
         return cross_entropy(self.scores(batch), batch.labels)
 
     def evaluate(self, examples: Sequence[Example], max_length: int, batch_size: int = 32) -> tuple[float, float]:
-        """(accuracy, mean loss) of the current adapters, as `training.evaluation.evaluate` reports them."""
+        """(accuracy, mean loss) of the current adapters, as `local.evaluation.evaluate` reports them."""
         correct, loss_sum = 0, 0.0
         for start in range(0, len(examples), batch_size):
             batch = self.encoding.encode(examples[start:start + batch_size], max_length)

@@ -1,4 +1,6 @@
-"""The coordinator/agent wire protocol: version, call metadata, and the generated messages.
+"""The coordinator/agent wire protocol: version, call metadata, the generated messages, and the
+failure of a call (`CallFailed`, which the coordinator's service raises and an in-process client
+turns into the agent's `CallRejected`).
 
 `proto/coordinator.proto` is the source of truth; its stubs (`stubs/`) are generated when the
 package is built or installed (setup.py). This package imports numpy and grpc only, so the
@@ -6,6 +8,8 @@ torch-free device agent uses it as it is.
 """
 
 from __future__ import annotations
+
+import grpc
 
 try:
     from edge_runtime.protocol.stubs import coordinator_pb2 as pb
@@ -19,4 +23,13 @@ PROTOCOL_VERSION = 2
 
 DEVICE_KEY, TOKEN_KEY, PROTOCOL_KEY = "x-edgetune-device", "x-edgetune-token", "x-edgetune-protocol"
 
-__all__ = ["DEVICE_KEY", "PROTOCOL_KEY", "PROTOCOL_VERSION", "TOKEN_KEY", "pb", "rpc"]
+
+class CallFailed(Exception):
+    """A call refused with a gRPC status code and a one-line message (the transport sends both)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+__all__ = ["DEVICE_KEY", "PROTOCOL_KEY", "PROTOCOL_VERSION", "TOKEN_KEY", "CallFailed", "pb", "rpc"]

@@ -1,4 +1,4 @@
-"""Tasks: packaged data, MeZO prompts and label words, and seeded k-shot / eval subsets."""
+"""Tasks: packaged data, MeZO prompts and label words, seeded k-shot / eval subsets and batch order."""
 
 from edge_runtime.tasks.base import Example, TaskSpec
 from edge_runtime.tasks.registry import TASKS, get_task, load_split

@@ -43,7 +43,7 @@ class Partition:
         return f"{self.task}:{self.index}/{self.parts}:{alpha}:{self.seed}"
 
     @classmethod
-    def parse(cls, spec: str) -> "Partition":
+    def parse(cls, spec: str) -> Partition:
         """'sst2:3/10:1.0:0' = task sst2, device 3 of 10, Dirichlet alpha 1.0, seed 0 ('iid' for IID)."""
         try:
             task, share, alpha, seed = spec.split(":")

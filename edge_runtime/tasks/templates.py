@@ -41,7 +41,8 @@ class PromptTemplate:
             return example.prompt, example.candidates
         fields = example.field_values
         prompt = example.prompt if self.prompt is None else self.prompt.format(**fields)
-        candidates = example.candidates if self.candidates is None else tuple(c.format(**fields) for c in self.candidates)
+        candidates = (example.candidates if self.candidates is None
+                      else tuple(c.format(**fields) for c in self.candidates))
         return prompt, candidates
 
     def render_content_free(self, example: Example, text: str) -> str:

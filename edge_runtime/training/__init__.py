@@ -1,1 +1,1 @@
-"""Single-device training: config, loop, evaluation, checkpoints."""
+"""Single-device training: config, loop, method choice, checkpoints (evaluation is local/evaluation.py)."""

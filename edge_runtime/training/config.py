@@ -11,7 +11,6 @@ from edge_runtime.errors import UserError
 from edge_runtime.units import parse_bytes
 
 
-
 @dataclass
 class TrainConfig:
     model: str = setting("model alias (minilm, smollm2-135m, tiny-bert, tiny-llama) or a local HF folder", "minilm")

@@ -12,11 +12,13 @@ from tqdm import tqdm
 
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
-from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.estimators.directions import Snapshot, step_seed
+from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
+from edge_runtime.local.evaluation import EvalResult, evaluate
 from edge_runtime.memory import Workload
+from edge_runtime.memory import measure as memory
 from edge_runtime.memory.planner import Plan, plan_under_cap, refit_after_loading, required_bytes
 from edge_runtime.memory.watchdog import MemoryWatchdog
 from edge_runtime.models import LoadedModel, load_model
@@ -24,15 +26,13 @@ from edge_runtime.models.pooled_classifier import freeze_classifier
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
+from edge_runtime.tasks.batches import BatchSampler, evaluation_examples, training_examples
 from edge_runtime.tasks.templates import prompt_template
+from edge_runtime.training import method_choice
 from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint, saved_method
 from edge_runtime.training.config import TrainConfig
-from edge_runtime.training.data import BatchSampler, evaluation_examples, training_examples
-from edge_runtime.training import method_choice
-from edge_runtime.training.evaluation import EvalResult, evaluate
 from edge_runtime.training.schedule import learning_rate
 from edge_runtime.units import format_bytes, parse_bytes
-from edge_runtime.memory import measure as memory
 from edge_runtime.warm_start.forward import WarmStart, calibrate, resolve_encoder_warm_start, warm_start_encoder
 
 # Loss before/after is measured on at most this many training examples, the same ones both times.

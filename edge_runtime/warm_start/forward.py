@@ -21,10 +21,16 @@ from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import Example, TaskSpec
 from edge_runtime.warm_start.calibration import CONTENT_FREE_INPUTS, ScoreStatistics, score_offsets
-from edge_runtime.warm_start.linear_head import (ENCODER_WARM_STARTS, HEAD_SOLVERS, ZERO_SHOT_TEMPERATURE, LinearHead,
-                                                 fit_head, solver_for, zero_shot_head)
+from edge_runtime.warm_start.linear_head import (
+    ENCODER_WARM_STARTS,
+    HEAD_SOLVERS,
+    ZERO_SHOT_TEMPERATURE,
+    LinearHead,
+    fit_head,
+    solver_for,
+    zero_shot_head,
+)
 from edge_runtime.warm_start.statistics import FeatureStatistics
-
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ class FeatureStatistics:
     gram: np.ndarray  # [folds, width, width]
 
     @classmethod
-    def empty(cls, classes: int, width: int) -> "FeatureStatistics":
+    def empty(cls, classes: int, width: int) -> FeatureStatistics:
         return cls(np.zeros((FOLDS, classes)), np.zeros((FOLDS, classes, width)), np.zeros((FOLDS, width, width)))
 
     @property
@@ -58,7 +58,7 @@ class FeatureStatistics:
             np.add.at(self.sums[fold], y, x)
             self.gram[fold] += x.T @ x
 
-    def merged(self, other: "FeatureStatistics") -> "FeatureStatistics":
+    def merged(self, other: FeatureStatistics) -> FeatureStatistics:
         if (self.classes, self.width) != (other.classes, other.width):
             raise StatisticsError(f"cannot add statistics of {other.classes} classes x {other.width} features "
                                   f"to {self.classes} x {self.width}")
@@ -77,13 +77,15 @@ class FeatureStatistics:
 
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, np.ndarray], classes: int, width: int,
-                     max_examples: int) -> "FeatureStatistics":
+                     max_examples: int) -> FeatureStatistics:
         expected = {"counts": (FOLDS, classes), "sums": (FOLDS, classes, width), "gram": (FOLDS, width, width)}
         if set(tensors) != set(expected):
-            raise StatisticsError(f"statistics need the tensors {', '.join(expected)}, got {', '.join(sorted(tensors))}")
+            raise StatisticsError(f"statistics need the tensors {', '.join(expected)}, "
+                                  f"got {', '.join(sorted(tensors))}")
         for name, shape in expected.items():
             if tuple(tensors[name].shape) != shape:
-                raise StatisticsError(f"statistics tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {shape}")
+                raise StatisticsError(f"statistics tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                                      f"expected {shape}")
             if not np.isfinite(tensors[name]).all():
                 raise StatisticsError(f"statistics tensor {name!r} holds non-finite values")
         stats = cls(*(np.asarray(tensors[name], dtype=np.float64) for name in expected))
@@ -98,7 +100,8 @@ class FeatureStatistics:
         if (counts < 0).any() or not np.allclose(counts, np.round(counts)):
             raise StatisticsError("statistics counts must be whole non-negative numbers")
         if counts.sum() > max_examples:
-            raise StatisticsError(f"statistics count {int(counts.sum())} examples, more than the {max_examples} the device has")
+            raise StatisticsError(f"statistics count {int(counts.sum())} examples, "
+                                  f"more than the {max_examples} the device has")
         for fold in range(FOLDS):
             gram = self.gram[fold]
             if (np.diag(gram) < -1e-3).any():

@@ -12,7 +12,7 @@ from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import GrpcClient
-from edge_runtime.agent.work import update_header
+from edge_runtime.local.work import update_header
 from edge_runtime.protocol import pb, rpc
 from edge_runtime.protocol.tensors import to_chunks
 from tests.federation import LAPTOP, SMALL_DATA

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.faults import CRASH_ENV, CRASH_EXIT_CODE, POINTS, crash_point
-from tests.reliability.harness import (SimulatedCrash, accepted_updates, arm_crash, restart, small_federation,
-                                       snapshot)
+from tests.reliability.harness import SimulatedCrash, accepted_updates, arm_crash, restart, small_federation, snapshot
 
 # Which time each point is reached, counted once the devices have joined: 3 devices x 2 rounds.
 CRASHES = {

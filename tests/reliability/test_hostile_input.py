@@ -12,13 +12,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from coordinator.service import CallFailed
-from edge_runtime.protocol import PROTOCOL_VERSION, pb
+from edge_runtime.protocol import PROTOCOL_VERSION, CallFailed, pb
 from edge_runtime.random_directions import FINGERPRINT
 from tests.federation import LAPTOP
 from tests.reliability.harness import small_federation, snapshot
-from tests.reliability.hostile import (UPDATE_ATTACKS, ValidUpdate, forged_metadata, hostile_registrations,
-                                      hostile_updates)
+from tests.reliability.hostile import (
+    UPDATE_ATTACKS,
+    ValidUpdate,
+    forged_metadata,
+    hostile_registrations,
+    hostile_updates,
+)
 
 SECRET = "s3cret"
 CLEAR_REFUSALS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,

@@ -14,7 +14,7 @@ import pytest
 from coordinator.server import CoordinatorServer
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import GrpcClient
-from edge_runtime.agent.torch_backend import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from tests.federation import LAPTOP, SMALL_DATA
 from tests.reliability.harness import ManualClock, accepted_updates, serve, small_federation, snapshot
 from tests.reliability.proxy import LinkProxy

@@ -42,7 +42,8 @@ def test_a_coordinator_process_crashed_at_a_crash_point_resumes_with_its_agents(
             if process.poll() is None:
                 process.kill()
     assert accepted <= set(ledger_rows(state, "SELECT round, device_id, tensors FROM updates"))
-    assert ledger_rows(state, "SELECT round, status FROM rounds ORDER BY round") == [(r, "closed") for r in range(ROUNDS)]
+    closed = [(r, "closed") for r in range(ROUNDS)]
+    assert ledger_rows(state, "SELECT round, status FROM rounds ORDER BY round") == closed
     assert len(ledger_rows(state, "SELECT 1 FROM updates")) == 3 * ROUNDS  # every device's update of every round
     metrics = [json.loads(line) for line in (state / "metrics.jsonl").read_text().splitlines()]
     assert [m["round"] for m in metrics] == list(range(ROUNDS))

@@ -12,7 +12,7 @@ from edge_runtime.estimation import NonFiniteLoss, StepResult
 from edge_runtime.protocol import pb
 from edge_runtime.random_directions import step_seed
 from edge_runtime.tasks import Example
-from edge_runtime.training.data import BatchSampler
+from edge_runtime.tasks.batches import BatchSampler
 
 B = TypeVar("B", bound=Sized)
 

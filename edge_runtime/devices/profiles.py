@@ -5,7 +5,7 @@ or ``{value: ..., estimate: "<the reasoning, in one line>"}``, so nobody can tak
 measurement. A bad profile is refused in one line naming the file and the field path. Values are
 kept in SI units (bytes, FLOP/s, bit/s, seconds) so the virtual clock needs no conversions.
 
-The YAMLs live in the repository's top-level ``device_profiles/``; ``edge_runtime/fleet/device_profiles``
+The YAMLs live in the repository's top-level ``device_profiles/``; ``edge_runtime/devices/device_profiles``
 is a committed symlink to it, listed as package data, so a regular install copies the files into
 the package (setuptools follows the link) and an editable install reads the live folder: no copy
 step that could go stale.
@@ -14,7 +14,6 @@ step that could go stale.
 from __future__ import annotations
 
 import functools
-
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -89,7 +88,8 @@ class _Reader:
             raise UserError(f"{self.file}: {where}expected a table of fields, got {data!r}")
         unknown = [k for k in data if k not in required + optional]
         if unknown:
-            raise self.fail(_join(path, str(unknown[0])), f"unknown field; known here: {', '.join(required + optional)}")
+            raise self.fail(_join(path, str(unknown[0])),
+                            f"unknown field; known here: {', '.join(required + optional)}")
         missing = [k for k in required if k not in data]
         if missing:
             raise self.fail(_join(path, missing[0]), "missing")
@@ -224,7 +224,8 @@ def parse_profile(data: Any, file: str) -> DeviceProfile:
                                   "precisions", "availability"))
     total, cap, bandwidth = _memory(reader, top["memory"])
     compute = reader.table(top["compute"], "compute", ("fp32_gflops", "fp16_gflops", "int8_gflops"))
-    throughput = {p: reader.figure(compute, "compute", f"{p}_gflops", _positive) * 1e9 for p in ("fp32", "fp16", "int8")}
+    throughput = {p: reader.figure(compute, "compute", f"{p}_gflops", _positive) * 1e9
+                  for p in ("fp32", "fp16", "int8")}
     link = reader.table(top["link"], "link", ("up_mbit_per_s", "down_mbit_per_s", "latency_ms"))
     return DeviceProfile(
         id=Path(file).stem,

@@ -12,23 +12,22 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from edge_runtime.agent.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import EstimatorSettings, build_method, get_method
 from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.heads import head_for
+from edge_runtime.heads.adapter_folder import save_adapter
+from edge_runtime.local.evaluation import EvalResult, evaluate
+from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
+from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_classifier
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective, trainable_parameters, weighted_parts
 from edge_runtime.protocol import pb
-from edge_runtime.heads.adapter_folder import save_adapter
-from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_classifier
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.tasks.templates import prompt_template
-from edge_runtime.training.evaluation import EvalResult, evaluate
 from edge_runtime.warm_start.forward import feature_statistics, score_statistics
-
 
 # Examples per forward pass of a STATISTICS task (no gradients, so inference memory at this batch).
 STATISTICS_BATCH = 32
@@ -51,12 +50,12 @@ class ModelSpec:
     label_words: tuple[str, ...] = ()
 
     @classmethod
-    def of_task(cls, task: pb.Task) -> "ModelSpec":
+    def of_task(cls, task: pb.Task) -> ModelSpec:
         return cls(task.model, task.task, task.precision or "fp32", task.lora_r, task.lora_alpha,
                    tuple(task.lora_targets), task.max_length, prompt=task.prompt or "default",
                    label_words=tuple(task.label_words))
 
-    def same_shapes(self, other: "ModelSpec") -> bool:
+    def same_shapes(self, other: ModelSpec) -> bool:
         keep = ("model", "task", "lora_r", "lora_targets")
         return all(getattr(self, k) == getattr(other, k) for k in keep)
 

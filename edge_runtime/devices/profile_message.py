@@ -6,7 +6,7 @@ pattern stays on the device (or in the emulator), where it decides whether the d
 
 from __future__ import annotations
 
-from edge_runtime.fleet.profiles import Availability, DeviceProfile
+from edge_runtime.devices.profiles import Availability, DeviceProfile
 from edge_runtime.protocol import pb
 
 _UNITS = {"fp32": "gflops_fp32", "fp16": "gflops_fp16", "int8": "gflops_int8"}
