@@ -85,3 +85,23 @@ def zo_scalar(g: float, *, clip: float | None, sign: bool) -> float:
     (of the scalar, not of g * z element-wise)."""
     g = clip_scalar(g, clip)
     return float((g > 0) - (g < 0)) if sign else g
+
+
+# How many of a two-point ZO step's 2q perturbed copies go through one forward pass by default.
+# Batching the copies pays where a pass is bound by reading the weights, not by arithmetic: a GPU at
+# device batch sizes, a CPU pass over few tokens. A CPU pass over many tokens is compute-bound: the
+# copies then cost what sequential passes cost, and past a few thousand tokens more (activations
+# fall out of cache). Measured on a 2-core CPU, MiniLM and SmolLM2, fp32 and int8, 128 tokens per
+# example (`edgetune bench speed --zo-passes sequential,batched`, tools/results/batched-zo-2026-12-06/):
+# a batched pass of 256-1,024 tokens took 0.63-0.91x the time of its copies one at a time, 1,024-4,096
+# tokens 0.93-1.08x, 16,384 tokens 1.26-1.50x. A memory cap may lower the number (memory/planner.py).
+CPU_BATCHED_TOKENS = 1024  # the most tokens (copies x micro-batch x length) a batched CPU pass takes
+
+
+def default_perturbations_per_pass(queries: int, device_type: str, tokens_per_pass: int) -> int:
+    """All 2q copies in one pass on a GPU; on a CPU as many as keep the pass within
+    CPU_BATCHED_TOKENS, and 1 (one at a time, in place) where not even two do."""
+    every_copy = 2 * queries
+    if device_type == "cuda":
+        return every_copy
+    return max(1, min(every_copy, CPU_BATCHED_TOKENS // max(tokens_per_pass, 1)))

@@ -89,12 +89,13 @@ def test_a_model_that_cannot_run_batched_falls_back_with_one_line(monkeypatch):
 
 
 def test_copies_go_together_where_a_pass_is_bound_by_reading_weights():
-    from edge_runtime.estimators.perturbation_batching import CPU_BATCHED_TOKENS, default_perturbations_per_pass
+    from edge_runtime.estimation import CPU_BATCHED_TOKENS, default_perturbations_per_pass
 
-    assert default_perturbations_per_pass(4, "cuda", "fp32", 16 * 512) == 8
-    assert default_perturbations_per_pass(2, "cpu", "int8", 16 * 512) == 4
-    assert default_perturbations_per_pass(1, "cpu", "fp32", CPU_BATCHED_TOKENS) == 2
-    assert default_perturbations_per_pass(1, "cpu", "fp32", CPU_BATCHED_TOKENS + 1) == 1
+    assert default_perturbations_per_pass(4, "cuda", 16 * 512) == 8  # a GPU reads the weights once for all
+    assert default_perturbations_per_pass(4, "cpu", 128) == 8  # one 128-token example: a 1,024-token pass
+    assert default_perturbations_per_pass(4, "cpu", 4 * 128) == CPU_BATCHED_TOKENS // 512 == 2
+    assert default_perturbations_per_pass(1, "cpu", CPU_BATCHED_TOKENS // 2) == 2
+    assert default_perturbations_per_pass(1, "cpu", CPU_BATCHED_TOKENS // 2 + 1) == 1  # compute-bound
 
 
 def test_a_training_run_with_batched_copies_trains_as_one_with_copies_one_at_a_time(tmp_path):

@@ -30,20 +30,25 @@ def test_graph_scores_match_torch_for_new_lora_values_and_shapes(exported_graph,
     reference = _WithInputs(model, list(params), manifest["inputs"], loaded.kind == "causal_lm")
     head = head_for(loaded.kind, loaded.tokenizer, "classification", 64)
     generator = torch.Generator().manual_seed(1)
-    lora = [p.detach() + 0.05 * torch.randn(p.shape, generator=generator) for p in params.values()]
+    # Two copies of the adapters along the perturbation axis: copy p scores block p of the tiled batch.
+    copies = [[p.detach() + 0.05 * torch.randn(p.shape, generator=generator) for p in params.values()]
+              for _ in range(2)]
     for examples in (load_split("sst2", "eval")[:5], load_split("sst2", "train")[10:11]):
         batch = head.encode(examples)
-        feed = {name: batch.inputs[name].numpy() for name in manifest["inputs"]}
-        feed.update({t["input"]: x.numpy() for t, x in zip(manifest["trainable"], lora)})
+        feed = {name: np.tile(batch.inputs[name].numpy(), (2, 1)) for name in manifest["inputs"]}
+        feed.update({t["input"]: np.stack([c[i].numpy() for c in copies])
+                     for i, t in enumerate(manifest["trainable"])})
         outputs = session.run(None, feed)
-        with torch.no_grad():
-            wanted = reference(*[batch.inputs[n] for n in manifest["inputs"]], *lora)
-        # An encoder's graph also returns the pooled embedding its classifier reads.
-        wanted = [wanted] if isinstance(wanted, torch.Tensor) else list(wanted)
-        assert len(outputs) == len(wanted) == (2 if manifest["features_output"] else 1)
-        for got, want in zip(outputs, wanted):
-            assert got.shape == want.shape
-            np.testing.assert_allclose(got, want.numpy(), rtol=1e-4, atol=1e-4)
+        for p, lora in enumerate(copies):
+            with torch.no_grad():
+                wanted = reference(*[batch.inputs[n] for n in manifest["inputs"]], *[x[None] for x in lora])
+            # An encoder's graph also returns the pooled embedding its classifier reads.
+            wanted = [wanted] if isinstance(wanted, torch.Tensor) else list(wanted)
+            assert len(outputs) == len(wanted) == (2 if manifest["features_output"] else 1)
+            for got, want in zip(outputs, wanted):
+                block = np.split(got, 2)[p]
+                assert block.shape == want.shape
+                np.testing.assert_allclose(block, want.numpy(), rtol=1e-4, atol=1e-4)
 
 
 def test_export_refuses_what_it_cannot_build_yet(tmp_path, capsys):
@@ -62,12 +67,12 @@ def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_f
     lora_inputs = {t["input"] for t in manifest["trainable"]}
     assert {i.name for i in graph.input if i.type.tensor_type.elem_type == onnx.TensorProto.FLOAT} >= lora_inputs
     lowered_ops = {"int8": "MatMulInteger", "fp16": "Cast"}[precision]
-    # A LoRA matrix reaches its MatMul directly or through a Transpose (F.linear's W^T), never
-    # through a quantizer or a cast.
+    # A LoRA matrix reaches its MatMul directly or through a Transpose (W^T per copy), never through a
+    # quantizer or a cast; its Shape sizes the perturbation axis.
     lora_values = set(lora_inputs)
     for node in graph.node:
         if lora_values & set(node.input):
-            assert node.op_type in ("MatMul", "Transpose"), f"{node.op_type} reads a LoRA input"
+            assert node.op_type in ("MatMul", "Transpose", "Shape"), f"{node.op_type} reads a LoRA input"
             lora_values.update(node.output if node.op_type == "Transpose" else ())
     lowered = [n for n in graph.node if n.op_type == lowered_ops]
     assert len(lowered) >= 14  # the 7 projections of each of the 2 layers
@@ -75,7 +80,7 @@ def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_f
     feed = {"input_ids": np.array([[1, 5, 9, 13, 2, 7]]), "attention_mask": np.ones((1, 6), dtype=np.int64),
             "position_ids": np.arange(6)[None]}
     generator = np.random.default_rng(0)
-    feed.update({t["input"]: 0.1 * generator.standard_normal(t["shape"], dtype=np.float32)
+    feed.update({t["input"]: 0.1 * generator.standard_normal([1, *t["shape"]], dtype=np.float32)
                  for t in manifest["trainable"]})
     run = lambda folder: ort.InferenceSession(str(folder / GRAPH_FILE)).run(None, feed)[0]  # noqa: E731
     low, full = run(folder), run(exported_graph("tiny-llama"))

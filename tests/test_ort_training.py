@@ -109,3 +109,78 @@ def test_ort_evaluation_matches_torch_across_batch_sizes(graph_and_model):
     accuracy, loss = ort_model.objective.evaluate(examples, max_length=32, batch_size=8)
     assert accuracy == want.accuracy
     assert loss == pytest.approx(want.loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("queries", [1, 3])
+def test_batched_ort_steps_match_one_copy_at_a_time(graph_and_model, queries):
+    """The graph's perturbation axis: the 2q perturbed copies scored in one session call give the same
+    scalars and the same update as one copy per call."""
+    folder, torch_model, state = graph_and_model
+    examples = load_split("sst2", "train")[:40]
+    task = _task(torch_model.spec.model, "zo-sgd", list(state))
+    task.queries = queries
+    results = {}
+    for per_pass in (1, 2 * queries):
+        model = OrtModel(folder)
+        model.load_state(state)
+        method = ort_methods.build_method("zo-sgd", ort_methods.EstimatorSettings(mu=1e-2, queries=queries))
+        model.objective.perturbations_per_pass = per_pass
+        batch = model.objective.encoding.encode(examples[:4], 32)
+        step = method.step(model.objective, model.objective.params, batch, 1e-2, 7)
+        results[per_pass] = step, {n: p.copy() for n, p in model.objective.params.items()}
+    (one, after_one), (batched, after_batched) = results[1], results[2 * queries]
+    assert batched.seeds == one.seeds and batched.forward_passes == one.forward_passes == 2 * queries
+    np.testing.assert_allclose(batched.scalars, one.scalars, rtol=1e-3, atol=1e-4)
+    for name, value in after_one.items():
+        np.testing.assert_allclose(after_batched[name], value, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_lowered_graphs_score_every_copy_as_its_own_pass(exported_graph, precision):
+    model = OrtModel(exported_graph("tiny-llama", precision))
+    objective = model.objective
+    assert objective.manifest.perturbation_axis
+    generator = np.random.default_rng(1)
+    points = {n: np.stack([p + 0.05 * generator.standard_normal(p.shape).astype(np.float32) for _ in range(3)])
+              for n, p in objective.params.items()}
+    if precision == "int8":
+        # Dynamic int8 quantizes each MatMul's input with one scale for the whole call, so copies in a
+        # call share it: only identical copies score exactly as alone (hence int8 devices default to one
+        # copy per call).
+        points = {n: np.repeat(v[:1], 3, axis=0) for n, v in points.items()}
+    batch = objective.encoding.encode(load_split("sst2", "train")[:4], 32)
+    together = objective.losses_at(points, batch)
+    for i, loss in enumerate(together):
+        objective.load({n: v[i] for n, v in points.items()})
+        assert loss == pytest.approx(objective.loss(batch), rel=1e-4)
+
+
+def test_an_int8_device_scores_its_copies_one_per_call(exported_graph):
+    model = OrtModel(exported_graph("tiny-bert", "int8"))
+    task = _task("tiny-bert", "zo-sgd", list(model.objective.params))
+    model.train(task, load_split("sst2", "train")[:12])
+    assert model.objective.perturbations_per_pass == 1
+    fp32 = OrtModel(exported_graph("tiny-bert"))
+    fp32.train(task, load_split("sst2", "train")[:12])
+    assert fp32.objective.perturbations_per_pass == 2 * task.queries  # 4 x 32 tokens: batching pays
+
+
+def test_a_graph_without_a_perturbation_axis_is_scored_one_copy_per_call(exported_graph, tmp_path):
+    """Graphs exported before the axis (their manifest has no such field): the device plans one copy per
+    call, and asking for more says what to do."""
+    import json
+    import shutil
+
+    from edge_runtime.errors import UserError
+
+    folder = tmp_path / "old"
+    shutil.copytree(exported_graph("tiny-bert"), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["perturbation_axis"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    model = OrtModel(folder)
+    assert not model.manifest.perturbation_axis
+    assert model.copies_per_call(_task("tiny-bert", "zo-sgd", list(model.objective.params))) == 1
+    with pytest.raises(UserError, match="no perturbation axis"):
+        model.objective.losses_at({n: p[None] for n, p in model.objective.params.items()},
+                                  model.objective.encoding.encode(load_split("sst2", "train")[:2], 32))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.estimation import EstimatorSettings
+from edge_runtime.estimation import EstimatorSettings, default_perturbations_per_pass
 from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.ort.methods import METHODS, build_method
 from edge_runtime.ort.session import GraphObjective
@@ -70,6 +70,14 @@ class OrtModel:
         return LocalResult(deltas=stats.as_tensors(), scalars=[], examples=len(examples),
                            seconds=time.perf_counter() - started)
 
+    def copies_per_call(self, task: pb.Task) -> int:
+        """Two-point ZO's perturbed copies per session call. One on a graph exported before the
+        perturbation axis, and on an int8 graph, whose dynamic quantization scales each MatMul's
+        input over the whole call: copies scored together would change each other's losses."""
+        if not self.manifest.perturbation_axis or self.manifest.precision == "int8":
+            return 1
+        return default_perturbations_per_pass(task.queries, "cpu", task.batch_size * task.max_length)
+
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
         """Train the task's tensors from the loaded state; the state is loaded again afterwards."""
         started = time.perf_counter()
@@ -77,6 +85,7 @@ class OrtModel:
         params = {name: self.objective.params[name] for name in task.tensors}
         start = {name: p.copy() for name, p in params.items()}
         method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries))
+        self.objective.perturbations_per_pass = self.copies_per_call(task)
         result = run_local_steps(
             task, examples, lambda ex: self.objective.encoding.encode(ex, task.max_length),
             lambda batch, _, seed: method.step(self.objective, params, batch, task.lr, seed),

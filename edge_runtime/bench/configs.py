@@ -39,6 +39,8 @@ class MemoryBenchConfig:
     adapters: tuple[str, ...] = setting("lora and/or full (full fine-tuning, fp32, where it fits in RAM)", ("lora",))
     steps: int = setting("steps per measurement (2: optimizer state exists during the second pass)", 2)
     zo_restore: str = setting("ZO restore: snapshot (bit-exact, one copy) or inplace (MeZO, no copy)", "snapshot")
+    queries: int = setting("directions per step (q) of the ZO rows", 1)
+    perturbations_per_pass: int = setting("two-point ZO's perturbed copies per batched pass (1: one at a time)", 1)
     nan_guard: bool = setting("keep the trainer's NaN guard (two copies of the trainable tensors)", True)
     threads: int = setting("torch threads in each probe", 2)
     project: tuple[str, ...] = setting("architectures to project the table to with the memory model",
@@ -51,7 +53,8 @@ class MemoryBenchConfig:
     progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
-        require_at_least_one(self, "seq_len", "batch", "lora_r", "steps", "threads")
+        require_at_least_one(self, "seq_len", "batch", "lora_r", "steps", "threads", "queries",
+                             "perturbations_per_pass")
         from edge_runtime.models.precision import check_precision
 
         _check_methods(self.methods)

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_runtime.ort.manifest import GRAPH_FILE, MANIFEST_FILE
+from edge_runtime.ort.manifest import GRAPH_FILE, MANIFEST_FILE, Manifest
 
 
 def exported_graph(root: str | Path, model: str, task: str, precision: str, lora_r: int) -> Path:
+    """The cached graph, exported again where it predates the perturbation axis."""
     folder = Path(root) / f"{model}-{task}-{precision}-r{lora_r}"
-    if not (folder / MANIFEST_FILE).exists():
+    if not (folder / MANIFEST_FILE).exists() or not Manifest.load(folder).perturbation_axis:
         from edge_runtime.ort.export import export_graph
 
         export_graph(model, folder, task=task, precision=precision, lora_r=lora_r, lora_alpha=2 * lora_r)

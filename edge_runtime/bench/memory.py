@@ -45,7 +45,7 @@ def run(config: MemoryBenchConfig) -> list[dict]:
         for adapter, precision in cells:
             work = Workload(model=config.model, precision=precision, batch=config.batch, seq_len=config.seq_len,
                             lora_r=config.lora_r, adapter=adapter, zo_restore=config.zo_restore,
-                            nan_guard=config.nan_guard)
+                            nan_guard=config.nan_guard, perturbations_per_pass=config.perturbations_per_pass)
             inference_peak = None
             for method in methods:
                 bar.set_postfix_str(f"{adapter} {precision} {method}")
@@ -86,7 +86,8 @@ def _row(work: Workload, method: str) -> dict:
         estimate_bytes, components = est.total, est.as_dict()
     return {"model": work.model, "method": method, "precision": work.precision, "adapter": work.adapter,
             "batch": work.batch, "seq_len": work.seq_len, "backend": "torch", "zo_restore": work.zo_restore,
-            "nan_guard": work.nan_guard, "estimate_bytes": estimate_bytes,
+            "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass,
+            "estimate_bytes": estimate_bytes,
             "estimate_components": components}
 
 
@@ -107,7 +108,8 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
     probe = {"model": work.model, "task": config.task, "method": method, "precision": work.precision,
              "adapter": work.adapter, "batch": work.batch, "seq_len": work.seq_len, "lora_r": work.lora_r,
              "steps": config.steps, "threads": config.threads, "zo_restore": work.zo_restore,
-             "nan_guard": work.nan_guard}
+             "nan_guard": work.nan_guard, "queries": config.queries,
+             "perturbations_per_pass": work.perturbations_per_pass}
     measured = probe_in_fresh_process(probe)
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak

@@ -37,7 +37,8 @@ def probe(row: dict) -> dict:
     spec, examples = long_examples(row["task"], row["batch"])
     loaded = load_model(row["model"], num_labels=spec.num_labels, dtype=load_dtype(row["precision"]))
     module = prepare_model(loaded, adapter=row["adapter"], precision=row["precision"], r=row["lora_r"])
-    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, row["seq_len"]))
+    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, row["seq_len"]),
+                          perturbations_per_pass=row.get("perturbations_per_pass", 1))
     batch = objective.encode(examples)
     seq_len = int(batch.inputs["input_ids"].shape[1])
     del loaded
@@ -47,7 +48,8 @@ def probe(row: dict) -> dict:
         with torch.no_grad():
             objective.loss(batch)
     else:
-        method = build_method(row["method"], EstimatorSettings(zo_restore=row.get("zo_restore", "snapshot")))
+        method = build_method(row["method"], EstimatorSettings(zo_restore=row.get("zo_restore", "snapshot"),
+                                                               queries=row.get("queries", 1)))
         # The trainer's NaN guard: part of a real run's memory unless turned off.
         guard = LastGood(objective.params, row.get("nan_guard", True))
         for step in range(row["steps"]):

@@ -49,7 +49,7 @@ def run(config: SpeedBenchConfig) -> list[dict]:
     methods = list(config.methods or METHODS)
     ort_methods = [m for m in methods if m in ORT_METHODS or m in BACKPROP_METHODS]
     torch_steps = _variants(config, methods, config.zo_passes)
-    ort_steps = _variants(config, ort_methods, ("sequential",))
+    ort_steps = _variants(config, ort_methods, config.zo_passes)
     total = ("torch" in config.backends) * (len(torch_steps) + 1) + ("ort" in config.backends) * (len(ort_steps) + 1)
     rows = []
     with tqdm(total=total, desc="bench speed", disable=not config.progress) as bar:
@@ -132,7 +132,11 @@ def _ort_steps(config: SpeedBenchConfig, examples, variants: list[Variant]) -> S
             backprop = OrtBackprop(training_artifacts(graph), objective.manifest, lr=1e-9)
             return lambda: backprop.step(batch)
         method = build_ort_method(variant.method, variant.settings())
-        return lambda: method.step(objective, objective.params, batch, 1e-9, next(seeds))
+
+        def step():
+            objective.perturbations_per_pass = variant.perturbations_per_pass
+            return method.step(objective, objective.params, batch, 1e-9, next(seeds))
+        return step
 
     # The artifacts API trains fp32 encoder graphs only; other graphs time their ZO methods alone.
     variants = [v for v in variants if v.method not in BACKPROP_METHODS or backprop_trains(graph)]

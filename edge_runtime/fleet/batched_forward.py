@@ -130,8 +130,7 @@ class LockstepModel:
                                                               solo=measure_first_step))
 
     def copies_per_pass(self, task: pb.Task) -> int:
-        return copies_per_pass(task, self.shared.device, self.shared.spec.precision, self.micro_batch,
-                               self.perturbations_per_pass)
+        return copies_per_pass(task, self.shared.device, self.micro_batch, self.perturbations_per_pass)
 
 
 @dataclass

@@ -13,8 +13,8 @@ import numpy as np
 import torch
 
 from edge_runtime.errors import UserError
+from edge_runtime.estimation import default_perturbations_per_pass
 from edge_runtime.estimators import EstimatorSettings, build_method, get_method
-from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.local.evaluation import EvalResult, evaluate
@@ -100,7 +100,7 @@ class TorchModel:
                                                       micro_batch=self.micro_batch, perturbations_per_pass=per_pass))
 
     def copies_per_pass(self, task: pb.Task) -> int:
-        return copies_per_pass(task, self.device, self.spec.precision, self.micro_batch, self.perturbations_per_pass)
+        return copies_per_pass(task, self.device, self.micro_batch, self.perturbations_per_pass)
 
     @torch.no_grad()
     def statistics(self, task: pb.Task, examples: Sequence[Example], batch_size: int = STATISTICS_BATCH) -> LocalResult:
@@ -139,8 +139,7 @@ def _padded_length(batch) -> int:
     return max(int(part.inputs["input_ids"].shape[1]) for part, _ in weighted_parts(batch))
 
 
-def copies_per_pass(task: pb.Task, device: torch.device, precision: str, micro_batch: int | None,
-                    fixed: int | None) -> int:
+def copies_per_pass(task: pb.Task, device: torch.device, micro_batch: int | None, fixed: int | None) -> int:
     """Two-point ZO's perturbed copies per pass for a task: `fixed` where set, else where batching
     pays on this device (1 for methods that run no two-point passes)."""
     if get_method(task.method).pass_kind != "forward":
@@ -148,7 +147,7 @@ def copies_per_pass(task: pb.Task, device: torch.device, precision: str, micro_b
     if fixed is not None:
         return fixed
     tokens = (micro_batch or task.batch_size) * task.max_length
-    return default_perturbations_per_pass(task.queries, device.type, precision, tokens)
+    return default_perturbations_per_pass(task.queries, device.type, tokens)
 
 
 def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],

@@ -8,7 +8,8 @@ cross-entropy is the task's loss); a causal LM's loss over label-word log-probab
 a custom loss block. The exported graph needs four repairs first, each for a limitation of the
 artifacts builder of onnxruntime-training 1.19.2:
 
-- the LoRA inputs become initializers holding the adapters given (only initializers train);
+- the LoRA inputs become initializers holding the adapters given (only initializers train), as
+  one copy along the perturbation axis where the graph has one;
 - LayerNormalization gets its optional mean and inverse-std outputs, which the gradient builder
   reads (onnxruntime#19427);
 - frozen weights that torch.onnx deduplicated into one initializer behind Identity nodes get a
@@ -44,7 +45,8 @@ def trainable_graph(graph_dir: str | Path, adapters: dict[str, np.ndarray]) -> o
     kept_outputs = [o for o in graph.output if o.name == manifest.output]
     del graph.output[:]
     graph.output.extend(kept_outputs)
-    lora = {t["input"]: adapters[t["name"]] for t in manifest.trainable}
+    lora = {t["input"]: adapters[t["name"]][None] if manifest.perturbation_axis else adapters[t["name"]]
+            for t in manifest.trainable}
     kept = [i for i in graph.input if i.name not in lora]
     del graph.input[:]
     graph.input.extend(kept)
@@ -116,5 +118,4 @@ class OrtBackprop:
         return float(loss)
 
     def adapters(self) -> dict[str, np.ndarray]:
-        names = {t["input"]: t["name"] for t in self.manifest.trainable}
-        return {names[name]: self.state.parameters[name].data for name in names}
+        return {t["name"]: self.state.parameters[t["input"]].data.reshape(t["shape"]) for t in self.manifest.trainable}

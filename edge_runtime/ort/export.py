@@ -8,10 +8,16 @@ explicit position ids, as `CandidateScoringHead` feeds it), the class logits for
 The trace goes through transformers' mask construction with a padded batch, so the graph keeps
 the mask path for every batch (no "all tokens real" shortcut is frozen into it); shapes are
 dynamic in batch and length.
+
+Every trainable input carries a leading perturbation axis P (the manifest says so): the graph
+scores a batch tiled P times, each copy of the batch through its own copy of the adapters, in one
+session call. Two-point ZO puts its 2q perturbed copies through the frozen base at once that way
+(MobiZO's parallel queries); a plain loss binds the adapters with P = 1.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -34,15 +40,34 @@ OPSET = 17
 FEATURES = "features"
 
 
+PERTURBATIONS_TRACED = 2  # copies the trace runs with (a size-1 axis could be folded away as a constant)
+
+
+def _linear_per_perturbation(module: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    """A linear layer whose weight (and bias) carry a leading perturbation axis P: the rows of x are
+    P blocks, one per copy of the batch, and block p goes through weight p."""
+    weight, bias = module.weight, module.bias
+    blocks = x.reshape(weight.shape[0], -1, x.shape[-1])
+    out = torch.matmul(blocks, weight.transpose(1, 2))
+    if bias is not None:
+        out = out + bias.unsqueeze(1)
+    return out.reshape(*x.shape[:-1], weight.shape[1])
+
+
 class _WithInputs(nn.Module):
     """The model as a function of (batch tensors, trainable tensors): forward swaps each trainable
     parameter for the tensor given in its place, which the tracer then records as a graph input
-    (torch.func.functional_call refuses to run under the tracer)."""
+    (torch.func.functional_call refuses to run under the tracer). Each trainable tensor comes with
+    the leading perturbation axis, so the linear layers that hold them run one block per copy."""
 
     def __init__(self, model: nn.Module, names: Sequence[str], input_names: Sequence[str], causal: bool) -> None:
         super().__init__()
         self.model, self.input_names, self.causal = model, list(input_names), causal
         self.slots = [(model.get_submodule(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]) for name in names]
+        held_elsewhere = sorted({type(module).__name__ for module, _ in self.slots if type(module) is not nn.Linear})
+        if held_elsewhere:
+            raise UserError(f"export-graph gives trainable tensors a perturbation axis in linear layers only; "
+                            f"this model trains tensors of {', '.join(held_elsewhere)}")
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         inputs = dict(zip(self.input_names, tensors))
@@ -50,6 +75,7 @@ class _WithInputs(nn.Module):
         saved = [module._parameters[attr] for module, attr in self.slots]
         for (module, attr), tensor in zip(self.slots, trainable):
             module._parameters[attr] = tensor
+            module.forward = functools.partial(_linear_per_perturbation, module)
         try:
             if self.causal:
                 return self.model(**inputs, logits_to_keep=1, use_cache=False).logits[:, -1]
@@ -65,6 +91,7 @@ class _WithInputs(nn.Module):
         finally:
             for (module, attr), tensor in zip(self.slots, saved):
                 module._parameters[attr] = tensor
+                module.__dict__.pop("forward", None)
 
 
 def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", precision: str = "fp32",
@@ -80,9 +107,9 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     params = trainable_parameters(model)
     template = prompt_template(spec, prompt, label_words)
     head = head_for(loaded.kind, loaded.tokenizer, spec.kind, max_length=64, template=template)
-    # Two examples, one padded: the traced mask path must handle padding.
+    # Two examples, one padded: the traced mask path must handle padding. Tiled once per traced copy.
     examples = load_split(task, "train")[:2]
-    batch = head.encode([examples[0], _longer(examples[1])])
+    batch = head.encode([examples[0], _longer(examples[1])] * PERTURBATIONS_TRACED)
     if not bool((batch.inputs["attention_mask"] == 0).any()):
         raise UserError("could not build a padded example batch to trace the attention mask with")
     causal = loaded.kind == "causal_lm"
@@ -93,11 +120,13 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs = ["scores"] if causal else ["scores", FEATURES]
-    dynamic = {name: {0: "batch", 1: "length"} for name in input_names} | {name: {0: "batch"} for name in outputs}
+    dynamic = ({name: {0: "batch", 1: "length"} for name in input_names} | {name: {0: "batch"} for name in outputs}
+               | {t["input"]: {0: "perturbations"} for t in trainable})
+    stacked = [p.detach().expand(PERTURBATIONS_TRACED, *p.shape).contiguous() for p in params.values()]
     fp32_graph = out / (GRAPH_FILE if precision == "fp32" else "model.fp32.onnx")
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (*batch.inputs.values(), *[p.detach() for p in params.values()]), str(fp32_graph),
+            wrapper, (*batch.inputs.values(), *stacked), str(fp32_graph),
             input_names=[*input_names, *[t["input"] for t in trainable]], output_names=outputs,
             dynamic_axes=dynamic, opset_version=opset, dynamo=False)
     if precision != "fp32":
@@ -110,7 +139,7 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
                         lora_r=lora_r, lora_alpha=lora_alpha, seed=seed,
                         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                         bos_id=tokenizer.bos_token_id, template=asdict(template) if causal else None,
-                        features_output=None if causal else FEATURES)
+                        features_output=None if causal else FEATURES, perturbation_axis=True)
     manifest.save(out)
     return manifest
 

@@ -32,6 +32,9 @@ class Manifest:
     template: dict | None = None
     # Encoder: the graph's second output, the pooled embedding the classifier reads (warm-start statistics).
     features_output: str | None = None
+    # Trainable inputs carry a leading perturbation axis (graphs exported since batched ZO): a
+    # session call scores the batch tiled P times through P copies of the adapters.
+    perturbation_axis: bool = False
 
     def save(self, folder: Path) -> None:
         (folder / MANIFEST_FILE).write_text(json.dumps(asdict(self), indent=2))

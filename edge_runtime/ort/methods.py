@@ -5,6 +5,9 @@ Each step perturbs the adapters in place with z regenerated from (seed, paramete
 `edge_runtime.random_directions`, so a device on ORT draws exactly the z a PyTorch device or a
 coordinator replaying its (seed, scalar) upload draws. A snapshot of the adapters (a few MB)
 restores them bit-exactly after each query, as the PyTorch default `--zo-restore snapshot` does.
+With the objective's `perturbations_per_pass` above 1 (a graph with a perturbation axis), the
+perturbed copies are built beside the adapters instead and scored together, as
+`edge_runtime.estimators.zo` does on PyTorch.
 """
 
 from __future__ import annotations
@@ -62,21 +65,42 @@ class TwoPointZO:
 
     def estimate(self, objective: GraphObjective, params: Adapters, batch: ArrayBatch, seed: int,
                  snapshot: Snapshot) -> StepResult:
-        seeds, scalars, losses = [], [], []
-        for query_seed in query_seeds(seed, self.queries):
-            snapshot.save()
-            perturb(params, query_seed, self.mu)
-            loss_plus = objective.loss(batch)
-            snapshot.load()
-            perturb(params, query_seed, -self.mu)
-            loss_minus = objective.loss(batch)
-            snapshot.load()
+        seeds = query_seeds(seed, self.queries)
+        evaluations = [(query_seed, sign) for query_seed in seeds for sign in (1.0, -1.0)]
+        if objective.perturbations_per_pass > 1:
+            per_pass = objective.perturbations_per_pass
+            values = [loss for start in range(0, len(evaluations), per_pass)
+                      for loss in objective.losses_at(_points(objective, params, evaluations[start:start + per_pass],
+                                                              self.mu), batch)]
+        else:
+            values = []
+            for query_seed, sign in evaluations:
+                snapshot.save()
+                perturb(params, query_seed, sign * self.mu)
+                values.append(objective.loss(batch))
+                snapshot.load()
+        scalars, losses = [], []
+        for loss_plus, loss_minus in zip(values[0::2], values[1::2]):
             loss, g = (loss_plus + loss_minus) / 2, (loss_plus - loss_minus) / (2 * self.mu)
             check_finite(loss, [g])
-            seeds.append(query_seed)
             losses.append(loss)
             scalars.append(zo_scalar(g, clip=self.clip, sign=self.sign))
         return StepResult(sum(losses) / len(losses), 2 * self.queries, seeds, scalars)
+
+
+def _points(objective: GraphObjective, params: Adapters, chunk: list[tuple[int, float]], mu: float) -> Adapters:
+    """Every trainable tensor of the graph at each point of the chunk, stacked; only the task's
+    `params` move. The same float operations as `perturb`, so the points are bit-identical."""
+    points = {}
+    for name, p in objective.params.items():
+        stacked = np.repeat(p[None], len(chunk), axis=0)
+        if name in params:
+            for row, (seed, sign) in zip(stacked, chunk):
+                z = normal(seed, name, p.shape)
+                z *= np.float32(sign * mu)
+                row += z
+        points[name] = stacked
+    return points
 
 
 Rule = SGD | Momentum | Adam

@@ -3,7 +3,8 @@
 The adapters are bound to the session once, by reference (an OrtValue over a CPU numpy array
 shares its memory), so perturbing or updating them in place is all a step does to them: nothing
 is copied into the session per pass. Only the batch is bound per step, once for all the passes
-that share it.
+that share it. On a graph with a perturbation axis, `losses_at` scores many copies of the
+adapters in one session call (two-point ZO's perturbed copies together).
 """
 
 from __future__ import annotations
@@ -43,12 +44,16 @@ class GraphObjective:
                                             providers=["CPUExecutionProvider"])
         self.params: Adapters = {t["name"]: np.zeros(t["shape"], dtype=np.float32) for t in self.manifest.trainable}
         self.binding = self.session.io_binding()
-        # Kept alive here: the binding refers to these values' (= the arrays') memory.
-        self._bound = {t["input"]: ort.OrtValue.ortvalue_from_numpy(self.params[t["name"]])
-                       for t in self.manifest.trainable}
+        # Kept alive here: the binding refers to these values' (= the arrays') memory; a graph with a
+        # perturbation axis reads them as one copy (a view, so updates in place still reach it).
+        self._views = {t["input"]: self.params[t["name"]][None] if self.manifest.perturbation_axis
+                       else self.params[t["name"]] for t in self.manifest.trainable}
+        self._bound = {name: ort.OrtValue.ortvalue_from_numpy(view) for name, view in self._views.items()}
         for name, value in self._bound.items():
             self.binding.bind_ortvalue_input(name, value)
         self._batch: ArrayBatch | None = None
+        # Two-point ZO's perturbed copies per session call (1: one at a time, in place).
+        self.perturbations_per_pass = 1
 
     def shapes(self) -> dict[str, tuple[int, ...]]:
         return {name: p.shape for name, p in self.params.items()}
@@ -88,6 +93,23 @@ class GraphObjective:
 
     def loss(self, batch: ArrayBatch) -> float:
         return cross_entropy(self.scores(batch), batch.labels)
+
+    def losses_at(self, points: dict[str, np.ndarray], batch: ArrayBatch) -> list[float]:
+        """The loss at P points in one session call: `points` holds each trainable tensor stacked P
+        times along a new leading axis; the batch goes through tiled P times, copy p with point p."""
+        if not self.manifest.perturbation_axis:
+            raise UserError("this graph has no perturbation axis: export it again with `edgetune export-graph` "
+                            "to batch ZO's perturbed copies")
+        copies = len(next(iter(points.values())))
+        binding = self.session.io_binding()
+        for name, value in batch.inputs.items():
+            binding.bind_cpu_input(name, np.tile(value, (copies, 1)))
+        for t in self.manifest.trainable:
+            binding.bind_cpu_input(t["input"], np.ascontiguousarray(points[t["name"]], dtype=np.float32))
+        binding.bind_output(self.manifest.output, "cpu")
+        self.session.run_with_iobinding(binding)
+        scores = self.encoding.scores(binding.get_outputs()[0].numpy())
+        return [cross_entropy(block, batch.labels) for block in np.split(scores, copies)]
 
     def evaluate(self, examples: Sequence[Example], max_length: int, batch_size: int = 32) -> tuple[float, float]:
         """(accuracy, mean loss) of the current adapters, as `local.evaluation.evaluate` reports them."""

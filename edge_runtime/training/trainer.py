@@ -11,9 +11,9 @@ import torch
 from tqdm import tqdm
 
 from edge_runtime.errors import UserError
+from edge_runtime.estimation import default_perturbations_per_pass
 from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
 from edge_runtime.estimators.directions import Snapshot, step_seed
-from edge_runtime.estimators.perturbation_batching import default_perturbations_per_pass
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.local.evaluation import EvalResult, evaluate
@@ -130,7 +130,7 @@ def _perturbations_per_pass(config: TrainConfig, device: torch.device) -> int:
     if config.perturbations_per_pass is not None:
         return config.perturbations_per_pass
     tokens = (config.micro_batch or config.batch_size) * config.max_length
-    return default_perturbations_per_pass(config.queries, device.type, config.precision, tokens)
+    return default_perturbations_per_pass(config.queries, device.type, tokens)
 
 
 def _plan_candidates(config: TrainConfig, num_labels: int,
