@@ -79,15 +79,20 @@ class LockstepObjective(Objective):
         replies = [(self._request(part, adapter, dict(tangents)), weight) for part, weight in weighted_parts(batch)]
         return sum(r[0] * w for r, w in replies), sum(r[1] * w for r, w in replies)
 
+    def functional_loss(self, params: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
+        # The rest of the device's adapter, not the shared module's, stands beside the given tensors.
+        return super().functional_loss({**self.adapter, **params}, batch)
+
     def losses_at(self, points: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
+        if self.solo:  # as the device itself would run them: its copies in one vmapped pass
+            return super().losses_at(points, batch)
         # One request per point and micro-batch, all waited on together: a device's perturbed copies
         # go through the shared base in one batch with every other device's.
         count = next(iter(points.values())).shape[0]
         parts = weighted_parts(batch)
         requests = [ForwardRequest(self, {**self.adapter, **{n: t[i] for n, t in points.items()}}, part)
                     for i in range(count) for part, _ in parts]
-        replies = [_alone(r) for r in requests] if self.solo else Lockstep.active().request_all(requests)
-        losses = [reply[0] for reply in replies]
+        losses = [reply[0] for reply in Lockstep.active().request_all(requests)]
         return torch.stack([sum(losses[i * len(parts) + j] * w for j, (_, w) in enumerate(parts))
                             for i in range(count)])
 
