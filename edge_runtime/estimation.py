@@ -87,21 +87,25 @@ def zo_scalar(g: float, *, clip: float | None, sign: bool) -> float:
     return float((g > 0) - (g < 0)) if sign else g
 
 
-# How many of a two-point ZO step's 2q perturbed copies go through one forward pass by default.
-# Batching the copies pays where a pass is bound by reading the weights, not by arithmetic: a GPU at
-# device batch sizes, a CPU pass over few tokens. A CPU pass over many tokens is compute-bound: the
-# copies then cost what sequential passes cost, and past a few thousand tokens more (activations
-# fall out of cache). Measured on a 2-core CPU, MiniLM and SmolLM2, fp32 and int8, 128 tokens per
-# example (`edgetune bench speed --zo-passes sequential,batched`, tools/results/batched-zo-2026-12-06/):
-# a batched pass of 256-1,024 tokens took 0.63-0.91x the time of its copies one at a time, 1,024-4,096
-# tokens 0.93-1.08x, 16,384 tokens 1.26-1.50x. A memory cap may lower the number (memory/planner.py).
-CPU_BATCHED_TOKENS = 1024  # the most tokens (copies x micro-batch x length) a batched CPU pass takes
+# How many of a step's perturbed copies (two-point ZO's 2q, Forward-Grad's q tangents) go through
+# one forward pass by default. Batching pays where a pass is bound by reading the weights, not by
+# arithmetic: a GPU at device batch sizes, a CPU pass over few tokens. A CPU pass over many tokens
+# is compute-bound: the copies then cost what sequential passes cost, and past a few thousand tokens
+# more (activations fall out of cache). Measured on a 2-core CPU, MiniLM and SmolLM2, fp32 and int8,
+# 128 tokens per example (`edgetune bench speed --zo-passes sequential,batched`,
+# tools/results/batched-zo-2026-12-06/): a batched ZO pass of 256-1,024 tokens took 0.63-0.91x the
+# time of its copies one at a time, 1,024-4,096 tokens 0.93-1.08x, 16,384 tokens 1.26-1.50x; a jvp
+# carries more per token than it reads, and 4 tangents of 512 tokens in one pass took 0.30-0.62x.
+# A memory cap may lower the number (memory/planner.py).
+CPU_BATCHED_TOKENS = {"forward": 1024, "jvp": 2048}  # the most tokens a batched CPU pass takes
 
 
-def default_perturbations_per_pass(queries: int, device_type: str, tokens_per_pass: int) -> int:
-    """All 2q copies in one pass on a GPU; on a CPU as many as keep the pass within
-    CPU_BATCHED_TOKENS, and 1 (one at a time, in place) where not even two do."""
-    every_copy = 2 * queries
+def default_perturbations_per_pass(pass_kind: str, queries: int, device_type: str, tokens_per_pass: int) -> int:
+    """All of a step's copies in one pass on a GPU; on a CPU as many as keep the pass within
+    CPU_BATCHED_TOKENS, and 1 (one at a time) where not even two do or for backprop."""
+    if pass_kind not in CPU_BATCHED_TOKENS:
+        return 1
+    copies = 2 * queries if pass_kind == "forward" else queries
     if device_type == "cuda":
-        return every_copy
-    return max(1, min(every_copy, CPU_BATCHED_TOKENS // max(tokens_per_pass, 1)))
+        return copies
+    return max(1, min(copies, CPU_BATCHED_TOKENS[pass_kind] // max(tokens_per_pass, 1)))

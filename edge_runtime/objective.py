@@ -1,18 +1,19 @@
 """The function every estimator differentiates: loss(trainable params; batch).
 
-Estimators see only this object. It exposes the loss three ways, in the style of torch.func:
-`loss(batch)` runs the module with the parameters it currently holds (what in-place ZO needs),
-`losses_at(points, batch)` runs it at many replacement points in one batched pass (ZO's
-perturbations together), `jvp(batch, primals, tangents)` runs it with replacement tensors under
-forward-mode AD (what Forward-Grad needs). Estimators call nothing else of the model, which is what lets the fleet
-emulator run many devices' passes as one batch (fleet/batched_forward.py).
+Estimators see only this object. It exposes the loss in the style of torch.func: `loss(batch)`
+runs the module with the parameters it currently holds (what in-place ZO needs), `losses_at(points,
+batch)` runs it at many replacement points in one batched pass (ZO's perturbations together),
+`jvp(batch, primals, tangents)` runs it with replacement tensors under forward-mode AD (what
+Forward-Grad needs), and `jvps_at` along many tangents in one pass. Estimators call nothing else of
+the model, which is what lets the fleet emulator run many devices' passes as one batch
+(fleet/batched_forward.py).
 
 With a micro-batch size, `encode` splits a step's examples into micro-batches and every loss is
 their example-weighted mean: the same value as one pass over the whole batch, at the activation
 memory of one micro-batch (what a memory cap needs). Backprop must free each micro-batch's graph
 before the next, so it goes through `backward`. `perturbations_per_pass` is the same kind of
-setting for two-point ZO: how many perturbed copies of the trained tensors go through one batched
-pass (1: one at a time, in place, at inference memory).
+setting for two-point ZO and Forward-Grad: how many perturbed copies (tangents) of the trained
+tensors go through one batched pass (1: one at a time; for ZO in place, at inference memory).
 """
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ class Objective:
         together, so its weights are read once for all of them (two-point ZO's perturbations)."""
         with always_build_masks():
             return torch.vmap(lambda point: self.functional_loss(point, batch))(dict(points))
+
+    def jvps_at(self, batch: Step, primals: Mapping[str, torch.Tensor],
+                tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`jvp` along n tangents in one batched pass: `tangents` holds each trained tensor's n
+        tangents stacked along a new leading axis; returns the n losses and n derivatives."""
+        with always_build_masks():
+            return torch.vmap(lambda tangent: self.jvp(batch, primals, tangent))(dict(tangents))
 
     def backward(self, batch: Step) -> float:
         """Accumulate d loss / d params into .grad; returns the loss."""

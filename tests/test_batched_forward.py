@@ -211,3 +211,29 @@ def test_each_devices_perturbed_copies_go_through_with_the_other_devices_in_one_
         alone.adapter.update(alone.params)
         expected = TwoPointZO(mu=1e-2, queries=2).estimate(alone, batch, seed=i).scalars
         assert scalars == pytest.approx(expected, rel=1e-3, abs=1e-4)
+
+
+def test_each_devices_tangents_go_through_with_the_other_devices_in_one_pass():
+    """Batched Forward-Grad inside a lockstep: 3 devices x 2 tangents in one jvp pass, each device's
+    derivatives those of its own tangents one at a time."""
+    from edge_runtime.estimators.forward_grad import ForwardGrad
+
+    shared, adapters, _ = _devices("tiny-llama", "sst2", 3)
+    batch = Objective(shared.module, shared.head).encode(load_split("sst2", "train", None)[:4])
+    trained = list(shared.params)[:2]
+    serve = BatchedForward(16, lambda: 10**12, None)
+
+    def job(i):
+        def run():
+            objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
+                                          adapter=adapters[i], activation_bytes=1000, perturbations_per_pass=2)
+            return ForwardGrad(queries=2, fallback_mu=1e-2).estimate(objective, batch, seed=i).scalars
+        return run
+
+    results = Lockstep(serve).run([job(i) for i in range(3)])
+    assert serve.stats.passes == 1 and serve.stats.device_passes == 6
+    for i, scalars in enumerate(results):
+        alone = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
+                                  adapter=adapters[i], solo=True)
+        expected = ForwardGrad(queries=2, fallback_mu=1e-2).estimate(alone, batch, seed=i).scalars
+        assert scalars == pytest.approx(expected, rel=1e-4, abs=1e-5)

@@ -38,7 +38,8 @@ def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
     assert [(r["method"], r["queries"], r["zo_pass"]) for r in rows] == [
         ("forward", 1, ""), ("zo-sgd", 1, "sequential"), ("zo-sgd", 1, "batched"), ("zo-sgd", 2, "sequential"),
         ("zo-sgd", 2, "batched"), ("zo-sgd-cons", 1, "sequential"), ("zo-sgd-cons", 1, "batched"),
-        ("zo-sgd-cons", 2, "sequential"), ("zo-sgd-cons", 2, "batched"), ("forward-grad", 1, "")]
+        ("zo-sgd-cons", 2, "sequential"), ("zo-sgd-cons", 2, "batched"), ("forward-grad", 1, "sequential"),
+        ("forward-grad", 1, "batched"), ("forward-grad", 2, "sequential"), ("forward-grad", 2, "batched")]
     assert rows[0]["ratio_to_forward"] == 1.0
     # The floor is measured once and every ratio is taken against it; the seconds themselves belong to
     # the full runs (a timing comparison here would fail whenever the machine is busy).

@@ -76,7 +76,7 @@ class OrtModel:
         input over the whole call: copies scored together would change each other's losses."""
         if not self.manifest.perturbation_axis or self.manifest.precision == "int8":
             return 1
-        return default_perturbations_per_pass(task.queries, "cpu", task.batch_size * task.max_length)
+        return default_perturbations_per_pass("forward", task.queries, "cpu", task.batch_size * task.max_length)
 
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
         """Train the task's tensors from the loaded state; the state is loaded again afterwards."""

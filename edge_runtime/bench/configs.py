@@ -75,9 +75,10 @@ class SpeedBenchConfig:
     batch: int = setting("examples per step", 8)
     precision: str = setting("base precision", "fp32")
     methods: tuple[str, ...] = setting("methods to time; empty = all", ())
-    queries: tuple[int, ...] = setting("directions per step (q) of the two-point ZO rows, one row each", (1,))
-    zo_passes: tuple[str, ...] = setting("how the two-point ZO rows run their 2q perturbed copies: sequential (one "
-                                         "per pass) and/or batched (all in one pass)", ("sequential",))
+    queries: tuple[int, ...] = setting("directions per step (q) of the ZO and Forward-Grad rows, one row each", (1,))
+    zo_passes: tuple[str, ...] = setting("how ZO rows run their 2q perturbed copies and Forward-Grad rows their q "
+                                         "tangents: sequential (one per pass) and/or batched (all in one pass)",
+                                         ("sequential",))
     repeats: int = setting("timed repeats per method (median reported)", 3)
     threads: int = setting("torch threads", 2)
     device: str = setting("torch rows' device: cpu or cuda", "cpu")

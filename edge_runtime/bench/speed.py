@@ -64,7 +64,8 @@ def run(config: SpeedBenchConfig) -> list[dict]:
 
 @dataclass(frozen=True)
 class Variant:
-    """One timed row: a method, and for two-point ZO its queries and how its perturbed copies run."""
+    """One timed row: a method, and for ZO and Forward-Grad its queries and whether its perturbed copies
+    (tangents) go through one at a time or together."""
 
     method: str
     queries: int = 1
@@ -72,7 +73,7 @@ class Variant:
 
     @property
     def perturbations_per_pass(self) -> int:
-        return 2 * self.queries if self.zo_pass == "batched" else 1
+        return METHODS[self.method].estimate_passes(self.queries) if self.zo_pass == "batched" else 1
 
     def settings(self) -> EstimatorSettings:
         return EstimatorSettings(queries=self.queries)
@@ -82,11 +83,11 @@ class Variant:
 
 
 def _variants(config: SpeedBenchConfig, methods: list[str], zo_passes: tuple[str, ...]) -> list[Variant]:
-    def two_point(method: str) -> bool:
-        return METHODS[method].pass_kind == "forward" and not METHODS[method].backprop_part
+    def batches(method: str) -> bool:
+        return METHODS[method].pass_kind != "backward" and not METHODS[method].backprop_part
 
-    return [Variant(m, q, mode) if two_point(m) else Variant(m) for m in methods
-            for q in (config.queries if two_point(m) else (1,)) for mode in (zo_passes if two_point(m) else ("",))]
+    return [Variant(m, q, mode) if batches(m) else Variant(m) for m in methods
+            for q in (config.queries if batches(m) else (1,)) for mode in (zo_passes if batches(m) else ("",))]
 
 
 Steps = tuple[int, Callable[[], object], list[tuple[Variant, Callable[[], object]]]]

@@ -59,13 +59,13 @@ def weight_bytes(work: Workload) -> int:
 def step_cost(work: Workload, queries: int = 1) -> StepCost:
     """One optimizer step over ``work.batch`` examples: two-point ZO runs 2q forward passes (plus the
     method's extra ones), Forward-Grad q jvp passes, backprop one forward + backward. Batched, ZO's
-    2q passes read the weights once per `work.perturbations_per_pass` of them."""
+    2q passes (Forward-Grad's q) read the weights once per `work.perturbations_per_pass` of them."""
     info = get_method(work.method)
     kind: PassKind = info.pass_kind
     passes = info.estimate_passes(queries)
     flops = passes * pass_flops(work, kind)
     if info.extra_forward_passes:
         flops += info.extra_forward_passes * pass_flops(work, "forward")
-    batched = -(-passes // work.perturbations_per_pass) if kind == "forward" else passes
+    batched = passes if kind == "backward" else -(-passes // work.perturbations_per_pass)
     reads = batched * _WEIGHT_READS[kind] + info.extra_forward_passes
     return StepCost(flops=flops, bytes_read=reads * weight_bytes(work), passes=passes + info.extra_forward_passes)

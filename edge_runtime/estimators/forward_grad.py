@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import warnings
 
+import torch
+
 from edge_runtime.estimators.base import (
     GradientEstimator,
     SeedScalarEstimate,
@@ -45,25 +47,45 @@ class ForwardGrad(GradientEstimator):
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> SeedScalarEstimate:
         if self.fallback is not None:
             return self.fallback.estimate(objective, batch, seed)
-        step_seed = seed
-        seeds, scalars, losses = [], [], []
-        for seed in query_seeds(step_seed, self.queries):
-            try:
-                loss, d = self.directional_derivative(objective, batch, seed)
-            except (RuntimeError, NotImplementedError) as error:
-                if not lacks_forward_ad(error):
-                    raise
-                warnings.warn(
-                    f"forward-mode AD is not supported by this model ({str(error).splitlines()[0]}); "
-                    f"Forward-Grad falls back to two-point finite differences with mu={self.fallback_mu}. "
-                    "Load the model with attn_implementation='eager' for true forward gradients.",
-                    RuntimeWarning,
-                    stacklevel=2,
-                )
-                self.fallback = TwoPointZO(mu=self.fallback_mu, queries=self.queries, clip=self.clip)
-                return self.fallback.estimate(objective, batch, step_seed)
+        seeds = query_seeds(seed, self.queries)
+        try:
+            pairs = self._batched(objective, batch, seeds) if objective.perturbations_per_pass > 1 and \
+                self.queries > 1 else [self.directional_derivative(objective, batch, s) for s in seeds]
+        except (RuntimeError, NotImplementedError) as error:
+            if not lacks_forward_ad(error):
+                raise
+            warnings.warn(
+                f"forward-mode AD is not supported by this model ({str(error).splitlines()[0]}); "
+                f"Forward-Grad falls back to two-point finite differences with mu={self.fallback_mu}. "
+                "Load the model with attn_implementation='eager' for true forward gradients.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.fallback = TwoPointZO(mu=self.fallback_mu, queries=self.queries, clip=self.clip)
+            return self.fallback.estimate(objective, batch, seed)
+        losses, scalars = [], []
+        for loss, d in pairs:
             check_finite(loss, [d])
-            seeds.append(seed)
             scalars.append(clip_scalar(d, self.clip))
             losses.append(loss)
-        return SeedScalarEstimate(sum(losses) / len(losses), self.queries, seeds, scalars)
+        return SeedScalarEstimate(sum(losses) / len(losses), self.queries, list(seeds), scalars)
+
+    def _batched(self, objective: Objective, batch: Batch, seeds: list[int]) -> list[tuple[float, float]]:
+        """The q tangents `perturbations_per_pass` at a time through one vmapped jvp each."""
+        primals = {name: p.detach() for name, p in objective.params.items()}
+        pairs: list[tuple[float, float]] = []
+        for start in range(0, len(seeds), objective.perturbations_per_pass):
+            chunk = seeds[start:start + objective.perturbations_per_pass]
+            tangents = {name: torch.stack([direction(s, name, p) for s in chunk]) for name, p in primals.items()}
+            try:
+                losses, derivatives = objective.jvps_at(batch, primals, tangents)
+            except (RuntimeError, NotImplementedError) as error:
+                if lacks_forward_ad(error):
+                    raise
+                # An op without a batching rule: the tangents one at a time give the same derivatives.
+                warnings.warn(f"Forward-Grad tangents per pass {objective.perturbations_per_pass} -> 1: this model "
+                              f"cannot run batched ({str(error).splitlines()[0][:100]})", RuntimeWarning, stacklevel=3)
+                objective.perturbations_per_pass = 1
+                return pairs + [self.directional_derivative(objective, batch, s) for s in seeds[start:]]
+            pairs += list(zip(losses.tolist(), derivatives.tolist()))
+        return pairs

@@ -96,6 +96,23 @@ class LockstepObjective(Objective):
         return torch.stack([sum(losses[i * len(parts) + j] * w for j, (_, w) in enumerate(parts))
                             for i in range(count)])
 
+    def jvps_at(self, batch: Step, primals: Mapping[str, torch.Tensor],
+                tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.solo:
+            return super().jvps_at(batch, primals, tangents)
+        count = next(iter(tangents.values())).shape[0]
+        parts = weighted_parts(batch)
+        adapter = {**self.adapter, **primals}
+        requests = [ForwardRequest(self, adapter, part, {n: t[i] for n, t in tangents.items()})
+                    for i in range(count) for part, _ in parts]
+        replies = Lockstep.active().request_all(requests)
+
+        def weighted(i: int, k: int) -> torch.Tensor:
+            return sum(replies[i * len(parts) + j][k] * w for j, (_, w) in enumerate(parts))
+
+        return (torch.stack([weighted(i, 0) for i in range(count)]),
+                torch.stack([weighted(i, 1) for i in range(count)]))
+
     def _request(self, batch: Batch, adapter: dict[str, torch.Tensor],
                  tangents: dict[str, torch.Tensor] | None) -> Reply:
         request = ForwardRequest(self, adapter, batch, tangents)

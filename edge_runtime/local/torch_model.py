@@ -140,14 +140,15 @@ def _padded_length(batch) -> int:
 
 
 def copies_per_pass(task: pb.Task, device: torch.device, micro_batch: int | None, fixed: int | None) -> int:
-    """Two-point ZO's perturbed copies per pass for a task: `fixed` where set, else where batching
-    pays on this device (1 for methods that run no two-point passes)."""
-    if get_method(task.method).pass_kind != "forward":
+    """ZO's perturbed copies (Forward-Grad's tangents) per pass for a task: `fixed` where set, else
+    where batching pays on this device (1 for backprop)."""
+    kind = get_method(task.method).pass_kind
+    if kind == "backward":
         return 1
     if fixed is not None:
         return fixed
     tokens = (micro_batch or task.batch_size) * task.max_length
-    return default_perturbations_per_pass(task.queries, device.type, tokens)
+    return default_perturbations_per_pass(kind, task.queries, device.type, tokens)
 
 
 def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],

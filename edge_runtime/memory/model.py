@@ -91,7 +91,7 @@ def estimate(work: Workload) -> MemoryEstimate:
     adapters = _nbytes(trainable.values())
     weights = _nbytes(frozen) + _nbytes(net.buffers())
     copies = info.state_copies + (2 if work.nan_guard else 0)
-    points = work.perturbations_per_pass if info.pass_kind == "forward" else 1
+    points = work.perturbations_per_pass if info.pass_kind != "backward" else 1
     if info.pass_kind == "forward" and work.zo_restore == "snapshot" and points == 1:
         copies += 1
     try:
@@ -107,12 +107,12 @@ def estimate(work: Workload) -> MemoryEstimate:
             f"the memory model cannot simulate a {info.pass_kind} pass of {work.method} on {work.model} "
             f"({work.adapter}, {work.precision}): {str(error).splitlines()[0][:120]}; train without a memory "
             "cap, or with another method or adapter") from None
-    tangents = adapters if info.pass_kind == "jvp" else 0
+    tangents = points * adapters if info.pass_kind == "jvp" else 0
     gradients = adapters if info.pass_kind == "backward" else 0
     # ZO draws one direction at a time, outside the passes; batched, the perturbed copies of the
     # trained tensors are held through the pass.
     directions = max((p.numel() * 4 for p in trainable.values()), default=0) if info.pass_kind == "forward" else 0
-    stacked = points * adapters if points > 1 else 0
+    stacked = points * adapters if points > 1 and info.pass_kind == "forward" else 0
     activations = max(peak - tangents - gradients, 0) + directions + stacked
     return MemoryEstimate(weights, adapters, copies * adapters, activations, tangents, gradients)
 
@@ -181,7 +181,8 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
     """One pass of ``kind`` over a batch as the trainer runs it, with ``observer`` (a memory tracker,
     a FLOP counter) entered around the pass only, so the inputs it is given are not billed to it.
     ``recompute``: a backward pass that recomputes each block's activations (checkpointed backprop).
-    ``points``: a forward pass at that many points of the trained tensors at once (batched ZO)."""
+    ``points``: a forward pass at that many points of the trained tensors at once (batched ZO), or
+    a jvp along that many tangents at once (batched Forward-Grad)."""
     ids = torch.zeros(batch, seq_len, dtype=torch.long, device=next(net.parameters()).device)
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
     labels = torch.zeros(batch, dtype=torch.long, device=ids.device)
@@ -201,7 +202,8 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
     def functional(params):
         return loss(lambda **kw: torch.func.functional_call(net, params, args=(), kwargs=kw, strict=False))
 
-    stacked = {name: p.detach().expand(points, *p.shape) for name, p in trainable.items()} if points > 1 else {}
+    stacked = {name: p.detach().expand(points, *p.shape) for name, p in trainable.items()} \
+        if points > 1 and kind == "forward" else {}
     with always_build_masks(), observer:
         if kind == "forward" and stacked:
             with torch.no_grad():
@@ -211,8 +213,12 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
                 loss(net)
         elif kind == "jvp":
             primals = {name: p.detach() for name, p in trainable.items()}
-            tangents = {name: torch.randn_like(p) for name, p in primals.items()}
-            torch.func.jvp(functional, (primals,), (tangents,))
+            if points > 1:
+                tangents = {name: torch.randn(points, *p.shape, device=p.device) for name, p in primals.items()}
+                torch.vmap(lambda tangent: torch.func.jvp(functional, (primals,), (tangent,)))(tangents)
+            else:
+                tangents = {name: torch.randn_like(p) for name, p in primals.items()}
+                torch.func.jvp(functional, (primals,), (tangents,))
             del tangents
         else:
             with torch.enable_grad(), recomputed_blocks(net, enabled=recompute):

@@ -137,12 +137,12 @@ def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, availab
 
 
 def _batches_copies(work: Workload) -> bool:
-    return get_method(work.method).pass_kind == "forward"
+    return get_method(work.method).pass_kind != "backward"
 
 
 def _copies_fitting(work: Workload, asked: int, need, available: int) -> int:
-    """The most perturbed copies per pass, up to `asked`, that fit at the work's micro-batch; 1 for
-    methods that run no two-point passes."""
+    """The most perturbed copies (tangents) per pass, up to `asked`, that fit at the work's
+    micro-batch; 1 for backprop."""
     if not _batches_copies(work) or asked <= 1:
         return 1
     return _largest_fitting(lambda k: need(replace(work, perturbations_per_pass=k)), asked, available) or 1

@@ -124,13 +124,14 @@ def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
 
 
 def _perturbations_per_pass(config: TrainConfig, device: torch.device) -> int:
-    """As asked, or where batching two-point ZO's perturbed copies pays (1 for other methods)."""
-    if get_method(config.method).pass_kind != "forward":
+    """As asked, or where batching ZO's perturbed copies or Forward-Grad's tangents pays (1 for backprop)."""
+    kind = get_method(config.method).pass_kind
+    if kind == "backward":
         return 1
     if config.perturbations_per_pass is not None:
         return config.perturbations_per_pass
     tokens = (config.micro_batch or config.batch_size) * config.max_length
-    return default_perturbations_per_pass(config.queries, device.type, tokens)
+    return default_perturbations_per_pass(kind, config.queries, device.type, tokens)
 
 
 def _plan_candidates(config: TrainConfig, num_labels: int,
