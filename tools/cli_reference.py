@@ -27,7 +27,8 @@ if str(ROOT) not in sys.path:
 
 def _cell(text: object) -> str:
     """Text fit for one Markdown table cell."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    return text.replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argparse.ArgumentParser]]:
@@ -42,8 +43,8 @@ def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, str, argpar
 
 
 def _shown(parser: argparse.ArgumentParser) -> list[argparse.Action]:
-    return [a for a in parser._actions
-            if a.help is not argparse.SUPPRESS and not isinstance(a, (argparse._HelpAction, argparse._SubParsersAction))]
+    hidden = (argparse._HelpAction, argparse._SubParsersAction)
+    return [a for a in parser._actions if a.help is not argparse.SUPPRESS and not isinstance(a, hidden)]
 
 
 def _usage(path: str, parser: argparse.ArgumentParser) -> str:
