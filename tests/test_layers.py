@@ -1,6 +1,6 @@
 """Imports run one way: every import in edge_runtime/ and coordinator/ (those inside functions and
 under TYPE_CHECKING too) goes from a layer to a layer below it, never up, and never across between
-the independent parts of one layer. The table is the layer picture of the README's Layout section;
+the independent parts of one layer. The table is the layer picture of docs/explanation/layers.md;
 a new package fails here until it is given its place.
 """
 
@@ -93,7 +93,8 @@ def _edges() -> dict[tuple[str, str], list[str]]:
 
 def test_every_package_has_a_layer():
     units = {_unit(_module_name(path)[0]) for path in _sources()}
-    assert units - RANK.keys() == set(), "add these to LAYERS in tests/test_layers.py (and the README's picture)"
+    assert units - RANK.keys() == set(), \
+        "add these to LAYERS in tests/test_layers.py (and the picture in docs/explanation/layers.md)"
 
 
 def test_imports_go_down_the_layers():

@@ -1,4 +1,4 @@
-"""Print the README's memory table from `edgetune bench memory` JSON files.
+"""Print the memory table of docs/benchmarks/memory.md from `edgetune bench memory` JSON files.
 
     python tools/memory_table.py tools/results/memory-2026-11-23/*.json
 """
