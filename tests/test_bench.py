@@ -64,3 +64,32 @@ def test_bench_fleet_measures_fleets_beside_one_device_alone(tmp_path):
     unbatched, batched = rows[2], rows[4]
     assert unbatched["devices_per_pass"] == 0 and 1 < batched["devices_per_pass"] <= 4
     assert batched["throughput_vs_unbatched"] == batched["device_steps_per_s"] / unbatched["device_steps_per_s"]
+
+
+def test_bench_time_to_accuracy_plans_and_times_each_method_under_each_cap(tmp_path):
+    """Steps to each gain from a convergence curve, seconds from a step timed under each cap (a
+    checkpointed method takes its plain twin's steps), projected to the shipped device profiles."""
+    def curve(method, accuracies):
+        return {"model": "tiny-bert", "method": method, "variant": "", "accuracy_before": 0.5,
+                "curve": [{"step": 10 * i, "eval_accuracy": a} for i, a in enumerate(accuracies)]}
+
+    curves = tmp_path / "curves.json"
+    curves.write_text(json.dumps({"rows": [curve("fo-adam", [0.5, 0.53, 0.56, 0.61]),
+                                           curve("zo-sgd", [0.5, 0.51, 0.515, 0.525])]}))
+    out = tmp_path / "tta.json"
+    main(["bench", "time-to-accuracy", "--model", "tiny-bert", "--caps", "none,300MB", "--curves", str(curves),
+          "--batch-size", "4", "--max-length", "32", "--threads", "1", "--progress", "false", "--out", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["cap"], r["method"]) for r in rows] == [(cap, m) for cap in ("none", "300MB")
+                                                       for m in ("fo-adam", "fo-adam-ckpt", "forward-grad", "zo-sgd")]
+    assert all("300MB cap" in r["refused"] for r in rows if r["cap"] == "300MB")  # below the runtime itself
+    uncapped = {r["method"]: r for r in rows if r["cap"] == "none"}
+    assert all(not r["refused"] and r["step_seconds"] > 0 for r in uncapped.values())
+    assert uncapped["fo-adam"]["steps_to_gain"] == uncapped["fo-adam-ckpt"]["steps_to_gain"] == {
+        "2": 10, "5": 20, "10": 30}
+    assert uncapped["zo-sgd"]["steps_to_gain"] == {"2": 30, "5": None, "10": None}
+    assert uncapped["forward-grad"]["steps_to_gain"] == {"2": None, "5": None, "10": None}  # no curve
+    fo = uncapped["fo-adam"]
+    assert fo["seconds_to_gain"]["5"] == 20 * fo["step_seconds"]
+    assert "pixel-8" in fo["profile_seconds_to_gain"] and fo["profile_seconds_to_gain"]["pixel-8"]["5"] > 0
+    assert "| none | fo-adam | micro-batch 4 |" in (tmp_path / "tta.md").read_text()

@@ -5,6 +5,7 @@ or the precisions import them when a benchmark actually runs."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from edge_runtime.config import require_at_least_one, setting
 from edge_runtime.errors import UserError
@@ -354,3 +355,34 @@ class WarmStartBenchConfig:
 
         for task in self.tasks:
             get_task(task)
+
+
+@dataclass
+class TimeToAccuracyBenchConfig:
+    model: str = setting("model to train", "minilm")
+    task: str = setting("task the curves were measured on", "sst2")
+    caps: tuple[str, ...] = setting("memory caps to plan under, e.g. 2GB,700MB; 'none' = no cap", ("none",))
+    curves: str = setting("bench convergence JSON whose curves give each method's steps to a gain",
+                          "tools/results/aligned-2026-12-06/convergence-minilm-sst2.json")
+    gains: tuple[int, ...] = setting("accuracy gains over the curves' start, in points", (2, 5, 10))
+    batch_size: int = setting("examples per step (as in the curves)", 16)
+    max_length: int = setting("max tokens per sequence (as in the curves)", 128)
+    precision: str = setting("base precision", "fp32")
+    threads: int = setting("torch threads", 2)
+    device: str = setting("cpu or cuda (where steps are timed)", "cpu")
+    out: str = setting("JSON file to write (a Markdown table is written beside it)", "bench-time-to-accuracy.json")
+    progress: bool = setting("show a progress bar", True)
+
+    def validate(self) -> None:
+        require_at_least_one(self, "batch_size", "max_length", "threads")
+        from edge_runtime.models.precision import check_precision
+        from edge_runtime.units import parse_bytes
+
+        check_precision(self.precision)
+        for cap in self.caps:
+            if cap != "none":
+                parse_bytes(cap)
+        if not self.gains or min(self.gains) <= 0:
+            raise UserError(f"gains must be positive points, got {self.gains}")
+        if not Path(self.curves).is_file():
+            raise UserError(f"no convergence results at {self.curves}: write them with `edgetune bench convergence`")

@@ -22,6 +22,8 @@ BENCHES = {
                                            "ridge) and prompt templates with and without calibration"),
     "federated": ("FederatedBenchConfig", "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet: accuracy "
                                           "per round, rounds to a target, bytes, device memory"),
+    "time-to-accuracy": ("TimeToAccuracyBenchConfig", "minutes to a target accuracy per method under memory caps, "
+                                                      "here and projected to the shipped device profiles"),
 }
 
 

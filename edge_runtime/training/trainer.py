@@ -56,6 +56,7 @@ class Run:
     plan: Plan | None = None
     watchdog: MemoryWatchdog | None = None
     method_choice: str | None = None  # `--method auto`'s reasons
+    candidates: list[method_choice.Candidate] | None = None  # `--method auto`'s, planned and timed
 
 
 def _device(name: str) -> torch.device:
@@ -98,7 +99,7 @@ def build_run(config: TrainConfig) -> Run:
                                  momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
                                  zo_restore=config.zo_restore, zo_blocks=config.zo_blocks,
                                  zo_density=config.zo_density, zo_sparse_selection=config.zo_sparse_selection)
-    choice = None
+    choice, timed = None, None
     if candidates is not None:
         timed = [c if c.refused else replace(c, step_seconds=method_choice.time_one_step(
             c.method, settings, objective, train[:config.batch_size], c.micro_batch or config.micro_batch,
@@ -115,7 +116,8 @@ def build_run(config: TrainConfig) -> Run:
     info = get_method(config.method)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
-               config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog, choice)
+               config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog, choice,
+               timed)
 
 
 def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
