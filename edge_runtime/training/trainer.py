@@ -223,42 +223,74 @@ def train(config: TrainConfig) -> dict:
 
 
 def fit(run: Run) -> dict:
+    """Resume or warm-start, train until a stop reason, then save the checkpoint, adapter and summary."""
     started = time.perf_counter()
     config = run.config
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    objective, device = run.objective, run.device
-    params = objective.params
-    first_step = 0
-    if config.resume:
-        progress, method_state = load_checkpoint(out_dir / "checkpoint", params)
-        run.method.load_state_dict(method_state)
-        first_step = progress.step
-        run.objective.head.load_constants(progress.head_constants or {})
-        warm = WarmStart("resumed")
-    else:
-        warm = warm_start(run)
-
+    first_step, warm = _resume_or_warm_start(run, out_dir)
     probe = run.train[:TRAIN_PROBE]
-    measure = lambda examples: evaluate(objective, examples, config.eval_batch_size, device)  # noqa: E731
-    train_before, eval_before = measure(probe), measure(run.eval)
+    train_before, eval_before = _measure(run, probe), _measure(run, run.eval)
     if config.progress:
         print(f"warm start: {warm.describe()}; dev accuracy {eval_before.accuracy:.3f} on {len(run.eval)} examples "
               "before training", flush=True)
     if run.plan is not None:
         _refit(run)
+    loop = _train_steps(run, out_dir, first_step, eval_before)
+    _checkpoint(run, out_dir, loop.step)
+    train_after, eval_after = _measure(run, probe), _measure(run, run.eval)
+    save_adapter(run.peft_model, run.objective.head, out_dir / "adapter", model=config.model, card={
+        "method": config.method, "steps": loop.step, "learning_rate": run.lr, "task": config.task,
+        "training_examples": len(run.train), "warm_start": warm.describe(),
+        "dev_accuracy": f"{eval_before.accuracy:.3f} before training, {eval_after.accuracy:.3f} after "
+                        f"({len(run.eval)} dev examples)"})
+    summary = _summary(run, loop.step - first_step, loop.forward_passes, loop.stopped, train_before, train_after,
+                       eval_before, eval_after, time.perf_counter() - started, out_dir, warm)
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    if config.out:
+        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.out).write_text(json.dumps(summary, indent=2))
+    return summary
 
+
+@dataclass
+class Loop:
+    """Where the step loop ended and why."""
+
+    step: int  # steps done, counting a resumed run's earlier ones
+    stopped: str = "completed"
+    forward_passes: int = 0
+
+
+def _resume_or_warm_start(run: Run, out_dir: Path) -> tuple[int, WarmStart]:
+    """The step to start from and the head's start: a checkpoint's, or a fresh warm start."""
+    if not run.config.resume:
+        return 0, warm_start(run)
+    progress, method_state = load_checkpoint(out_dir / "checkpoint", run.objective.params)
+    run.method.load_state_dict(method_state)
+    run.objective.head.load_constants(progress.head_constants or {})
+    return progress.step, WarmStart("resumed")
+
+
+def _measure(run: Run, examples: list[Example]) -> EvalResult:
+    return evaluate(run.objective, examples, run.config.eval_batch_size, run.device)
+
+
+def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResult) -> Loop:
+    """Steps from `first_step` until the configured number or a stop reason: a non-finite loss (the
+    last good adapter restored), an interrupt or a CUDA out-of-memory (the step undone), or the
+    memory watchdog predicting the next step over the cap. One metrics line per step."""
+    config, objective = run.config, run.objective
     sampler = BatchSampler(run.train, config.batch_size, config.seed)
-    guard = LastGood(params, config.nan_guard)
+    guard = LastGood(objective.params, config.nan_guard)
     guard.passed(first_step)
-    stopped = "completed"
-    forward_passes, last_eval = 0, eval_before
-    step = first_step
+    loop, last_eval = Loop(first_step), eval_before
     with open(out_dir / "metrics.jsonl", "a", buffering=1) as metrics, \
             tqdm(total=config.steps, initial=first_step, disable=not config.progress, desc=config.method,
                  dynamic_ncols=True) as bar:
         for step in range(first_step, config.steps):
-            batch = objective.encode(sampler.batch(step)).to(device)
+            loop.step = step
+            batch = objective.encode(sampler.batch(step)).to(run.device)
             lr = learning_rate(run.lr, step, config.steps, config.lr_schedule, config.warmup_steps)
             guard.before()
             tick = time.perf_counter()
@@ -268,23 +300,23 @@ def fit(run: Run) -> dict:
                 result = run.method.step(objective, batch, lr, step_seed(config.seed, step))
             except NonFiniteLoss as error:
                 guard.restore()
-                stopped = (f"non-finite loss at step {step} ({error}); adapter restored to the state before "
-                           f"step {guard.step}, the last one with a finite loss; try a smaller lr")
-                break
+                loop.stopped = (f"non-finite loss at step {step} ({error}); adapter restored to the state before "
+                                f"step {guard.step}, the last one with a finite loss; try a smaller lr")
+                return loop
             except KeyboardInterrupt:
                 guard.undo_step()  # the interrupted step may have left the parameters half-updated
-                stopped = f"interrupted at step {step}; checkpoint saved, continue with --resume"
-                break
+                loop.stopped = f"interrupted at step {step}; checkpoint saved, continue with --resume"
+                return loop
             except torch.cuda.OutOfMemoryError:
                 guard.undo_step()
-                stopped = f"memory cap: step {step} hit the CUDA allocator's limit; checkpoint saved before it"
-                break
+                loop.stopped = f"memory cap: step {step} hit the CUDA allocator's limit; checkpoint saved before it"
+                return loop
             guard.passed(step)
-            forward_passes += result.forward_passes
+            loop.forward_passes += result.forward_passes
             record = {"step": step + 1, "loss": result.loss, "lr": lr, "step_seconds": time.perf_counter() - tick,
-                      "memory_bytes": memory.current_bytes(device)}
+                      "memory_bytes": memory.current_bytes(run.device)}
             if config.eval_every and (step + 1) % config.eval_every == 0:
-                last_eval = measure(run.eval)
+                last_eval = _measure(run, run.eval)
                 record["eval_accuracy"], record["eval_loss"] = last_eval.accuracy, last_eval.loss
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 _checkpoint(run, out_dir, step + 1)
@@ -295,30 +327,14 @@ def fit(run: Run) -> dict:
             bar.set_postfix(loss=f"{result.loss:.4f}", acc=f"{last_eval.accuracy:.3f}",
                             s_step=f"{record['step_seconds']:.2f}", mem=f"{record['memory_bytes'] / 2**20:.0f}MB")
             bar.update(1)
+            loop.step = step + 1
             if verdict and not verdict.fits:
-                step += 1
-                stopped = (f"memory cap: step {step} peaked at {format_bytes(verdict.last_peak)} and the next is "
-                           f"predicted at {format_bytes(verdict.predicted)}, over the cap of "
-                           f"{format_bytes(run.watchdog.cap)}; checkpoint of step {step} saved, continue with "
-                           "--resume and a larger cap")
-                break
-        else:
-            step = config.steps
-
-    _checkpoint(run, out_dir, step)
-    train_after, eval_after = measure(probe), measure(run.eval)
-    save_adapter(run.peft_model, run.objective.head, out_dir / "adapter", model=config.model, card={
-        "method": config.method, "steps": step, "learning_rate": run.lr, "task": config.task,
-        "training_examples": len(run.train), "warm_start": warm.describe(),
-        "dev_accuracy": f"{eval_before.accuracy:.3f} before training, {eval_after.accuracy:.3f} after "
-                        f"({len(run.eval)} dev examples)"})
-    summary = _summary(run, step - first_step, forward_passes, stopped, train_before, train_after, eval_before,
-                       eval_after, time.perf_counter() - started, out_dir, warm)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    if config.out:
-        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(config.out).write_text(json.dumps(summary, indent=2))
-    return summary
+                loop.stopped = (f"memory cap: step {loop.step} peaked at {format_bytes(verdict.last_peak)} and the "
+                                f"next is predicted at {format_bytes(verdict.predicted)}, over the cap of "
+                                f"{format_bytes(run.watchdog.cap)}; checkpoint of step {loop.step} saved, continue "
+                                "with --resume and a larger cap")
+                return loop
+    return loop
 
 
 def warm_start(run: Run) -> WarmStart:
