@@ -186,11 +186,9 @@ def test_a_fleet_in_lockstep_runs_the_same_rounds_as_devices_one_at_a_time(tmp_p
     assert all(d["accounted_peak"] <= d["memory_cap"] for d in batched.devices)
 
 
-def test_each_devices_perturbed_copies_go_through_with_the_other_devices_in_one_pass():
-    """Batched two-point ZO inside a lockstep: 3 devices x 2 queries x (+mu, -mu) = 12 evaluations in one
-    pass, each device's scalars those of its own one-at-a-time step."""
-    from edge_runtime.estimators.zo import TwoPointZO
-
+def _three_devices_in_lockstep(estimator, per_pass: int):
+    """Three devices' estimates of one step, each on its own adapter, in lockstep with `per_pass` copies
+    per pass; beside each, the estimate that device makes alone with one copy at a time."""
     shared, adapters, _ = _devices("tiny-llama", "sst2", 3)
     batch = Objective(shared.module, shared.head).encode(load_split("sst2", "train", None)[:4])
     trained = list(shared.params)[:2]
@@ -199,17 +197,28 @@ def test_each_devices_perturbed_copies_go_through_with_the_other_devices_in_one_
     def job(i):
         def run():
             objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
-                                          adapter=adapters[i], activation_bytes=1000, perturbations_per_pass=4)
-            return TwoPointZO(mu=1e-2, queries=2).estimate(objective, batch, seed=i).scalars
+                                          adapter=adapters[i], activation_bytes=1000, perturbations_per_pass=per_pass)
+            return estimator().estimate(objective, batch, seed=i).scalars
         return run
 
-    results = Lockstep(serve).run([job(i) for i in range(3)])
-    assert serve.stats.passes == 1 and serve.stats.device_passes == 12
-    for i, scalars in enumerate(results):
-        alone = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n].clone() for n in trained},
-                                  adapter={n: t.clone() for n, t in adapters[i].items()}, solo=True)
-        alone.adapter.update(alone.params)
-        expected = TwoPointZO(mu=1e-2, queries=2).estimate(alone, batch, seed=i).scalars
+    together = Lockstep(serve).run([job(i) for i in range(3)])
+    alone = []
+    for i in range(3):
+        objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n].clone() for n in trained},
+                                      adapter={n: t.clone() for n, t in adapters[i].items()}, solo=True)
+        objective.adapter.update(objective.params)
+        alone.append(estimator().estimate(objective, batch, seed=i).scalars)
+    return together, alone, serve.stats
+
+
+def test_each_devices_perturbed_copies_go_through_with_the_other_devices_in_one_pass():
+    """Batched two-point ZO inside a lockstep: 3 devices x 2 queries x (+mu, -mu) = 12 evaluations in one
+    pass, each device's scalars those of its own one-at-a-time step."""
+    from edge_runtime.estimators.zo import TwoPointZO
+
+    together, alone, stats = _three_devices_in_lockstep(lambda: TwoPointZO(mu=1e-2, queries=2), per_pass=4)
+    assert stats.passes == 1 and stats.device_passes == 12
+    for scalars, expected in zip(together, alone, strict=True):
         assert scalars == pytest.approx(expected, rel=1e-3, abs=1e-4)
 
 
@@ -218,22 +227,7 @@ def test_each_devices_tangents_go_through_with_the_other_devices_in_one_pass():
     derivatives those of its own tangents one at a time."""
     from edge_runtime.estimators.forward_grad import ForwardGrad
 
-    shared, adapters, _ = _devices("tiny-llama", "sst2", 3)
-    batch = Objective(shared.module, shared.head).encode(load_split("sst2", "train", None)[:4])
-    trained = list(shared.params)[:2]
-    serve = BatchedForward(16, lambda: 10**12, None)
-
-    def job(i):
-        def run():
-            objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
-                                          adapter=adapters[i], activation_bytes=1000, perturbations_per_pass=2)
-            return ForwardGrad(queries=2, fallback_mu=1e-2).estimate(objective, batch, seed=i).scalars
-        return run
-
-    results = Lockstep(serve).run([job(i) for i in range(3)])
-    assert serve.stats.passes == 1 and serve.stats.device_passes == 6
-    for i, scalars in enumerate(results):
-        alone = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
-                                  adapter=adapters[i], solo=True)
-        expected = ForwardGrad(queries=2, fallback_mu=1e-2).estimate(alone, batch, seed=i).scalars
+    together, alone, stats = _three_devices_in_lockstep(lambda: ForwardGrad(queries=2, fallback_mu=1e-2), per_pass=2)
+    assert stats.passes == 1 and stats.device_passes == 6
+    for scalars, expected in zip(together, alone, strict=True):
         assert scalars == pytest.approx(expected, rel=1e-4, abs=1e-5)

@@ -56,17 +56,22 @@ def test_estimate_matches_the_tensors_a_real_training_step_allocates(method, pre
     objective = Objective(model, head_for(loaded.kind, loaded.tokenizer, spec.kind, SEQ))
     batch = objective.encode(examples)
     assert batch.inputs["input_ids"].shape == (BATCH, SEQ)
-    step = build_method(method, EstimatorSettings())
-    with LiveBytes() as tracked:
-        guard = LastGood(objective.params)
-        for i in range(2):
-            guard.before()
-            step.step(objective, batch, 1e-6, i)
-            guard.passed(i)
+    peak = _tracked_steps(build_method(method, EstimatorSettings()), objective, batch)
     est = estimate(Workload("tiny-llama", method, precision, batch=BATCH, seq_len=SEQ))
     predicted = est.total - est.weights - est.adapters - est.runtime
     tolerance = 0.25 if get_method(method).pass_kind == "jvp" else 0.15  # see the jvp case above
-    assert tracked.peak == pytest.approx(predicted, rel=tolerance), est
+    assert peak == pytest.approx(predicted, rel=tolerance), est
+
+
+def _tracked_steps(method, objective, batch, steps: int = 2) -> int:
+    """Peak tensor bytes of a few steps under the trainer's NaN guard, as a run takes them."""
+    with LiveBytes() as tracked:
+        guard = LastGood(objective.params)
+        for i in range(steps):
+            guard.before()
+            method.step(objective, batch, 1e-6, i)
+            guard.passed(i)
+    return tracked.peak
 
 
 def test_estimate_components_follow_the_methods_state():
@@ -327,17 +332,11 @@ def test_a_batched_zo_step_allocates_what_the_estimate_says(precision):
     predicted = {}
     for points in (1, 4):
         objective.perturbations_per_pass = points
-        step = build_method("zo-sgd", EstimatorSettings(queries=2))
-        with LiveBytes() as tracked:
-            guard = LastGood(objective.params)
-            for i in range(2):
-                guard.before()
-                step.step(objective, batch, 1e-6, i)
-                guard.passed(i)
+        peak = _tracked_steps(build_method("zo-sgd", EstimatorSettings(queries=2)), objective, batch)
         est = estimate(Workload("tiny-llama", "zo-sgd", precision, batch=BATCH, seq_len=SEQ,
                                 perturbations_per_pass=points))
         predicted[points] = est.total - est.weights - est.adapters - est.runtime
-        assert tracked.peak == pytest.approx(predicted[points], rel=0.15), (points, est)
+        assert peak == pytest.approx(predicted[points], rel=0.15), (points, est)
     assert predicted[4] > predicted[1]
 
 

@@ -40,7 +40,7 @@ def run(config: TimeToAccuracyBenchConfig) -> list[dict]:
     steps, start = steps_to_gains(json.loads(open(config.curves).read())["rows"], config.model, config.gains)
     rows: list[dict] = []
     for cap in tqdm(config.caps, desc="bench time-to-accuracy", disable=not config.progress):
-        probe = {**asdict(config), "cap": cap, "threads": config.threads}
+        probe = {**asdict(config), "cap": cap}
         for candidate in probe_in_fresh_process(probe, "edge_runtime.bench.time_to_accuracy")["candidates"]:
             rows.append(_row(config, cap, candidate, steps, start))
     write_results("time-to-accuracy", config, rows, table)

@@ -8,9 +8,16 @@ from edge_runtime.estimators.base import (
     StepResult,
     UpdateRule,
 )
-from edge_runtime.estimators.registry import METHODS, EstimatorSettings, MethodInfo, build_method, get_method
+from edge_runtime.estimators.registry import (
+    METHODS,
+    EstimatorSettings,
+    MethodInfo,
+    build_method,
+    copies_per_pass,
+    get_method,
+)
 
 __all__ = [
     "Estimate", "GradientEstimator", "Method", "NonFiniteLoss", "StepResult", "UpdateRule",
-    "METHODS", "EstimatorSettings", "MethodInfo", "build_method", "get_method",
+    "METHODS", "EstimatorSettings", "MethodInfo", "build_method", "copies_per_pass", "get_method",
 ]

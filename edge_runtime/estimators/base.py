@@ -12,6 +12,7 @@ parameter's z is regenerated at update time.
 
 from __future__ import annotations
 
+import warnings
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -118,6 +119,17 @@ class EstimateThenUpdate(Method):
 
     def load_state_dict(self, state):
         self.rule.load_state_dict(state)
+
+
+def fewer_copies_per_pass(objective: Objective, per_pass: int, copies: str, why: str) -> None:
+    """Lower the objective's copies per pass for the rest of the run, saying so in one line."""
+    warnings.warn(f"{copies} per pass {objective.perturbations_per_pass} -> {per_pass}: {why}", RuntimeWarning,
+                  stacklevel=4)
+    objective.perturbations_per_pass = per_pass
+
+
+def unbatchable(error: BaseException) -> str:
+    return f"this model cannot run batched ({str(error).splitlines()[0][:100]})"
 
 
 def result_of(estimate: Estimate) -> StepResult:

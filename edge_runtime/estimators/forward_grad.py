@@ -17,6 +17,8 @@ from edge_runtime.estimators.base import (
     SeedScalarEstimate,
     check_finite,
     clip_scalar,
+    fewer_copies_per_pass,
+    unbatchable,
 )
 from edge_runtime.estimators.directions import direction, query_seeds
 from edge_runtime.estimators.zo import TwoPointZO
@@ -83,9 +85,7 @@ class ForwardGrad(GradientEstimator):
                 if lacks_forward_ad(error):
                     raise
                 # An op without a batching rule: the tangents one at a time give the same derivatives.
-                warnings.warn(f"Forward-Grad tangents per pass {objective.perturbations_per_pass} -> 1: this model "
-                              f"cannot run batched ({str(error).splitlines()[0][:100]})", RuntimeWarning, stacklevel=3)
-                objective.perturbations_per_pass = 1
+                fewer_copies_per_pass(objective, 1, "Forward-Grad tangents", unbatchable(error))
                 return pairs + [self.directional_derivative(objective, batch, s) for s in seeds[start:]]
             pairs += list(zip(losses.tolist(), derivatives.tolist()))
         return pairs

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import EstimatorSettings
+from edge_runtime.estimation import EstimatorSettings, default_perturbations_per_pass
 from edge_runtime.estimators.backprop import Backprop
 from edge_runtime.estimators.base import EstimateThenUpdate, Method
 from edge_runtime.estimators.conservative import Conservative
@@ -123,3 +123,12 @@ def get_method(name: str) -> MethodInfo:
 
 def build_method(name: str, settings: EstimatorSettings) -> Method:
     return get_method(name).build(settings)
+
+
+def copies_per_pass(method: str, queries: int, device_type: str, tokens_per_pass: int, asked: int | None) -> int:
+    """ZO's perturbed copies (Forward-Grad's tangents) per pass: as asked, else where batching pays on
+    this device; 1 for backprop, which has none."""
+    kind = get_method(method).pass_kind
+    if kind == "backward":
+        return 1
+    return asked if asked is not None else default_perturbations_per_pass(kind, queries, device_type, tokens_per_pass)

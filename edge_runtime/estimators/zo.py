@@ -13,17 +13,16 @@ give the same scalars to float rounding.
 
 from __future__ import annotations
 
-import warnings
-
 import torch
 
 from edge_runtime.estimation import Restore, check_finite, zo_scalar
-from edge_runtime.estimators.base import GradientEstimator, SeedScalarEstimate
+from edge_runtime.estimators.base import GradientEstimator, SeedScalarEstimate, fewer_copies_per_pass, unbatchable
 from edge_runtime.estimators.directions import Snapshot, query_seeds
 from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
 
+COPIES = "ZO perturbations"
 Evaluation = tuple[int, float]  # (seed, sign): the point theta + sign * mu * z(seed)
 
 
@@ -94,10 +93,10 @@ class TwoPointZO(GradientEstimator):
                 if len(chunk) == 1:
                     raise
                 torch.cuda.empty_cache()
-                _fewer(objective, len(chunk) // 2, "did not fit in the device's memory")
+                fewer_copies_per_pass(objective, len(chunk) // 2, COPIES, "did not fit in the device's memory")
             except (RuntimeError, NotImplementedError) as error:
                 # An op without a batching rule: the one-at-a-time pass gives the same scalars.
-                _fewer(objective, 1, f"this model cannot run batched ({str(error).splitlines()[0][:100]})")
+                fewer_copies_per_pass(objective, 1, COPIES, unbatchable(error))
                 return [self.directional_derivative(objective, batch, s) for s in seeds]
         return [((plus + minus) / 2, (plus - minus) / (2 * self.mu)) for plus, minus in zip(values[0::2], values[1::2])]
 
@@ -116,8 +115,3 @@ class TwoPointZO(GradientEstimator):
             points[name] = stacked
         return points
 
-
-def _fewer(objective: Objective, per_pass: int, why: str) -> None:
-    warnings.warn(f"ZO perturbations per pass {objective.perturbations_per_pass} -> {per_pass}: {why}",
-                  RuntimeWarning, stacklevel=4)
-    objective.perturbations_per_pass = per_pass

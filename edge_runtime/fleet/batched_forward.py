@@ -86,32 +86,34 @@ class LockstepObjective(Objective):
     def losses_at(self, points: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
         if self.solo:  # as the device itself would run them: its copies in one vmapped pass
             return super().losses_at(points, batch)
-        # One request per point and micro-batch, all waited on together: a device's perturbed copies
-        # go through the shared base in one batch with every other device's.
-        count = next(iter(points.values())).shape[0]
-        parts = weighted_parts(batch)
-        requests = [ForwardRequest(self, {**self.adapter, **{n: t[i] for n, t in points.items()}}, part)
-                    for i in range(count) for part, _ in parts]
-        losses = [reply[0] for reply in Lockstep.active().request_all(requests)]
-        return torch.stack([sum(losses[i * len(parts) + j] * w for j, (_, w) in enumerate(parts))
-                            for i in range(count)])
+        adapters = [{**self.adapter, **point} for point in _unstacked(points)]
+        return torch.stack([loss for loss, _ in self._requests_at(batch, adapters, [None] * len(adapters))])
 
     def jvps_at(self, batch: Step, primals: Mapping[str, torch.Tensor],
                 tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         if self.solo:
             return super().jvps_at(batch, primals, tangents)
-        count = next(iter(tangents.values())).shape[0]
+        split = _unstacked(tangents)
+        replies = self._requests_at(batch, [{**self.adapter, **primals}] * len(split), split)
+        return torch.stack([r[0] for r in replies]), torch.stack([r[1] for r in replies])
+
+    def _requests_at(self, batch: Step, adapters: list[dict[str, torch.Tensor]],
+                     tangents: list[dict[str, torch.Tensor] | None]) -> list[Reply]:
+        """One request per point and micro-batch, all waited on together, so a device's copies go
+        through the shared base in one batch with every other device's; each point's replies come
+        back as the example-weighted mean over its micro-batches."""
         parts = weighted_parts(batch)
-        adapter = {**self.adapter, **primals}
-        requests = [ForwardRequest(self, adapter, part, {n: t[i] for n, t in tangents.items()})
-                    for i in range(count) for part, _ in parts]
+        requests = [ForwardRequest(self, adapter, part, tangent)
+                    for adapter, tangent in zip(adapters, tangents, strict=True) for part, _ in parts]
         replies = Lockstep.active().request_all(requests)
-
-        def weighted(i: int, k: int) -> torch.Tensor:
-            return sum(replies[i * len(parts) + j][k] * w for j, (_, w) in enumerate(parts))
-
-        return (torch.stack([weighted(i, 0) for i in range(count)]),
-                torch.stack([weighted(i, 1) for i in range(count)]))
+        weights = [weight for _, weight in parts]
+        combined = []
+        for start in range(0, len(replies), len(parts)):
+            mine = list(zip(replies[start:start + len(parts)], weights))
+            loss = sum(reply[0] * w for reply, w in mine)
+            derivative = None if mine[0][0][1] is None else sum(reply[1] * w for reply, w in mine)
+            combined.append((loss, derivative))
+        return combined
 
     def _request(self, batch: Batch, adapter: dict[str, torch.Tensor],
                  tangents: dict[str, torch.Tensor] | None) -> Reply:
@@ -153,6 +155,12 @@ class LockstepModel:
 
     def copies_per_pass(self, task: pb.Task) -> int:
         return copies_per_pass(task, self.shared.device, self.micro_batch, self.perturbations_per_pass)
+
+
+def _unstacked(stacked: Mapping[str, torch.Tensor]) -> list[dict[str, torch.Tensor]]:
+    """Tensors stacked along a leading axis, as one dict per index."""
+    count = next(iter(stacked.values())).shape[0]
+    return [{name: t[i] for name, t in stacked.items()} for i in range(count)]
 
 
 @dataclass

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from edge_runtime import estimators
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import default_perturbations_per_pass
-from edge_runtime.estimators import EstimatorSettings, build_method, get_method
+from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.local.evaluation import EvalResult, evaluate
@@ -140,15 +140,9 @@ def _padded_length(batch) -> int:
 
 
 def copies_per_pass(task: pb.Task, device: torch.device, micro_batch: int | None, fixed: int | None) -> int:
-    """ZO's perturbed copies (Forward-Grad's tangents) per pass for a task: `fixed` where set, else
-    where batching pays on this device (1 for backprop)."""
-    kind = get_method(task.method).pass_kind
-    if kind == "backward":
-        return 1
-    if fixed is not None:
-        return fixed
+    """A task's copies per pass (estimators.copies_per_pass) on this device at this micro-batch."""
     tokens = (micro_batch or task.batch_size) * task.max_length
-    return default_perturbations_per_pass(kind, task.queries, device.type, tokens)
+    return estimators.copies_per_pass(task.method, task.queries, device.type, tokens, fixed)
 
 
 def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],

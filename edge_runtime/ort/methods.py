@@ -74,8 +74,8 @@ class TwoPointZO:
                                                               self.mu), batch)]
         else:
             values = []
+            snapshot.save()
             for query_seed, sign in evaluations:
-                snapshot.save()
                 perturb(params, query_seed, sign * self.mu)
                 values.append(objective.loss(batch))
                 snapshot.load()
@@ -90,16 +90,10 @@ class TwoPointZO:
 
 def _points(objective: GraphObjective, params: Adapters, chunk: list[tuple[int, float]], mu: float) -> Adapters:
     """Every trainable tensor of the graph at each point of the chunk, stacked; only the task's
-    `params` move. The same float operations as `perturb`, so the points are bit-identical."""
-    points = {}
-    for name, p in objective.params.items():
-        stacked = np.repeat(p[None], len(chunk), axis=0)
-        if name in params:
-            for row, (seed, sign) in zip(stacked, chunk):
-                z = normal(seed, name, p.shape)
-                z *= np.float32(sign * mu)
-                row += z
-        points[name] = stacked
+    `params` move, each row by `perturb` itself, so the points are those of one copy at a time."""
+    points = {name: np.repeat(p[None], len(chunk), axis=0) for name, p in objective.params.items()}
+    for i, (seed, sign) in enumerate(chunk):
+        perturb({name: points[name][i] for name in params}, seed, sign * mu)
     return points
 
 

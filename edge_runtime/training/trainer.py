@@ -11,8 +11,14 @@ import torch
 from tqdm import tqdm
 
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import default_perturbations_per_pass
-from edge_runtime.estimators import EstimatorSettings, Method, NonFiniteLoss, build_method, get_method
+from edge_runtime.estimators import (
+    EstimatorSettings,
+    Method,
+    NonFiniteLoss,
+    build_method,
+    copies_per_pass,
+    get_method,
+)
 from edge_runtime.estimators.directions import Snapshot, step_seed
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
@@ -126,14 +132,8 @@ def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
 
 
 def _perturbations_per_pass(config: TrainConfig, device: torch.device) -> int:
-    """As asked, or where batching ZO's perturbed copies or Forward-Grad's tangents pays (1 for backprop)."""
-    kind = get_method(config.method).pass_kind
-    if kind == "backward":
-        return 1
-    if config.perturbations_per_pass is not None:
-        return config.perturbations_per_pass
     tokens = (config.micro_batch or config.batch_size) * config.max_length
-    return default_perturbations_per_pass(kind, config.queries, device.type, tokens)
+    return copies_per_pass(config.method, config.queries, device.type, tokens, config.perturbations_per_pass)
 
 
 def _plan_candidates(config: TrainConfig, num_labels: int,
