@@ -98,21 +98,68 @@ def test_bench_federated_compares_the_runs_on_one_fleet(bench_dir):
     assert "| 1 (" in table and "not in 2" in table
 
 
-def test_bench_report_renders_every_bench_file_with_its_plots(bench_dir, tmp_path):
+def test_bench_report_renders_every_bench_file_with_its_plots(bench_dir):
     pytest.importorskip("matplotlib")
     (bench_dir / "notes.json").write_text('{"not": "a bench"}')
-    page = tmp_path / "page" / "report.md"
-    main(["bench", "report", str(bench_dir), "--out", str(page)])
-    text = page.read_text()
-    assert "## comm.json (comm)" in text and "## convergence.json (convergence)" in text and "notes" not in text
-    assert "## federated.json (federated)" in text
+    main(["bench", "report", str(bench_dir)])
+    text = (bench_dir / "README.md").read_text()
+    for kind in ("comm", "convergence", "federated"):
+        assert f"### [{kind}.json]({kind}.json) (bench {kind})" in text
+    # A JSON file no bench wrote is linked, not rendered.
+    assert "### [notes.json](notes.json)\n" in text
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     # No memory plot: the quick convergence run measured none.
     expected = {"plots/comm-bytes.png", "plots/convergence-curves.png", "plots/convergence-step-time.png",
                 "plots/federated-accuracy.png", "plots/federated-bytes.png"}
     assert set(images) == expected
     for image in images:
-        assert (page.parent / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (bench_dir / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+NOTES = """---
+title: Communication
+measures: Bytes a device uploads per round.
+machine: the test's machine
+date: 2026-12-07
+commands: |
+  edgetune bench comm --quick true --out comm.json
+---
+Seeds and scalars cost {figure} bytes.
+"""
+
+
+def test_bench_report_writes_each_benchmarks_page_from_its_notes_and_an_index_linking_them(bench_dir, tmp_path):
+    for name in ("comm", "federated"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.json").write_bytes((bench_dir / f"{name}.json").read_bytes())
+        (tmp_path / name / "notes.md").write_text(NOTES.format(figure=name))
+    main(["bench", "report", str(tmp_path), "--plots", "false"])
+    page = (tmp_path / "comm" / "README.md").read_text()
+    head, results = page.split("## Results")
+    assert head.startswith("# Communication\n") and "Bytes a device uploads per round." in head
+    assert "| machine | the test's machine |" in head and "| date | 2026-12-07 |" in head
+    assert "```bash\nedgetune bench comm --quick true --out comm.json\n```" in head
+    assert head.rstrip().endswith("Seeds and scalars cost comm bytes.")
+    # The table is the bench's own; no plot was drawn, so none is linked.
+    assert "### [comm.json](comm.json) (bench comm)" in results and "| up vs FedAvg |" in results
+    assert "![" not in results
+    index = (tmp_path / "README.md").read_text()
+    assert "| [Communication](comm/README.md) | Bytes a device uploads per round. | the test's machine | 2026-12-07 |" \
+        in index
+    assert "(federated/README.md)" in index
+
+
+@pytest.mark.parametrize(("front_matter", "error"), [
+    ("title: A page\n", "notes.md front matter lacks measures, machine, date, commands"),
+    ("title: A page\nwhen: today\n", "unknown config field 'when'"),
+])
+def test_bench_report_refuses_notes_without_their_head(tmp_path, capsys, front_matter, error):
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "notes.md").write_text(f"---\n{front_matter}---\nConclusions.\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bench", "report", str(tmp_path), "--plots", "false"])
+    assert exit_info.value.code == 2
+    assert error in capsys.readouterr().err
 
 
 def test_bench_report_of_a_folder_without_results_says_so(tmp_path, capsys):

@@ -1,11 +1,18 @@
-"""`edgetune bench report DIR`: every bench JSON in a folder as one Markdown page with PNG plots.
+"""`edgetune bench report DIR`: the benchmark pages, written from the results beside them.
 
-A file's kind is read from its rows' fields, so results written before the report existed
-(tools/results/*) render too. Each kind gets its bench's own Markdown table and the plots that
-carry a paper's claim: peak memory per method against the inference peak (MeZO: ZO trains at
-inference memory), loss and accuracy against forward passes (ZO-Bench: equal query budgets),
-step time against one forward pass (two-point ZO's floor is 2), bytes per round (Spry,
-FedKSeed) and accuracy per federated round (Spry).
+A benchmark folder (docs/benchmarks/<name>/) holds its result JSON, plots/, and `notes.md`: front
+matter saying what it measures, where and when, and the commands that wrote the results, then the
+conclusions drawn from them. Its page, README.md (which both MkDocs and a repository browser show
+for the folder), is the notes followed by every JSON file's table and plots, so regenerating it
+never loses the hand-written part and a table can never disagree with its JSON. `bench report` on a
+folder of benchmark folders rewrites each page and an index linking them; on a folder of bench JSON
+without notes (a runs/ folder) it writes the tables and plots alone.
+
+A file's kind is its "bench" field, or for files written before benches recorded it, read from its
+rows' fields. Each kind gets its bench's own Markdown table and the plots that carry a paper's claim:
+peak memory per method against the inference peak (MeZO: ZO trains at inference memory), loss and
+accuracy against forward passes (ZO-Bench: equal query budgets), step time against one forward pass
+(two-point ZO's floor is 2), bytes per round (Spry, FedKSeed) and accuracy per federated round (Spry).
 """
 
 from __future__ import annotations
@@ -13,31 +20,73 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
-from edge_runtime.config import setting
+import yaml
+
+from edge_runtime.config import build_config, setting
 from edge_runtime.errors import UserError
 
 MB = 1e6
+PAGE = "README.md"
+NOTES = "notes.md"
+GENERATED = "<!-- Written by `edgetune bench report` from notes.md and the JSON here; edit those, not this. -->"
 
 
 @dataclass
 class ReportConfig:
-    folder: str = setting("folder whose bench JSON files are rendered (also the positional DIR)", ".")
-    out: str | None = setting("Markdown page to write; none = DIR/report.md, plots in DIR/plots/", None)
+    folder: str = setting("a benchmark folder, or a folder of them (docs/benchmarks) to rewrite every page and the "
+                          "index (also the positional DIR)", ".")
+    plots: bool = setting("draw the plots (false: rewrite the pages only, linking the plots already drawn)", True)
 
     def validate(self) -> None:
         if not Path(self.folder).is_dir():
             raise UserError(f"not a folder: {self.folder}")
 
 
-def kind_of(rows: list[dict]) -> str | None:
-    """Which bench wrote these rows, from the fields only that bench writes."""
-    fields = set().union(*(r.keys() for r in rows)) if rows else set()
+@dataclass
+class PageNotes:
+    """The front matter of a benchmark folder's notes.md: the head of its page."""
+
+    title: str = setting("the page's title", "")
+    measures: str = setting("what the benchmark measures, in a sentence or two", "")
+    machine: str = setting("the machine the results were measured on", "")
+    date: str = setting("when they were measured", "")
+    commands: str = setting("the commands that wrote the results, as a bash block", "")
+
+    def validate(self) -> None:
+        missing = [f.name for f in fields(self) if not getattr(self, f.name).strip()]
+        if missing:
+            raise UserError(f"notes.md front matter lacks {', '.join(missing)}")
+
+
+def read_notes(path: Path) -> tuple[PageNotes, str]:
+    """(front matter, the Markdown after it) of a notes.md."""
+    text = path.read_text()
+    head, closed, body = text.removeprefix("---\n").partition("\n---\n")
+    if not text.startswith("---\n") or not closed:
+        raise UserError(f"{path}: expected front matter between two --- lines at the top")
+    matter = yaml.safe_load(head) or {}
+    if not isinstance(matter, dict):
+        raise UserError(f"{path}: the front matter must be a table of keys")
+    try:
+        return build_config(PageNotes, matter), body.strip()
+    except UserError as error:
+        raise UserError(f"{path}: {error}") from None
+
+
+def kind_of(data: dict) -> str | None:
+    """Which bench wrote this file: its "bench" field, else the fields only that bench's rows have."""
+    rows = data.get("rows")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        return None
+    if data.get("bench"):
+        return data["bench"]
+    found = set().union(*(r.keys() for r in rows)) if rows else set()
     for kind, marker in (("convergence", "curve"), ("comm", "up_bytes_per_device"), ("memory", "estimate_bytes"),
                          ("fleet", "device_steps"), ("speed", "forward_seconds"), ("federated", "rounds_to_target")):
-        if marker in fields:
+        if marker in found:
             return kind
     return None
 
@@ -184,48 +233,91 @@ PLOTS: dict[str, list[tuple[str, Callable]]] = {
     "memory": [("memory", plot_memory)],
     "speed": [("step-time", plot_step_time)],
     "comm": [("bytes", plot_bytes)],
-    "fleet": [],
     "federated": [("accuracy", plot_rounds), ("bytes", plot_update_bytes)],
 }
 
 
-def run(config: ReportConfig) -> list[dict]:
-    """Writes the page; returns one row per rendered file (its name, kind and plots)."""
-    config.validate()
-    plt = _pyplot()
-    folder = Path(config.folder)
-    page = Path(config.out) if config.out else folder / "report.md"
-    plots_dir = page.parent / "plots"
-    rendered, sections = [], []
-    for path in sorted(folder.glob("*.json")):
-        try:
-            rows = json.loads(path.read_text()).get("rows", [])
-        except (json.JSONDecodeError, AttributeError):
-            continue  # not a bench file
-        kind = kind_of(rows)
-        if kind is None:
+def _plots(path: Path, kind: str, rows: list[dict], page_dir: Path, plt) -> list[Path]:
+    """The plots of one results file: drawn into page_dir/plots/, or with plt None the ones drawn before."""
+    stem = "-".join(path.relative_to(page_dir).with_suffix("").parts)
+    images = []
+    for name, plot in PLOTS.get(kind, []):
+        image = page_dir / "plots" / f"{stem}-{name}.png"
+        if plt is None:
+            if image.is_file():
+                images.append(image)
             continue
-        table = importlib.import_module(f"edge_runtime.bench.{kind}").table(rows)
-        images = []
-        for name, plot in PLOTS[kind]:
-            figure = plot(plt, rows)
-            if figure is None:
-                continue
-            plots_dir.mkdir(parents=True, exist_ok=True)
-            image = plots_dir / f"{path.stem}-{name}.png"
-            figure.tight_layout()
-            figure.savefig(image, dpi=100)
-            plt.close(figure)
-            images.append(image)
-        links = "\n\n".join(f"![{path.stem} {image.stem}]({image.relative_to(page.parent)})" for image in images)
-        sections.append(f"## {path.name} ({kind})\n\n{table}\n\n{links}".rstrip())
-        rendered.append({"file": path.name, "kind": kind, "rows": len(rows), "plots": [str(i) for i in images]})
-    if not rendered:
+        figure = plot(plt, rows)
+        if figure is None:
+            continue
+        image.parent.mkdir(parents=True, exist_ok=True)
+        figure.tight_layout()
+        figure.savefig(image, dpi=100)
+        plt.close(figure)
+        images.append(image)
+    return images
+
+
+def _section(path: Path, page_dir: Path, plt) -> tuple[str, dict]:
+    """A results file as a heading linking it, then (for a bench's file) its table and plots."""
+    name = path.relative_to(page_dir).as_posix()
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        data = None
+    kind = kind_of(data) if isinstance(data, dict) else None
+    if kind is None:
+        return f"### [{name}]({name})", {"file": name, "kind": None, "plots": []}
+    table = importlib.import_module(f"edge_runtime.bench.{kind.replace('-', '_')}").table(data["rows"])
+    images = _plots(path, kind, data["rows"], page_dir, plt)
+    links = "".join(f"\n\n![{image.stem}]({image.relative_to(page_dir).as_posix()})" for image in images)
+    return f"### [{name}]({name}) (bench {kind})\n\n{table}{links}", {"file": name, "kind": kind, "plots": images}
+
+
+def benchmark_page(folder: Path, plt) -> tuple[str, list[dict]]:
+    """A benchmark folder's page: its notes (if it has them), then every JSON file's table and plots."""
+    sections = [_section(path, folder, plt) for path in sorted(folder.rglob("*.json"))]
+    if not any(rendered["kind"] for _, rendered in sections) and not (folder / NOTES).is_file():
         raise UserError(f"no bench JSON files in {folder}")
-    page.write_text(f"# Bench report\n\n{len(rendered)} result files from `{folder}`.\n\n"
-                    + "\n\n".join(sections) + "\n")
+    head = [f"# Bench report\n\nThe result files in `{folder}`."]
+    if (folder / NOTES).is_file():
+        notes, body = read_notes(folder / NOTES)
+        head = [f"# {notes.title}", GENERATED, notes.measures.strip(),
+                f"| | |\n|---|---|\n| machine | {notes.machine} |\n| date | {notes.date} |",
+                f"## Commands\n\n```bash\n{notes.commands.strip()}\n```", body]
+    parts = [*head, "## Results", *(text for text, _ in sections)]
+    return "\n\n".join(part for part in parts if part) + "\n", [rendered for _, rendered in sections]
+
+
+def index_page(folders: list[Path]) -> str:
+    """The benchmarks' index: one row per page, linking it, with what it measures, where and when."""
+    lines = ["# Benchmarks", "", GENERATED, "",
+             "Each page says what its benchmark measures, on which machine and when, with the commands that "
+             "wrote its results and every table and plot drawn from the JSON kept beside it.", "",
+             "| benchmark | what it measures | machine | date |", "|---|---|---|---|"]
+    for folder in folders:
+        notes, _ = read_notes(folder / NOTES)
+        cells = (f"[{notes.title}]({folder.name}/{PAGE})", notes.measures, notes.machine, notes.date)
+        lines.append("| " + " | ".join(" ".join(cell.split()) for cell in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(config: ReportConfig) -> list[dict]:
+    """Writes the page (or every page and the index); returns one row per results file (its page, kind and plots)."""
+    config.validate()
+    plt = _pyplot() if config.plots else None
+    folder = Path(config.folder)
+    benchmarks = sorted(notes.parent for notes in folder.glob(f"*/{NOTES}"))
+    rendered = []
+    for page_dir in benchmarks or [folder]:
+        text, files = benchmark_page(page_dir, plt)
+        (page_dir / PAGE).write_text(text)
+        rendered += [{"page": str(page_dir / PAGE), **f} for f in files]
+    if benchmarks:
+        (folder / PAGE).write_text(index_page(benchmarks))
     return rendered
 
 
 def table(rendered: list[dict]) -> str:
-    return "\n".join(f"{r['file']}: {r['kind']}, {r['rows']} rows, {len(r['plots'])} plots" for r in rendered)
+    return "\n".join(f"{r['page']}: {r['file']}" + (f" ({r['kind']}, {len(r['plots'])} plots)" if r["kind"] else "")
+                     for r in rendered)

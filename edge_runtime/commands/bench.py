@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-from pathlib import Path
 
 from edge_runtime.config import add_config_arguments, config_from_args
 
@@ -40,9 +39,9 @@ def _run(args: argparse.Namespace) -> None:
 def _report(args: argparse.Namespace) -> None:
     from edge_runtime.bench import report
 
-    config = config_from_args(report.ReportConfig, args)
-    print(report.table(report.run(config)))
-    print(f"wrote {config.out or Path(config.folder) / 'report.md'}")
+    rendered = report.run(config_from_args(report.ReportConfig, args))
+    print(report.table(rendered))
+    print(f"wrote {', '.join(dict.fromkeys(r['page'] for r in rendered))}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -55,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser = kinds.add_parser(name, help=help_text)
         add_config_arguments(parser, getattr(configs, config_class))
         parser.set_defaults(run=_run)
-    parser = kinds.add_parser("report", help="every bench JSON in a folder as one Markdown page with PNG plots")
+    parser = kinds.add_parser("report", help="the benchmark pages (docs/benchmarks/<name>/README.md) from their notes "
+                                             "and JSON, or any folder's bench JSON as one page with PNG plots")
     add_config_arguments(parser, ReportConfig)
     # DIR as a positional too; SUPPRESS keeps --folder's value when DIR is left out.
     parser.add_argument("folder", nargs="?", default=argparse.SUPPRESS, metavar="DIR")
