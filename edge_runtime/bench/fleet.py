@@ -116,7 +116,8 @@ def table(rows: list[dict]) -> str:
     lines = ["| model | devices | batched | steps each | device-steps/s | vs one device | vs unbatched | RSS after | "
              "per added device | adapter state |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        batched = f"{r['batch_devices']} ({r['devices_per_pass']:.1f}/pass)" if r["batch_devices"] > 1 else "no"
+        # Rows written before fleets could batch devices' passes have no batch_devices: each ran alone.
+        batched = f"{r['batch_devices']} ({r['devices_per_pass']:.1f}/pass)" if r.get("batch_devices", 1) > 1 else "no"
         versus = f"{r['throughput_vs_unbatched']:.2f}" if "throughput_vs_unbatched" in r else ""
         lines.append(f"| {r['model']} | {r['devices']} | {batched} | {r['steps']} | {r['device_steps_per_s']:.2f} | "
                      f"{r.get('throughput_vs_one_device', 1.0):.2f} | {versus} | {format_bytes(r['rss_after'])} | "
