@@ -93,7 +93,7 @@ def zo_scalar(g: float, *, clip: float | None, sign: bool) -> float:
 # is compute-bound: the copies then cost what sequential passes cost, and past a few thousand tokens
 # more (activations fall out of cache). Measured on a 2-core CPU, MiniLM and SmolLM2, fp32 and int8,
 # 128 tokens per example (`edgetune bench speed --zo-passes sequential,batched`,
-# tools/results/batched-zo-2026-12-06/): a batched ZO pass of at most 1,024 tokens took 0.63-1.13x
+# docs/benchmarks/batched-zo/): a batched ZO pass of at most 1,024 tokens took 0.63-1.13x
 # the time of its copies one at a time (14 of 24 rows 0.9x or less), 1,025-4,096 tokens 0.82-1.12x,
 # 16,384 tokens 1.26-2.07x; a jvp carries more per token than it reads, and 4 tangents of 512 tokens
 # in one pass took 0.30-0.62x.

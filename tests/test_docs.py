@@ -5,6 +5,8 @@
   renamed flag or subcommand breaks this test, not a reader's first try;
 - the generated references (docs/reference/cli.md, config.md) are what tools/cli_reference.py
   writes from the code now;
+- every benchmark page (docs/benchmarks/**/README.md) is what `edgetune bench report` writes from
+  the notes and JSON committed beside it, so no table can disagree with its JSON;
 - the site builds with `mkdocs build --strict` (broken links, missing pages and missing includes
   fail), where mkdocs is installed (the `docs` extra, which `dev` includes).
 """
@@ -15,13 +17,14 @@ import importlib.util
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from edge_runtime.cli import parser
+from edge_runtime.cli import main, parser
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
@@ -93,6 +96,17 @@ def test_the_generated_references_are_current():
     for path, render in module.PAGES.items():
         assert path.read_text() == render(), \
             f"{path.relative_to(ROOT)} is stale: run `python tools/cli_reference.py` and commit it"
+
+
+def test_the_benchmark_pages_are_what_bench_report_writes_from_their_results(tmp_path):
+    committed = ROOT / "docs" / "benchmarks"
+    copy = shutil.copytree(committed, tmp_path / "benchmarks")
+    main(["bench", "report", str(copy), "--plots", "false"])
+    pages = sorted(page.relative_to(copy) for page in copy.rglob("README.md"))
+    assert len(pages) >= 14 and pages == sorted(page.relative_to(committed) for page in committed.rglob("README.md"))
+    for page in pages:
+        assert (copy / page).read_text() == (committed / page).read_text(), \
+            f"docs/benchmarks/{page} is stale: run `edgetune bench report docs/benchmarks` and commit it"
 
 
 def test_every_subcommand_is_in_the_cli_reference():

@@ -1,6 +1,6 @@
 """Compare CPU int8 paths for a frozen base: speed, accuracy and transient memory, in one run.
 
-    python tools/int8_paths.py --model smollm2-135m --batch 8 --seq-len 128 --out tools/results/int8-paths.json
+    python tools/int8_paths.py --model smollm2-135m --batch 8 --seq-len 128 --out docs/benchmarks/int8/int8-paths.json
 
 Rows: fp32 reference; torch.ao eager dynamic quantization (int8 weights and activations);
 torchao Int8WeightOnly (if torchao is installed: `pip install torchao==0.18.0`); ours

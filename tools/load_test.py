@@ -1,7 +1,7 @@
 """Load test: one coordinator and many emulated agents over gRPC on loopback.
 
     OMP_NUM_THREADS=1 python tools/load_test.py --agents 1000 \
-        --out tools/results/reliability-2026-11-23/load-1000.json
+        --out docs/benchmarks/load/load-1000.json
 
 The coordinator is the real `edgetune coordinator` in its own process (so its resident memory is
 its own), training tiny-bert's adapter with Spry. The agents are light: asyncio tasks in this

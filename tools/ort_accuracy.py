@@ -2,7 +2,7 @@
 steps, seed, batches and directions, then the same evaluation set (issue 4: within 2 points).
 
     PYTHONPATH=. OMP_NUM_THREADS=1 python tools/ort_accuracy.py --model minilm --steps 1000 \
-        --out tools/results/ort-2026-11-23/accuracy-minilm.json
+        --out docs/benchmarks/ort/accuracy-minilm-int8.json
 
 Both backends start from the PyTorch model's initial adapter and head (seed 0), and both run the
 device agents' local-training path (`TorchModel.train` / `OrtModel.train` on one task), so the only

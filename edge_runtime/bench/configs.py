@@ -276,7 +276,7 @@ class FederatedRun:
 
 # Every run starts from the same federated warm start (round 0); learning rates measured on the
 # default fleet of `edgetune fleet` (MiniLM, SST-2) after it. Spry at 1e-2 diverged after 14 of
-# 20 rounds (tools/results/aligned-2026-12-06/federated/spry-lr1e-2).
+# 20 rounds (docs/benchmarks/federated/spry-lr1e-2).
 FEDERATED_RUNS = {
     "spry": FederatedRun("spry", "forward-grad", 3e-3, train_head=False),
     "fedmezo-seeds": FederatedRun("zo-seed", "zo-sgd", 1e-3, train_head=False),
@@ -363,7 +363,7 @@ class TimeToAccuracyBenchConfig:
     task: str = setting("task the curves were measured on", "sst2")
     caps: tuple[str, ...] = setting("memory caps to plan under, e.g. 2GB,700MB; 'none' = no cap", ("none",))
     curves: str = setting("bench convergence JSON whose curves give each method's steps to a gain",
-                          "tools/results/aligned-2026-12-06/convergence-minilm-sst2.json")
+                          "docs/benchmarks/convergence/convergence-minilm-sst2.json")
     gains: tuple[int, ...] = setting("accuracy gains over the curves' start, in points", (2, 5, 10))
     batch_size: int = setting("examples per step (as in the curves)", 16)
     max_length: int = setting("max tokens per sequence (as in the curves)", 128)

@@ -292,8 +292,10 @@ def benchmark_page(folder: Path, plt) -> tuple[str, list[dict]]:
 def index_page(folders: list[Path]) -> str:
     """The benchmarks' index: one row per page, linking it, with what it measures, where and when."""
     lines = ["# Benchmarks", "", GENERATED, "",
-             "Each page says what its benchmark measures, on which machine and when, with the commands that "
-             "wrote its results and every table and plot drawn from the JSON kept beside it.", "",
+             "Each page says what its benchmark measures, on which machine and when, and the commands that wrote "
+             "its results, then gives every table and plot drawn from the JSON kept beside it. "
+             "`edgetune bench report docs/benchmarks` rewrites the pages and this index from each folder's "
+             "notes.md and results.", "",
              "| benchmark | what it measures | machine | date |", "|---|---|---|---|"]
     for folder in folders:
         notes, _ = read_notes(folder / NOTES)

@@ -44,7 +44,7 @@ class FleetConfig(CoordinatorConfig):
     local_steps: int = setting("steps a device takes per round", 5)
     batch_size: int = setting("examples per local step", 8)
     # Measured over 20 rounds after the warm start (`bench federated`, 500 dev examples;
-    # tools/results/aligned-2026-12-06/federated): 1e-2 held the warm start's accuracy for 14 rounds,
+    # docs/benchmarks/federated): 1e-2 held the warm start's accuracy for 14 rounds,
     # then diverged (0.540 by round 19); 3e-3 held it all 20 (0.764, within one standard error).
     lr: float = setting("device learning rate", 3e-3)
     train_head: bool = setting("encoders: train the classifier in the rounds too (false: the warm start's head is "

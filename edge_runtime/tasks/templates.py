@@ -54,7 +54,7 @@ class PromptTemplate:
 
 
 # The first template of each task is its default. SST-2 dev (872), SmolLM2-135M-Instruct, no training
-# (tools/results/aligned-2026-12-06/warm-start-smollm2.md): review 0.780 as it stands, sentiment 0.773
+# (docs/benchmarks/warm-start/warm-start-smollm2.json): review 0.780 as it stands, sentiment 0.773
 # centred (0.556 raw), mezo 0.681 centred (0.515 raw).
 TEMPLATES: dict[str, dict[str, PromptTemplate]] = {
     "sst2": {

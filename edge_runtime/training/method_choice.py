@@ -22,7 +22,7 @@ from edge_runtime.units import format_bytes
 CANDIDATES = ("fo-adam", "fo-adam-ckpt", "forward-grad", "zo-sgd")
 TARGET_GAIN = "+5 points"
 # Optimizer steps to first score 5 points above the warm start on SST-2 dev (batch 16, LoRA r=8),
-# read from the curves in tools/results/aligned-2026-12-06/convergence-{minilm,smollm2}-sst2.json
+# read from the curves in docs/benchmarks/convergence/convergence-{minilm,smollm2}-sst2.json
 # (each is the first evaluation point at or past the gain, so an upper bound). Checkpointed
 # backprop computes backprop's gradient, so it takes backprop's steps. A method absent from a row
 # did not gain 5 points within the run: MiniLM 4,000 forward passes (ZO-SGD 0.768 -> 0.765,
