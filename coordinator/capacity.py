@@ -19,9 +19,9 @@ from edge_runtime.costs.flops import step_cost
 from edge_runtime.costs.timing import step_seconds, transfer_seconds
 from edge_runtime.devices.profile_message import profile_from_message
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import ONNX_RUNTIME_METHODS
 from edge_runtime.memory import Workload, estimate
 from edge_runtime.protocol import pb
+from edge_runtime.spec import ONNX_RUNTIME_METHODS
 
 # The share of the deadline a device may plan to spend; the rest absorbs jitter and stragglers.
 DEADLINE_SHARE = 0.8

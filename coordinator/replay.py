@@ -18,8 +18,9 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from edge_runtime.estimation import EstimatorSettings, block_of, blocks_of, chosen_block
-from edge_runtime.random_directions import normal, query_seeds, step_seed
+from edge_runtime.seeded.blocks import block_of, blocks_of, chosen_block
+from edge_runtime.seeded.draws import normal, query_seeds, step_seed
+from edge_runtime.spec import EstimatorSettings
 
 # Methods whose update is plain SGD along the seeded directions: only those replay exactly.
 REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "zo-sgd-block", "forward-grad"})

@@ -89,7 +89,7 @@ def test_a_model_that_cannot_run_batched_falls_back_with_one_line(monkeypatch):
 
 
 def test_copies_go_together_where_a_pass_is_bound_by_reading_weights():
-    from edge_runtime.estimation import CPU_BATCHED_TOKENS, default_perturbations_per_pass
+    from edge_runtime.pass_batching import CPU_BATCHED_TOKENS, default_perturbations_per_pass
 
     zo = CPU_BATCHED_TOKENS["forward"]
     assert default_perturbations_per_pass("forward", 4, "cuda", 16 * 512) == 8  # the weights read once for all

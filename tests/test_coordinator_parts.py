@@ -10,10 +10,10 @@ from coordinator.replay import replay_update
 from coordinator.slices import Slice, slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
-from edge_runtime.estimation import blocks_of
 from edge_runtime.local.torch_model import ModelSpec, TorchModel
 from edge_runtime.protocol import pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
+from edge_runtime.seeded.blocks import blocks_of
 from edge_runtime.tasks import load_split
 from tests.federation import LAPTOP
 
@@ -86,8 +86,8 @@ def test_capacity_from_a_real_profile_and_the_memory_model():
 
 
 def test_a_device_is_planned_only_for_methods_its_backend_trains_with():
-    from edge_runtime.estimation import ONNX_RUNTIME_METHODS
     from edge_runtime.ort.methods import METHODS
+    from edge_runtime.spec import ONNX_RUNTIME_METHODS
 
     assert tuple(METHODS) == ONNX_RUNTIME_METHODS  # the planner's list is the backend's
     onnx_only = pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]})

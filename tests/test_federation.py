@@ -11,7 +11,7 @@ from edge_runtime.agent.client import CallRejected
 from edge_runtime.fleet.emulator import seeded_identities
 from edge_runtime.local.work import update_header
 from edge_runtime.protocol import PROTOCOL_KEY, PROTOCOL_VERSION, CallFailed, pb
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.seeded.draws import FINGERPRINT
 from tests.federation import LAPTOP, Federation, small_config
 
 

@@ -22,7 +22,7 @@ from edge_runtime.agent.client import CallRejected, CoordinatorClient
 from edge_runtime.agent.identity import Identity, load_identity, save_identity
 from edge_runtime.local.work import LocalResult, update_header
 from edge_runtime.protocol import PROTOCOL_VERSION, pb
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.seeded.draws import FINGERPRINT
 from edge_runtime.tasks import Example, load_split
 from edge_runtime.tasks.partition import Partition
 

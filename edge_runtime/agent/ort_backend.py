@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.estimation import EstimatorSettings, default_perturbations_per_pass
 from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.ort.methods import METHODS, build_method
 from edge_runtime.ort.session import GraphObjective
+from edge_runtime.pass_batching import default_perturbations_per_pass
 from edge_runtime.protocol import pb
+from edge_runtime.spec import EstimatorSettings
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.warm_start import FeatureStatistics, ScoreStatistics

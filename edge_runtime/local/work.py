@@ -8,9 +8,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from edge_runtime.estimation import NonFiniteLoss, StepResult
 from edge_runtime.protocol import pb
-from edge_runtime.random_directions import step_seed
+from edge_runtime.seeded.draws import step_seed
+from edge_runtime.seeded.scalars import NonFiniteLoss, StepResult
 from edge_runtime.tasks import Example
 from edge_runtime.tasks.batches import BatchSampler
 

@@ -19,7 +19,7 @@ from edge_runtime.estimators import (
     copies_per_pass,
     get_method,
 )
-from edge_runtime.estimators.directions import Snapshot, step_seed
+from edge_runtime.estimators.perturbation import Snapshot, step_seed
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.local.evaluation import EvalResult, evaluate
