@@ -14,8 +14,10 @@ from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_of
+from edge_runtime.spec import AdapterSpec
 
 SMALL_DATA = str(Path(__file__).parent / "data" / "sst2-small")
 LAPTOP = pb.DeviceProfile(name="laptop", device_class="laptop", memory_cap_bytes=8 * 10**9, gflops_fp32=200,
@@ -42,11 +44,11 @@ class Federation:
         self.host = host or TorchHost(config)
         self.keeper = RoundKeeper(config, self.host, clock=clock, log=lambda _: None)
         self.service = CoordinatorService(self.keeper, identities)
-        self.models: dict[ModelSpec, TorchModel] = {}
+        self.models: dict[AdapterSpec, TorchModel] = {}
         self.agents = [self.agent(profile) for _ in range(devices)]
 
     def backend_for(self, task: pb.Task) -> TorchModel:
-        spec = ModelSpec.of_task(task)
+        spec = adapter_of(task)
         if spec not in self.models:
             self.models[spec] = TorchModel(spec)
         return self.models[spec]

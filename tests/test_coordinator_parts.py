@@ -10,10 +10,11 @@ from coordinator.replay import replay_update
 from coordinator.slices import Slice, slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
 from edge_runtime.seeded.blocks import blocks_of
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.tasks import load_split
 from tests.federation import LAPTOP
 
@@ -75,8 +76,7 @@ def test_a_device_whose_cap_is_too_small_gets_a_smaller_share_or_nothing():
 
 
 def test_capacity_from_a_real_profile_and_the_memory_model():
-    shape = RoundShape("tiny-llama", "forward-grad", "fp32", batch=8, seq_len=64, queries=1, local_steps=20,
-                       deadline_s=60)
+    shape = _forward_grad_shape()
     roomy = device_capacity(LAPTOP, shape)
     assert roomy.usable and roomy.steps == 20
     tight = device_capacity(replace_cap(LAPTOP, 10**6), shape)
@@ -91,18 +91,22 @@ def test_a_device_is_planned_only_for_methods_its_backend_trains_with():
 
     assert tuple(METHODS) == ONNX_RUNTIME_METHODS  # the planner's list is the backend's
     onnx_only = pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]})
-    shape = RoundShape("tiny-llama", "forward-grad", "fp32", batch=8, seq_len=64, queries=1, local_steps=20,
-                       deadline_s=60)
+    shape = _forward_grad_shape()
     refused = device_capacity(onnx_only, shape)
     assert not refused.usable and "trains with zo-sgd" in refused.reason and "not forward-grad" in refused.reason
     assert device_capacity(onnx_only, replace_method(shape, "zo-sgd")).usable
     assert device_capacity(pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["torch"]}), shape).usable
 
 
+def _forward_grad_shape():
+    return RoundShape(AdapterSpec("tiny-llama", max_length=64), MethodSpec("forward-grad"), batch_size=8,
+                      local_steps=20, deadline_s=60)
+
+
 def replace_method(shape, method):
     from dataclasses import replace
 
-    return replace(shape, method=method)
+    return replace(shape, method=MethodSpec(method))
 
 
 def replace_cap(profile, cap):
@@ -173,7 +177,7 @@ def test_seed_uploads_must_have_one_finite_bounded_scalar_per_step_and_query():
 
 @pytest.mark.parametrize("method", ["zo-sgd", "forward-grad", "zo-sgd-block"])
 def test_replaying_seeds_and_scalars_rebuilds_the_devices_own_update(method):
-    model = TorchModel(ModelSpec("tiny-llama", "sst2", max_length=32))
+    model = TorchModel(AdapterSpec("tiny-llama", "sst2", max_length=32))
     everything = list(model.params)
     names = everything[:2] + everything[-2:]  # tensors of two layers: block-wise ZO perturbs one per query
     assert len(blocks_of(names, "layer")) == 2
@@ -181,14 +185,14 @@ def test_replaying_seeds_and_scalars_rebuilds_the_devices_own_update(method):
     result = model.train(task, load_split("sst2", "train")[:16])
     assert result.steps == 6 and len(result.scalars) == 12
     rebuilt = replay_update({n: tuple(model.params[n].shape) for n in names}, result.scalars, seed=task.seed,
-                            queries=task.queries, lr=task.lr, method=method)
+                            lr=task.lr, method=MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)))
     for name in names:
         np.testing.assert_allclose(rebuilt[name], result.deltas[name], rtol=1e-4, atol=1e-7)
         assert np.abs(result.deltas[name]).max() > 0
 
 
 def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
-    model = TorchModel(ModelSpec("tiny-bert", "sst2", max_length=32))
+    model = TorchModel(AdapterSpec("tiny-bert", "sst2", max_length=32))
     before = model.state()
     names = list(model.params)[:2]
     result = model.train(pb.Task(tensors=names, method="forward-grad", steps=3, batch_size=4, lr=1e-2, queries=1,

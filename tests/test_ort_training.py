@@ -13,17 +13,18 @@ from edge_runtime.estimators.base import SeedScalarEstimate
 from edge_runtime.estimators.update_rules import SGD as TorchSGD
 from edge_runtime.estimators.update_rules import Adam as TorchAdam
 from edge_runtime.estimators.update_rules import Momentum as TorchMomentum
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.ort import methods as ort_methods
 from edge_runtime.ort.update_rules import SGD, Adam, Momentum
 from edge_runtime.protocol import pb
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.tasks import load_split
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-bert"])
 def graph_and_model(request, exported_graph):
     folder = exported_graph(request.param)
-    torch_model = TorchModel(ModelSpec(request.param, "sst2", max_length=32))
+    torch_model = TorchModel(AdapterSpec(request.param, "sst2", max_length=32))
     # Non-zero B matrices: every direction then moves the loss (B = 0 makes A's gradient zero).
     generator = np.random.default_rng(0)
     state = {name: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
