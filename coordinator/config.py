@@ -69,7 +69,8 @@ class CoordinatorConfig:
     local_steps: int = setting("steps a device takes per round", 20)
     batch_size: int = setting("examples per local step", 16)
     lr: float = setting("device learning rate", 1e-3)
-    # Every setting a device's method reads.
+    # Every setting a device's method reads: each task carries them all (its MethodSpec), and the replay of
+    # a seeds upload reads the same.
     estimator: EstimatorSettings = group(EstimatorSettings())
     min_devices: int = setting("devices that must be online to open a round", 1)
     devices_per_round: int = setting("devices sampled per round; 0 = every available device", 0)

@@ -40,7 +40,7 @@ from coordinator.validation import RejectedUpdate, check_deltas, check_header, c
 from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
-from edge_runtime.protocol.specs import method_of
+from edge_runtime.protocol.specs import adapter_message, method_message, method_of
 from edge_runtime.spec import MethodSpec
 from edge_runtime.tasks import get_task
 from edge_runtime.tasks.partition import Partition
@@ -96,7 +96,7 @@ class RoundKeeper:
                        if config.train_head or self.head_layout.weight not in s.tensors]
         self.planner = PLANNERS[config.planner]()
         self.method = MethodSpec(config.method or self.planner.default_method, config.estimator)
-        if self.planner.upload == "seeds" and self.method.name not in REPLAYABLE_METHODS:
+        if self.planner.upload == pb.Task.SEEDS and self.method.name not in REPLAYABLE_METHODS:
             raise UserError(f"planner {config.planner} uploads seeds, which replay only for "
                             f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method.name} does not")
         self.shape = RoundShape(config.adapter_spec(), self.method, config.batch_size, config.local_steps,
@@ -258,16 +258,13 @@ class RoundKeeper:
             data = Partition(c.task, c.partitions, order.index(device) % c.partitions, c.dirichlet_alpha,
                              c.seed).spec()
         return pb.Task(
-            task_id=f"{round_}:{device}", round=round_, state_version=self.version, model=c.model, task=c.task,
-            data=data, slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
-            method=self.method.name, steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
-            mu=self.method.settings.mu, queries=self.method.settings.queries,
-            seed=_seed(c.seed, "task", round_, device) % 2**63,
-            upload=self.planner.upload, deadline_unix=deadline, max_length=c.max_length,
-            precision=c.precision, lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_targets=list(c.lora_targets),
+            task_id=f"{round_}:{device}", round=round_, state_version=self.version,
+            adapter=adapter_message(self.shape.adapter), method=method_message(self.method), data=data,
+            slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
+            steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
+            seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.planner.upload, deadline_unix=deadline,
             logit_scale=self.head_constants.get("logit_scale"),
-            score_offsets=self.head_constants.get("score_offsets", []),
-            prompt=c.prompt, label_words=list(c.label_words))
+            score_offsets=self.head_constants.get("score_offsets", []))
 
     def _maybe_close(self) -> None:
         open_ = self.open
@@ -445,7 +442,7 @@ class RoundKeeper:
             return
         check_header(header, task)
         shapes = {n: self.shapes[n] for n in task.tensors}
-        if task.upload == "seeds":
+        if task.upload == pb.Task.SEEDS:
             if deltas:
                 raise RejectedUpdate("a seeds upload carries no tensors")
             check_seeds(header, task, MAX_SCALAR)

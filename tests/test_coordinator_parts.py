@@ -1,5 +1,7 @@
 """The coordinator's parts one at a time: planners, merging, validation, replay, wire format, recovery."""
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
@@ -12,11 +14,12 @@ from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_message, adapter_of, method_message, method_of
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
 from edge_runtime.seeded.blocks import blocks_of
 from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.tasks import load_split
-from tests.federation import LAPTOP
+from tests.federation import LAPTOP, wire_task
 
 SLICES = [Slice(f"layer{i}.q", (f"layer{i}.q.lora_A.default.weight", f"layer{i}.q.lora_B.default.weight"), 1000)
           for i in range(6)]
@@ -138,8 +141,8 @@ def test_fedadam_follows_reddi_et_al():
 
 
 def _task(**overrides):
-    base = dict(task_id="0:d", round=0, tensors=["a"], steps=10, batch_size=4, queries=2, upload="dense")
-    return pb.Task(**{**base, **overrides})
+    return wire_task(AdapterSpec("tiny-bert"), MethodSpec("zo-sgd", EstimatorSettings(queries=2)), task_id="0:d",
+                     round=0, tensors=["a"], steps=10, batch_size=4, **overrides)
 
 
 @pytest.mark.parametrize("header, reason", [
@@ -181,11 +184,12 @@ def test_replaying_seeds_and_scalars_rebuilds_the_devices_own_update(method):
     everything = list(model.params)
     names = everything[:2] + everything[-2:]  # tensors of two layers: block-wise ZO perturbs one per query
     assert len(blocks_of(names, "layer")) == 2
-    task = pb.Task(tensors=names, method=method, steps=6, batch_size=4, lr=1e-2, mu=1e-2, queries=2, seed=1234)
+    task = wire_task(model.spec, MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)), tensors=names, steps=6,
+                     batch_size=4, lr=1e-2, seed=1234)
     result = model.train(task, load_split("sst2", "train")[:16])
     assert result.steps == 6 and len(result.scalars) == 12
     rebuilt = replay_update({n: tuple(model.params[n].shape) for n in names}, result.scalars, seed=task.seed,
-                            lr=task.lr, method=MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)))
+                            lr=task.lr, method=method_of(task))
     for name in names:
         np.testing.assert_allclose(rebuilt[name], result.deltas[name], rtol=1e-4, atol=1e-7)
         assert np.abs(result.deltas[name]).max() > 0
@@ -195,11 +199,24 @@ def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
     model = TorchModel(AdapterSpec("tiny-bert", "sst2", max_length=32))
     before = model.state()
     names = list(model.params)[:2]
-    result = model.train(pb.Task(tensors=names, method="forward-grad", steps=3, batch_size=4, lr=1e-2, queries=1,
-                                 seed=1), load_split("sst2", "train")[:8])
+    result = model.train(wire_task(model.spec, MethodSpec("forward-grad"), tensors=names, steps=3, batch_size=4,
+                                   lr=1e-2, seed=1), load_split("sst2", "train")[:8])
     assert set(result.deltas) == set(names)
     for name, value in model.state().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_what_trains_crosses_the_wire_field_for_field():
+    # Every value differs from its default, so a field the conversion dropped would show.
+    adapter = AdapterSpec("tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 64, 3, "{premise}?", ("yes", "no"))
+    method = MethodSpec("zo-sgd-block", EstimatorSettings(0.5, 3, 2.0, 0.5, 0.8, 0.9, 1e-6, "inplace", "tensor", 0.5,
+                                                          "random"))
+    sent = pb.Task(adapter=adapter_message(adapter), method=method_message(method))
+    task = pb.Task.FromString(sent.SerializeToString())
+    assert adapter_of(task) == adapter and method_of(task) == method
+    assert set(pb.AdapterSpec.DESCRIPTOR.fields_by_name) == {f.name for f in fields(AdapterSpec)}
+    assert set(pb.MethodSpec.DESCRIPTOR.fields_by_name) == {"name"} | {f.name for f in fields(EstimatorSettings)}
+    assert method_of(pb.Task(method=method_message(MethodSpec()))).settings.grad_clip is None
 
 
 def test_tensor_chunks_round_trip_and_refuse_lies():

@@ -140,7 +140,7 @@ class Agent:
             return "refused"
         statistics = task.work == pb.Task.STATISTICS
         answer = self.client.submit(update_header(task, result),
-                                    result.deltas if statistics or task.upload == "dense" else {})
+                                    result.deltas if statistics or task.upload == pb.Task.DENSE else {})
         if not answer.accepted:
             self.log(f"agent: round {task.round} update rejected: {answer.reason}")
             return "rejected"

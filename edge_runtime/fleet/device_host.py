@@ -160,7 +160,7 @@ class DeviceHost:
             statistics = task.work == pb.Task.STATISTICS
             seconds = self._forward_seconds if statistics else self._step_seconds
             work.train_seconds = sum(seconds(device.profile, task, length) for length in result.seq_lens)
-            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == "seeds" and not statistics
+            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == pb.Task.SEEDS and not statistics
                                              else sum(v.nbytes for v in result.deltas.values()))
         work.link_seconds = (transfer_seconds(device.profile, work.bytes_down, "down") if work.bytes_down else 0.0) \
             + transfer_seconds(device.profile, work.bytes_up or _HEADER_BYTES, "up")

@@ -56,7 +56,7 @@ def update_header(task: pb.Task, result: LocalResult) -> pb.UpdateHeader:
     return pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=result.examples, steps=result.steps,
                            loss_before=result.loss_before, loss_after=result.loss_after,
                            train_seconds=result.seconds,
-                           scalars=result.scalars if task.upload == "seeds" else [])
+                           scalars=result.scalars if task.upload == pb.Task.SEEDS else [])
 
 
 def run_local_steps(task: pb.Task, examples: Sequence[Example], encode: Callable[[list[Example]], B],
