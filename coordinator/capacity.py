@@ -19,9 +19,9 @@ from edge_runtime.costs.flops import step_cost
 from edge_runtime.costs.timing import step_seconds, transfer_seconds
 from edge_runtime.devices.profile_message import profile_from_message
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import ONNX_RUNTIME_METHODS
 from edge_runtime.memory import Workload, estimate
 from edge_runtime.protocol import pb
+from edge_runtime.spec import ONNX_RUNTIME_METHODS, AdapterSpec, MethodSpec
 
 # The share of the deadline a device may plan to spend; the rest absorbs jitter and stragglers.
 DEADLINE_SHARE = 0.8
@@ -41,23 +41,16 @@ class Capacity:
 
 @dataclass(frozen=True)
 class RoundShape:
-    model: str
-    method: str
-    precision: str
-    batch: int
-    seq_len: int
-    queries: int
+    """What every device of a round is asked to do, as far as its capacity depends on it."""
+
+    adapter: AdapterSpec
+    method: MethodSpec
+    batch_size: int
     local_steps: int
     deadline_s: float
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ()
-    num_labels: int = 2
 
     def workload(self, batch: int) -> Workload:
-        return Workload(self.model, self.method, self.precision, batch=batch, seq_len=self.seq_len,
-                        lora_r=self.lora_r, lora_alpha=self.lora_alpha, lora_targets=self.lora_targets,
-                        num_labels=self.num_labels, nan_guard=False)
+        return Workload(self.adapter, self.method, batch=batch, seq_len=self.adapter.max_length, nan_guard=False)
 
 
 @functools.lru_cache(maxsize=64)
@@ -75,18 +68,19 @@ def prepare(shape: RoundShape) -> None:
     FLOPs, both cached): about 2 s for tiny-bert on a shared 2-core box, which the first round's
     planning would otherwise spend holding the coordinator's lock while every device's call waits."""
     _memory(shape)
-    step_cost(shape.workload(shape.batch), shape.queries)
+    step_cost(shape.workload(shape.batch_size))
 
 
 def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
-    if message.backends and "torch" not in message.backends and shape.method not in ONNX_RUNTIME_METHODS:
+    method = shape.method.name
+    if message.backends and "torch" not in message.backends and method not in ONNX_RUNTIME_METHODS:
         return Capacity(0, 0, math.inf, f"its backend ({', '.join(message.backends)}) trains with "
-                                        f"{', '.join(ONNX_RUNTIME_METHODS)}, not {shape.method}")
+                                        f"{', '.join(ONNX_RUNTIME_METHODS)}, not {method}")
     profile = profile_from_message(message)
     fixed, per_element, all_trainable = _memory(shape)
-    cost = step_cost(shape.workload(shape.batch), shape.queries)
+    cost = step_cost(shape.workload(shape.batch_size))
     try:
-        seconds = step_seconds(profile, cost.flops, shape.precision, cost.bytes_read)
+        seconds = step_seconds(profile, cost.flops, shape.adapter.precision, cost.bytes_read)
     except UserError as error:
         return Capacity(0, 0, math.inf, str(error))
     link = transfer_seconds(profile, all_trainable, "down") + transfer_seconds(profile, all_trainable, "up")

@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import require_at_least_one, require_folder, setting
+from edge_runtime.config import group, require_at_least_one, require_folder, setting
 from edge_runtime.errors import UserError
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, Precision
 
 
 def check_listen_address(listen: str) -> str:
@@ -38,7 +39,7 @@ class CoordinatorConfig:
     # What is trained.
     model: str = setting("model alias or local folder (the devices load the same)", "minilm")
     task: str = setting("task the devices train and the coordinator evaluates", "sst2")
-    precision: str = setting("base precision the devices run", "fp32")
+    precision: Precision = setting("base precision the devices run", "fp32")
     lora_r: int = setting("LoRA rank", 8)
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("LoRA target modules; empty = family default", ())
@@ -68,8 +69,9 @@ class CoordinatorConfig:
     local_steps: int = setting("steps a device takes per round", 20)
     batch_size: int = setting("examples per local step", 16)
     lr: float = setting("device learning rate", 1e-3)
-    mu: float = setting("ZO perturbation scale", 1e-2)
-    queries: int = setting("directions per step", 1)
+    # Every setting a device's method reads: each task carries them all (its MethodSpec), and the replay of
+    # a seeds upload reads the same.
+    estimator: EstimatorSettings = group(EstimatorSettings())
     min_devices: int = setting("devices that must be online to open a round", 1)
     devices_per_round: int = setting("devices sampled per round; 0 = every available device", 0)
     quorum: float = setting("share of a round's devices whose updates close it at the deadline", 0.5)
@@ -98,14 +100,15 @@ class CoordinatorConfig:
     progress: bool = setting("show progress", True)
 
     def validate(self) -> None:
-        require_at_least_one(self, "rounds", "local_steps", "batch_size", "queries", "min_devices", "lora_r",
+        require_at_least_one(self, "rounds", "local_steps", "batch_size", "min_devices", "lora_r",
                              "max_length", "partitions", "eval_examples", "train_probe_examples",
                              "warm_start_examples")
-        for name in ("lr", "mu", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",
+        for name in ("lr", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",
                      "max_update_norm", "max_message_mb"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise UserError(f"{name} must be a positive number, got {value}")
+        self.estimator.validate()
         if not 0 < self.quorum <= 1:
             raise UserError(f"quorum must be in (0, 1], got {self.quorum}")
         if self.devices_per_round < 0:
@@ -120,3 +123,10 @@ class CoordinatorConfig:
         if not self.join_secret and host not in ("127.0.0.1", "localhost", "[::1]"):
             raise UserError(f"listening on {self.listen} needs a join_secret: without one any machine that "
                             "reaches the port could register devices (loopback alone may run without)")
+
+    def adapter_spec(self) -> AdapterSpec:
+        """What the devices train. The initialisation seed stays the spec's default, not `seed`: the random
+        test models draw their frozen base from it, and every device must hold the coordinator's base."""
+        return AdapterSpec(self.model, self.task, self.precision, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
+                           lora_targets=tuple(self.lora_targets), max_length=self.max_length, prompt=self.prompt,
+                           label_words=tuple(self.label_words))

@@ -4,27 +4,23 @@ and the final peft export."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
 from coordinator.config import CoordinatorConfig
 from coordinator.warm_start import HeadLayout
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import get_task, load_split, subsample
 from edge_runtime.warm_start.forward import content_free_offsets, zero_shot_linear_head
 from edge_runtime.warm_start.linear_head import ZERO_SHOT_TEMPERATURE
 
 
-def model_spec(config: CoordinatorConfig) -> ModelSpec:
-    # The model seed stays ModelSpec's default: the random test models draw their frozen base from
-    # it, and every device must hold the same base as the coordinator.
-    return ModelSpec(config.model, config.task, "fp32", config.lora_r, config.lora_alpha, tuple(config.lora_targets),
-                     config.max_length, prompt=config.prompt, label_words=tuple(config.label_words))
-
-
 class TorchHost(TorchModel):
     def __init__(self, config: CoordinatorConfig) -> None:
-        super().__init__(model_spec(config), device=config.device)
+        # The coordinator evaluates and exports what the devices train on an fp32 base, whatever theirs.
+        super().__init__(replace(config.adapter_spec(), precision="fp32"), device=config.device)
         self.eval_examples = subsample(load_split(config.task, "eval", config.data_dir), config.eval_examples,
                                        config.seed)
         # A fixed sample of what the devices train on: the merged adapter's training loss.
@@ -40,7 +36,7 @@ class TorchHost(TorchModel):
         self.head.load_constants(constants)
 
     def head_layout(self) -> HeadLayout:
-        spec, first = get_task(self.spec.task), self.eval_examples[0]
+        spec, first = get_task(self.spec.dataset), self.eval_examples[0]
         if self.kind == "causal_lm":
             return HeadLayout(classes=len(self.head.template.render(first)[1]), width=0, candidates=None)
         weight, bias = self.classifier_tensors()
@@ -50,7 +46,7 @@ class TorchHost(TorchModel):
                           candidates=len(first.candidates) if multiple_choice else None, weight=weight, bias=bias)
 
     def zero_shot_head(self) -> tuple[dict[str, np.ndarray], dict]:
-        head = zero_shot_linear_head(Objective(self.module, self.head), get_task(self.spec.task), self.device)
+        head = zero_shot_linear_head(Objective(self.module, self.head), get_task(self.spec.dataset), self.device)
         layout = self.head_layout()
         return ({layout.weight: head.weight.astype(np.float32), layout.bias: head.bias.astype(np.float32)},
                 {"logit_scale": ZERO_SHOT_TEMPERATURE})

@@ -18,23 +18,23 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from edge_runtime.estimation import EstimatorSettings, block_of, blocks_of, chosen_block
-from edge_runtime.random_directions import normal, query_seeds, step_seed
+from edge_runtime.seeded.blocks import block_of, blocks_of, chosen_block
+from edge_runtime.seeded.draws import normal, query_seeds, step_seed
+from edge_runtime.spec import MethodSpec
 
 # Methods whose update is plain SGD along the seeded directions: only those replay exactly.
 REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "zo-sgd-block", "forward-grad"})
 
 
-def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, queries: int,
-                  lr: float, method: str = "zo-sgd") -> dict[str, np.ndarray]:
+def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, lr: float,
+                  method: MethodSpec) -> dict[str, np.ndarray]:
     """The dense delta (final minus start) of the named tensors, in the order the device trained
-    them, after len(scalars) / queries steps."""
+    them, after len(scalars) / queries steps of `method`: the very spec the device's task carried."""
     deltas = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}
     scratch = {name: np.empty(shape, dtype=np.float32) for name, shape in shapes.items()}
-    # A device builds its methods from default settings but for mu and queries (train_adapter).
-    grouping = EstimatorSettings().zo_blocks
+    queries, grouping = method.settings.queries, method.settings.zo_blocks
     owner = {name: block_of(name, grouping) for name in shapes}
-    blocks = blocks_of(list(shapes), grouping) if method == "zo-sgd-block" else None
+    blocks = blocks_of(list(shapes), grouping) if method.name == "zo-sgd-block" else None
     for step in range(len(scalars) // queries):
         for i, query_seed in enumerate(query_seeds(step_seed(seed, step), queries)):
             coefficient = np.float32(-lr * scalars[step * queries + i] / queries)

@@ -40,6 +40,8 @@ from coordinator.validation import RejectedUpdate, check_deltas, check_header, c
 from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_message, method_message, method_of
+from edge_runtime.spec import MethodSpec
 from edge_runtime.tasks import get_task
 from edge_runtime.tasks.partition import Partition
 from edge_runtime.tasks.templates import prompt_template
@@ -93,14 +95,12 @@ class RoundKeeper:
         self.slices = [s for s in slice_tensors(self.shapes)
                        if config.train_head or self.head_layout.weight not in s.tensors]
         self.planner = PLANNERS[config.planner]()
-        self.method = config.method or self.planner.default_method
-        if self.planner.upload == "seeds" and self.method not in REPLAYABLE_METHODS:
+        self.method = MethodSpec(config.method or self.planner.default_method, config.estimator)
+        if self.planner.upload == pb.Task.SEEDS and self.method.name not in REPLAYABLE_METHODS:
             raise UserError(f"planner {config.planner} uploads seeds, which replay only for "
-                            f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method} does not")
-        self.shape = RoundShape(config.model, self.method, config.precision, config.batch_size, config.max_length,
-                                config.queries, config.local_steps, config.round_deadline_s, config.lora_r,
-                                config.lora_alpha, tuple(config.lora_targets),
-                                num_labels=self._num_labels())
+                            f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method.name} does not")
+        self.shape = RoundShape(config.adapter_spec(), self.method, config.batch_size, config.local_steps,
+                                config.round_deadline_s)
         prepare(self.shape)
         self.template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
         self.warm_start = plan_warm_start(host.kind, config.warm_start, self.template.calibration)
@@ -118,9 +118,6 @@ class RoundKeeper:
         self.finished = False
         self.waiting_note = ""
         self.recover()
-
-    def _num_labels(self) -> int:
-        return get_task(self.config.task).num_labels
 
     def close(self) -> None:
         """Let go of the state folder (the ledger, and the lock that keeps other coordinators out)."""
@@ -261,15 +258,13 @@ class RoundKeeper:
             data = Partition(c.task, c.partitions, order.index(device) % c.partitions, c.dirichlet_alpha,
                              c.seed).spec()
         return pb.Task(
-            task_id=f"{round_}:{device}", round=round_, state_version=self.version, model=c.model, task=c.task,
-            data=data, slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
-            method=self.method, steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
-            mu=c.mu, queries=c.queries, seed=_seed(c.seed, "task", round_, device) % 2**63,
-            upload=self.planner.upload, deadline_unix=deadline, max_length=c.max_length,
-            precision=c.precision, lora_r=c.lora_r, lora_alpha=c.lora_alpha, lora_targets=list(c.lora_targets),
+            task_id=f"{round_}:{device}", round=round_, state_version=self.version,
+            adapter=adapter_message(self.shape.adapter), method=method_message(self.method), data=data,
+            slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
+            steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
+            seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.planner.upload, deadline_unix=deadline,
             logit_scale=self.head_constants.get("logit_scale"),
-            score_offsets=self.head_constants.get("score_offsets", []),
-            prompt=c.prompt, label_words=list(c.label_words))
+            score_offsets=self.head_constants.get("score_offsets", []))
 
     def _maybe_close(self) -> None:
         open_ = self.open
@@ -292,7 +287,7 @@ class RoundKeeper:
         crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
-                   "method": self.method}
+                   "method": self.method.name}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
         with open(self.metrics_path, "a") as out:
@@ -332,7 +327,7 @@ class RoundKeeper:
                 deltas = load_tensors(row.tensors)
             else:
                 deltas = replay_update({n: self.shapes[n] for n in task.tensors}, header.scalars, seed=task.seed,
-                                       queries=task.queries, lr=task.lr, method=task.method)
+                                       lr=task.lr, method=method_of(task))
             updates.append(WeightedUpdate(row.device_id, float(header.examples), deltas))
             losses.append((header.examples, header.loss_before, header.loss_after))
             bytes_up += row.wire_bytes
@@ -447,12 +442,11 @@ class RoundKeeper:
             return
         check_header(header, task)
         shapes = {n: self.shapes[n] for n in task.tensors}
-        if task.upload == "seeds":
+        if task.upload == pb.Task.SEEDS:
             if deltas:
                 raise RejectedUpdate("a seeds upload carries no tensors")
             check_seeds(header, task, MAX_SCALAR)
-            check_deltas(replay_update(shapes, header.scalars, seed=task.seed, queries=task.queries, lr=task.lr,
-                                       method=task.method),
+            check_deltas(replay_update(shapes, header.scalars, seed=task.seed, lr=task.lr, method=method_of(task)),
                          task, shapes, self.config.max_update_norm)
             blob = None
         else:

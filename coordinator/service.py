@@ -17,7 +17,7 @@ from coordinator.rounds import RoundKeeper
 from coordinator.validation import BadRegistration, RejectedUpdate, check_registration
 from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, CallFailed, pb
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.seeded.draws import FINGERPRINT
 
 
 class CoordinatorService:

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import method_of
 
 
 class RejectedUpdate(ValueError):
@@ -61,9 +62,10 @@ def check_header(header: pb.UpdateHeader, task: pb.Task) -> None:
 
 
 def check_seeds(header: pb.UpdateHeader, task: pb.Task, max_scalar: float) -> None:
-    expected = header.steps * task.queries
+    queries = method_of(task).settings.queries
+    expected = header.steps * queries
     if len(header.scalars) != expected:
-        raise RejectedUpdate(f"{len(header.scalars)} scalars for {header.steps} steps of {task.queries} queries "
+        raise RejectedUpdate(f"{len(header.scalars)} scalars for {header.steps} steps of {queries} queries "
                              f"(expected {expected})")
     values = np.asarray(header.scalars, dtype=np.float64)
     if not np.all(np.isfinite(values)):

@@ -1,7 +1,9 @@
 """Typed run configs: dataclass defaults < a TOML/YAML file < command-line flags.
 
 Every field of a config dataclass becomes a `--field-name` flag automatically, so a config file
-and the command line can never disagree about what a run accepts.
+and the command line can never disagree about what a run accepts. A field declared with `group`
+holds a dataclass of settings that several configs share (the estimator's): its fields are flags and
+keys of the config like its own, and the config holds them as that one object.
 """
 
 from __future__ import annotations
@@ -24,6 +26,32 @@ C = TypeVar("C")
 def setting(text: str, default):
     """A config field with its help text: the text becomes the flag's --help."""
     return dataclasses.field(default=default, metadata={"help": text})
+
+
+def group(default):
+    """A config field holding a frozen dataclass of settings whose own fields (declared with
+    `setting`) are the config's flags and keys, spelled flat: `--mu`, `mu = 0.01`."""
+    return dataclasses.field(default=default, metadata={"group": True})
+
+
+def config_fields(cls: type) -> list[tuple[dataclasses.Field, Any, str | None]]:
+    """(field, type, the group field it belongs to or None) of every setting of a config, a group's
+    settings in the group's place."""
+    hints = typing.get_type_hints(cls)
+    found = []
+    for f in dataclasses.fields(cls):
+        if f.metadata.get("group"):
+            inner = typing.get_type_hints(hints[f.name])
+            found += [(g, inner[g.name], f.name) for g in dataclasses.fields(hints[f.name])]
+        else:
+            found.append((f, hints[f.name], None))
+    return found
+
+
+def config_values(config: Any) -> dict[str, Any]:
+    """A config's settings by key, a group's spelled flat as in a config file (they rebuild the config)."""
+    return {f.name: getattr(getattr(config, group_name) if group_name else config, f.name)
+            for f, _, group_name in config_fields(type(config))}
 
 
 def require_folder(path: str, what: str) -> None:
@@ -78,11 +106,6 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         raise UserError(f"config field '{name}': cannot use {value!r} ({error})") from None
 
 
-def _fields(cls: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(cls)
-    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-
-
 def read_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -103,13 +126,17 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
 def build_config(cls: type[C], *sources: dict[str, Any]) -> C:
     """Later sources override earlier ones; unknown keys are refused by name."""
-    fields = _fields(cls)
+    fields = {f.name: (tp, group_name) for f, tp, group_name in config_fields(cls)}
     values: dict[str, Any] = {}
+    grouped: dict[str, dict[str, Any]] = {}
     for source in sources:
         for key, value in source.items():
             if key not in fields:
                 raise UserError(f"unknown config field '{key}'; known fields: {', '.join(fields)}")
-            values[key] = _coerce(key, fields[key], value)
+            tp, group_name = fields[key]
+            (grouped.setdefault(group_name, {}) if group_name else values)[key] = _coerce(key, tp, value)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    values |= {name: dataclasses.replace(defaults[name], **given) for name, given in grouped.items()}
     config = cls(**values)
     validate = getattr(config, "validate", None)
     if validate:
@@ -119,12 +146,11 @@ def build_config(cls: type[C], *sources: dict[str, Any]) -> C:
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
     parser.add_argument("--config", help="TOML or YAML file with settings (flags override it)")
-    hints = _fields(cls)
-    for f in dataclasses.fields(cls):
+    for f, tp, _ in config_fields(cls):
         flag = "--" + f.name.replace("_", "-")
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
         help_text = f.metadata.get("help", "")
-        if _unwrap_optional(hints[f.name])[0] is bool:
+        if _unwrap_optional(tp)[0] is bool:
             # A flag alone turns a setting on, --no-<flag> off; an explicit value (--resume false) is
             # still read, as a config file's true/false is.
             parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true", metavar="true|false",
@@ -138,5 +164,5 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
     from_file = read_config_file(args.config) if args.config else {}
-    from_flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(cls) if getattr(args, f.name) is not None}
+    from_flags = {f.name: getattr(args, f.name) for f, _, _ in config_fields(cls) if getattr(args, f.name) is not None}
     return build_config(cls, from_file, from_flags)

@@ -14,12 +14,19 @@ from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_message, adapter_of, method_message
+from edge_runtime.spec import AdapterSpec, MethodSpec
 
 SMALL_DATA = str(Path(__file__).parent / "data" / "sst2-small")
 LAPTOP = pb.DeviceProfile(name="laptop", device_class="laptop", memory_cap_bytes=8 * 10**9, gflops_fp32=200,
                           uplink_mbps=20, downlink_mbps=100, latency_ms=20, precisions=["fp32"])
+
+
+def wire_task(adapter: AdapterSpec, method: MethodSpec = MethodSpec(), **fields) -> pb.Task:
+    """A task as a coordinator writes one, for tests that hand a device its work directly."""
+    return pb.Task(adapter=adapter_message(adapter), method=method_message(method), **fields)
 
 
 def small_config(tmp_path, **overrides) -> CoordinatorConfig:
@@ -42,11 +49,11 @@ class Federation:
         self.host = host or TorchHost(config)
         self.keeper = RoundKeeper(config, self.host, clock=clock, log=lambda _: None)
         self.service = CoordinatorService(self.keeper, identities)
-        self.models: dict[ModelSpec, TorchModel] = {}
+        self.models: dict[AdapterSpec, TorchModel] = {}
         self.agents = [self.agent(profile) for _ in range(devices)]
 
     def backend_for(self, task: pb.Task) -> TorchModel:
-        spec = ModelSpec.of_task(task)
+        spec = adapter_of(task)
         if spec not in self.models:
             self.models[spec] = TorchModel(spec)
         return self.models[spec]

@@ -10,8 +10,9 @@ import torch
 from edge_runtime.fleet import batched_forward
 from edge_runtime.fleet.batched_forward import BatchedForward, LockstepObjective
 from edge_runtime.fleet.lockstep import Lockstep
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.objective import Objective
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.tasks import load_split
 from tests.test_fleet import fleet_config
 
@@ -69,7 +70,7 @@ def test_lockstep_raises_a_jobs_error_after_the_others_finish_and_a_serving_erro
 
 def _devices(model: str, task: str, count: int, precision: str = "fp32"):
     """A shared model, and `count` devices each with its own adapter and batch."""
-    shared = TorchModel(ModelSpec(model, task, precision=precision, max_length=48))
+    shared = TorchModel(AdapterSpec(model, task, precision=precision, max_length=48))
     examples = load_split(task, "train", None)
     generator = torch.Generator().manual_seed(0)
     adapters = [{name: p.detach() + 0.05 * torch.randn(p.shape, generator=generator)

@@ -1,6 +1,8 @@
 """Two-point ZO with its perturbed copies through the model in one batched pass: the same scalars,
 the same update and the same uploads as one copy at a time, on encoders and decoders, LoRA and prefixes."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -89,7 +91,7 @@ def test_a_model_that_cannot_run_batched_falls_back_with_one_line(monkeypatch):
 
 
 def test_copies_go_together_where_a_pass_is_bound_by_reading_weights():
-    from edge_runtime.estimation import CPU_BATCHED_TOKENS, default_perturbations_per_pass
+    from edge_runtime.pass_batching import CPU_BATCHED_TOKENS, default_perturbations_per_pass
 
     zo = CPU_BATCHED_TOKENS["forward"]
     assert default_perturbations_per_pass("forward", 4, "cuda", 16 * 512) == 8  # the weights read once for all
@@ -140,6 +142,7 @@ def test_a_batched_forward_grad_step_allocates_what_the_estimate_says():
     from edge_runtime.bench.examples import long_examples
     from edge_runtime.memory import Workload, estimate
     from edge_runtime.memory.tracker import LiveBytes
+    from edge_runtime.spec import AdapterSpec, MethodSpec
 
     loaded = load_model("tiny-llama")
     module = prepare_model(loaded)
@@ -148,10 +151,10 @@ def test_a_batched_forward_grad_step_allocates_what_the_estimate_says():
     batch = objective.encode(examples)
     with LiveBytes() as tracked:
         build_method("forward-grad", EstimatorSettings(queries=4)).step(objective, batch, 1e-6, 0)
-    est = estimate(Workload("tiny-llama", "forward-grad", batch=4, seq_len=64, perturbations_per_pass=4,
-                            nan_guard=False))
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("forward-grad"), batch=4, seq_len=64, nan_guard=False)
+    est = estimate(replace(work, perturbations_per_pass=4))
     predicted = est.total - est.weights - est.adapters - est.runtime
-    one = estimate(Workload("tiny-llama", "forward-grad", batch=4, seq_len=64, nan_guard=False))
+    one = estimate(work)
     # Real CPU kernels materialise some all-zero tangents that stay symbolic on meta (see test_memory).
     assert predicted <= tracked.peak <= 1.3 * predicted
     assert est.tangents == 4 * one.tangents and est.activations > one.activations

@@ -15,6 +15,7 @@ from edge_runtime.errors import UserError
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.memory.model import Workload, meta_model
 from edge_runtime.models import architecture_config
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 
 BATCH, SEQ = 4, 32
 TOKENS = BATCH * SEQ
@@ -22,7 +23,7 @@ TOKENS = BATCH * SEQ
 
 def _layer_matmul_params(model: str) -> int:
     """Weights of the transformer layers' linear maps, LoRA's A and B included (2-D, inside a layer)."""
-    net = meta_model(Workload(model))
+    net = meta_model(Workload(AdapterSpec(model)))
     return sum(p.numel() for name, p in net.named_parameters()
                if p.dim() == 2 and (".layers." in name or ".layer." in name))
 
@@ -39,7 +40,8 @@ def test_forward_flops_match_a_hand_count_on_tiny_llama():
     head = 2 * config.vocab_size * config.hidden_size * BATCH
     hand = 2 * _layer_matmul_params("tiny-llama") * TOKENS + _attention_flops("tiny-llama") + head
     # Tolerance 1%: the counter sees only matmuls, as this count does, so they should agree exactly.
-    assert pass_flops(Workload("tiny-llama", batch=BATCH, seq_len=SEQ), "forward") == pytest.approx(hand, rel=0.01)
+    work = Workload(AdapterSpec("tiny-llama"), batch=BATCH, seq_len=SEQ)
+    assert pass_flops(work, "forward") == pytest.approx(hand, rel=0.01)
 
 
 def test_forward_flops_match_a_hand_count_on_tiny_bert():
@@ -48,24 +50,27 @@ def test_forward_flops_match_a_hand_count_on_tiny_bert():
     # Pooler (h x h) and classifier (h x 2) act on the [CLS] position of each example only.
     head = 2 * (h * h + h * 2) * BATCH
     hand = 2 * _layer_matmul_params("tiny-bert") * TOKENS + _attention_flops("tiny-bert") + head
-    assert pass_flops(Workload("tiny-bert", batch=BATCH, seq_len=SEQ), "forward") == pytest.approx(hand, rel=0.01)
+    work = Workload(AdapterSpec("tiny-bert"), batch=BATCH, seq_len=SEQ)
+    assert pass_flops(work, "forward") == pytest.approx(hand, rel=0.01)
 
 
 def test_flops_grow_linearly_with_the_batch():
-    one, two = (pass_flops(Workload("tiny-llama", batch=b, seq_len=SEQ), "forward") for b in (BATCH, 2 * BATCH))
+    one, two = (pass_flops(Workload(AdapterSpec("tiny-llama"), batch=b, seq_len=SEQ), "forward")
+                for b in (BATCH, 2 * BATCH))
     assert two == 2 * one
 
 
 def test_step_flops_follow_each_method_kind():
-    def work(method):
-        return Workload("tiny-llama", method=method, batch=BATCH, seq_len=SEQ)
+    def work(method, queries=1):
+        return Workload(AdapterSpec("tiny-llama"), MethodSpec(method, EstimatorSettings(queries=queries)), batch=BATCH,
+                        seq_len=SEQ)
 
     forward = pass_flops(work("zo-sgd"), "forward")
     jvp = pass_flops(work("forward-grad"), "jvp")
     backward = pass_flops(work("fo-sgd"), "backward")
-    assert step_cost(work("zo-sgd"), queries=3).flops == 6 * forward  # 2q forward passes
+    assert step_cost(work("zo-sgd", queries=3)).flops == 6 * forward  # 2q forward passes
     assert step_cost(work("zo-sgd-cons")).flops == 5 * forward  # 2q + 3 candidates
-    assert step_cost(work("forward-grad"), queries=2).flops == 2 * jvp  # q jvp passes
+    assert step_cost(work("forward-grad", queries=2)).flops == 2 * jvp  # q jvp passes
     assert step_cost(work("fo-adam")).flops == backward  # one forward + backward
     # Measured, not assumed: a jvp runs each matmul's primal and tangent products (and the frozen
     # operand's zero tangent), a LoRA backward only the input gradients of the frozen layers.
@@ -74,9 +79,10 @@ def test_step_flops_follow_each_method_kind():
 
 
 def test_weight_bytes_follow_the_base_precision():
-    fp32, int8 = (weight_bytes(Workload("tiny-llama", precision=p)) for p in ("fp32", "int8"))
+    fp32, int8 = (weight_bytes(Workload(AdapterSpec("tiny-llama", precision=p))) for p in ("fp32", "int8"))
     assert 0.25 * fp32 < int8 < 0.5 * fp32  # int8 tables plus fp32 scales, adapters, norms and embeddings
-    cost = step_cost(Workload("tiny-llama", method="zo-sgd", precision="int8", batch=BATCH, seq_len=SEQ))
+    cost = step_cost(Workload(AdapterSpec("tiny-llama", precision="int8"), MethodSpec("zo-sgd"), batch=BATCH,
+                              seq_len=SEQ))
     assert cost.bytes_read == 2 * int8 and cost.passes == 2
 
 
@@ -87,7 +93,7 @@ def _profiles():
 
 def test_a_slower_device_takes_proportionally_longer():
     pixel, agx = _profiles()
-    flops = step_cost(Workload("tiny-llama", method="zo-sgd", batch=BATCH, seq_len=SEQ)).flops
+    flops = step_cost(Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=BATCH, seq_len=SEQ)).flops
     ratio = step_seconds(pixel, flops, "fp32") / step_seconds(agx, flops, "fp32")
     assert ratio == pytest.approx(agx.throughput["fp32"] / pixel.throughput["fp32"])
     half_speed = dataclasses.replace(pixel, throughput={k: v / 2 for k, v in pixel.throughput.items()})
@@ -162,10 +168,11 @@ def test_dropouts_happen_at_the_profiles_rate():
 
 
 def test_batched_perturbed_copies_read_the_weights_once_per_pass_at_the_same_flops():
-    work = Workload("tiny-llama", method="zo-sgd", batch=BATCH, seq_len=SEQ)
-    sequential = step_cost(work, queries=4)
-    batched = step_cost(dataclasses.replace(work, perturbations_per_pass=8), queries=4)
-    halves = step_cost(dataclasses.replace(work, perturbations_per_pass=3), queries=4)
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd", EstimatorSettings(queries=4)), batch=BATCH,
+                    seq_len=SEQ)
+    sequential = step_cost(work)
+    batched = step_cost(dataclasses.replace(work, perturbations_per_pass=8))
+    halves = step_cost(dataclasses.replace(work, perturbations_per_pass=3))
     assert batched.flops == sequential.flops and batched.passes == sequential.passes == 8
     assert sequential.bytes_read == 8 * weight_bytes(work) and batched.bytes_read == weight_bytes(work)
     assert halves.bytes_read == 3 * weight_bytes(work)  # 3 + 3 + 2 copies
@@ -173,5 +180,5 @@ def test_batched_perturbed_copies_read_the_weights_once_per_pass_at_the_same_flo
     pixel, _ = _profiles()
     one = dataclasses.replace(work, batch=1, seq_len=32)
     slow, fast = (step_seconds(pixel, c.flops, "fp32", c.bytes_read) for c in
-                  (step_cost(one, queries=4), step_cost(dataclasses.replace(one, perturbations_per_pass=8), queries=4)))
+                  (step_cost(one), step_cost(dataclasses.replace(one, perturbations_per_pass=8))))
     assert fast < slow

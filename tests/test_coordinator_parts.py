@@ -1,5 +1,7 @@
 """The coordinator's parts one at a time: planners, merging, validation, replay, wire format, recovery."""
 
+from dataclasses import fields
+
 import numpy as np
 import pytest
 
@@ -10,12 +12,14 @@ from coordinator.replay import replay_update
 from coordinator.slices import Slice, slice_tensors
 from coordinator.state_store import DamagedCheckpoint, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
-from edge_runtime.estimation import blocks_of
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_message, adapter_of, method_message, method_of
 from edge_runtime.protocol.tensors import BadTensors, from_chunks, to_chunks
+from edge_runtime.seeded.blocks import blocks_of
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.tasks import load_split
-from tests.federation import LAPTOP
+from tests.federation import LAPTOP, wire_task
 
 SLICES = [Slice(f"layer{i}.q", (f"layer{i}.q.lora_A.default.weight", f"layer{i}.q.lora_B.default.weight"), 1000)
           for i in range(6)]
@@ -75,8 +79,7 @@ def test_a_device_whose_cap_is_too_small_gets_a_smaller_share_or_nothing():
 
 
 def test_capacity_from_a_real_profile_and_the_memory_model():
-    shape = RoundShape("tiny-llama", "forward-grad", "fp32", batch=8, seq_len=64, queries=1, local_steps=20,
-                       deadline_s=60)
+    shape = _forward_grad_shape()
     roomy = device_capacity(LAPTOP, shape)
     assert roomy.usable and roomy.steps == 20
     tight = device_capacity(replace_cap(LAPTOP, 10**6), shape)
@@ -86,23 +89,27 @@ def test_capacity_from_a_real_profile_and_the_memory_model():
 
 
 def test_a_device_is_planned_only_for_methods_its_backend_trains_with():
-    from edge_runtime.estimation import ONNX_RUNTIME_METHODS
     from edge_runtime.ort.methods import METHODS
+    from edge_runtime.spec import ONNX_RUNTIME_METHODS
 
     assert tuple(METHODS) == ONNX_RUNTIME_METHODS  # the planner's list is the backend's
     onnx_only = pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]})
-    shape = RoundShape("tiny-llama", "forward-grad", "fp32", batch=8, seq_len=64, queries=1, local_steps=20,
-                       deadline_s=60)
+    shape = _forward_grad_shape()
     refused = device_capacity(onnx_only, shape)
     assert not refused.usable and "trains with zo-sgd" in refused.reason and "not forward-grad" in refused.reason
     assert device_capacity(onnx_only, replace_method(shape, "zo-sgd")).usable
     assert device_capacity(pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["torch"]}), shape).usable
 
 
+def _forward_grad_shape():
+    return RoundShape(AdapterSpec("tiny-llama", max_length=64), MethodSpec("forward-grad"), batch_size=8,
+                      local_steps=20, deadline_s=60)
+
+
 def replace_method(shape, method):
     from dataclasses import replace
 
-    return replace(shape, method=method)
+    return replace(shape, method=MethodSpec(method))
 
 
 def replace_cap(profile, cap):
@@ -134,8 +141,8 @@ def test_fedadam_follows_reddi_et_al():
 
 
 def _task(**overrides):
-    base = dict(task_id="0:d", round=0, tensors=["a"], steps=10, batch_size=4, queries=2, upload="dense")
-    return pb.Task(**{**base, **overrides})
+    return wire_task(AdapterSpec("tiny-bert"), MethodSpec("zo-sgd", EstimatorSettings(queries=2)), task_id="0:d",
+                     round=0, tensors=["a"], steps=10, batch_size=4, **overrides)
 
 
 @pytest.mark.parametrize("header, reason", [
@@ -173,29 +180,43 @@ def test_seed_uploads_must_have_one_finite_bounded_scalar_per_step_and_query():
 
 @pytest.mark.parametrize("method", ["zo-sgd", "forward-grad", "zo-sgd-block"])
 def test_replaying_seeds_and_scalars_rebuilds_the_devices_own_update(method):
-    model = TorchModel(ModelSpec("tiny-llama", "sst2", max_length=32))
+    model = TorchModel(AdapterSpec("tiny-llama", "sst2", max_length=32))
     everything = list(model.params)
     names = everything[:2] + everything[-2:]  # tensors of two layers: block-wise ZO perturbs one per query
     assert len(blocks_of(names, "layer")) == 2
-    task = pb.Task(tensors=names, method=method, steps=6, batch_size=4, lr=1e-2, mu=1e-2, queries=2, seed=1234)
+    task = wire_task(model.spec, MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)), tensors=names, steps=6,
+                     batch_size=4, lr=1e-2, seed=1234)
     result = model.train(task, load_split("sst2", "train")[:16])
     assert result.steps == 6 and len(result.scalars) == 12
     rebuilt = replay_update({n: tuple(model.params[n].shape) for n in names}, result.scalars, seed=task.seed,
-                            queries=task.queries, lr=task.lr, method=method)
+                            lr=task.lr, method=method_of(task))
     for name in names:
         np.testing.assert_allclose(rebuilt[name], result.deltas[name], rtol=1e-4, atol=1e-7)
         assert np.abs(result.deltas[name]).max() > 0
 
 
 def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
-    model = TorchModel(ModelSpec("tiny-bert", "sst2", max_length=32))
+    model = TorchModel(AdapterSpec("tiny-bert", "sst2", max_length=32))
     before = model.state()
     names = list(model.params)[:2]
-    result = model.train(pb.Task(tensors=names, method="forward-grad", steps=3, batch_size=4, lr=1e-2, queries=1,
-                                 seed=1), load_split("sst2", "train")[:8])
+    result = model.train(wire_task(model.spec, MethodSpec("forward-grad"), tensors=names, steps=3, batch_size=4,
+                                   lr=1e-2, seed=1), load_split("sst2", "train")[:8])
     assert set(result.deltas) == set(names)
     for name, value in model.state().items():
         np.testing.assert_array_equal(value, before[name])
+
+
+def test_what_trains_crosses_the_wire_field_for_field():
+    # Every value differs from its default, so a field the conversion dropped would show.
+    adapter = AdapterSpec("tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 64, 3, "{premise}?", ("yes", "no"))
+    method = MethodSpec("zo-sgd-block", EstimatorSettings(0.5, 3, 2.0, 0.5, 0.8, 0.9, 1e-6, "inplace", "tensor", 0.5,
+                                                          "random"))
+    sent = pb.Task(adapter=adapter_message(adapter), method=method_message(method))
+    task = pb.Task.FromString(sent.SerializeToString())
+    assert adapter_of(task) == adapter and method_of(task) == method
+    assert set(pb.AdapterSpec.DESCRIPTOR.fields_by_name) == {f.name for f in fields(AdapterSpec)}
+    assert set(pb.MethodSpec.DESCRIPTOR.fields_by_name) == {"name"} | {f.name for f in fields(EstimatorSettings)}
+    assert method_of(pb.Task(method=method_message(MethodSpec()))).settings.grad_clip is None
 
 
 def test_tensor_chunks_round_trip_and_refuse_lies():

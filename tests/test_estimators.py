@@ -7,8 +7,8 @@ import torch
 
 from edge_runtime.estimators import EstimatorSettings, NonFiniteLoss, build_method
 from edge_runtime.estimators.base import DenseEstimate, SeedScalarEstimate
-from edge_runtime.estimators.directions import direction
 from edge_runtime.estimators.forward_grad import ForwardGrad
+from edge_runtime.estimators.perturbation import direction
 from edge_runtime.estimators.update_rules import Adam, Momentum
 from edge_runtime.estimators.zo import TwoPointZO
 

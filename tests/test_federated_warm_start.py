@@ -95,7 +95,7 @@ def test_a_causal_lm_federation_is_calibrated_by_its_devices_mean_scores(tmp_pat
     assert len(offsets) == 2 and sum(offsets) == pytest.approx(0.0, abs=1e-6) and offsets[0] != 0
     later = pb.Task.FromString(next(iter(federation.keeper.ledger.assignments(1).values()))[0])
     assert list(later.score_offsets) == pytest.approx(offsets)
-    assert later.prompt == "default"
+    assert later.adapter.prompt == "default"
 
 
 def test_a_zero_shot_head_needs_no_statistics_round(tmp_path):

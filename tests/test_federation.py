@@ -1,17 +1,22 @@
 """Federated training in one process (the in-process transport drives the real service):
 learning, seed-and-scalar uploads, refusals, and recovery from a lost coordinator."""
 
+from dataclasses import replace
+
 import grpc
 import numpy as np
 import pytest
 
+from coordinator.replay import replay_update
 from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.client import CallRejected
 from edge_runtime.fleet.emulator import seeded_identities
 from edge_runtime.local.work import update_header
 from edge_runtime.protocol import PROTOCOL_KEY, PROTOCOL_VERSION, CallFailed, pb
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.protocol.specs import method_of
+from edge_runtime.seeded.draws import FINGERPRINT
+from edge_runtime.spec import EstimatorSettings, MethodSpec
 from tests.federation import LAPTOP, Federation, small_config
 
 
@@ -45,6 +50,29 @@ def _submit_for(federation, agent):
     task = agent.client.get_task().task
     backend = agent._prepare(task)
     return task, backend.train(task, agent.data.examples(task))
+
+
+def test_the_coordinator_replays_a_seeds_upload_into_the_devices_own_update_with_the_tasks_settings(tmp_path):
+    """The device builds its method from its task's MethodSpec and the coordinator replays the seeds
+    with the same spec: with a non-default mu, queries and block grouping, the merged state moves by
+    exactly the device's own update."""
+    settings = EstimatorSettings(mu=5e-3, queries=3, zo_blocks="tensor")
+    federation = Federation(small_config(tmp_path, planner="zo-seed", method="zo-sgd-block", rounds=1, local_steps=4,
+                                         batch_size=4, estimator=settings), devices=1)
+    agent = federation.agents[0]
+    federation.keeper.tick()
+    start = {name: value.copy() for name, value in federation.keeper.params.items()}
+    task, result = _submit_for(federation, agent)
+    assert method_of(task) == MethodSpec("zo-sgd-block", settings) and task.upload == pb.Task.SEEDS
+    assert agent.client.submit(update_header(task, result), {}).accepted
+    assert federation.keeper.version == 1  # the round merged its one update
+    for name, delta in result.deltas.items():
+        np.testing.assert_allclose(federation.keeper.params[name] - start[name], delta, rtol=1e-4, atol=1e-7)
+    # Replayed with the default grouping, the same seeds and scalars give another update.
+    by_layer = MethodSpec("zo-sgd-block", replace(settings, zo_blocks="layer"))
+    shapes = {name: delta.shape for name, delta in result.deltas.items()}
+    other = replay_update(shapes, result.scalars, seed=task.seed, lr=task.lr, method=by_layer)
+    assert not all(np.allclose(other[name], delta, rtol=1e-4, atol=1e-7) for name, delta in result.deltas.items())
 
 
 def test_late_replayed_and_foreign_updates_are_rejected_and_logged(tmp_path):

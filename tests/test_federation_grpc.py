@@ -88,7 +88,7 @@ def test_with_a_certificate_the_coordinator_speaks_tls_only(tmp_path):
     from coordinator.server import CoordinatorServer
     from edge_runtime.agent.client import GrpcClient
     from edge_runtime.protocol import PROTOCOL_VERSION, pb, rpc
-    from edge_runtime.random_directions import FINGERPRINT
+    from edge_runtime.seeded.draws import FINGERPRINT
     from tests.federation import LAPTOP, Federation, small_config
 
     key, cert = _self_signed(tmp_path)

@@ -86,9 +86,10 @@ def test_a_device_too_small_for_the_model_sits_out_and_one_just_big_enough_gets_
 
 def _round_shape(config):
     from coordinator.capacity import RoundShape
+    from edge_runtime.spec import MethodSpec
 
-    return RoundShape(config.model, "forward-grad", config.precision, config.batch_size, config.max_length,
-                      config.queries, config.local_steps, config.round_deadline_s, config.lora_r, config.lora_alpha)
+    return RoundShape(config.adapter_spec(), MethodSpec("forward-grad", config.estimator), config.batch_size,
+                      config.local_steps, config.round_deadline_s)
 
 
 def _ledger_plans(tmp_path):

@@ -21,6 +21,7 @@ from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
+from edge_runtime.spec import AdapterSpec, MethodSpec
 from edge_runtime.training.trainer import LastGood
 
 SEQ, BATCH = 64, 4
@@ -57,7 +58,8 @@ def test_estimate_matches_the_tensors_a_real_training_step_allocates(method, pre
     batch = objective.encode(examples)
     assert batch.inputs["input_ids"].shape == (BATCH, SEQ)
     peak = _tracked_steps(build_method(method, EstimatorSettings()), objective, batch)
-    est = estimate(Workload("tiny-llama", method, precision, batch=BATCH, seq_len=SEQ))
+    est = estimate(Workload(AdapterSpec("tiny-llama", precision=precision), MethodSpec(method), batch=BATCH,
+                            seq_len=SEQ))
     predicted = est.total - est.weights - est.adapters - est.runtime
     tolerance = 0.25 if get_method(method).pass_kind == "jvp" else 0.15  # see the jvp case above
     assert peak == pytest.approx(predicted, rel=tolerance), est
@@ -75,21 +77,21 @@ def _tracked_steps(method, objective, batch, steps: int = 2) -> int:
 
 
 def test_estimate_components_follow_the_methods_state():
-    work = Workload("smollm2-135m", batch=8, seq_len=128)
-    zo, adam, fg, fo = (estimate(replace(work, method=m)) for m in ("zo-sgd", "zo-adam", "forward-grad", "fo-adam"))
+    work = Workload(AdapterSpec("smollm2-135m"), batch=8, seq_len=128)
+    zo, adam, fg, fo = (estimate(work.with_method(m)) for m in ("zo-sgd", "zo-adam", "forward-grad", "fo-adam"))
     assert adam.optimizer_state - zo.optimizer_state == 2 * zo.adapters
     assert fg.tangents == zo.adapters and fo.gradients == zo.adapters
     assert zo.activations < fg.activations < fo.activations
-    int8 = estimate(replace(work, precision="int8"))
+    int8, fp16 = (estimate(replace(work, adapter=replace(work.adapter, precision=p))) for p in ("int8", "fp16"))
     assert int8.weights < 0.27 * zo.weights
-    assert estimate(replace(work, precision="fp16")).weights == pytest.approx(zo.weights / 2, rel=0.01)
+    assert fp16.weights == pytest.approx(zo.weights / 2, rel=0.01)
 
 
 def test_projection_to_the_papers_scales_keeps_their_ordering():
     """Spry reports backprop 33.9 GB vs 6.2 GB for Llama-2-7B LoRA; our model must at least agree
     that ZO stays near inference while backprop adds activations of the same order as the weights."""
-    zo = estimate(Workload("llama-2-7b", "zo-sgd", "fp16", batch=8, seq_len=128))
-    fo = estimate(Workload("llama-2-7b", "fo-adam", "fp16", batch=8, seq_len=128))
+    zo = estimate(Workload(AdapterSpec("llama-2-7b", precision="fp16"), MethodSpec("zo-sgd"), batch=8, seq_len=128))
+    fo = estimate(Workload(AdapterSpec("llama-2-7b", precision="fp16"), MethodSpec("fo-adam"), batch=8, seq_len=128))
     assert 13e9 < zo.total < 14.5e9
     assert fo.total > zo.total + 2e9
 
@@ -100,7 +102,7 @@ def _baseline() -> int:
 
 
 def test_planner_keeps_the_batch_when_it_fits_and_accumulates_when_it_does_not():
-    work = Workload("tiny-llama", "zo-sgd", batch=32, seq_len=512)
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=32, seq_len=512)
     full = required_bytes(estimate(work))
     plan = plan_under_cap(10**9 + full, 10**9, work, eval_batch=32)
     assert (plan.micro_batch, plan.accumulation) == (32, 1)
@@ -111,8 +113,8 @@ def test_planner_keeps_the_batch_when_it_fits_and_accumulates_when_it_does_not()
 
 
 def test_planner_switches_method_or_shortens_sequences_only_when_allowed():
-    work = Workload("tiny-llama", "fo-adam", batch=16, seq_len=512)
-    zo_one = required_bytes(estimate(replace(work, method="zo-sgd", batch=1)))
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("fo-adam"), batch=16, seq_len=512)
+    zo_one = required_bytes(estimate(replace(work.with_method("zo-sgd"), batch=1)))
     assert zo_one < required_bytes(estimate(replace(work, batch=1)))
     with pytest.raises(UserError, match="smallest cap that works"):
         plan_under_cap(10**9 + zo_one, 10**9, work, eval_batch=16)
@@ -175,8 +177,8 @@ def test_the_memory_model_simulates_recomputed_blocks_as_a_real_pass_allocates()
 def test_planner_tries_checkpointed_backprop_before_a_forward_only_method():
     """Where backprop does not fit even at micro-batch 1, its checkpointed twin (the same gradient)
     comes before Forward-Grad and ZO."""
-    work = Workload("smollm2-135m", "fo-adam", batch=16, seq_len=512)
-    cap = 10**9 + required_bytes(estimate(replace(work, method="fo-adam-ckpt", batch=4)))
+    work = Workload(AdapterSpec("smollm2-135m"), MethodSpec("fo-adam"), batch=16, seq_len=512)
+    cap = 10**9 + required_bytes(estimate(replace(work.with_method("fo-adam-ckpt"), batch=4)))
     assert required_bytes(estimate(replace(work, batch=1))) > cap - 10**9
     plan = plan_under_cap(cap, 10**9, work, eval_batch=16, allow_method_change=True)
     assert (plan.method, plan.micro_batch, plan.accumulation) == ("fo-adam-ckpt", 4, 4)
@@ -192,8 +194,8 @@ def _train_capped(tmp_path, cap: int) -> subprocess.CompletedProcess:
 
 
 def test_a_cap_just_above_the_estimate_trains_and_one_below_is_refused_with_the_smallest_cap(tmp_path):
-    need = required_bytes(estimate(Workload("tiny-llama", "zo-sgd", batch=8, seq_len=128)))
-    need_one = required_bytes(estimate(Workload("tiny-llama", "zo-sgd", batch=1, seq_len=128)))
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=8, seq_len=128)
+    need, need_one = (required_bytes(estimate(replace(work, batch=b))) for b in (8, 1))
     refused = _train_capped(tmp_path, need_one)  # not even the runtime fits
     assert refused.returncode == 2, refused.stderr
     error = refused.stderr.strip().splitlines()[-1]
@@ -215,13 +217,14 @@ import json, sys, torch
 from dataclasses import replace
 from edge_runtime.memory import Workload, estimate, measure
 from edge_runtime.memory.planner import required_bytes
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.training.trainer import build_run, fit
 from tests.test_training import tiny_config
 from pathlib import Path
 
 config = tiny_config(Path(sys.argv[1]), model="tiny-llama", steps=40, method="zo-sgd", lr=1e-2)
 measure.release_freed_memory()
-need = required_bytes(estimate(Workload("tiny-llama", "zo-sgd", batch=8, seq_len=config.max_length)))
+need = required_bytes(estimate(Workload(AdapterSpec("tiny-llama"), batch=8, seq_len=config.max_length)))
 cap = measure.rss_bytes() + need + 150 * 2**20
 run = build_run(replace(config, memory_cap=str(cap)))
 leaked, step = [], run.method.step
@@ -267,7 +270,8 @@ def test_mezo_full_fine_tuning_stays_near_inference_in_the_estimate_and_in_a_rea
             guard.before()
             step.step(objective, batch, 1e-6, i)
             guard.passed(i)
-    est = estimate(Workload("tiny-llama", "zo-sgd", batch=BATCH, seq_len=SEQ, adapter="full", zo_restore="inplace",
+    inplace = MethodSpec("zo-sgd", EstimatorSettings(zo_restore="inplace"))
+    est = estimate(Workload(AdapterSpec("tiny-llama", kind="full"), inplace, batch=BATCH, seq_len=SEQ,
                             nan_guard=False))
     assert est.optimizer_state == 0 and est.weights < 1000  # only buffers (rotary frequencies) are frozen
     assert tracked.peak == pytest.approx(est.activations, rel=0.15)
@@ -276,7 +280,7 @@ def test_mezo_full_fine_tuning_stays_near_inference_in_the_estimate_and_in_a_rea
 def test_after_loading_the_plan_shrinks_its_micro_batch_to_what_the_process_really_holds():
     from edge_runtime.memory.planner import refit_after_loading, step_bytes
 
-    work = Workload("tiny-llama", "zo-sgd", batch=32, seq_len=512)
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=32, seq_len=512)
     plan = plan_under_cap(10**9 + required_bytes(estimate(work)), 10**9, work, eval_batch=32)
     assert plan.micro_batch == 32
     as_estimated = 10**9 + plan.estimate.weights + plan.estimate.adapters + plan.estimate.runtime
@@ -315,8 +319,7 @@ def test_the_trainer_runs_the_planned_micro_batches(tmp_path):
 
 def test_a_pass_the_model_cannot_simulate_is_a_one_line_error_not_a_traceback():
     # transformers' prefix cache calls an in-place detach_ inside jvp on meta tensors.
-    work = Workload(model="tiny-llama", method="forward-grad", precision="fp32", batch=2, seq_len=16,
-                    adapter="prefix")
+    work = Workload(AdapterSpec("tiny-llama", kind="prefix"), MethodSpec("forward-grad"), batch=2, seq_len=16)
     with pytest.raises(PassNotSimulated, match="cannot simulate a jvp pass of forward-grad on tiny-llama"):
         estimate(work)
 
@@ -333,15 +336,15 @@ def test_a_batched_zo_step_allocates_what_the_estimate_says(precision):
     for points in (1, 4):
         objective.perturbations_per_pass = points
         peak = _tracked_steps(build_method("zo-sgd", EstimatorSettings(queries=2)), objective, batch)
-        est = estimate(Workload("tiny-llama", "zo-sgd", precision, batch=BATCH, seq_len=SEQ,
-                                perturbations_per_pass=points))
+        est = estimate(Workload(AdapterSpec("tiny-llama", precision=precision), MethodSpec("zo-sgd"), batch=BATCH,
+                                seq_len=SEQ, perturbations_per_pass=points))
         predicted[points] = est.total - est.weights - est.adapters - est.runtime
         assert peak == pytest.approx(predicted[points], rel=0.15), (points, est)
     assert predicted[4] > predicted[1]
 
 
 def test_planner_fills_what_the_micro_batch_leaves_with_perturbed_copies():
-    work = Workload("tiny-llama", "zo-sgd", batch=8, seq_len=256, perturbations_per_pass=4)
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=8, seq_len=256, perturbations_per_pass=4)
     two = required_bytes(estimate(replace(work, perturbations_per_pass=2)))
     assert two < required_bytes(estimate(work))
     plan = plan_under_cap(10**9 + two, 10**9, work, eval_batch=8)
@@ -352,5 +355,5 @@ def test_planner_fills_what_the_micro_batch_leaves_with_perturbed_copies():
     plan = plan_under_cap(10**9 + tight, 10**9, work, eval_batch=8)
     assert (plan.micro_batch, plan.perturbations_per_pass) == (4, 1)
     # Backprop has no perturbed copies to batch.
-    backprop = plan_under_cap(10**12, 10**9, replace(work, method="fo-sgd"), eval_batch=8)
+    backprop = plan_under_cap(10**12, 10**9, work.with_method("fo-sgd"), eval_batch=8)
     assert backprop.perturbations_per_pass == 1 and not any("perturbations" in c for c in backprop.changes)

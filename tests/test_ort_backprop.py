@@ -5,17 +5,18 @@ import pytest
 import torch
 
 from edge_runtime.errors import UserError
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.objective import Objective
 from edge_runtime.ort.backprop import OrtBackprop
 from edge_runtime.ort.encoding import GraphEncoding
 from edge_runtime.ort.manifest import Manifest
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.tasks import load_split
 
 
 def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path, exported_graph):
     graph = exported_graph("tiny-bert")
-    torch_model = TorchModel(ModelSpec("tiny-bert", "sst2", max_length=32))
+    torch_model = TorchModel(AdapterSpec("tiny-bert", "sst2", max_length=32))
     generator = np.random.default_rng(0)
     state = {n: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
              for n, v in torch_model.state().items()}

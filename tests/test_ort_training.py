@@ -13,17 +13,19 @@ from edge_runtime.estimators.base import SeedScalarEstimate
 from edge_runtime.estimators.update_rules import SGD as TorchSGD
 from edge_runtime.estimators.update_rules import Adam as TorchAdam
 from edge_runtime.estimators.update_rules import Momentum as TorchMomentum
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.ort import methods as ort_methods
 from edge_runtime.ort.update_rules import SGD, Adam, Momentum
 from edge_runtime.protocol import pb
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.tasks import load_split
+from tests.federation import wire_task
 
 
 @pytest.fixture(scope="module", params=["tiny-llama", "tiny-bert"])
 def graph_and_model(request, exported_graph):
     folder = exported_graph(request.param)
-    torch_model = TorchModel(ModelSpec(request.param, "sst2", max_length=32))
+    torch_model = TorchModel(AdapterSpec(request.param, "sst2", max_length=32))
     # Non-zero B matrices: every direction then moves the loss (B = 0 makes A's gradient zero).
     generator = np.random.default_rng(0)
     state = {name: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
@@ -31,13 +33,10 @@ def graph_and_model(request, exported_graph):
     return folder, torch_model, state
 
 
-def _fields(model: str, tensors) -> dict:
-    return dict(model=model, task="sst2", method="zo-sgd", steps=3, batch_size=4, lr=1e-2, mu=1e-2, queries=2,
-                seed=7, tensors=list(tensors), max_length=32, lora_r=8, lora_alpha=16)
-
-
-def _task(model: str, method: str, tensors) -> pb.Task:
-    return pb.Task(**{**_fields(model, tensors), "method": method})
+def _task(model: str, method: str, tensors, **adapter) -> pb.Task:
+    spec = AdapterSpec(**{"model": model, "dataset": "sst2", "max_length": 32, **adapter})
+    return wire_task(spec, MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)), steps=3, batch_size=4, lr=1e-2,
+                     seed=7, tensors=list(tensors))
 
 
 @pytest.mark.parametrize("method", list(ort_methods.METHODS))
@@ -51,7 +50,7 @@ def test_ort_steps_match_torch_steps(graph_and_model, method):
     if method == "zo-adam":
         # Adam's first step is lr * sign(g) per entry: with two queries an entry of g can cancel to
         # near zero, where the runtimes' last-bit differences flip its sign. One query cannot cancel.
-        task.queries = 1
+        task.method.queries = 1
     torch_model.load_state(state)
     ort_model.load_state(state)
     want = torch_model.train(task, examples)
@@ -73,11 +72,13 @@ def test_ort_steps_match_torch_steps(graph_and_model, method):
 def test_ort_device_refuses_tasks_its_graph_cannot_train(graph_and_model):
     folder, torch_model, state = graph_and_model
     ort_model = OrtModel(folder)
-    for wrong in ({"method": "forward-grad"}, {"method": "fo-adam"}, {"lora_r": 4}, {"task": "rte"},
-                  {"model": "other"}):
+    model = torch_model.spec.model
+    for wrong in (_task(model, "forward-grad", state), _task(model, "fo-adam", state),
+                  _task(model, "zo-sgd", state, lora_r=4), _task(model, "zo-sgd", state, dataset="rte"),
+                  _task("other", "zo-sgd", state)):
         with pytest.raises(TaskRefused):
-            ort_model.check(pb.Task(**{**_fields(torch_model.spec.model, state), **wrong}))
-    ort_model.check(_task(torch_model.spec.model, "zo-adam", state))
+            ort_model.check(wrong)
+    ort_model.check(_task(model, "zo-adam", state))
 
 
 @pytest.mark.parametrize("rules", [(SGD(), TorchSGD()), (Momentum(0.9), TorchMomentum(0.9)),
@@ -117,8 +118,6 @@ def test_batched_ort_steps_match_one_copy_at_a_time(graph_and_model, queries):
     scalars and the same update as one copy per call."""
     folder, torch_model, state = graph_and_model
     examples = load_split("sst2", "train")[:40]
-    task = _task(torch_model.spec.model, "zo-sgd", list(state))
-    task.queries = queries
     results = {}
     for per_pass in (1, 2 * queries):
         model = OrtModel(folder)
@@ -162,7 +161,7 @@ def test_an_int8_device_scores_its_copies_one_per_call(exported_graph):
     assert model.objective.perturbations_per_pass == 1
     fp32 = OrtModel(exported_graph("tiny-bert"))
     fp32.train(task, load_split("sst2", "train")[:12])
-    assert fp32.objective.perturbations_per_pass == 2 * task.queries  # 4 x 32 tokens: batching pays
+    assert fp32.objective.perturbations_per_pass == 2 * task.method.queries  # 4 x 32 tokens: batching pays
 
 
 def test_a_graph_without_a_perturbation_axis_is_scored_one_copy_per_call(exported_graph, tmp_path):

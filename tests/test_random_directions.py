@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import torch
 
-from edge_runtime.estimators.directions import direction
-from edge_runtime.random_directions import FINGERPRINT, normal, query_seeds
+from edge_runtime.estimators.perturbation import direction
+from edge_runtime.seeded.draws import FINGERPRINT, normal, query_seeds
 
 
 def test_torch_and_numpy_paths_draw_identical_directions():
@@ -33,6 +33,6 @@ def test_the_generator_fingerprint_is_the_one_the_protocol_promises():
 
 
 def test_drawing_directions_imports_no_torch():
-    code = "import sys, edge_runtime.random_directions as r; r.normal(1, 'x', (3,)); print('torch' in sys.modules)"
+    code = "import sys, edge_runtime.seeded.draws as r; r.normal(1, 'x', (3,)); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

@@ -211,13 +211,15 @@ def test_task_spec_descriptions_exist_for_the_zero_shot_head():
 @pytest.mark.parametrize("model_name", ["tiny-bert", "tiny-llama"])
 def test_an_onnx_runtime_device_sends_the_statistics_a_torch_device_sends(exported_graph, model_name):
     from edge_runtime.agent.ort_backend import OrtModel
-    from edge_runtime.local.torch_model import ModelSpec, TorchModel
+    from edge_runtime.local.torch_model import TorchModel
     from edge_runtime.protocol import pb
+    from edge_runtime.spec import AdapterSpec
+    from tests.federation import wire_task
 
     ort_model = OrtModel(exported_graph(model_name))
-    torch_model = TorchModel(ModelSpec(model_name, "sst2", max_length=64))
+    torch_model = TorchModel(AdapterSpec(model_name, "sst2", max_length=64))
     ort_model.load_state(torch_model.state())
-    task = pb.Task(task="sst2", model=model_name, max_length=64, work=pb.Task.STATISTICS, statistics_examples=40)
+    task = wire_task(torch_model.spec, work=pb.Task.STATISTICS, statistics_examples=40)
     examples = load_split("sst2", "train")[:50]
     ours, theirs = ort_model.statistics(task, examples), torch_model.statistics(task, examples)
     assert ours.examples == theirs.examples == 40

@@ -4,11 +4,11 @@ each perturbs and updates exactly the coordinates it promises, and still points 
 import pytest
 import torch
 
-from edge_runtime.estimation import block_of, chosen_block
 from edge_runtime.estimators import EstimatorSettings, build_method
 from edge_runtime.estimators.hybrid import HybridZOFO, backprop_part
 from edge_runtime.estimators.subspaces import Blocks, MagnitudeSparse, RandomSparse
 from edge_runtime.estimators.zo import TwoPointZO
+from edge_runtime.seeded.blocks import block_of, chosen_block
 from tests.test_estimators import cosine, true_gradient
 
 

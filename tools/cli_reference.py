@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
-import typing
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,6 +145,8 @@ def _type_name(tp: object) -> str:
 
 
 def config_markdown() -> str:
+    from edge_runtime.config import config_fields
+
     lines = [
         "# Config keys",
         "",
@@ -166,12 +167,11 @@ def config_markdown() -> str:
         "",
     ]
     for command, cls in _config_classes():
-        hints = typing.get_type_hints(cls)
         lines += [f"## `{command}`", "", f"`{cls.__module__}.{cls.__name__}`", "",
                   "| key | type | default | meaning |", "|---|---|---|---|"]
-        for field in dataclasses.fields(cls):
+        for field, tp, _ in config_fields(cls):
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            lines.append(f"| `{field.name}` | {_cell(_type_name(hints[field.name]))} | `{_cell(repr(default))}` "
+            lines.append(f"| `{field.name}` | {_cell(_type_name(tp))} | `{_cell(repr(default))}` "
                          f"| {_cell(field.metadata.get('help', ''))} |")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"

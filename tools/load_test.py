@@ -40,7 +40,7 @@ from edge_runtime.config import add_config_arguments, config_from_args, setting
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb, rpc
 from edge_runtime.protocol.tensors import from_chunks, to_chunks
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.seeded.draws import FINGERPRINT
 
 PROFILE = pb.DeviceProfile(name="load-test", device_class="phone", memory_cap_bytes=4 * 10**9, gflops_fp32=50,
                            uplink_mbps=10, downlink_mbps=50, latency_ms=30, precisions=["fp32"])

@@ -20,8 +20,10 @@ import numpy as np
 
 from edge_runtime.agent.ort_backend import OrtModel
 from edge_runtime.bench.graphs import exported_graph, graph_bytes
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_message, method_message
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.tasks import few_shot, load_split, subsample
 
 TASK, LORA_R = "sst2", 8
@@ -49,14 +51,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = few_shot(load_split(TASK, "train"), args.k_shot, args.seed)
     evaluation = subsample(load_split(TASK, "eval"), args.eval_examples, args.seed)
-    torch_model = TorchModel(ModelSpec(args.model, TASK, max_length=args.max_length, lora_r=LORA_R,
-                                       lora_alpha=2 * LORA_R, seed=args.seed))
+    torch_model = TorchModel(AdapterSpec(args.model, TASK, max_length=args.max_length, lora_r=LORA_R,
+                                         lora_alpha=2 * LORA_R, init_seed=args.seed))
     graph = exported_graph(args.graphs, args.model, TASK, args.precision, LORA_R)
     ort_model = OrtModel(graph, threads=args.threads)
     start = torch_model.state()
-    task = pb.Task(model=args.model, task=TASK, method="zo-sgd", steps=args.steps, batch_size=args.batch_size,
-                   lr=args.lr, mu=args.mu, queries=1, seed=args.seed, tensors=list(start),
-                   max_length=args.max_length, lora_r=LORA_R, lora_alpha=2 * LORA_R)
+    task = pb.Task(adapter=adapter_message(torch_model.spec),
+                   method=method_message(MethodSpec("zo-sgd", EstimatorSettings(mu=args.mu))), steps=args.steps,
+                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, tensors=list(start))
     evaluate = {"torch": lambda: torch_model.evaluate(evaluation).accuracy,
                 "ort": lambda: ort_model.objective.evaluate(evaluation, args.max_length)[0]}
     runs = {}

@@ -32,7 +32,7 @@ class Assignment:
 class RoundPlanner(ABC):
     name: ClassVar[str]
     default_method: ClassVar[str]
-    upload: ClassVar[str] = "dense"
+    upload: ClassVar[int] = pb.Task.DENSE  # or pb.Task.SEEDS
 
     @abstractmethod
     def assign(self, round_: int, devices: Sequence[DeviceInfo], slices: Sequence[Slice],

@@ -9,6 +9,7 @@ budget cannot hold the state of every tensor sits the round out.
 from __future__ import annotations
 
 from coordinator.planners.base import Assignment, RoundPlanner, stable_order
+from edge_runtime.protocol import pb
 
 
 class FedAvgFull(RoundPlanner):
@@ -35,4 +36,4 @@ class FedAvgFull(RoundPlanner):
 class ZOSeed(FedAvgFull):
     name = "zo-seed"
     default_method = "zo-sgd"
-    upload = "seeds"
+    upload = pb.Task.SEEDS

@@ -22,7 +22,8 @@ from edge_runtime.agent.client import CallRejected, CoordinatorClient
 from edge_runtime.agent.identity import Identity, load_identity, save_identity
 from edge_runtime.local.work import LocalResult, update_header
 from edge_runtime.protocol import PROTOCOL_VERSION, pb
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.protocol.specs import adapter_of
+from edge_runtime.seeded.draws import FINGERPRINT
 from edge_runtime.tasks import Example, load_split
 from edge_runtime.tasks.partition import Partition
 
@@ -73,11 +74,11 @@ class DataSource:
     _cache: dict = field(default_factory=dict)
 
     def examples(self, task: pb.Task) -> list[Example]:
-        partition = Partition.parse(task.data) if task.data else self.partition
-        key = (task.task, partition)
+        dataset, partition = adapter_of(task).dataset, Partition.parse(task.data) if task.data else self.partition
+        key = (dataset, partition)
         if key not in self._cache:
-            self._cache[key] = (_split(task.task, self.data_dir, replace(partition, index=0))[partition.index]
-                                if partition else load_split(task.task, "train", self.data_dir))
+            self._cache[key] = (_split(dataset, self.data_dir, replace(partition, index=0))[partition.index]
+                                if partition else load_split(dataset, "train", self.data_dir))
         return self._cache[key]
 
     def count(self, task_name: str | None) -> int:
@@ -139,7 +140,7 @@ class Agent:
             return "refused"
         statistics = task.work == pb.Task.STATISTICS
         answer = self.client.submit(update_header(task, result),
-                                    result.deltas if statistics or task.upload == "dense" else {})
+                                    result.deltas if statistics or task.upload == pb.Task.DENSE else {})
         if not answer.accepted:
             self.log(f"agent: round {task.round} update rejected: {answer.reason}")
             return "rejected"

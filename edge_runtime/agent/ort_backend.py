@@ -11,11 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from edge_runtime.agent.agent import TaskRefused
-from edge_runtime.estimation import EstimatorSettings, default_perturbations_per_pass
 from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.ort.methods import METHODS, build_method
 from edge_runtime.ort.session import GraphObjective
+from edge_runtime.pass_batching import default_perturbations_per_pass
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_of, method_of
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.warm_start import FeatureStatistics, ScoreStatistics
@@ -32,14 +33,14 @@ class OrtModel:
         """Refuses a task for another model, task or LoRA shape than the graph's, or for a method that
         needs more than forward passes. The base's precision is the device's choice (its graph's):
         adapters are fp32 on every precision, so an int8 device trains a coordinator's fp32 task."""
-        if task.method not in METHODS:
-            raise TaskRefused(f"{task.method} needs PyTorch; this ONNX Runtime device trains with {', '.join(METHODS)}")
-        m = self.manifest
-        want = {"model": (task.model, m.model), "task": (task.task, m.task), "lora_r": (task.lora_r, m.lora_r),
-                "lora_alpha": (task.lora_alpha, m.lora_alpha)}
-        if m.template is not None:
-            asked = prompt_template(get_task(task.task), task.prompt or "default", tuple(task.label_words))
-            have = m.template
+        method = method_of(task).name
+        if method not in METHODS:
+            raise TaskRefused(f"{method} needs PyTorch; this ONNX Runtime device trains with {', '.join(METHODS)}")
+        spec, graph = adapter_of(task), self.manifest.adapter
+        want = {key: (getattr(spec, key), getattr(graph, key)) for key in ("model", "dataset", "lora_r", "lora_alpha")}
+        if self.manifest.template is not None:
+            asked = prompt_template(get_task(spec.dataset), spec.prompt, spec.label_words)
+            have = self.manifest.template
             want["prompt"] = ((asked.prompt, asked.candidates), (have["prompt"], tuple(have["candidates"] or ())))
         wrong = [f"{key} {asked!r} (the graph has {have!r})" for key, (asked, have) in want.items() if asked != have]
         if wrong:
@@ -56,9 +57,9 @@ class OrtModel:
         started = time.perf_counter()
         self.objective.encoding.constants = head_constants(task)
         examples = list(examples[:task.statistics_examples or len(examples)])
-        stats = None
+        max_length, stats = adapter_of(task).max_length, None
         for start in range(0, len(examples), STATISTICS_BATCH):
-            batch = self.objective.encoding.encode(examples[start:start + STATISTICS_BATCH], task.max_length)
+            batch = self.objective.encoding.encode(examples[start:start + STATISTICS_BATCH], max_length)
             if self.manifest.kind == "encoder":
                 features = self.objective.features(batch)
                 stats = stats or FeatureStatistics.empty(len(examples[0].candidates), features.shape[1])
@@ -74,9 +75,10 @@ class OrtModel:
         """Two-point ZO's perturbed copies per session call. One on a graph exported before the
         perturbation axis, and on an int8 graph, whose dynamic quantization scales each MatMul's
         input over the whole call: copies scored together would change each other's losses."""
-        if not self.manifest.perturbation_axis or self.manifest.precision == "int8":
+        if not self.manifest.perturbation_axis or self.manifest.adapter.precision == "int8":
             return 1
-        return default_perturbations_per_pass("forward", task.queries, "cpu", task.batch_size * task.max_length)
+        tokens = task.batch_size * adapter_of(task).max_length
+        return default_perturbations_per_pass("forward", method_of(task).settings.queries, "cpu", tokens)
 
     def train(self, task: pb.Task, examples: Sequence[Example]) -> LocalResult:
         """Train the task's tensors from the loaded state; the state is loaded again afterwards."""
@@ -84,10 +86,12 @@ class OrtModel:
         self.objective.encoding.constants = head_constants(task)
         params = {name: self.objective.params[name] for name in task.tensors}
         start = {name: p.copy() for name, p in params.items()}
-        method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries))
+        spec = method_of(task)
+        method = build_method(spec.name, spec.settings)
+        max_length = adapter_of(task).max_length
         self.objective.perturbations_per_pass = self.copies_per_call(task)
         result = run_local_steps(
-            task, examples, lambda ex: self.objective.encoding.encode(ex, task.max_length),
+            task, examples, lambda ex: self.objective.encoding.encode(ex, max_length),
             lambda batch, _, seed: method.step(self.objective, params, batch, task.lr, seed),
             lambda batch: batch.length)
         result.deltas = {name: p - start[name] for name, p in params.items()}

@@ -34,9 +34,11 @@ from edge_runtime.bench.configs import CommBenchConfig
 from edge_runtime.bench.results import write_results
 from edge_runtime.config import build_config
 from edge_runtime.errors import UserError
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.memory.model import Workload, meta_model
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_of
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.units import format_bytes
 
 
@@ -58,7 +60,7 @@ def run(config: CommBenchConfig) -> list[dict]:
 
 
 def adapter_shapes(model: str, lora_r: int) -> dict[str, tuple[int, ...]]:
-    net = meta_model(Workload(model=model, lora_r=lora_r, lora_alpha=2 * lora_r))
+    net = meta_model(Workload(AdapterSpec(model, lora_r=lora_r, lora_alpha=2 * lora_r)))
     return {name: tuple(p.shape) for name, p in net.named_parameters() if p.requires_grad}
 
 
@@ -102,10 +104,10 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
     service = CoordinatorService(keeper)
     laptop = pb.DeviceProfile(name="laptop", device_class="laptop", memory_cap_bytes=8 * 10**9, gflops_fp32=200,
                               uplink_mbps=20, downlink_mbps=100, latency_ms=20, precisions=["fp32"])
-    backends: dict[ModelSpec, TorchModel] = {}
+    backends: dict[AdapterSpec, TorchModel] = {}
 
     def backend_for(task: pb.Task) -> TorchModel:
-        spec = ModelSpec.of_task(task)
+        spec = adapter_of(task)
         if spec not in backends:  # one model per process, shared by the agents like the fleet's hosts
             backends[spec] = TorchModel(spec)
         return backends[spec]

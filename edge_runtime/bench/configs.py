@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_runtime.config import require_at_least_one, setting
+from edge_runtime.config import config_fields, require_at_least_one, setting
 from edge_runtime.errors import UserError
 from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 
@@ -164,11 +164,9 @@ class ConvergenceBenchConfig:
 
     def recipes(self) -> dict[str, dict[str, str]]:
         """{variant name: train settings it overrides}; one unnamed variant when none is given."""
-        from dataclasses import fields
-
         from edge_runtime.training.config import TrainConfig
 
-        known = {f.name for f in fields(TrainConfig)}
+        known = {f.name for f, _, _ in config_fields(TrainConfig)}
         recipes: dict[str, dict[str, str]] = {}
         for item in self.variants or ("",):
             name, _, settings = item.partition(":")

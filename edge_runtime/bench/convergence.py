@@ -27,6 +27,7 @@ from edge_runtime.bench.speed import median_seconds
 from edge_runtime.config import build_config
 from edge_runtime.estimators import METHODS, get_method
 from edge_runtime.memory import Workload, estimate
+from edge_runtime.spec import MethodSpec
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.trainer import Run, build_run, fit
 from edge_runtime.units import format_bytes
@@ -77,9 +78,9 @@ def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter
 def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: int | None) -> dict:
     info = get_method(train.method)
     row = {"model": train.model, "task": train.task, "adapter": train.adapter, "method": train.method,
-           "budget": config.budget, "passes_per_step": info.passes_per_step(train.queries), "steps": train.steps,
-           "queries": train.queries, "mu": train.mu, "batch_size": train.batch_size,
-           "max_length": train.max_length, "threads": config.threads}
+           "budget": config.budget, "passes_per_step": info.passes_per_step(train.estimator.queries),
+           "steps": train.steps, "queries": train.estimator.queries, "mu": train.estimator.mu,
+           "batch_size": train.batch_size, "max_length": train.max_length, "threads": config.threads}
     unfit = _does_not_fit(train)
     if unfit:
         return {**row, "skipped": unfit}
@@ -108,8 +109,8 @@ def _does_not_fit(train: TrainConfig) -> str | None:
     """Full fine-tuning of a larger model may not fit this machine: skip it, saying why."""
     if train.adapter != "full":
         return None
-    needed = estimate(Workload(model=train.model, method=train.method, batch=train.batch_size,
-                               seq_len=train.max_length, adapter=train.adapter)).total
+    needed = estimate(Workload(train.adapter_spec(), MethodSpec(train.method), batch=train.batch_size,
+                               seq_len=train.max_length)).total
     free = psutil.virtual_memory().available
     return None if needed < 0.8 * free else f"estimated {format_bytes(needed)}, {format_bytes(free)} free"
 
@@ -130,7 +131,8 @@ def _peak(config: ConvergenceBenchConfig, train: TrainConfig, method: str) -> in
     measured = probe_in_fresh_process({
         "model": train.model, "task": train.task, "method": method, "precision": train.precision,
         "adapter": train.adapter, "batch": train.batch_size, "seq_len": train.max_length, "lora_r": train.lora_r,
-        "steps": 2, "threads": config.threads, "zo_restore": train.zo_restore, "nan_guard": train.nan_guard})
+        "steps": 2, "threads": config.threads, "zo_restore": train.estimator.zo_restore,
+        "nan_guard": train.nan_guard})
     return measured["peak_bytes"]
 
 

@@ -5,17 +5,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge_runtime.ort.manifest import GRAPH_FILE, MANIFEST_FILE, Manifest
+from edge_runtime.errors import UserError
+from edge_runtime.ort.manifest import GRAPH_FILE, Manifest
+from edge_runtime.spec import AdapterSpec
 
 
 def exported_graph(root: str | Path, model: str, task: str, precision: str, lora_r: int) -> Path:
-    """The cached graph, exported again where it predates the perturbation axis."""
+    """The cached graph, exported again where it predates the perturbation axis or this manifest layout."""
     folder = Path(root) / f"{model}-{task}-{precision}-r{lora_r}"
-    if not (folder / MANIFEST_FILE).exists() or not Manifest.load(folder).perturbation_axis:
+    if not _current(folder):
         from edge_runtime.ort.export import export_graph
 
-        export_graph(model, folder, task=task, precision=precision, lora_r=lora_r, lora_alpha=2 * lora_r)
+        export_graph(AdapterSpec(model, task, precision, lora_r=lora_r, lora_alpha=2 * lora_r), folder)
     return folder
+
+
+def _current(folder: Path) -> bool:
+    try:
+        return Manifest.load(folder).perturbation_axis
+    except UserError:  # none there, or written by an edgetune that laid its manifest out otherwise
+        return False
 
 
 def graph_bytes(folder: Path) -> int:
@@ -41,4 +50,4 @@ def backprop_trains(graph: Path) -> bool:
     from edge_runtime.ort.manifest import Manifest
 
     manifest = Manifest.load(graph)
-    return manifest.kind == "encoder" and manifest.precision == "fp32"
+    return manifest.kind == "encoder" and manifest.adapter.precision == "fp32"

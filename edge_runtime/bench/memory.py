@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
@@ -26,6 +26,7 @@ from edge_runtime.memory.model import PassNotSimulated
 from edge_runtime.ort.backprop import BACKPROP_METHODS
 from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 from edge_runtime.ort.methods import METHODS as ORT_METHODS
+from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.units import format_bytes
 
 INFERENCE = "inference"
@@ -39,12 +40,13 @@ def run(config: MemoryBenchConfig) -> list[dict]:
              if "torch" in config.backends else [])
     ort_cells = [(precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS or m in BACKPROP_METHODS])
                  for precision in config.precisions if precision in ORT_PRECISIONS] if "ort" in config.backends else []
+    settings = EstimatorSettings(queries=config.queries, zo_restore=config.zo_restore)
     rows: list[dict] = []
     total = len(cells) * len(methods) + sum(len(m) for _, m in ort_cells)
     with tqdm(total=total, desc="bench memory", disable=not config.progress) as bar:
         for adapter, precision in cells:
-            work = Workload(model=config.model, precision=precision, batch=config.batch, seq_len=config.seq_len,
-                            lora_r=config.lora_r, adapter=adapter, zo_restore=config.zo_restore,
+            work = Workload(AdapterSpec(config.model, config.task, precision, adapter, lora_r=config.lora_r),
+                            MethodSpec(settings=settings), batch=config.batch, seq_len=config.seq_len,
                             nan_guard=config.nan_guard, perturbations_per_pass=config.perturbations_per_pass)
             inference_peak = None
             for method in methods:
@@ -66,8 +68,8 @@ def run(config: MemoryBenchConfig) -> list[dict]:
                 _write(config, rows)
     for model in config.project:
         for method in methods:
-            work = Workload(model=model, precision=config.project_precision, batch=config.batch,
-                            seq_len=config.seq_len, lora_r=config.lora_r)
+            work = Workload(AdapterSpec(model, config.task, config.project_precision, lora_r=config.lora_r),
+                            batch=config.batch, seq_len=config.seq_len)
             rows.append(_estimated_row(work, method))
     _write(config, rows)
     return rows
@@ -82,10 +84,12 @@ def _row(work: Workload, method: str) -> dict:
     if method == INFERENCE:
         estimate_bytes, components = inference_estimate(work), None
     else:
-        est = estimate(replace(work, method=method))
+        est = estimate(work.with_method(method))
         estimate_bytes, components = est.total, est.as_dict()
-    return {"model": work.model, "method": method, "precision": work.precision, "adapter": work.adapter,
-            "batch": work.batch, "seq_len": work.seq_len, "backend": "torch", "zo_restore": work.zo_restore,
+    adapter = work.adapter
+    return {"model": adapter.model, "method": method, "precision": adapter.precision, "adapter": adapter.kind,
+            "batch": work.batch, "seq_len": work.seq_len, "backend": "torch",
+            "zo_restore": work.method.settings.zo_restore,
             "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass,
             "estimate_bytes": estimate_bytes,
             "estimate_components": components}
@@ -105,10 +109,11 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
     if row["estimate_bytes"] > 0.8 * psutil.virtual_memory().available:
         return {**row, "peak_bytes": None, "inference_peak_bytes": inference_peak,
                 "skipped": f"estimated {format_bytes(row['estimate_bytes'])} does not fit in free RAM"}
-    probe = {"model": work.model, "task": config.task, "method": method, "precision": work.precision,
-             "adapter": work.adapter, "batch": work.batch, "seq_len": work.seq_len, "lora_r": work.lora_r,
-             "steps": config.steps, "threads": config.threads, "zo_restore": work.zo_restore,
-             "nan_guard": work.nan_guard, "queries": config.queries,
+    adapter, settings = work.adapter, work.method.settings
+    probe = {"model": adapter.model, "task": adapter.dataset, "method": method, "precision": adapter.precision,
+             "adapter": adapter.kind, "batch": work.batch, "seq_len": work.seq_len, "lora_r": adapter.lora_r,
+             "steps": config.steps, "threads": config.threads, "zo_restore": settings.zo_restore,
+             "nan_guard": work.nan_guard, "queries": settings.queries,
              "perturbations_per_pass": work.perturbations_per_pass}
     measured = probe_in_fresh_process(probe)
     peak = measured["peak_bytes"]

@@ -20,7 +20,7 @@ import torch  # noqa: E402
 
 from edge_runtime.bench.examples import long_examples  # noqa: E402
 from edge_runtime.estimators import EstimatorSettings, build_method  # noqa: E402
-from edge_runtime.estimators.directions import step_seed  # noqa: E402
+from edge_runtime.estimators.perturbation import step_seed  # noqa: E402
 from edge_runtime.heads import head_for  # noqa: E402
 from edge_runtime.models import load_model  # noqa: E402
 from edge_runtime.models.precision import load_dtype, prepare_model  # noqa: E402

@@ -24,12 +24,12 @@ CPU = SimpleNamespace(type="cpu")  # measure's device argument, without torch.de
 
 def probe(row: dict) -> dict:
     from edge_runtime.bench.examples import long_examples
-    from edge_runtime.estimation import EstimatorSettings
     from edge_runtime.ort.encoding import GraphEncoding
     from edge_runtime.ort.manifest import Manifest
     from edge_runtime.ort.methods import build_method
     from edge_runtime.ort.session import GraphObjective
-    from edge_runtime.random_directions import step_seed
+    from edge_runtime.seeded.draws import step_seed
+    from edge_runtime.spec import EstimatorSettings
 
     measure.release_freed_memory()
     baseline = measure.rss_bytes()

@@ -26,7 +26,7 @@ from edge_runtime.costs.timing import step_seconds
 from edge_runtime.devices.profiles import builtin_profiles
 from edge_runtime.estimators import get_method
 from edge_runtime.memory import Workload
-from edge_runtime.tasks import get_task
+from edge_runtime.spec import AdapterSpec, MethodSpec
 
 NO_CAP = "none"
 
@@ -71,9 +71,8 @@ def _row(config: TimeToAccuracyBenchConfig, cap: str, candidate: dict, steps: di
     measured = steps.get(method) or steps.get(_plain_twin(method)) or dict.fromkeys(config.gains)
     micro = candidate["micro_batch"] or config.batch_size
     accumulation = config.batch_size / micro  # the last micro-batch holds what is left, not a whole one
-    work = Workload(config.model, method, config.precision, batch=micro, seq_len=config.max_length,
-                    num_labels=get_task(config.task).num_labels,
-                    perturbations_per_pass=candidate["perturbations_per_pass"])
+    work = Workload(AdapterSpec(config.model, config.task, config.precision), MethodSpec(method), batch=micro,
+                    seq_len=config.max_length, perturbations_per_pass=candidate["perturbations_per_pass"])
     cost = step_cost(work)
     profile_step = {p.id: accumulation * step_seconds(p, cost.flops, config.precision, cost.bytes_read)
                     for p in builtin_profiles().values() if config.precision in p.precisions}

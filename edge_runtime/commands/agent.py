@@ -18,10 +18,11 @@ def _torch_backends(config):
     def backend_for(task):
         import torch
 
-        from edge_runtime.local.torch_model import ModelSpec, TorchModel
+        from edge_runtime.local.torch_model import TorchModel
+        from edge_runtime.protocol.specs import adapter_of
 
         torch.set_num_threads(config.threads)
-        spec = ModelSpec.of_task(task)
+        spec = adapter_of(task)
         if spec not in models:
             models.clear()  # one model in memory at a time
             models[spec] = TorchModel(spec, device=config.device)

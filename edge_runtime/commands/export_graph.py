@@ -7,10 +7,12 @@ import argparse
 
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.ort.export import export_graph
+    from edge_runtime.spec import AdapterSpec
 
     label_words = tuple(word.strip() for word in args.label_words.split(",") if word.strip())
-    manifest = export_graph(args.model, args.out, task=args.task, precision=args.precision, lora_r=args.lora_r,
-                            lora_alpha=args.lora_alpha, seed=args.seed, prompt=args.prompt, label_words=label_words)
+    spec = AdapterSpec(args.model, args.task, args.precision, lora_r=args.lora_r, lora_alpha=args.lora_alpha,
+                       init_seed=args.seed, prompt=args.prompt, label_words=label_words)
+    manifest = export_graph(spec, args.out)
     print(f"wrote {args.out}: {len(manifest.trainable)} trainable inputs, batch inputs {', '.join(manifest.inputs)}")
 
 

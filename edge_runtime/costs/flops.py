@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import functools
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from torch.utils.flop_counter import FlopCounterMode
 
 from edge_runtime.estimators import get_method
 from edge_runtime.memory.model import Workload, meta_model, run_pass
+from edge_runtime.spec import AdapterSpec
 
 PassKind = Literal["forward", "jvp", "backward"]
 # Times a pass reads every weight: a backward pass reads them again for the input gradients.
@@ -35,15 +36,12 @@ class StepCost:
 
 def pass_flops(work: Workload, kind: PassKind) -> int:
     """FLOPs of one pass of ``kind`` over ``work.batch`` x ``work.seq_len``; the precision does not change them."""
-    return _pass_flops(work.model, work.num_labels, work.adapter, work.lora_r, work.lora_alpha, work.lora_targets,
-                       kind, work.batch, work.seq_len)
+    return _pass_flops(replace(work.adapter, precision="fp32"), kind, work.batch, work.seq_len)
 
 
 @functools.lru_cache(maxsize=256)
-def _pass_flops(model: str, num_labels: int, adapter: str, r: int, alpha: int, targets: tuple[str, ...],
-                kind: PassKind, batch: int, seq_len: int) -> int:
-    net = meta_model(Workload(model, precision="fp32", lora_r=r, lora_alpha=alpha, lora_targets=targets,
-                              adapter=adapter, num_labels=num_labels))
+def _pass_flops(adapter: AdapterSpec, kind: PassKind, batch: int, seq_len: int) -> int:
+    net = meta_model(Workload(adapter))
     trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
     counter = FlopCounterMode(display=False)
     run_pass(net, trainable, kind, batch, seq_len, counter)
@@ -56,13 +54,13 @@ def weight_bytes(work: Workload) -> int:
     return sum(t.numel() * t.element_size() for t in itertools.chain(net.parameters(), net.buffers()))
 
 
-def step_cost(work: Workload, queries: int = 1) -> StepCost:
+def step_cost(work: Workload) -> StepCost:
     """One optimizer step over ``work.batch`` examples: two-point ZO runs 2q forward passes (plus the
     method's extra ones), Forward-Grad q jvp passes, backprop one forward + backward. Batched, ZO's
     2q passes (Forward-Grad's q) read the weights once per `work.perturbations_per_pass` of them."""
-    info = get_method(work.method)
+    info = get_method(work.method.name)
     kind: PassKind = info.pass_kind
-    passes = info.estimate_passes(queries)
+    passes = info.estimate_passes(work.method.settings.queries)
     flops = passes * pass_flops(work, kind)
     if info.extra_forward_passes:
         flops += info.extra_forward_passes * pass_flops(work, "forward")

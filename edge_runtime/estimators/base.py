@@ -19,11 +19,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-# Defined torch-free for the ONNX Runtime backend; re-exported here for the torch estimators.
-from edge_runtime.estimation import NonFiniteLoss, StepResult, check_finite, clip_scalar  # noqa: F401
 from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
+
+# Defined torch-free for the ONNX Runtime backend; re-exported here for the torch estimators.
+from edge_runtime.seeded.scalars import NonFiniteLoss, StepResult, check_finite, clip_scalar  # noqa: F401
 
 Params = Mapping[str, torch.nn.Parameter]
 

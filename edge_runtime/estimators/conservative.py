@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from edge_runtime.estimators.base import Estimate, Method, StepResult, result_of
-from edge_runtime.estimators.directions import Snapshot
+from edge_runtime.estimators.perturbation import Snapshot
 from edge_runtime.estimators.update_rules import SGD
 from edge_runtime.estimators.zo import TwoPointZO
 from edge_runtime.heads.base import Batch

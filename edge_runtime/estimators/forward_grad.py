@@ -20,7 +20,7 @@ from edge_runtime.estimators.base import (
     fewer_copies_per_pass,
     unbatchable,
 )
-from edge_runtime.estimators.directions import direction, query_seeds
+from edge_runtime.estimators.perturbation import direction, query_seeds
 from edge_runtime.estimators.zo import TwoPointZO
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective

@@ -14,7 +14,6 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from edge_runtime.estimation import block_of
 from edge_runtime.estimators.base import (
     Estimate,
     GradientEstimator,
@@ -25,6 +24,7 @@ from edge_runtime.estimators.base import (
 from edge_runtime.estimators.zo import TwoPointZO
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
+from edge_runtime.seeded.blocks import block_of
 
 HEAD_MARKER = "modules_to_save"  # peft keeps an encoder's trainable head under this name
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import EstimatorSettings, default_perturbations_per_pass
 from edge_runtime.estimators.backprop import Backprop
 from edge_runtime.estimators.base import EstimateThenUpdate, Method
 from edge_runtime.estimators.conservative import Conservative
@@ -16,6 +15,8 @@ from edge_runtime.estimators.hybrid import HybridZOFO
 from edge_runtime.estimators.subspaces import Blocks, sparse
 from edge_runtime.estimators.update_rules import SGD, Adam, Momentum
 from edge_runtime.estimators.zo import TwoPointZO
+from edge_runtime.pass_batching import default_perturbations_per_pass
+from edge_runtime.spec import EstimatorSettings
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from collections.abc import Mapping
 import numpy as np
 import torch
 
-from edge_runtime.estimation import BlockGrouping, SparseSelection, block_of, blocks_of, chosen_block
-from edge_runtime.estimators.directions import direction
-from edge_runtime.random_directions import parameter_seed
+from edge_runtime.estimators.perturbation import direction
+from edge_runtime.seeded.blocks import block_of, blocks_of, chosen_block
+from edge_runtime.seeded.draws import parameter_seed
+from edge_runtime.spec import BlockGrouping, SparseSelection
 
 
 class Subspace(ABC):

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import torch
 
-from edge_runtime.estimation import Restore, check_finite, zo_scalar
 from edge_runtime.estimators.base import GradientEstimator, SeedScalarEstimate, fewer_copies_per_pass, unbatchable
-from edge_runtime.estimators.directions import Snapshot, query_seeds
+from edge_runtime.estimators.perturbation import Snapshot, query_seeds
 from edge_runtime.estimators.subspaces import FullSpace, Subspace
 from edge_runtime.heads.base import Batch
 from edge_runtime.objective import Objective
+from edge_runtime.seeded.scalars import check_finite, zo_scalar
+from edge_runtime.spec import Restore
 
 COPIES = "ZO perturbations"
 Evaluation = tuple[int, float]  # (seed, sign): the point theta + sign * mu * z(seed)

@@ -16,7 +16,8 @@ from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.local.work import LocalResult
 from edge_runtime.memory import MemoryEstimate, Workload, estimate
 from edge_runtime.protocol import pb
-from edge_runtime.tasks import Example, get_task
+from edge_runtime.protocol.specs import adapter_of, method_of
+from edge_runtime.tasks import Example
 from edge_runtime.units import format_bytes
 
 
@@ -26,10 +27,9 @@ def _estimate(work: Workload) -> MemoryEstimate:
 
 
 def workload_of(task: pb.Task, batch: int, perturbations_per_pass: int = 1) -> Workload:
-    spec = get_task(task.task)
-    return Workload(task.model, task.method, task.precision or "fp32", batch=batch, seq_len=task.max_length,
-                    lora_r=task.lora_r, lora_alpha=task.lora_alpha, lora_targets=tuple(task.lora_targets),
-                    num_labels=spec.num_labels, nan_guard=False, perturbations_per_pass=perturbations_per_pass)
+    adapter = adapter_of(task)
+    return Workload(adapter, method_of(task), batch=batch, seq_len=adapter.max_length, nan_guard=False,
+                    perturbations_per_pass=perturbations_per_pass)
 
 
 def predicted_bytes(task: pb.Task, batch: int, trained_elements: int,
@@ -85,7 +85,8 @@ class AccountedModel:
         if peak > self.cap:
             raise TaskRefused(f"the task needs {format_bytes(peak)} at micro-batch 1, the device's cap is "
                               f"{format_bytes(self.cap)}")
-        key = (task.method, micro, task.queries, per_pass, trained)
+        method = method_of(task)
+        key = (method.name, micro, method.settings.queries, per_pass, trained)
         self.model.micro_batch = micro if micro < task.batch_size else None
         self.model.perturbations_per_pass = per_pass
         try:

@@ -27,8 +27,10 @@ from edge_runtime.fleet.accounting import AccountedModel, workload_of
 from edge_runtime.fleet.availability import DeviceAvailability
 from edge_runtime.fleet.batched_forward import CPU_WIDTH_STEP, BatchedForward, LockstepModel
 from edge_runtime.fleet.lockstep import Lockstep
-from edge_runtime.local.torch_model import STATISTICS_BATCH, ModelSpec, TorchModel
+from edge_runtime.local.torch_model import STATISTICS_BATCH, TorchModel
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_of, method_of
+from edge_runtime.spec import AdapterSpec
 
 # Padded lengths are rounded up to this many tokens before FLOPs are counted (bounds the cache).
 _LENGTH_STEP = 16
@@ -83,21 +85,19 @@ class DeviceHost:
         self.batched = (BatchedForward(batch_devices, self._free_bytes, None if device == "cuda" else CPU_WIDTH_STEP)
                         if batch_devices > 1 else None)
         self.client_factory, self.data_dir, self.seed = client_factory, data_dir, seed
-        self.models: dict[ModelSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
+        self.models: dict[AdapterSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
         self.devices: dict[str, EmulatedDevice] = {}
 
     def _model(self, task: pb.Task) -> TorchModel:
-        spec = ModelSpec.of_task(task)
-        found = next((m for s, m in self.models.items() if s.same_shapes(spec) and s.precision == spec.precision),
-                     None)
-        if found is None:
-            found = self.models[spec] = TorchModel(spec, device=self.device)
-        return found
+        spec = adapter_of(task)
+        if spec not in self.models:
+            self.models[spec] = TorchModel(spec, device=self.device)
+        return self.models[spec]
 
     def _backend(self, task: pb.Task) -> TorchModel | LockstepModel:
         model = self._model(task)
         statistics = task.work == pb.Task.STATISTICS  # no adapter trains: passes through the shared model
-        if Lockstep.active() is not None and get_method(task.method).forward_only and not statistics:
+        if Lockstep.active() is not None and get_method(method_of(task).name).forward_only and not statistics:
             return LockstepModel(model)
         return model
 
@@ -160,7 +160,7 @@ class DeviceHost:
             statistics = task.work == pb.Task.STATISTICS
             seconds = self._forward_seconds if statistics else self._step_seconds
             work.train_seconds = sum(seconds(device.profile, task, length) for length in result.seq_lens)
-            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == "seeds" and not statistics
+            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == pb.Task.SEEDS and not statistics
                                              else sum(v.nbytes for v in result.deltas.values()))
         work.link_seconds = (transfer_seconds(device.profile, work.bytes_down, "down") if work.bytes_down else 0.0) \
             + transfer_seconds(device.profile, work.bytes_up or _HEADER_BYTES, "up")
@@ -173,9 +173,9 @@ class DeviceHost:
     def _step_seconds(profile: DeviceProfile, task: pb.Task, length: int) -> float:
         padded = -(-length // _LENGTH_STEP) * _LENGTH_STEP
         work = workload_of(task, task.batch_size)
-        cost = step_cost(replace(work, seq_len=padded), task.queries)
+        cost = step_cost(replace(work, seq_len=padded))
         # PyTorch's int8 path stores int8 but multiplies in fp32, so it runs at fp32 speed.
-        precision = "fp32" if work.precision == "int8" else work.precision
+        precision = "fp32" if work.adapter.precision == "int8" else work.adapter.precision
         return step_seconds(profile, cost.flops, precision, cost.bytes_read)
 
     @staticmethod
@@ -183,7 +183,7 @@ class DeviceHost:
         """One forward pass of a statistics batch (the agent reads its examples 32 at a time)."""
         padded = -(-length // _LENGTH_STEP) * _LENGTH_STEP
         work = replace(workload_of(task, STATISTICS_BATCH), seq_len=padded)
-        precision = "fp32" if work.precision == "int8" else work.precision
+        precision = "fp32" if work.adapter.precision == "int8" else work.adapter.precision
         return step_seconds(profile, pass_flops(work, "forward"), precision, weight_bytes(work))
 
     def deliver(self, device_id: str) -> str:

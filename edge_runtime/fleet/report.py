@@ -8,6 +8,7 @@ import math
 from collections import Counter
 from pathlib import Path
 
+from edge_runtime.config import config_values
 from edge_runtime.fleet.emulator import FleetResult, as_dict
 from edge_runtime.units import format_bytes
 
@@ -16,16 +17,12 @@ def write_report(result: FleetResult, config, out_dir: str) -> dict[str, Path]:
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {"json": folder / "fleet.json", "markdown": folder / "fleet.md"}
-    paths["json"].write_text(json.dumps({"config": _plain(vars(config)), **as_dict(result)}, indent=2))
+    paths["json"].write_text(json.dumps({"config": config_values(config), **as_dict(result)}, indent=2))
     plot = _plot(result, folder / "accuracy.png")
     if plot:
         paths["plot"] = plot
     paths["markdown"].write_text(markdown(result, config, plot.name if plot else None))
     return paths
-
-
-def _plain(values: dict) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
 
 
 def markdown(result: FleetResult, config, plot: str | None) -> str:

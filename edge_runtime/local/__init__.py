@@ -2,7 +2,7 @@
 device agent, the coordinator's own copy of the model, the fleet's emulated devices and the
 single-device trainer.
 
-torch_model.py is the PyTorch model a coordinator and its devices agree on (`ModelSpec`) with a
+torch_model.py is the PyTorch model a coordinator and its devices agree on (an `AdapterSpec`) with a
 task's local training, statistics, evaluation and export; work.py runs a task's seeded local steps
 on any backend and says what a device hands back (it imports no torch, so the ONNX Runtime agent
 uses it); evaluation.py scores examples.

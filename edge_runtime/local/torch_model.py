@@ -7,14 +7,13 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from edge_runtime import estimators
 from edge_runtime.errors import UserError
-from edge_runtime.estimators import EstimatorSettings, build_method
+from edge_runtime.estimators import build_method
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.local.evaluation import EvalResult, evaluate
@@ -25,6 +24,8 @@ from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective, trainable_parameters, weighted_parts
 from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import adapter_of, method_of
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.tasks import Example, get_task
 from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.warm_start.forward import feature_statistics, score_statistics
@@ -33,44 +34,18 @@ from edge_runtime.warm_start.forward import feature_statistics, score_statistics
 STATISTICS_BATCH = 32
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """Everything that decides the shapes and the base of the trained model; the coordinator and
-    its devices must agree on it."""
-
-    model: str
-    task: str
-    precision: str = "fp32"
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ()
-    max_length: int = 128
-    seed: int = 0  # initialises LoRA A and an encoder's head: the coordinator's initial state
-    prompt: str = "default"  # a causal LM's prompt template (tasks/templates.py)
-    label_words: tuple[str, ...] = ()
-
-    @classmethod
-    def of_task(cls, task: pb.Task) -> ModelSpec:
-        return cls(task.model, task.task, task.precision or "fp32", task.lora_r, task.lora_alpha,
-                   tuple(task.lora_targets), task.max_length, prompt=task.prompt or "default",
-                   label_words=tuple(task.label_words))
-
-    def same_shapes(self, other: ModelSpec) -> bool:
-        keep = ("model", "task", "lora_r", "lora_targets")
-        return all(getattr(self, k) == getattr(other, k) for k in keep)
-
-
 class TorchModel:
-    def __init__(self, spec: ModelSpec, device: str = "cpu", micro_batch: int | None = None) -> None:
+    def __init__(self, spec: AdapterSpec, device: str = "cpu", micro_batch: int | None = None) -> None:
         self.spec = spec
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
             raise UserError(f"device {device!r} asked for, but this torch sees no CUDA device "
                             f"(torch {torch.__version__}; a CPU build has none)")
-        task = get_task(spec.task)
-        loaded = load_model(spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision), seed=spec.seed)
+        task = get_task(spec.dataset)
+        loaded = load_model(spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision),
+                            seed=spec.init_seed)
         self.device = torch.device(device)
-        self.module = prepare_model(loaded, precision=spec.precision, r=spec.lora_r, alpha=spec.lora_alpha,
-                                    targets=spec.lora_targets or None).to(self.device)
+        self.module = prepare_model(loaded, adapter=spec.kind, precision=spec.precision, r=spec.lora_r,
+                                    alpha=spec.lora_alpha, targets=spec.lora_targets or None).to(self.device)
         self.kind = loaded.kind
         template = prompt_template(task, spec.prompt, spec.label_words)
         self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length, template)
@@ -132,7 +107,7 @@ class TorchModel:
         """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it), with the
         head's settings and a README on how to score with it."""
         save_adapter(self.module, self.head, folder, model=self.spec.model,
-                     card={"training": f"federated, on the {self.spec.task} task"})
+                     card={"training": f"federated, on the {self.spec.dataset} task"})
 
 
 def _padded_length(batch) -> int:
@@ -141,8 +116,9 @@ def _padded_length(batch) -> int:
 
 def copies_per_pass(task: pb.Task, device: torch.device, micro_batch: int | None, fixed: int | None) -> int:
     """A task's copies per pass (estimators.copies_per_pass) on this device at this micro-batch."""
-    tokens = (micro_batch or task.batch_size) * task.max_length
-    return estimators.copies_per_pass(task.method, task.queries, device.type, tokens, fixed)
+    method = method_of(task)
+    tokens = (micro_batch or task.batch_size) * adapter_of(task).max_length
+    return estimators.copies_per_pass(method.name, method.settings.queries, device.type, tokens, fixed)
 
 
 def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],
@@ -154,7 +130,8 @@ def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[s
     params = {name: adapter[name] for name in task.tensors}
     start = {name: p.detach().clone() for name, p in params.items()}
     objective = objective_for(params)
-    method = build_method(task.method, EstimatorSettings(mu=task.mu, queries=task.queries, zo_restore="snapshot"))
+    spec = method_of(task)
+    method = build_method(spec.name, spec.settings)
     peak = LiveBytes() if measure_first_step else None
 
     def step(batch, index: int, seed: int):

@@ -8,9 +8,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from edge_runtime.estimation import NonFiniteLoss, StepResult
 from edge_runtime.protocol import pb
-from edge_runtime.random_directions import step_seed
+from edge_runtime.seeded.draws import step_seed
+from edge_runtime.seeded.scalars import NonFiniteLoss, StepResult
 from edge_runtime.tasks import Example
 from edge_runtime.tasks.batches import BatchSampler
 
@@ -56,7 +56,7 @@ def update_header(task: pb.Task, result: LocalResult) -> pb.UpdateHeader:
     return pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=result.examples, steps=result.steps,
                            loss_before=result.loss_before, loss_after=result.loss_after,
                            train_seconds=result.seconds,
-                           scalars=result.scalars if task.upload == "seeds" else [])
+                           scalars=result.scalars if task.upload == pb.Task.SEEDS else [])
 
 
 def run_local_steps(task: pb.Task, examples: Sequence[Example], encode: Callable[[list[Example]], B],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -29,6 +29,8 @@ from edge_runtime.models.families import kind_for_family
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.masks import always_build_masks
 from edge_runtime.models.precision import check_precision, load_dtype, prepare_model
+from edge_runtime.spec import AdapterSpec, MethodSpec
+from edge_runtime.tasks import get_task
 
 # Resident memory of a loaded model that is not tensor storage: tokenizer, module objects, kernel
 # workspaces and what the first passes leave resident (oneDNN primitives, allocator arenas).
@@ -43,19 +45,19 @@ RUNTIME_BYTES = 48 * 10**6
 class Workload:
     """One training step's shape: what the estimate depends on."""
 
-    model: str
-    method: str = "zo-sgd"
-    precision: str = "fp32"
+    adapter: AdapterSpec
+    method: MethodSpec = MethodSpec()
     batch: int = 8  # examples per forward pass (the micro-batch)
-    seq_len: int = 128
-    lora_r: int = 8
-    lora_alpha: int = 16
-    lora_targets: tuple[str, ...] = ()
-    adapter: str = "lora"
-    num_labels: int = 2
-    zo_restore: str = "snapshot"
+    seq_len: int = 128  # tokens per sequence of the pass: a plan may shorten it, a real batch pad below it
     perturbations_per_pass: int = 1  # two-point ZO's perturbed copies batched into one pass
     nan_guard: bool = True  # the trainer's two last-good copies of the trainable tensors
+
+    @property
+    def num_labels(self) -> int:
+        return get_task(self.adapter.dataset).num_labels
+
+    def with_method(self, name: str) -> Workload:
+        return replace(self, method=replace(self.method, name=name))
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,10 @@ class PassNotSimulated(UserError):
 
 
 def estimate(work: Workload) -> MemoryEstimate:
-    check_precision(work.precision, work.adapter)
-    info = get_method(work.method)
-    info.check_adapter(work.adapter)
+    adapter = work.adapter
+    check_precision(adapter.precision, adapter.kind)
+    info = get_method(work.method.name)
+    info.check_adapter(adapter.kind)
     net = meta_model(work)
     trainable = {name: p for name, p in net.named_parameters() if p.requires_grad}
     frozen = [p for p in net.parameters() if not p.requires_grad]
@@ -92,7 +95,7 @@ def estimate(work: Workload) -> MemoryEstimate:
     weights = _nbytes(frozen) + _nbytes(net.buffers())
     copies = info.state_copies + (2 if work.nan_guard else 0)
     points = work.perturbations_per_pass if info.pass_kind != "backward" else 1
-    if info.pass_kind == "forward" and work.zo_restore == "snapshot" and points == 1:
+    if info.pass_kind == "forward" and work.method.settings.zo_restore == "snapshot" and points == 1:
         copies += 1
     try:
         peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len, recompute=info.recomputes_blocks,
@@ -104,8 +107,8 @@ def estimate(work: Workload) -> MemoryEstimate:
                                            work.seq_len))
     except RuntimeError as error:  # transformers code that cannot run on meta tensors for this combination
         raise PassNotSimulated(
-            f"the memory model cannot simulate a {info.pass_kind} pass of {work.method} on {work.model} "
-            f"({work.adapter}, {work.precision}): {str(error).splitlines()[0][:120]}; train without a memory "
+            f"the memory model cannot simulate a {info.pass_kind} pass of {info.name} on {adapter.model} "
+            f"({adapter.kind}, {adapter.precision}): {str(error).splitlines()[0][:120]}; train without a memory "
             "cap, or with another method or adapter") from None
     tangents = points * adapters if info.pass_kind == "jvp" else 0
     gradients = adapters if info.pass_kind == "backward" else 0
@@ -131,8 +134,9 @@ def _nbytes(tensors) -> int:
 
 def meta_model(work: Workload) -> nn.Module:
     """The workload's model on the meta device, LoRA and precision applied: shapes, no storage."""
-    return _meta_model(work.model, work.num_labels, work.adapter, work.precision, work.lora_r, work.lora_alpha,
-                       work.lora_targets)
+    adapter = work.adapter
+    return _meta_model(adapter.model, work.num_labels, adapter.kind, adapter.precision, adapter.lora_r,
+                       adapter.lora_alpha, adapter.lora_targets)
 
 
 @functools.lru_cache(maxsize=8)

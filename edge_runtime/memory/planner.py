@@ -67,27 +67,28 @@ def plan_under_cap(
 ) -> Plan:
     """``work.batch`` is the effective batch; ``baseline`` what the process holds before loading."""
     available = cap - baseline
-    methods = [work.method]
+    methods = [work.method.name]
     if allow_method_change:
-        info = get_method(work.method)
+        info = get_method(work.method.name)
         cheaper = ((info.recomputing_twin,) if info.recomputing_twin else ()) + _CHEAPER[info.pass_kind]
-        methods += [m for m in cheaper if m != work.method]
+        methods += [m for m in cheaper if m != work.method.name]
     lengths = [work.seq_len]
     if allow_shorter_sequences:
         while lengths[-1] // 2 >= MIN_SEQ_LEN:
             lengths.append(lengths[-1] // 2)
     for method in methods:
         for seq_len in lengths:
-            trial = replace(work, method=method, seq_len=seq_len, perturbations_per_pass=1)
+            trial = replace(work.with_method(method), seq_len=seq_len, perturbations_per_pass=1)
             micro = _largest_fitting(lambda b: required_bytes(estimate(replace(trial, batch=b))),  # noqa: B023
                                      work.batch, available)
             if micro:
                 return _plan(trial, work, micro, eval_batch, available)
-    cheapest = replace(work, method=methods[-1], seq_len=lengths[-1], batch=1, perturbations_per_pass=1)
+    cheapest = replace(work.with_method(methods[-1]), seq_len=lengths[-1], batch=1, perturbations_per_pass=1)
     need = required_bytes(estimate(cheapest))
-    hint = "" if work.precision == "int8" else "; an int8 base (--precision int8) needs about 4x less for the weights"
+    precision = work.adapter.precision
+    hint = "" if precision == "int8" else "; an int8 base (--precision int8) needs about 4x less for the weights"
     raise UserError(
-        f"memory cap {format_bytes(cap)} is too small: {cheapest.method} on {work.model} ({work.precision}, "
+        f"memory cap {format_bytes(cap)} is too small: {methods[-1]} on {work.adapter.model} ({precision}, "
         f"sequence {cheapest.seq_len}) needs {format_bytes(need)} at micro-batch 1 (estimate + "
         f"{ESTIMATE_MARGIN:.0%}) on top of the "
         f"{format_bytes(baseline)} this process already holds; the smallest cap that works is "
@@ -116,13 +117,13 @@ def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, availab
     chosen = estimate(replace(trial, batch=micro, perturbations_per_pass=per_pass))
     # Evaluation holds the same state as training and runs no-grad passes of its own batch size.
     state = chosen.total - chosen.activations - chosen.tangents - chosen.gradients
-    inference = replace(trial, method="zo-sgd")
+    inference = trial.with_method("zo-sgd")
     evaluation = _largest_fitting(
         lambda b: int((state + estimate(replace(inference, batch=b)).activations) * (1 + ESTIMATE_MARGIN)),
         eval_batch, available) or 1
     changes = []
     if trial.method != asked.method:
-        changes.append(f"method {asked.method} -> {trial.method}")
+        changes.append(f"method {asked.method.name} -> {trial.method.name}")
     if trial.seq_len != asked.seq_len:
         changes.append(f"max_length {asked.seq_len} -> {trial.seq_len}")
     if accumulation > 1:
@@ -132,12 +133,12 @@ def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, availab
     if evaluation < eval_batch:
         changes.append(f"eval batch {eval_batch} -> {evaluation}")
     planned = replace(trial, batch=asked.batch, perturbations_per_pass=per_pass)
-    return Plan(planned, trial.method, micro, accumulation, per_pass, trial.seq_len, evaluation, chosen, available,
+    return Plan(planned, trial.method.name, micro, accumulation, per_pass, trial.seq_len, evaluation, chosen, available,
                 tuple(changes))
 
 
 def _batches_copies(work: Workload) -> bool:
-    return get_method(work.method).pass_kind != "backward"
+    return get_method(work.method.name).pass_kind != "backward"
 
 
 def _copies_fitting(work: Workload, asked: int, need, available: int) -> int:

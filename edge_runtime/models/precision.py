@@ -9,7 +9,7 @@ perturb/restore cycle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import get_args
 
 import torch
 from torch import nn
@@ -19,11 +19,10 @@ from edge_runtime.models.int8 import quantize_frozen_
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.lora import apply_lora
 from edge_runtime.models.prefix import apply_prefix
+from edge_runtime.spec import AdapterKind, Precision
 
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
-Adapter = Literal["lora", "prefix", "full"]
-ADAPTERS: tuple[str, ...] = ("lora", "prefix", "full")
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+ADAPTERS: tuple[str, ...] = get_args(AdapterKind)
 
 # int8 is loaded in fp32 and quantized after LoRA is in place (LoRA wraps nn.Linear layers).
 _LOAD_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
@@ -47,7 +46,7 @@ def check_precision(precision: str, adapter: str = "lora") -> None:
 def prepare_model(
     loaded: LoadedModel,
     *,
-    adapter: Adapter = "lora",
+    adapter: AdapterKind = "lora",
     precision: Precision = "fp32",
     r: int = 8,
     alpha: int = 16,

@@ -72,8 +72,8 @@ def build_artifacts(graph_dir: str | Path, out_dir: str | Path, adapters: dict[s
     from onnxruntime.training import artifacts
 
     manifest = Manifest.load(graph_dir)
-    if manifest.kind != "encoder" or manifest.precision != "fp32":
-        raise UserError(f"ORT backprop trains fp32 encoder graphs; {graph_dir} is a {manifest.precision} "
+    if manifest.kind != "encoder" or manifest.adapter.precision != "fp32":
+        raise UserError(f"ORT backprop trains fp32 encoder graphs; {graph_dir} is a {manifest.adapter.precision} "
                         f"{manifest.kind} graph")
     model = trainable_graph(graph_dir, adapters)
     lora = [t["input"] for t in manifest.trainable]

@@ -33,6 +33,7 @@ from edge_runtime.models.precision import prepare_model
 from edge_runtime.objective import trainable_parameters
 from edge_runtime.ort.base_precision import lower_base_precision
 from edge_runtime.ort.manifest import GRAPH_FILE, PRECISIONS, TOKENIZER_DIR, Manifest
+from edge_runtime.spec import AdapterSpec
 from edge_runtime.tasks import Example, get_task, load_split
 from edge_runtime.tasks.templates import prompt_template
 
@@ -94,21 +95,22 @@ class _WithInputs(nn.Module):
                 module.__dict__.pop("forward", None)
 
 
-def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", precision: str = "fp32",
-                 lora_r: int = 8, lora_alpha: int = 16, seed: int = 0, prompt: str = "default",
-                 label_words: tuple[str, ...] = (), opset: int = OPSET) -> Manifest:
+def export_graph(spec: AdapterSpec, out_dir: str | Path, *, opset: int = OPSET) -> Manifest:
+    precision = spec.precision
     if precision not in PRECISIONS:
         raise UserError(f"export-graph writes {', '.join(PRECISIONS)} graphs; {precision} is not one of them")
-    spec = get_task(task)
-    if spec.kind != "classification":
-        raise UserError(f"export-graph supports classification tasks so far; {task} is {spec.kind}")
-    loaded = load_model(model_name, num_labels=spec.num_labels, seed=seed)
-    model = prepare_model(loaded, r=lora_r, alpha=lora_alpha)
+    task = get_task(spec.dataset)
+    if task.kind != "classification":
+        raise UserError(f"export-graph supports classification tasks so far; {spec.dataset} is {task.kind}")
+    loaded = load_model(spec.model, num_labels=task.num_labels, seed=spec.init_seed)
+    model = prepare_model(loaded, adapter=spec.kind, r=spec.lora_r, alpha=spec.lora_alpha,
+                          targets=spec.lora_targets or None)
     params = trainable_parameters(model)
-    template = prompt_template(spec, prompt, label_words)
-    head = head_for(loaded.kind, loaded.tokenizer, spec.kind, max_length=64, template=template)
+    template = prompt_template(task, spec.prompt, spec.label_words)
+    # The trace's length only: the graph's lengths are dynamic.
+    head = head_for(loaded.kind, loaded.tokenizer, task.kind, max_length=64, template=template)
     # Two examples, one padded: the traced mask path must handle padding. Tiled once per traced copy.
-    examples = load_split(task, "train")[:2]
+    examples = load_split(spec.dataset, "train")[:2]
     batch = head.encode([examples[0], _longer(examples[1])] * PERTURBATIONS_TRACED)
     if not bool((batch.inputs["attention_mask"] == 0).any()):
         raise UserError("could not build a padded example batch to trace the attention mask with")
@@ -135,8 +137,7 @@ def export_graph(model_name: str, out_dir: str | Path, *, task: str = "sst2", pr
     loaded.tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
     candidate_ids = batch.extras["candidate_ids"].tolist() if "candidate_ids" in batch.extras else None
     tokenizer = loaded.tokenizer
-    manifest = Manifest(model_name, loaded.kind, task, precision, input_names, trainable, "scores", candidate_ids,
-                        lora_r=lora_r, lora_alpha=lora_alpha, seed=seed,
+    manifest = Manifest(spec, loaded.kind, input_names, trainable, "scores", candidate_ids,
                         pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
                         bos_id=tokenizer.bos_token_id, template=asdict(template) if causal else None,
                         features_output=None if causal else FEATURES, perturbation_axis=True)

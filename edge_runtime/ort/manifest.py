@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from edge_runtime.errors import UserError
+from edge_runtime.spec import AdapterSpec
 
 GRAPH_FILE, MANIFEST_FILE, TOKENIZER_DIR = "model.onnx", "manifest.json", "tokenizer"
 # The frozen base's precision in the graph; LoRA inputs, the head and the loss stay fp32.
@@ -15,17 +16,12 @@ PRECISIONS = ("fp32", "fp16", "int8")
 
 @dataclass(frozen=True)
 class Manifest:
-    model: str
+    adapter: AdapterSpec  # what the graph was exported for; its precision is the graph's base's
     kind: str  # causal_lm | encoder
-    task: str
-    precision: str
     inputs: list[str]  # the batch tensors, in graph order, before the trainable ones
     trainable: list[dict]  # {"name", "input", "shape"} in the order estimators visit them
     output: str
     candidate_ids: list[int] | None  # causal LM: vocabulary ids of the task's label words
-    lora_r: int = 8
-    lora_alpha: int = 16
-    seed: int = 0
     pad_id: int = 0
     bos_id: int | None = None  # causal LM: prepended to every prompt, as the PyTorch head does
     # Causal LM: the prompt template (tasks/templates.py) the candidate ids answer, as a dict.
@@ -52,5 +48,7 @@ class Manifest:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UserError(f"{path} has fields this edgetune does not know: {', '.join(unknown)}")
-        return cls(**data)
+            raise UserError(f"{path} has fields this edgetune does not know: {', '.join(unknown)} (a graph "
+                            "exported by another version: export it again)")
+        spec = {name: tuple(value) if isinstance(value, list) else value for name, value in data["adapter"].items()}
+        return cls(**{**data, "adapter": AdapterSpec(**spec)})

@@ -2,7 +2,7 @@
 paired with the numpy update rules, by the same names and settings as the PyTorch methods.
 
 Each step perturbs the adapters in place with z regenerated from (seed, parameter name) by
-`edge_runtime.random_directions`, so a device on ORT draws exactly the z a PyTorch device or a
+`edge_runtime.seeded.draws`, so a device on ORT draws exactly the z a PyTorch device or a
 coordinator replaying its (seed, scalar) upload draws. A snapshot of the adapters (a few MB)
 restores them bit-exactly after each query, as the PyTorch default `--zo-restore snapshot` does.
 With the objective's `perturbations_per_pass` above 1 (a graph with a perturbation axis), the
@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge_runtime.errors import UserError
-from edge_runtime.estimation import EstimatorSettings, StepResult, check_finite, zo_scalar
 from edge_runtime.ort.encoding import ArrayBatch
 from edge_runtime.ort.session import Adapters, GraphObjective
 from edge_runtime.ort.update_rules import SGD, Adam, Gradients, Momentum
-from edge_runtime.random_directions import normal, query_seeds
+from edge_runtime.seeded.draws import normal, query_seeds
+from edge_runtime.seeded.scalars import StepResult, check_finite, zo_scalar
+from edge_runtime.spec import EstimatorSettings
 
 
 def perturb(params: Adapters, seed: int, scale: float) -> None:

@@ -19,7 +19,7 @@ except ImportError as error:  # a source checkout that was never built
                       "(or `make setup`) in the project folder") from error
 
 # Bump on any change that an agent of the previous version would misread.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 DEVICE_KEY, TOKEN_KEY, PROTOCOL_KEY = "x-edgetune-device", "x-edgetune-token", "x-edgetune-protocol"
 

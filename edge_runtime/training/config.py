@@ -6,8 +6,9 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import require_folder, setting
+from edge_runtime.config import group, require_folder, setting
 from edge_runtime.errors import UserError
+from edge_runtime.spec import AdapterKind, AdapterSpec, EstimatorSettings, Precision
 from edge_runtime.units import parse_bytes
 
 
@@ -41,22 +42,8 @@ class TrainConfig:
     lr: float | None = setting("learning rate; none = the method's default", None)
     lr_schedule: Literal["constant", "linear", "cosine"] = setting("decay after warmup", "constant")
     warmup_steps: int = setting("linear warmup steps", 0)
-    mu: float = setting("ZO perturbation scale (MeZO: 1e-2 for LoRA)", 1e-2)
-    queries: int = setting("random directions per step (q)", 1)
-    grad_clip: float | None = setting("ZO/Forward-Grad: bound on |projected gradient|; FO: bound on grad norm", None)
-    momentum: float = setting("ZO-SGD-MMT momentum", 0.9)
-    beta1: float = setting("Adam beta1", 0.9)
-    beta2: float = setting("Adam beta2", 0.999)
-    eps: float = setting("Adam epsilon", 1e-8)
-    zo_restore: Literal["snapshot", "inplace"] = setting(
-        "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle",
-        "snapshot")
-    zo_blocks: Literal["layer", "tensor"] = setting("zo-sgd-block: a block is a layer or a single tensor", "layer")
-    zo_density: float = setting("zo-sgd-sparse: fraction of each tensor's coordinates a query perturbs", 0.25)
-    zo_sparse_selection: Literal["random", "magnitude"] = setting(
-        "zo-sgd-sparse: a random subset per query, or the smallest magnitudes (Sparse MeZO)", "magnitude")
-    precision: Literal["fp32", "fp16", "bf16", "int8"] = setting(
-        "precision of the frozen base; adapters are always fp32", "fp32")
+    estimator: EstimatorSettings = group(EstimatorSettings())
+    precision: Precision = setting("precision of the frozen base; adapters are always fp32", "fp32")
     memory_cap: str | None = setting("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
                                    "it cleanly before crossing", None)
     micro_batch: int | None = setting("examples per forward pass (estimates accumulate over the batch); "
@@ -68,7 +55,7 @@ class TrainConfig:
     allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
     nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
                             "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
-    adapter: Literal["lora", "prefix", "full"] = setting(
+    adapter: AdapterKind = setting(
         "what trains: LoRA adapters, prefix tuning's key/value prefixes, or every weight (full fine-tuning, fp32)",
         "lora")
     prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
@@ -88,9 +75,9 @@ class TrainConfig:
     progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "mu": self.mu, "queries": self.queries,
-                    "warm_start_examples": self.warm_start_examples, "calibration_examples": self.calibration_examples,
-                    "lora_r": self.lora_r, "prefix_tokens": self.prefix_tokens, "max_length": self.max_length,
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "warm_start_examples": self.warm_start_examples,
+                    "calibration_examples": self.calibration_examples, "lora_r": self.lora_r,
+                    "prefix_tokens": self.prefix_tokens, "max_length": self.max_length,
                     "eval_batch_size": self.eval_batch_size}
         for name, value in positive.items():
             if not value > 0:
@@ -100,10 +87,7 @@ class TrainConfig:
                 raise UserError(f"{name} must not be negative, got {getattr(self, name)}")
         if self.lr is not None and not (math.isfinite(self.lr) and self.lr > 0):
             raise UserError(f"lr must be a positive finite number, got {self.lr}")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise UserError(f"grad_clip must be positive, got {self.grad_clip}")
-        if not 0 < self.zo_density <= 1:
-            raise UserError(f"zo_density must be in (0, 1], got {self.zo_density}")
+        self.estimator.validate()
         if self.k_shot is not None and self.k_shot < 0:
             raise UserError(f"k_shot must not be negative, got {self.k_shot}")
         if self.eval_examples is not None and self.eval_examples < 1:
@@ -120,3 +104,7 @@ class TrainConfig:
         from edge_runtime.tasks import get_task
 
         get_task(self.task)  # a mistyped task is refused before PyTorch loads
+
+    def adapter_spec(self) -> AdapterSpec:
+        return AdapterSpec(self.model, self.task, self.precision, self.adapter, self.lora_r, self.lora_alpha,
+                           tuple(self.lora_targets), self.max_length, self.seed, self.prompt, tuple(self.label_words))

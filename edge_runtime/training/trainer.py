@@ -4,22 +4,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from edge_runtime.config import config_values
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import (
-    EstimatorSettings,
     Method,
     NonFiniteLoss,
     build_method,
     copies_per_pass,
     get_method,
 )
-from edge_runtime.estimators.directions import Snapshot, step_seed
+from edge_runtime.estimators.perturbation import Snapshot, step_seed
 from edge_runtime.heads import head_for
 from edge_runtime.heads.adapter_folder import save_adapter
 from edge_runtime.local.evaluation import EvalResult, evaluate
@@ -31,6 +31,7 @@ from edge_runtime.models import LoadedModel, load_model
 from edge_runtime.models.pooled_classifier import freeze_classifier
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
+from edge_runtime.spec import MethodSpec
 from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
 from edge_runtime.tasks.batches import BatchSampler, evaluation_examples, training_examples
 from edge_runtime.tasks.templates import prompt_template
@@ -75,7 +76,6 @@ def _device(name: str) -> torch.device:
 
 def build_run(config: TrainConfig) -> Run:
     spec = get_task(config.task)
-    num_labels = spec.num_labels
     template = prompt_template(spec, config.prompt, config.label_words, config.calibration)
     device = _device(config.device)
     train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
@@ -84,15 +84,15 @@ def build_run(config: TrainConfig) -> Run:
     if config.method == "auto" and config.resume:  # a resumed run keeps the method its checkpoint trained
         config = replace(config, method=saved_method(Path(config.out_dir) / "checkpoint") or "auto")
     if config.method == "auto":
-        candidates, plans = _plan_candidates(config, num_labels, device)
+        candidates, plans = _plan_candidates(config, device)
     elif config.memory_cap is not None:  # after the data, whose memory is then part of the baseline
-        plan = _plan(config, num_labels, device)
+        plan = _plan(config, device)
         config = _follow(config, plan)
     else:  # no cap: two-point ZO batches its perturbed copies wherever that pays
         config = replace(config, perturbations_per_pass=_perturbations_per_pass(config, device))
     if candidates is None:
         get_method(config.method).check_adapter(config.adapter)
-    loaded = load_model(config.model, num_labels=num_labels, dtype=load_dtype(config.precision),
+    loaded = load_model(config.model, num_labels=spec.num_labels, dtype=load_dtype(config.precision),
                         attn_implementation=config.attn_implementation, seed=config.seed)
     peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
                                alpha=config.lora_alpha, targets=config.lora_targets or None,
@@ -101,14 +101,10 @@ def build_run(config: TrainConfig) -> Run:
         freeze_classifier(peft_model)
     objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length, template),
                           micro_batch=config.micro_batch, perturbations_per_pass=config.perturbations_per_pass or 1)
-    settings = EstimatorSettings(mu=config.mu, queries=config.queries, grad_clip=config.grad_clip,
-                                 momentum=config.momentum, beta1=config.beta1, beta2=config.beta2, eps=config.eps,
-                                 zo_restore=config.zo_restore, zo_blocks=config.zo_blocks,
-                                 zo_density=config.zo_density, zo_sparse_selection=config.zo_sparse_selection)
     choice, timed = None, None
     if candidates is not None:
         timed = [c if c.refused else replace(c, step_seconds=method_choice.time_one_step(
-            c.method, settings, objective, train[:config.batch_size], c.micro_batch or config.micro_batch,
+            c.method, config.estimator, objective, train[:config.batch_size], c.micro_batch or config.micro_batch,
             c.perturbations_per_pass, device))
             for c in candidates]
         chosen, choice = method_choice.choose(timed, loaded.kind)
@@ -121,7 +117,7 @@ def build_run(config: TrainConfig) -> Run:
         objective.perturbations_per_pass = config.perturbations_per_pass
     info = get_method(config.method)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
-    return Run(config, spec, loaded, peft_model, objective, build_method(config.method, settings),
+    return Run(config, spec, loaded, peft_model, objective, build_method(config.method, config.estimator),
                config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog, choice,
                timed)
 
@@ -133,10 +129,11 @@ def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
 
 def _perturbations_per_pass(config: TrainConfig, device: torch.device) -> int:
     tokens = (config.micro_batch or config.batch_size) * config.max_length
-    return copies_per_pass(config.method, config.queries, device.type, tokens, config.perturbations_per_pass)
+    return copies_per_pass(config.method, config.estimator.queries, device.type, tokens,
+                           config.perturbations_per_pass)
 
 
-def _plan_candidates(config: TrainConfig, num_labels: int,
+def _plan_candidates(config: TrainConfig,
                      device: torch.device) -> tuple[list[method_choice.Candidate], dict[str, Plan]]:
     """`--method auto`'s candidates, each planned under the cap as if asked for by name (at the
     asked sequence length: methods are compared on the same examples)."""
@@ -153,7 +150,7 @@ def _plan_candidates(config: TrainConfig, num_labels: int,
             continue
         try:
             plan = _plan(replace(config, method=method, allow_method_change=False, allow_shorter_sequences=False,
-                                 progress=False), num_labels, device)
+                                 progress=False), device)
         except UserError:
             candidates.append(method_choice.Candidate(method, refused=f"does not fit the {config.memory_cap} cap"))
             continue
@@ -167,16 +164,14 @@ def _plan_candidates(config: TrainConfig, num_labels: int,
     return candidates, plans
 
 
-def _plan(config: TrainConfig, num_labels: int, device: torch.device) -> Plan:
+def _plan(config: TrainConfig, device: torch.device) -> Plan:
     """Plan against what the cap leaves once the runtime is loaded; said before any model is."""
     cap = parse_bytes(config.memory_cap)
     memory.pin_allocator()
     memory.release_freed_memory()
     baseline = 0 if device.type == "cuda" else memory.rss_bytes()
-    work = Workload(model=config.model, method=config.method, precision=config.precision, batch=config.batch_size,
-                    seq_len=config.max_length, lora_r=config.lora_r, lora_alpha=config.lora_alpha,
-                    lora_targets=tuple(config.lora_targets), num_labels=num_labels, adapter=config.adapter,
-                    zo_restore=config.zo_restore, nan_guard=config.nan_guard,
+    work = Workload(config.adapter_spec(), MethodSpec(config.method, config.estimator), batch=config.batch_size,
+                    seq_len=config.max_length, nan_guard=config.nan_guard,
                     perturbations_per_pass=_perturbations_per_pass(config, device))
     plan = plan_under_cap(cap, baseline, work, eval_batch=config.eval_batch_size,
                           allow_shorter_sequences=config.allow_shorter_sequences,
@@ -377,7 +372,7 @@ def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_befo
         "method": c.method, "method_choice": run.method_choice, "model": c.model, "task": c.task, "steps": steps,
         "warm_start": warm.as_dict(),
         "train_examples": len(run.train), "eval_examples": len(run.eval), "batch_size": c.batch_size,
-        "lr": run.lr, "mu": c.mu, "queries": c.queries, "seed": c.seed,
+        "lr": run.lr, "mu": c.estimator.mu, "queries": c.estimator.queries, "seed": c.seed,
         "perturbations_per_pass": run.objective.perturbations_per_pass,
         "initial_train_loss": train_before.loss, "final_train_loss": train_after.loss,
         "eval_accuracy_before": eval_before.accuracy, "eval_accuracy_after": eval_after.accuracy,
@@ -389,5 +384,5 @@ def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_befo
             "accumulation": run.plan.accumulation, "changes": list(run.plan.changes),
             "estimate_bytes": run.plan.estimate.as_dict()},
         "trainable_params": sum(p.numel() for p in run.objective.params.values()),
-        "stopped": stopped, "adapter": str(out_dir / "adapter"), "config": asdict(c),
+        "stopped": stopped, "adapter": str(out_dir / "adapter"), "config": config_values(c),
     }

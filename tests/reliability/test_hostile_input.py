@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from edge_runtime.protocol import PROTOCOL_VERSION, CallFailed, pb
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.seeded.draws import FINGERPRINT
 from tests.federation import LAPTOP
 from tests.reliability.harness import small_federation, snapshot
 from tests.reliability.hostile import (

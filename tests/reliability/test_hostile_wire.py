@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from coordinator.server import CoordinatorServer
 from edge_runtime.protocol import PROTOCOL_VERSION, pb
-from edge_runtime.random_directions import FINGERPRINT
+from edge_runtime.seeded.draws import FINGERPRINT
 from tests.federation import LAPTOP
 from tests.reliability.harness import small_federation, snapshot
 

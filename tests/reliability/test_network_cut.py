@@ -14,7 +14,9 @@ import pytest
 from coordinator.server import CoordinatorServer
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import GrpcClient
-from edge_runtime.local.torch_model import ModelSpec, TorchModel
+from edge_runtime.local.torch_model import TorchModel
+from edge_runtime.protocol.specs import adapter_of
+from edge_runtime.spec import AdapterSpec
 from tests.federation import LAPTOP, SMALL_DATA
 from tests.reliability.harness import ManualClock, accepted_updates, serve, small_federation, snapshot
 from tests.reliability.proxy import LinkProxy
@@ -173,10 +175,10 @@ def test_a_device_silent_past_the_device_timeout_sits_rounds_out_and_rejoins_whe
 
 def _own_model():
     """A model per agent: agents that train at the same time in threads must not share one."""
-    models: dict[ModelSpec, TorchModel] = {}
+    models: dict[AdapterSpec, TorchModel] = {}
 
     def backend_for(task):
-        spec = ModelSpec.of_task(task)
+        spec = adapter_of(task)
         if spec not in models:
             models[spec] = TorchModel(spec)
         return models[spec]

@@ -1,6 +1,6 @@
 """Random directions as torch tensors, and the snapshot that undoes a perturbation exactly.
 
-The numbers come from `edge_runtime.random_directions`, shared with the torch-free backends.
+The numbers come from `edge_runtime.seeded.draws`, shared with the torch-free backends.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 
 import torch
 
-from edge_runtime.random_directions import normal, parameter_seed, query_seeds, step_seed
+from edge_runtime.seeded.draws import normal, parameter_seed, query_seeds, step_seed
 
 __all__ = ["Snapshot", "direction", "parameter_seed", "query_seeds", "step_seed"]
 
