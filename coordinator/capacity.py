@@ -63,6 +63,12 @@ def _memory(shape: RoundShape) -> tuple[int, float, int]:
     return fixed, per_element, est.adapters
 
 
+def memory_needed(shape: RoundShape, trainable_bytes: int) -> int:
+    """The memory cap at which a device can train `trainable_bytes` of slices under this shape."""
+    fixed, per_element, _ = _memory(shape)
+    return math.ceil(fixed + trainable_bytes / 4 * per_element)
+
+
 def prepare(shape: RoundShape) -> None:
     """Compute ahead what every device's capacity shares (the memory model's estimate and the step's
     FLOPs, both cached): about 2 s for tiny-bert on a shared 2-core box, which the first round's

@@ -64,7 +64,8 @@ class CoordinatorConfig:
     planner: Literal["spry", "fedavg-full", "zo-seed"] = setting(
         "spry: each device trains its own slices with forward gradients; fedavg-full: every device "
         "trains every tensor; zo-seed: every device trains every tensor with ZO and uploads only scalars", "spry")
-    method: str | None = setting("training method on the devices; none = the planner's default", None)
+    method: str | None = setting("training method on the devices; none = the planner's default; auto = per "
+                                 "device, the one predicted to gain accuracy soonest within its memory", None)
     rounds: int = setting("rounds to run", 20)
     local_steps: int = setting("steps a device takes per round", 20)
     batch_size: int = setting("examples per local step", 16)

@@ -17,6 +17,7 @@ import random
 import shutil
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -31,6 +32,8 @@ from coordinator.capacity import Capacity, RoundShape, device_capacity, prepare
 from coordinator.config import CoordinatorConfig
 from coordinator.faults import crash_point
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
+from coordinator.method_rule import AUTO, DeviceMethod, candidate_shapes
+from coordinator.method_rule import choose as choose_method
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import slice_tensors
@@ -95,13 +98,19 @@ class RoundKeeper:
         self.slices = [s for s in slice_tensors(self.shapes)
                        if config.train_head or self.head_layout.weight not in s.tensors]
         self.planner = PLANNERS[config.planner]()
-        self.method = MethodSpec(config.method or self.planner.default_method, config.estimator)
+        self.auto_method = config.method == AUTO
+        if self.auto_method and self.planner.upload == pb.Task.SEEDS:
+            raise UserError(f"method auto picks backprop where a device can afford it, whose update is dense; "
+                            f"planner {config.planner} uploads seeds: use spry or fedavg-full")
+        self.method = MethodSpec(self.planner.default_method if self.auto_method or not config.method
+                                 else config.method, config.estimator)
         if self.planner.upload == pb.Task.SEEDS and self.method.name not in REPLAYABLE_METHODS:
             raise UserError(f"planner {config.planner} uploads seeds, which replay only for "
                             f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method.name} does not")
         self.shape = RoundShape(config.adapter_spec(), self.method, config.batch_size, config.local_steps,
                                 config.round_deadline_s)
         prepare(self.shape)
+        self.method_shapes = candidate_shapes(self.shape) if self.auto_method else {}
         self.template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
         self.warm_start = plan_warm_start(host.kind, config.warm_start, self.template.calibration)
         if not config.train_head and host.kind == "encoder" and self.warm_start.kind == "none":
@@ -210,7 +219,9 @@ class RoundKeeper:
         if self.config.devices_per_round and len(devices) > self.config.devices_per_round:
             devices = random.Random(_seed(self.config.seed, "sample", round_)).sample(
                 sorted(devices, key=lambda d: d.id), self.config.devices_per_round)
-        capacity = {d.id: device_capacity(d.profile, self.shape) for d in devices}
+        methods = {d.id: self._device_method(d) for d in devices}
+        capacity = {d.id: (methods[d.id].capacity if methods[d.id] else device_capacity(d.profile, self.shape))
+                    for d in devices}
         plan = self.planner.assign(round_, devices, self.slices, capacity)
         if not plan.slices:
             reasons = "; ".join(sorted(set(plan.excluded.values()))) or "no slices"
@@ -218,18 +229,27 @@ class RoundKeeper:
             return
         now = self.clock()
         deadline = now + self.config.round_deadline_s
-        tasks = {device: self._task(round_, device, pieces, capacity[device], deadline)
+        tasks = {device: self._task(round_, device, pieces, capacity[device], deadline,
+                                    methods[device].method if methods[device] else self.method.name)
                  for device, pieces in plan.slices.items()}
         row = RoundRow(round_, "open", now, deadline, None, self.version, {
             "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
-            "excluded": plan.excluded, "uncovered": plan.uncovered})
+            "excluded": plan.excluded, "uncovered": plan.uncovered}
+            | ({"methods": {d: methods[d].why for d in plan.slices}} if self.auto_method else {}))
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
         crash_point("round-opened")
         self.open = OpenRound(row, tasks, {})
         self.waiting_note = ""
         self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
                  f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
-                 + (f", {len(plan.excluded)} devices sat out" if plan.excluded else ""))
+                 + (f", {len(plan.excluded)} devices sat out" if plan.excluded else "")
+                 + (f", methods: {_count_methods(tasks)}" if self.auto_method else ""))
+
+    def _device_method(self, device: DeviceInfo) -> DeviceMethod | None:
+        """Under method auto, the method this device trains with and its capacity under it."""
+        if not self.auto_method:
+            return None
+        return choose_method(device.profile, self.method_shapes, min(s.nbytes for s in self.slices), self.host.kind)
 
     def _open_statistics_round(self, devices: list[DeviceInfo]) -> None:
         """Round 0 of a warm start that needs the devices' data: every online device sends statistics."""
@@ -250,16 +270,17 @@ class RoundKeeper:
         task.statistics_examples = self.config.warm_start_examples
         return task
 
-    def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float) -> pb.Task:
+    def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float,
+              method: str | None = None) -> pb.Task:
         c = self.config
-        data = ""
+        data, method_spec = "", replace(self.method, name=method or self.method.name)
         if c.data == "partition":
             order = [row.id for row in self.ledger.devices_by_registration()]
             data = Partition(c.task, c.partitions, order.index(device) % c.partitions, c.dirichlet_alpha,
                              c.seed).spec()
         return pb.Task(
             task_id=f"{round_}:{device}", round=round_, state_version=self.version,
-            adapter=adapter_message(self.shape.adapter), method=method_message(self.method), data=data,
+            adapter=adapter_message(self.shape.adapter), method=method_message(method_spec), data=data,
             slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
             steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
             seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.planner.upload, deadline_unix=deadline,
@@ -287,7 +308,9 @@ class RoundKeeper:
         crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
-                   "method": self.method.name}
+                   "method": AUTO if self.auto_method else self.method.name}
+        if self.auto_method:
+            metrics["methods"] = {device: method_of(task).name for device, task in open_.tasks.items()}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
         with open(self.metrics_path, "a") as out:
@@ -475,6 +498,11 @@ class RoundKeeper:
         if stored.tensors is None:  # a seeds upload
             return not deltas
         return stored.tensors == save_tensors(deltas)
+
+
+def _count_methods(tasks: dict[str, pb.Task]) -> str:
+    counts = Counter(method_of(task).name for task in tasks.values())
+    return ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
 
 
 def _describe(m: dict) -> str:

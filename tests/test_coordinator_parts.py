@@ -245,3 +245,28 @@ def test_a_damaged_checkpoint_is_detected(tmp_path):
     (tmp_path / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(DamagedCheckpoint, match="torn or damaged"):
         store.read(name, sha)
+
+
+def test_method_auto_gives_each_device_the_soonest_method_that_fits_it():
+    from coordinator.capacity import memory_needed
+    from coordinator.method_rule import candidate_shapes, choose
+
+    shapes = candidate_shapes(_forward_grad_shape())
+    smallest = 2048  # one slice's bytes (all of tiny-llama's LoRA: 14,336)
+    need = {name: memory_needed(shape, smallest) for name, shape in shapes.items()}
+    assert need["zo-sgd"] < need["fo-adam-ckpt"] < need["fo-adam"]  # checkpointing keeps fewer activations
+    assert choose(LAPTOP, shapes, smallest, "causal_lm").method == "fo-adam"  # the fewest measured steps
+    between = choose(replace_cap(LAPTOP, need["fo-adam"] - 1000), shapes, smallest, "causal_lm")
+    assert between.method == "fo-adam-ckpt" and "fo-adam: does not fit" in between.why
+    # Below backprop's floor neither forward-only method reached the target: the faster step wins.
+    forward_only = choose(replace_cap(LAPTOP, need["fo-adam-ckpt"] - 1000), shapes, smallest, "causal_lm")
+    assert forward_only.method in ("zo-sgd", "forward-grad") and "not reached" in forward_only.why
+    onnx_only = choose(pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]}), shapes, smallest,
+                       "causal_lm")
+    assert onnx_only.method == "zo-sgd"
+    nothing = choose(replace_cap(LAPTOP, 10**6), shapes, smallest, "causal_lm")
+    assert not nothing.capacity.usable and "no method fits: memory cap" in nothing.why
+    for cap in np.linspace(min(need.values()) - 10**5, max(need.values()) + 10**5, 25):
+        chosen = choose(replace_cap(LAPTOP, int(cap)), shapes, smallest, "causal_lm")
+        fits = chosen.capacity.usable and chosen.capacity.trainable_bytes >= smallest
+        assert fits == (cap >= min(need.values())), (cap, chosen)

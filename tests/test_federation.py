@@ -11,6 +11,7 @@ from coordinator.replay import replay_update
 from coordinator.rounds import RoundKeeper
 from coordinator.service import CoordinatorService
 from edge_runtime.agent.client import CallRejected
+from edge_runtime.errors import UserError
 from edge_runtime.fleet.emulator import seeded_identities
 from edge_runtime.local.work import update_header
 from edge_runtime.protocol import PROTOCOL_KEY, PROTOCOL_VERSION, CallFailed, pb
@@ -232,3 +233,29 @@ def test_a_listen_address_that_cannot_be_is_refused_before_anything_binds(tmp_pa
 
     with pytest.raises(UserError, match="listen"):
         small_config(tmp_path, listen=listen)
+
+
+def test_method_auto_trains_each_device_with_the_method_it_can_afford(tmp_path):
+    """A laptop trains its slices by backprop, a device whose memory only holds a forward-only step
+    trains by forward passes; both updates merge in one round."""
+    from coordinator.capacity import memory_needed
+
+    federation = Federation(small_config(tmp_path, method="auto", rounds=1), devices=1)
+    keeper = federation.keeper
+    smallest = min(s.nbytes for s in keeper.slices)
+    need = {name: memory_needed(shape, smallest) for name, shape in keeper.method_shapes.items()}
+    small = pb.DeviceProfile()
+    small.CopyFrom(LAPTOP)
+    small.memory_cap_bytes = (need["zo-sgd"] + need["fo-adam-ckpt"]) // 2
+    federation.agents.append(federation.agent(small))
+    metrics = federation.run()[1]
+    methods = sorted(metrics["methods"].values())
+    assert metrics["method"] == "auto" and metrics["updates"] == 2
+    assert methods[0] == "fo-adam" and methods[1] in ("forward-grad", "zo-sgd"), methods
+    reasons = next(r for r in keeper.ledger.rounds() if r.round == metrics["round"]).plan["methods"]
+    assert len(reasons) == 2 and all("s/step" in why for why in reasons.values())
+
+
+def test_method_auto_refuses_a_planner_that_uploads_seeds(tmp_path):
+    with pytest.raises(UserError, match="method auto .* uploads seeds"):
+        Federation(small_config(tmp_path, method="auto", planner="zo-seed"), devices=0)

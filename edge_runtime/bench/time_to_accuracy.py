@@ -132,9 +132,9 @@ def _minutes(seconds: float | None, steps: int | None) -> str:
 def _candidates(probe: dict) -> list[dict]:
     """In a fresh process: `--method auto`'s candidates under the probe's cap, planned and timed."""
     from edge_runtime.config import build_config
+    from edge_runtime.costs.time_to_target import CANDIDATES
     from edge_runtime.errors import UserError
     from edge_runtime.training.config import TrainConfig
-    from edge_runtime.training.method_choice import CANDIDATES
     from edge_runtime.training.trainer import build_run
 
     with tempfile.TemporaryDirectory(prefix="edgetune-tta-") as scratch:

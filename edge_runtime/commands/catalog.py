@@ -6,11 +6,11 @@ import argparse
 
 
 def _run(args: argparse.Namespace) -> None:
+    from edge_runtime.costs.time_to_target import CANDIDATES
     from edge_runtime.estimators import METHODS
     from edge_runtime.models import MODEL_ALIASES
     from edge_runtime.tasks import TASKS
     from edge_runtime.tasks.templates import TEMPLATES
-    from edge_runtime.training.method_choice import CANDIDATES
     from edge_runtime.warm_start.linear_head import ENCODER_WARM_STARTS
 
     print("models: ", ", ".join(MODEL_ALIASES))

@@ -37,6 +37,10 @@ def markdown(result: FleetResult, config, plot: str | None) -> str:
                   f"{batching['device_passes']} device passes in {batching['passes']} passes, "
                   f"{batching['device_passes'] / batching['passes']:.1f} devices per pass"
                   + (f"; batching stopped: {batching['unbatchable']}" if batching.get("unbatchable") else "") + ".", ""]
+    chosen = Counter(m for r in result.rounds for m in r.get("methods", {}).values())
+    if chosen:
+        lines += ["Methods the coordinator chose (method auto), counted over devices and rounds: "
+                  + ", ".join(f"{name} {n}" for name, n in chosen.most_common()) + ".", ""]
     lines += [_accuracy_summary(result, config), ""]
     if plot:
         lines += [f"![accuracy per round]({plot})", ""]

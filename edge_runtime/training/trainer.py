@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from edge_runtime.config import config_values
+from edge_runtime.costs import time_to_target
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import (
     Method,
@@ -138,7 +139,7 @@ def _plan_candidates(config: TrainConfig,
     """`--method auto`'s candidates, each planned under the cap as if asked for by name (at the
     asked sequence length: methods are compared on the same examples)."""
     candidates, plans = [], {}
-    for method in method_choice.CANDIDATES:
+    for method in time_to_target.CANDIDATES:
         try:
             get_method(method).check_adapter(config.adapter)
         except UserError as refusal:

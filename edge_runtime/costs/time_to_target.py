@@ -1,0 +1,41 @@
+"""Predicted time to a target accuracy: the steps a method took to reach it in the measured
+convergence runs, times the seconds one of its steps takes on a device.
+
+A device owner wants accuracy soon, not the smallest peak, so both `--method auto` on one device
+(timing a real step) and the coordinator's per-device choice (the cost model's step seconds) rank
+methods by this one rule. Methods the runs never saw reach the target rank after every method that
+did, by step time.
+"""
+
+from __future__ import annotations
+
+CANDIDATES = ("fo-adam", "fo-adam-ckpt", "forward-grad", "zo-sgd")
+TARGET_GAIN = "+5 points"
+# Optimizer steps to first score 5 points above the warm start on SST-2 dev (batch 16, LoRA r=8),
+# read from the curves in docs/benchmarks/convergence/convergence-{minilm,smollm2}-sst2.json
+# (each is the first evaluation point at or past the gain, so an upper bound). Checkpointed
+# backprop computes backprop's gradient, so it takes backprop's steps. A method absent from a row
+# did not gain 5 points within the run: MiniLM 4,000 forward passes (ZO-SGD 0.768 -> 0.765,
+# Forward-Grad -> 0.745), SmolLM2 800 (ZO-SGD 0.770 -> 0.776).
+STEPS_TO_TARGET = {
+    "encoder": {"fo-adam": 500, "fo-adam-ckpt": 500},  # 0.768 -> 0.822 at step 500
+    "causal_lm": {"fo-adam": 200, "fo-adam-ckpt": 200},  # 0.770 -> 0.846 at step 200
+}
+MEASURED_PASSES = {"encoder": 4000, "causal_lm": 800}
+MEASURED_ON = {"encoder": "MiniLM", "causal_lm": "SmolLM2-135M"}
+
+
+def rank(method: str, step_seconds: float, model_kind: str) -> tuple[bool, float]:
+    """Sort key: methods that reached the target first, by predicted seconds; the rest by step time."""
+    steps = STEPS_TO_TARGET[model_kind]
+    return method not in steps, steps.get(method, 1) * step_seconds
+
+
+def describe(method: str, step_seconds: float, model_kind: str) -> str:
+    """What the prediction rests on, for a one-line reason."""
+    steps = STEPS_TO_TARGET[model_kind].get(method)
+    if steps is None:
+        return (f"{step_seconds:.2f} s/step, {TARGET_GAIN} not reached in {MEASURED_PASSES[model_kind]:,} "
+                f"forward passes on {MEASURED_ON[model_kind]} SST-2")
+    return (f"{step_seconds:.2f} s/step, about {steps} steps to {TARGET_GAIN} as measured on "
+            f"{MEASURED_ON[model_kind]} SST-2 (~{steps * step_seconds / 60:.1f} min)")
