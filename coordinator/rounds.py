@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import random
 import shutil
 import threading
 import time
@@ -35,6 +34,7 @@ from coordinator.ledger import Ledger, RoundRow, UpdateRow
 from coordinator.method_rule import AUTO, DeviceMethod, candidate_shapes
 from coordinator.method_rule import choose as choose_method
 from coordinator.planners import PLANNERS, DeviceInfo
+from coordinator.registry import DeviceRegistry
 from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import slice_tensors
 from coordinator.state_lock import StateLock
@@ -75,6 +75,17 @@ class OpenRound:
     row: RoundRow
     tasks: dict[str, pb.Task]  # device id -> task
     accounted: dict[str, str]  # device id -> submitted | refused
+
+
+@dataclass(frozen=True)
+class RoundView:
+    """What a caller outside the coordinator (the emulator, a bench, a heartbeat reply) may read of
+    the open round."""
+
+    round: int
+    opened_at: float
+    deadline_at: float
+    devices: tuple[str, ...]  # the devices given a task, sorted
 
 
 def _seed(*parts) -> int:
@@ -120,7 +131,7 @@ class RoundKeeper:
         self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                           config.server_beta2, config.server_tau)
         self.lock = threading.RLock()
-        self.last_seen: dict[str, float] = {}
+        self.devices = DeviceRegistry(self.ledger, clock, config.device_timeout_s)
         self.params: dict[str, np.ndarray] = {}
         self.version = 0
         self.open: OpenRound | None = None
@@ -170,10 +181,8 @@ class RoundKeeper:
                 accounted = {d: s for d, (_, s) in assignments.items() if s != "assigned"}
                 self.open = OpenRound(row, tasks, accounted)
             self.finished = self.version >= self.config.rounds and self.open is None
-            # The silence of an outage is the coordinator's, not the devices': each known device counts
-            # as online for one device timeout after a restart. Otherwise the first device to call back
-            # would find itself the only one online, and the next round would be planned for it alone.
-            self.last_seen = {row.id: self.clock() for row in self.ledger.devices()}
+            # The silence of an outage is the coordinator's, not the devices'.
+            self.devices.trust_known()
             if rounds:
                 # Files derived from the ledger may lag it by the crash; rebuild what is missing.
                 self._rewrite_metrics_file()
@@ -185,16 +194,23 @@ class RoundKeeper:
 
     # Devices
     def seen(self, device_id: str) -> None:
-        self.last_seen[device_id] = self.clock()
+        self.devices.seen(device_id)
 
-    def online_ids(self) -> set[str]:
-        now = self.clock()
-        return {device for device, seen in self.last_seen.items() if now - seen <= self.config.device_timeout_s}
+    # The public read API
+    @property
+    def open_round(self) -> RoundView | None:
+        with self.lock:
+            if self.open is None:
+                return None
+            row = self.open.row
+            return RoundView(row.round, row.opened_at, row.deadline_at, tuple(sorted(self.open.tasks)))
 
-    def online_devices(self) -> list[DeviceInfo]:
-        online = self.online_ids()
-        return [DeviceInfo(row.id, pb.DeviceProfile.FromString(row.profile), row.examples)
-                for row in self.ledger.devices() if row.id in online]
+    def round_metrics(self) -> list[dict]:
+        """Every closed round's metrics, the initial adapter's first (round -1)."""
+        return self.ledger.metrics()
+
+    def adapter_bytes(self) -> int:
+        return sum(value.nbytes for value in self.params.values())
 
     # Rounds
     def tick(self) -> None:
@@ -206,19 +222,15 @@ class RoundKeeper:
 
     def _maybe_open(self) -> None:
         round_ = self.version
-        # Counted from memory first: every GetTask ticks, and reading every device's row on each
-        # call while a fleet is still arriving costs each call time in proportion to the fleet.
-        online = len(self.online_ids())
+        online = self.devices.online_count()
         if online < self.config.min_devices:
             self._note(f"waiting for devices: {online} online, {self.config.min_devices} needed")
             return
-        devices = self.online_devices()
+        devices = self.devices.online()
         if self.warm_start.needs_devices and round_ == 0:
             self._open_statistics_round(devices)
             return
-        if self.config.devices_per_round and len(devices) > self.config.devices_per_round:
-            devices = random.Random(_seed(self.config.seed, "sample", round_)).sample(
-                sorted(devices, key=lambda d: d.id), self.config.devices_per_round)
+        devices = self.devices.sample(devices, self.config.devices_per_round, _seed(self.config.seed, "sample", round_))
         methods = {d.id: self._device_method(d) for d in devices}
         capacity = {d.id: (methods[d.id].capacity if methods[d.id] else device_capacity(d.profile, self.shape))
                     for d in devices}

@@ -81,9 +81,8 @@ class CoordinatorService:
 
     def heartbeat(self, metadata: Mapping[str, str]) -> pb.HeartbeatReply:
         self.authenticate(metadata)
-        keeper = self.keeper
-        return pb.HeartbeatReply(round=keeper.open.row.round if keeper.open else keeper.version,
-                                 state_version=keeper.version)
+        open_, version = self.keeper.open_round, self.keeper.version
+        return pb.HeartbeatReply(round=open_.round if open_ else version, state_version=version)
 
     def get_task(self, metadata: Mapping[str, str]) -> pb.GetTaskReply:
         device_id = self.authenticate(metadata)

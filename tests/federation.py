@@ -71,4 +71,4 @@ class Federation:
             for agent in self.agents:
                 agent.work_once()
             self.keeper.tick()
-        return self.keeper.ledger.metrics()
+        return self.keeper.round_metrics()

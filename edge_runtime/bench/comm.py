@@ -120,7 +120,7 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
         for agent in agents:
             agent.work_once()
         keeper.tick()
-    return keeper.ledger.metrics()[1]
+    return keeper.round_metrics()[1]
 
 
 def table(rows: list[dict]) -> str:

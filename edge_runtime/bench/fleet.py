@@ -51,7 +51,7 @@ record = result.rounds[0]
 print(json.dumps({"rss_before_devices": before, "rss_after": process.memory_info().rss,
                   "peak_rss": result.peak_rss_bytes, "device_steps": record["device_steps"],
                   "train_wall_s": record["prepare_wall_s"], "round_wall_s": record["wall_s"],
-                  "adapter_bytes": sum(v.nbytes for v in emulator.keeper.params.values()),
+                  "adapter_bytes": emulator.keeper.adapter_bytes(),
                   "devices_per_pass": result.batching["device_passes"] / max(result.batching["passes"], 1)}))
 """
 

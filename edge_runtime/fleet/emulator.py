@@ -116,7 +116,7 @@ class FleetEmulator:
 
     def run(self) -> FleetResult:
         started = time.perf_counter()
-        result = FleetResult(initial=self.keeper.ledger.metrics()[0],
+        result = FleetResult(initial=self.keeper.round_metrics()[0],
                              eval_examples=len(self.host_model.eval_examples))
         with tqdm(total=self.config.devices, desc="devices joining", disable=not self.config.progress) as bar:
             for index, profile in enumerate(self._profiles()):
@@ -131,7 +131,7 @@ class FleetEmulator:
             while not self.keeper.finished:
                 self.hosts.call_all("heartbeat", [(self.clock.now,)] * self.hosts.size)
                 self.keeper.tick()
-                if self.keeper.open is None:
+                if self.keeper.open_round is None:
                     if self.clock.now - idle_since > MAX_IDLE_S:
                         raise UserError(f"no round could open for a virtual week: {self.keeper.waiting_note}")
                     self.clock.advance_to(self.clock.now + IDLE_STEP_S)
@@ -154,10 +154,10 @@ class FleetEmulator:
 
     def _round(self) -> dict:
         wall = time.perf_counter()
-        open_ = self.keeper.open
-        round_, opened, deadline = open_.row.round, open_.row.opened_at, open_.row.deadline_at
+        open_ = self.keeper.open_round
+        round_, opened, deadline = open_.round, open_.opened_at, open_.deadline_at
         by_host: list[list[str]] = [[] for _ in range(self.hosts.size)]
-        for device_id in sorted(open_.tasks):
+        for device_id in open_.devices:
             by_host[self.placement[device_id]].append(device_id)
         preparing = time.perf_counter()
         prepared = [w for part in self.hosts.call_all("prepare", [(ids, opened, round_) for ids in by_host])
@@ -170,11 +170,11 @@ class FleetEmulator:
             outcome = self.hosts.call(self.placement[work.device_id], "deliver", work.device_id)
             outcomes[outcome] = outcomes.get(outcome, 0) + 1
         for t in (deadline, deadline + self.config.round_deadline_s):
-            if self.keeper.open is None or self.keeper.open.row.round != round_:
+            if self.keeper.open_round is None or self.keeper.open_round.round != round_:
                 break
             self.clock.advance_to(t)
             self.keeper.tick()
-        metrics = next(m for m in reversed(self.keeper.ledger.metrics()) if m["round"] == round_)
+        metrics = next(m for m in reversed(self.keeper.round_metrics()) if m["round"] == round_)
         for work in prepared:
             if work.kind in ("offline", "dropped"):
                 outcomes[work.kind] = outcomes.get(work.kind, 0) + 1
