@@ -26,19 +26,19 @@ import numpy as np
 from safetensors.numpy import load as load_tensors
 from safetensors.numpy import save as save_tensors
 
-from coordinator.aggregation import WeightedUpdate, average_updates, server_optimizer
-from coordinator.capacity import Capacity, RoundShape, device_capacity, prepare
+from coordinator.aggregation import server_optimizer
+from coordinator.capacity import Capacity
 from coordinator.config import CoordinatorConfig
 from coordinator.faults import crash_point
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
-from coordinator.method_rule import AUTO, DeviceMethod, candidate_shapes
-from coordinator.method_rule import choose as choose_method
-from coordinator.planners import PLANNERS, DeviceInfo
+from coordinator.method_rule import AUTO
+from coordinator.planners import DeviceInfo
 from coordinator.registry import DeviceRegistry
-from coordinator.replay import REPLAYABLE_METHODS, replay_update
+from coordinator.replay import replay_update
 from coordinator.slices import slice_tensors
 from coordinator.state_lock import StateLock
 from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
+from coordinator.strategy import ReceivedUpdate, Strategy
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
 from edge_runtime.errors import UserError
@@ -108,28 +108,16 @@ class RoundKeeper:
         # The global state keeps every tensor; the rounds train the slices chosen here.
         self.slices = [s for s in slice_tensors(self.shapes)
                        if config.train_head or self.head_layout.weight not in s.tensors]
-        self.planner = PLANNERS[config.planner]()
-        self.auto_method = config.method == AUTO
-        if self.auto_method and self.planner.upload == pb.Task.SEEDS:
-            raise UserError(f"method auto picks backprop where a device can afford it, whose update is dense; "
-                            f"planner {config.planner} uploads seeds: use spry or fedavg-full")
-        self.method = MethodSpec(self.planner.default_method if self.auto_method or not config.method
-                                 else config.method, config.estimator)
-        if self.planner.upload == pb.Task.SEEDS and self.method.name not in REPLAYABLE_METHODS:
-            raise UserError(f"planner {config.planner} uploads seeds, which replay only for "
-                            f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method.name} does not")
-        self.shape = RoundShape(config.adapter_spec(), self.method, config.batch_size, config.local_steps,
-                                config.round_deadline_s)
-        prepare(self.shape)
-        self.method_shapes = candidate_shapes(self.shape) if self.auto_method else {}
+        self.strategy = Strategy(config.planner, config.method, config.adapter_spec(), config.estimator,
+                                 config.batch_size, config.local_steps, config.round_deadline_s, host.kind,
+                                 server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
+                                                  config.server_beta2, config.server_tau))
         self.template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
         self.warm_start = plan_warm_start(host.kind, config.warm_start, self.template.calibration)
         if not config.train_head and host.kind == "encoder" and self.warm_start.kind == "none":
             raise UserError("train_head false keeps the warm start's head, but warm_start is none: the head would "
                             "stay random; choose a warm start or train the head")
         self.head_constants: dict = {}
-        self.optimizer = server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
-                                          config.server_beta2, config.server_tau)
         self.lock = threading.RLock()
         self.devices = DeviceRegistry(self.ledger, clock, config.device_timeout_s)
         self.params: dict[str, np.ndarray] = {}
@@ -156,7 +144,7 @@ class RoundKeeper:
                 except DamagedCheckpoint as error:
                     self.log(f"coordinator: {error}; falling back to the previous checkpoint")
             if loaded is None:
-                self.version, self.params, self.optimizer.state = 0, self.host.state(), {}
+                self.version, self.params, self.strategy.optimizer.state = 0, self.host.state(), {}
                 head, self.head_constants = initial_head(self.warm_start, self.host)
                 self.params.update(head)
                 if not rounds:
@@ -165,11 +153,12 @@ class RoundKeeper:
                     self.ledger.close_round_metrics(-1, {"round": -1, "state_version": 0, **self._evaluate()})
                     self.ledger.record_checkpoint(0, -1, file, sha256)
             else:
-                self.version, self.params, self.optimizer.state, self.head_constants = loaded
+                self.version, self.params, self.strategy.optimizer.state, self.head_constants = loaded
             closed = [r for r in rounds if r.status == "closed" and r.round >= self.version]
             for row in closed:  # closed after the checkpoint we could read: merge them again
                 self._merge(row.round)
-                file, sha256 = self.store.write(self.version, self.params, self.optimizer.state, self.head_constants)
+                file, sha256 = self.store.write(self.version, self.params, self.strategy.optimizer.state,
+                                                self.head_constants)
                 self.ledger.record_checkpoint(self.version, row.round, file, sha256)
             open_rows = [r for r in rounds if r.status == "open"]
             if open_rows:
@@ -231,23 +220,21 @@ class RoundKeeper:
             self._open_statistics_round(devices)
             return
         devices = self.devices.sample(devices, self.config.devices_per_round, _seed(self.config.seed, "sample", round_))
-        methods = {d.id: self._device_method(d) for d in devices}
-        capacity = {d.id: (methods[d.id].capacity if methods[d.id] else device_capacity(d.profile, self.shape))
-                    for d in devices}
-        plan = self.planner.assign(round_, devices, self.slices, capacity)
+        configured = self.strategy.configure_round(round_, devices, self.slices)
+        plan = configured.assignment
         if not plan.slices:
             reasons = "; ".join(sorted(set(plan.excluded.values()))) or "no slices"
             self._note(f"no online device can train this round: {reasons}")
             return
         now = self.clock()
         deadline = now + self.config.round_deadline_s
-        tasks = {device: self._task(round_, device, pieces, capacity[device], deadline,
-                                    methods[device].method if methods[device] else self.method.name)
+        tasks = {device: self._task(round_, device, pieces, configured.capacity[device], deadline,
+                                    configured.methods[device])
                  for device, pieces in plan.slices.items()}
         row = RoundRow(round_, "open", now, deadline, None, self.version, {
             "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
             "excluded": plan.excluded, "uncovered": plan.uncovered}
-            | ({"methods": {d: methods[d].why for d in plan.slices}} if self.auto_method else {}))
+            | ({"methods": configured.reasons} if configured.reasons else {}))
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
         crash_point("round-opened")
         self.open = OpenRound(row, tasks, {})
@@ -255,13 +242,7 @@ class RoundKeeper:
         self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
                  f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
                  + (f", {len(plan.excluded)} devices sat out" if plan.excluded else "")
-                 + (f", methods: {_count_methods(tasks)}" if self.auto_method else ""))
-
-    def _device_method(self, device: DeviceInfo) -> DeviceMethod | None:
-        """Under method auto, the method this device trains with and its capacity under it."""
-        if not self.auto_method:
-            return None
-        return choose_method(device.profile, self.method_shapes, min(s.nbytes for s in self.slices), self.host.kind)
+                 + (f", methods: {_count_methods(tasks)}" if self.strategy.auto else ""))
 
     def _open_statistics_round(self, devices: list[DeviceInfo]) -> None:
         """Round 0 of a warm start that needs the devices' data: every online device sends statistics."""
@@ -277,25 +258,26 @@ class RoundKeeper:
         self.log(f"coordinator: round 0 open: {len(tasks)} devices send the warm start's statistics")
 
     def _statistics_task(self, device: str, deadline: float) -> pb.Task:
-        task = self._task(0, device, [], Capacity(trainable_bytes=0, steps=0, step_seconds=0.0), deadline)
+        task = self._task(0, device, [], Capacity(trainable_bytes=0, steps=0, step_seconds=0.0), deadline,
+                          self.strategy.method)
         task.work = pb.Task.STATISTICS
         task.statistics_examples = self.config.warm_start_examples
         return task
 
     def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float,
-              method: str | None = None) -> pb.Task:
+              method: MethodSpec) -> pb.Task:
         c = self.config
-        data, method_spec = "", replace(self.method, name=method or self.method.name)
+        data = ""
         if c.data == "partition":
             order = [row.id for row in self.ledger.devices_by_registration()]
             data = Partition(c.task, c.partitions, order.index(device) % c.partitions, c.dirichlet_alpha,
                              c.seed).spec()
         return pb.Task(
             task_id=f"{round_}:{device}", round=round_, state_version=self.version,
-            adapter=adapter_message(self.shape.adapter), method=method_message(method_spec), data=data,
+            adapter=adapter_message(self.strategy.shape.adapter), method=method_message(method), data=data,
             slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
             steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
-            seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.planner.upload, deadline_unix=deadline,
+            seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.strategy.upload, deadline_unix=deadline,
             logit_scale=self.head_constants.get("logit_scale"),
             score_offsets=self.head_constants.get("score_offsets", []))
 
@@ -316,12 +298,12 @@ class RoundKeeper:
         round_ = open_.row.round
         summary = self._merge(round_)
         crash_point("round-merged")
-        file, sha256 = self.store.write(self.version, self.params, self.optimizer.state, self.head_constants)
+        file, sha256 = self.store.write(self.version, self.params, self.strategy.optimizer.state, self.head_constants)
         crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
-                   "method": AUTO if self.auto_method else self.method.name}
-        if self.auto_method:
+                   "method": AUTO if self.strategy.auto else self.strategy.method.name}
+        if self.strategy.auto:
             metrics["methods"] = {device: method_of(task).name for device, task in open_.tasks.items()}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
@@ -358,19 +340,15 @@ class RoundKeeper:
         bytes_up = 0
         for row in self.ledger.updates(round_):
             header, task = pb.UpdateHeader.FromString(row.header), assignments[row.device_id]
-            if row.tensors is not None:
-                deltas = load_tensors(row.tensors)
-            else:
-                deltas = replay_update({n: self.shapes[n] for n in task.tensors}, header.scalars, seed=task.seed,
-                                       lr=task.lr, method=method_of(task))
-            updates.append(WeightedUpdate(row.device_id, float(header.examples), deltas))
+            updates.append(ReceivedUpdate(row.device_id, task, header.examples,
+                                          load_tensors(row.tensors) if row.tensors is not None else None,
+                                          tuple(header.scalars)))
             losses.append((header.examples, header.loss_before, header.loss_after))
             bytes_up += row.wire_bytes
             device = self.ledger.device(row.device_id)
             kind = pb.DeviceProfile.FromString(device.profile).device_class or "unknown"
             classes[kind] = classes.get(kind, 0) + 1
-        mean = average_updates(updates)
-        self.optimizer.step(self.params, mean)
+        mean = self.strategy.aggregate_round(self.params, self.shapes, updates)
         self.version = round_ + 1
         trained = {s.id for s in self.slices if any(t in mean for t in s.tensors)}
         total = sum(w for w, _, _ in losses)

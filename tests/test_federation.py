@@ -243,7 +243,7 @@ def test_method_auto_trains_each_device_with_the_method_it_can_afford(tmp_path):
     federation = Federation(small_config(tmp_path, method="auto", rounds=1), devices=1)
     keeper = federation.keeper
     smallest = min(s.nbytes for s in keeper.slices)
-    need = {name: memory_needed(shape, smallest) for name, shape in keeper.method_shapes.items()}
+    need = {name: memory_needed(shape, smallest) for name, shape in keeper.strategy.method_shapes.items()}
     small = pb.DeviceProfile()
     small.CopyFrom(LAPTOP)
     small.memory_cap_bytes = (need["zo-sgd"] + need["fo-adam-ckpt"]) // 2
