@@ -13,6 +13,7 @@ from coordinator.planners.base import Assignment, RoundPlanner, stable_order
 
 class FedAvgFull(RoundPlanner):
     name = "fedavg-full"
+    summary = "every device trains every tensor"
     default_method = "fo-adam"
 
     def assign(self, round_, devices, slices, capacity):
@@ -34,5 +35,6 @@ class FedAvgFull(RoundPlanner):
 
 class ZOSeed(FedAvgFull):
     name = "zo-seed"
+    summary = "every device trains every tensor with ZO and uploads only scalars"
     default_method = "zo-sgd"
     upload = "seeds"

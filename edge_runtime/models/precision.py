@@ -9,7 +9,6 @@ perturb/restore cycle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
 from torch import nn
@@ -19,11 +18,7 @@ from edge_runtime.models.int8 import quantize_frozen_
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.lora import apply_lora
 from edge_runtime.models.prefix import apply_prefix
-
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "bf16", "int8")
-Adapter = Literal["lora", "prefix", "full"]
-ADAPTERS: tuple[str, ...] = ("lora", "prefix", "full")
+from edge_runtime.options import ADAPTERS, PRECISIONS, Adapter, Precision
 
 # int8 is loaded in fp32 and quantized after LoRA is in place (LoRA wraps nn.Linear layers).
 _LOAD_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
