@@ -218,7 +218,8 @@ def test_cli_config_file_and_flags(tmp_path, capsys):
 
 
 def test_list_settings_take_the_declared_element_type_from_flags_and_files():
-    from edge_runtime.bench.configs import FederatedBenchConfig, FleetBenchConfig
+    from edge_runtime.bench.federated_config import FederatedBenchConfig
+    from edge_runtime.bench.fleet_config import FleetBenchConfig
     from edge_runtime.errors import UserError
 
     assert build_config(FleetBenchConfig, {"sizes": "10, 100", "batch_devices": [1, "8"]}).sizes == (10, 100)

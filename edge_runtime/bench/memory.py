@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import MemoryBenchConfig
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, graph_bytes, training_artifacts
+from edge_runtime.bench.memory_config import MemoryBenchConfig
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
 from edge_runtime.memory import Workload, estimate, inference_estimate
@@ -43,9 +43,10 @@ def run(config: MemoryBenchConfig) -> list[dict]:
     total = len(cells) * len(methods) + sum(len(m) for _, m in ort_cells)
     with tqdm(total=total, desc="bench memory", disable=not config.progress) as bar:
         for adapter, precision in cells:
-            work = Workload(model=config.model, precision=precision, batch=config.batch, seq_len=config.seq_len,
-                            lora_r=config.lora_r, adapter=adapter, zo_restore=config.zo_restore,
-                            nan_guard=config.nan_guard, perturbations_per_pass=config.perturbations_per_pass)
+            work = Workload(model=config.model, precision=precision, batch=config.batch_size,
+                            seq_len=config.max_length, lora_r=config.lora_r, adapter=adapter,
+                            zo_restore=config.zo_restore, nan_guard=config.nan_guard,
+                            perturbations_per_pass=config.perturbations_per_pass)
             inference_peak = None
             for method in methods:
                 bar.set_postfix_str(f"{adapter} {precision} {method}")
@@ -66,8 +67,8 @@ def run(config: MemoryBenchConfig) -> list[dict]:
                 _write(config, rows)
     for model in config.project:
         for method in methods:
-            work = Workload(model=model, precision=config.project_precision, batch=config.batch,
-                            seq_len=config.seq_len, lora_r=config.lora_r)
+            work = Workload(model=model, precision=config.project_precision, batch=config.batch_size,
+                            seq_len=config.max_length, lora_r=config.lora_r)
             rows.append(_estimated_row(work, method))
     _write(config, rows)
     return rows
@@ -85,7 +86,7 @@ def _row(work: Workload, method: str) -> dict:
         est = estimate(replace(work, method=method))
         estimate_bytes, components = est.total, est.as_dict()
     return {"model": work.model, "method": method, "precision": work.precision, "adapter": work.adapter,
-            "batch": work.batch, "seq_len": work.seq_len, "backend": "torch", "zo_restore": work.zo_restore,
+            "batch_size": work.batch, "max_length": work.seq_len, "backend": "torch", "zo_restore": work.zo_restore,
             "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass,
             "estimate_bytes": estimate_bytes,
             "estimate_components": components}
@@ -106,7 +107,7 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
         return {**row, "peak_bytes": None, "inference_peak_bytes": inference_peak,
                 "skipped": f"estimated {format_bytes(row['estimate_bytes'])} does not fit in free RAM"}
     probe = {"model": work.model, "task": config.task, "method": method, "precision": work.precision,
-             "adapter": work.adapter, "batch": work.batch, "seq_len": work.seq_len, "lora_r": work.lora_r,
+             "adapter": work.adapter, "batch_size": work.batch, "max_length": work.seq_len, "lora_r": work.lora_r,
              "steps": config.steps, "threads": config.threads, "zo_restore": work.zo_restore,
              "nan_guard": work.nan_guard, "queries": config.queries,
              "perturbations_per_pass": work.perturbations_per_pass}
@@ -121,14 +122,15 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
 def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str, inference_peak: int | None) -> dict:
     """A measured row of the exported graph on onnxruntime (no estimate: the memory model follows
     PyTorch's tensors, not ORT's arena)."""
-    probe = {"graph": str(graph), "task": config.task, "method": method, "batch": config.batch,
-             "seq_len": config.seq_len, "steps": config.steps, "threads": config.threads,
+    probe = {"graph": str(graph), "task": config.task, "method": method, "batch_size": config.batch_size,
+             "max_length": config.max_length, "steps": config.steps, "threads": config.threads,
              "artifacts": str(training_artifacts(graph)) if method in BACKPROP_METHODS else None}
     measured = probe_in_fresh_process(probe, "edge_runtime.bench.ort_probe")
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
     return {"model": config.model, "method": method, "precision": precision, "adapter": "lora",
-            "batch": config.batch, "seq_len": config.seq_len, "backend": "ort", "graph_bytes": graph_bytes(graph),
+            "batch_size": config.batch_size, "max_length": config.max_length, "backend": "ort",
+            "graph_bytes": graph_bytes(graph),
             "estimate_bytes": None, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
             "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
             "torch_loaded": measured["torch_loaded"], "ratio_to_inference": peak / inference_peak}
