@@ -6,9 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
+from coordinator.planners import PLANNERS, Planner
 from edge_runtime.config import group, require_at_least_one, require_folder, setting
 from edge_runtime.errors import UserError
-from edge_runtime.spec import AdapterSpec, EstimatorSettings, Precision
+from edge_runtime.options import Device, FineTuning, Progress
+from edge_runtime.spec import AdapterSpec, EstimatorSettings
 
 
 def check_listen_address(listen: str) -> str:
@@ -28,7 +30,7 @@ def check_listen_address(listen: str) -> str:
 
 
 @dataclass
-class CoordinatorConfig:
+class CoordinatorConfig(Progress, Device, FineTuning):
     listen: str = setting("address to serve on, host:port", "127.0.0.1:50051")
     state_dir: str = setting("folder for the ledger (SQLite), checkpoints, metrics and the final adapter",
                            "runs/coordinator")
@@ -36,39 +38,12 @@ class CoordinatorConfig:
                              "loopback", "")
     tls_cert: str | None = setting("PEM certificate: serve TLS only (plaintext clients are refused)", None)
     tls_key: str | None = setting("PEM private key of tls_cert", None)
-    # What is trained.
-    model: str = setting("model alias or local folder (the devices load the same)", "minilm")
-    task: str = setting("task the devices train and the coordinator evaluates", "sst2")
-    precision: Precision = setting("base precision the devices run", "fp32")
-    lora_r: int = setting("LoRA rank", 8)
-    lora_alpha: int = setting("LoRA alpha", 16)
-    lora_targets: tuple[str, ...] = setting("LoRA target modules; empty = family default", ())
-    max_length: int = setting("tokens per sequence", 128)
-    prompt: str = setting("causal LMs: the task's prompt template by name (default = the measured best) or a format "
-                          "string of its fields", "default")
-    label_words: tuple[str, ...] = setting("causal LMs: the words answering each class, with a prompt of your own", ())
-    calibration: str = setting("causal LMs: none, content-free or centred (a statistics round over the devices' "
-                               "unlabelled inputs); auto = the template's own", "auto")
-    warm_start: str = setting("encoders: the head the rounds start from: none, zero-shot (label descriptions), "
-                              "centroids or ridge (solved from the devices' feature statistics in round 0); auto = "
-                              "centroids or ridge by the examples the devices send", "auto")
-    train_head: bool = setting("encoders: train the classifier in the rounds too; false keeps the warm start's head "
-                               "(its steep logit scale would cap the adapter's step size) and trains the adapter only",
-                               True)
-    warm_start_examples: int = setting("local training examples a device reads for the warm start's statistics "
-                                       "(causal LMs: for a centred calibration)", 2048)
-    seed: int = setting("seed of the initial adapter, of the planners and of every device task", 0)
-    device: Literal["cpu", "cuda"] = setting("where the coordinator's copy of the model evaluates "
-                                             "(the fleet emulator's devices train there too)", "cpu")
     # How rounds are planned.
-    planner: Literal["spry", "fedavg-full", "zo-seed"] = setting(
-        "spry: each device trains its own slices with forward gradients; fedavg-full: every device "
-        "trains every tensor; zo-seed: every device trains every tensor with ZO and uploads only scalars", "spry")
+    planner: Planner = setting("; ".join(f"{name}: {p.summary}" for name, p in PLANNERS.items()), "spry")
     method: str | None = setting("training method on the devices; none = the planner's default; auto = per "
                                  "device, the one predicted to gain accuracy soonest within its memory", None)
-    rounds: int = setting("rounds to run", 20)
+    rounds: int = setting("rounds to run (round 0 is the warm start's, when it needs the devices' data)", 20)
     local_steps: int = setting("steps a device takes per round", 20)
-    batch_size: int = setting("examples per local step", 16)
     lr: float = setting("device learning rate", 1e-3)
     # Every setting a device's method reads: each task carries them all (its MethodSpec), and the replay of
     # a seeds upload reads the same.
@@ -93,12 +68,9 @@ class CoordinatorConfig:
     server_tau: float = setting("FedAdam/FedYogi adaptivity (epsilon)", 1e-3)
     max_update_norm: float = setting("an update whose L2 norm exceeds this is rejected", 100.0)
     max_message_mb: float = setting("largest message accepted from a device", 4.0)
-    data_dir: str | None = setting("folder with the task's files (<task>/<file>) for partitions, the training "
-                                 "probe and evaluation; none = the packaged data", None)
     train_probe_examples: int = setting("training examples the merged adapter's loss is measured on each round", 256)
     eval_examples: int = setting("evaluation examples (a seeded sample of the eval split) the merged adapter is "
                                "scored on each round", 200)
-    progress: bool = setting("show progress", True)
 
     def validate(self) -> None:
         require_at_least_one(self, "rounds", "local_steps", "batch_size", "min_devices", "lora_r",

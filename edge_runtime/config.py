@@ -1,9 +1,21 @@
 """Typed run configs: dataclass defaults < a TOML/YAML file < command-line flags.
 
 Every field of a config dataclass becomes a `--field-name` flag automatically, so a config file
-and the command line can never disagree about what a run accepts. A field declared with `group`
-holds a dataclass of settings that several configs share (the estimator's): its fields are flags and
-keys of the config like its own, and the config holds them as that one object.
+and the command line can never disagree about what a run accepts. A field is declared once, with
+`setting(help, default)`: a command's config inherits the option groups of edge_runtime.options
+(the model, the batch shape, the seed, ...) and declares only what is its own after them. Where a
+command needs another default for a field it inherits, it names the new value with @defaults,
+which keeps the field's type and help text:
+
+    @dataclass
+    @defaults(batch_size=8, max_length=64)
+    class FleetConfig(CoordinatorConfig): ...
+
+A field declared with `group` holds a dataclass of settings that several configs share and pass on
+as one object (the estimator's): its fields are flags and keys of the config like its own.
+
+A `Literal[...]` field takes one of its values, a `tuple[Literal[...], ...]` field some of them;
+anything else is refused by name before a model loads.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import dataclasses
 import tomllib
 import types
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -54,6 +67,31 @@ def config_values(config: Any) -> dict[str, Any]:
             for f, _, group_name in config_fields(type(config))}
 
 
+def defaults(**values: Any) -> Callable[[type[C]], type[C]]:
+    """Class decorator, placed under @dataclass: this config's own defaults for fields it inherits.
+
+    Each named field is declared again on the class with the type and help of the one it inherits,
+    so only the default changes (for this class and those derived from it) and the field keeps its
+    place among the flags."""
+
+    def apply(cls: type[C]) -> type[C]:
+        if "__dataclass_fields__" in cls.__dict__:
+            raise TypeError(f"@defaults goes under @dataclass on {cls.__name__}, so that the dataclass sees it")
+        inherited = {f.name: f for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
+                     for f in dataclasses.fields(base)}
+        own = cls.__dict__.get("__annotations__", {})
+        for name in values:
+            if name not in inherited or name in own:
+                raise TypeError(f"{cls.__name__}: @defaults names {name!r}, which is not a field it only inherits")
+        hints = typing.get_type_hints(cls)  # resolved in the module that declared each field
+        cls.__annotations__ = {**own, **{name: hints[name] for name in values}}
+        for name, value in values.items():
+            setattr(cls, name, dataclasses.field(default=value, metadata=inherited[name].metadata))
+        return cls
+
+    return apply
+
+
 def require_folder(path: str, what: str) -> None:
     """A folder a run writes to may not exist yet; a file in its place is a mistake."""
     if Path(path).expanduser().exists() and not Path(path).expanduser().is_dir():
@@ -90,7 +128,7 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         if typing.get_origin(base) is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             element = (typing.get_args(base) or (str,))[0]
-            return tuple(element(str(i).strip()) for i in items if str(i).strip())
+            return tuple(_coerce(name, element, str(i).strip()) for i in items if str(i).strip())
         if base is bool:
             if isinstance(value, bool):
                 return value
@@ -104,6 +142,17 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
         return base(value)
     except (TypeError, ValueError) as error:
         raise UserError(f"config field '{name}': cannot use {value!r} ({error})") from None
+
+
+def _choices(tp: Any) -> str:
+    """The values a Literal field (or a tuple of them) takes, for its --help: "; one of a, b"."""
+    base = _unwrap_optional(tp)[0]
+    many = typing.get_origin(base) is tuple
+    if many:
+        base = (typing.get_args(base) or (str,))[0]
+    if typing.get_origin(base) is not typing.Literal:
+        return ""
+    return f"; {'some' if many else 'one'} of {', '.join(map(str, typing.get_args(base)))}"
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
@@ -159,7 +208,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
                                 help=argparse.SUPPRESS)
             continue
         parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
-                            help=f"{help_text} (default: {default})")
+                            help=f"{help_text} (default: {default}{_choices(tp)})")
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:

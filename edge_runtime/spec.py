@@ -16,8 +16,10 @@ from typing import Literal
 from edge_runtime.config import setting
 from edge_runtime.errors import UserError
 
-Precision = Literal["fp32", "fp16", "bf16", "int8"]
-AdapterKind = Literal["lora", "prefix", "full"]
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # of the frozen base; the trainable tensors are always fp32
+Precision = Literal[PRECISIONS]
+ADAPTERS = ("lora", "prefix", "full")
+AdapterKind = Literal[ADAPTERS]
 Restore = Literal["snapshot", "inplace"]
 # ZO-Bench's variance reductions (edge_runtime.estimators.subspaces): what a block is, how a sparse
 # query picks its coordinates.

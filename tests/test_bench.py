@@ -6,14 +6,14 @@ import json
 from edge_runtime.bench.speed import table
 from edge_runtime.cli import main
 
-MEMORY_FIELDS = {"model", "method", "precision", "batch", "seq_len", "peak_bytes", "inference_peak_bytes",
+MEMORY_FIELDS = {"model", "method", "precision", "batch_size", "max_length", "peak_bytes", "inference_peak_bytes",
                  "estimate_bytes"}
 
 
 def test_bench_memory_writes_one_row_per_run_and_projects_to_paper_scales(tmp_path):
     out = tmp_path / "memory.json"
     main(["bench", "memory", "--model", "tiny-llama", "--methods", "zo-sgd,fo-adam", "--precisions", "fp32",
-          "--seq-len", "64", "--batch", "4", "--threads", "1", "--project", "llama-2-7b", "--progress", "false",
+          "--max-length", "64", "--batch-size", "4", "--threads", "1", "--project", "llama-2-7b", "--progress", "false",
           "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
     measured = [r for r in rows if not r.get("projected")]
@@ -31,9 +31,9 @@ def test_bench_memory_writes_one_row_per_run_and_projects_to_paper_scales(tmp_pa
 
 def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
     out = tmp_path / "speed.json"
-    main(["bench", "speed", "--model", "tiny-llama", "--methods", "zo-sgd,zo-sgd-cons,forward-grad", "--seq-len", "32",
-          "--batch", "4", "--queries", "1,2", "--zo-passes", "sequential,batched", "--repeats", "1", "--threads", "1",
-          "--progress", "false", "--out", str(out)])
+    main(["bench", "speed", "--model", "tiny-llama", "--methods", "zo-sgd,zo-sgd-cons,forward-grad",
+          "--max-length", "32", "--batch-size", "4", "--queries", "1,2", "--zo-passes", "sequential,batched",
+          "--repeats", "1", "--threads", "1", "--progress", "false", "--out", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert [(r["method"], r["queries"], r["zo_pass"]) for r in rows] == [
         ("forward", 1, ""), ("zo-sgd", 1, "sequential"), ("zo-sgd", 1, "batched"), ("zo-sgd", 2, "sequential"),

@@ -25,7 +25,7 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
                         "--heartbeat-s", "0.5", "--eval-examples", "16", "--train-probe-examples", "128"]
     coordinator = edgetune(*coordinator_args, log=tmp_path / "coordinator.log")
     agents = [edgetune("agent", "--coordinator", f"127.0.0.1:{port}", "--profile", "macbook-air-m2-16gb",
-                        "--data", SMALL_DATA, "--state-dir", str(tmp_path / f"agent{i}"), "--threads", "1",
+                        "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / f"agent{i}"), "--threads", "1",
                         log=tmp_path / f"agent{i}.log") for i in range(4)]
     try:
         # Kill an agent that holds an unfinished task of round 1: the round closes without it.

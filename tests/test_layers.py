@@ -26,7 +26,7 @@ def _layer(name: str, units: str, independent: bool = False) -> Layer:
 
 # Lowest first. Within a layer that is not independent, imports may go either way but not in a cycle.
 LAYERS = (
-    _layer("common", "edge_runtime errors units config spec seeded pass_batching protocol"),
+    _layer("common", "edge_runtime errors units config spec options seeded pass_batching protocol"),
     _layer("devices", "devices"),
     _layer("library", "models tasks heads objective estimators memory warm_start ort"),
     _layer("engine", "costs local", independent=True),

@@ -35,7 +35,7 @@ def test_onnxruntime_agent_trains_rounds_without_importing_torch(tmp_path, expor
     federation = Federation(config, devices=0)
     server = CoordinatorServer(config, federation.keeper, service=federation.service).start()
     argv = ["agent", "--backend", "onnxruntime", "--graph", str(graph), "--coordinator", f"127.0.0.1:{server.port}",
-            "--data", SMALL_DATA, "--state-dir", str(tmp_path / "agent"), "--threads", "1"]
+            "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / "agent"), "--threads", "1"]
     try:
         done = subprocess.run([sys.executable, "-c", AGENT.format(forbidden=FORBIDDEN, argv=argv)],
                               capture_output=True, text=True, timeout=240)

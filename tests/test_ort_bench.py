@@ -10,7 +10,7 @@ from edge_runtime.cli import main
 def test_bench_memory_measures_ort_rows_in_a_torch_free_process(tmp_path):
     out = tmp_path / "memory.json"
     main(["bench", "memory", "--model", "tiny-llama", "--backends", "ort", "--precisions", "int8,bf16",
-          "--methods", "zo-sgd,forward-grad,fo-adam", "--project", "", "--seq-len", "16", "--batch", "2",
+          "--methods", "zo-sgd,forward-grad,fo-adam", "--project", "", "--max-length", "16", "--batch-size", "2",
           "--steps", "1",
           "--threads", "1", "--graphs", str(tmp_path / "graphs"), "--out", str(out), "--progress", "false"])
     rows = json.loads(out.read_text())["rows"]
@@ -26,7 +26,7 @@ def test_bench_memory_measures_ort_rows_in_a_torch_free_process(tmp_path):
 def test_bench_speed_times_each_backend_against_its_own_forward(tmp_path):
     out = tmp_path / "speed.json"
     main(["bench", "speed", "--model", "tiny-bert", "--backends", "torch,ort", "--ort-precision", "fp32",
-          "--methods", "zo-sgd,forward-grad,fo-adam", "--seq-len", "16", "--batch", "2", "--repeats", "1",
+          "--methods", "zo-sgd,forward-grad,fo-adam", "--max-length", "16", "--batch-size", "2", "--repeats", "1",
           "--threads", "1", "--graphs", str(tmp_path / "graphs"),
           "--out", str(out), "--progress", "false"])
     rows = json.loads(out.read_text())["rows"]

@@ -73,7 +73,7 @@ def test_a_device_installed_from_the_wheel_trains_a_round(device_venv, tmp_path,
     server = CoordinatorServer(config, federation.keeper, service=federation.service).start()
     try:
         done = _edgetune(device_venv, "agent", "--backend", "onnxruntime", "--graph", str(graph), "--coordinator",
-                         f"127.0.0.1:{server.port}", "--data", SMALL_DATA, "--state-dir", str(tmp_path / "agent"),
+                         f"127.0.0.1:{server.port}", "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / "agent"),
                          "--threads", "1", timeout=240)
         metrics = federation.keeper.ledger.metrics()
     finally:

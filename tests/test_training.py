@@ -218,10 +218,38 @@ def test_cli_config_file_and_flags(tmp_path, capsys):
 
 
 def test_list_settings_take_the_declared_element_type_from_flags_and_files():
-    from edge_runtime.bench.configs import FederatedBenchConfig, FleetBenchConfig
+    from edge_runtime.bench.federated_config import FederatedBenchConfig
+    from edge_runtime.bench.fleet_config import FleetBenchConfig
     from edge_runtime.errors import UserError
 
     assert build_config(FleetBenchConfig, {"sizes": "10, 100", "batch_devices": [1, "8"]}).sizes == (10, 100)
     assert build_config(FederatedBenchConfig, {"targets": "0.6,0.7"}).targets == (0.6, 0.7)
     with pytest.raises(UserError, match="'sizes'"):
         build_config(FleetBenchConfig, {"sizes": "10,many"})
+
+
+def test_a_list_of_choices_takes_only_its_choices():
+    from edge_runtime.bench.memory_config import MemoryBenchConfig
+    from edge_runtime.errors import UserError
+
+    assert build_config(MemoryBenchConfig, {"backends": "torch, ort"}).backends == ("torch", "ort")
+    with pytest.raises(UserError, match="'backends'.*'gpu'.*one of: torch, ort"):
+        build_config(MemoryBenchConfig, {"backends": "torch,gpu"})
+
+
+def test_a_command_changes_an_inherited_default_and_nothing_else():
+    from dataclasses import dataclass, fields
+
+    from coordinator.config import CoordinatorConfig
+    from edge_runtime.config import defaults
+    from edge_runtime.fleet.config import FleetConfig
+
+    coordinator, fleet = ({f.name: f for f in fields(cls)} for cls in (CoordinatorConfig, FleetConfig))
+    assert (coordinator["batch_size"].default, fleet["batch_size"].default) == (16, 8)
+    assert fleet["batch_size"].metadata == coordinator["batch_size"].metadata
+    assert list(fleet)[:len(coordinator)] == list(coordinator)  # in the place it had
+    with pytest.raises(TypeError, match="not a field it only inherits"):
+        @dataclass
+        @defaults(no_such_field=1)
+        class Wrong(CoordinatorConfig):
+            pass

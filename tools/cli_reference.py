@@ -124,16 +124,14 @@ def _config_classes() -> list[tuple[str, type]]:
     """(command, config dataclass) for every command that reads a `--config` file."""
     from coordinator.config import CoordinatorConfig
     from edge_runtime.agent.config import AgentConfig
-    from edge_runtime.bench import configs as bench_configs
     from edge_runtime.bench.report import ReportConfig
-    from edge_runtime.commands.bench import BENCHES
+    from edge_runtime.commands.bench import BENCHES, config_class
     from edge_runtime.fleet.config import FleetConfig
     from edge_runtime.training.config import TrainConfig
 
     classes = [("edgetune train", TrainConfig), ("edgetune coordinator", CoordinatorConfig),
                ("edgetune agent", AgentConfig), ("edgetune fleet", FleetConfig)]
-    classes += [(f"edgetune bench {name}", getattr(bench_configs, class_name))
-                for name, (class_name, _) in BENCHES.items()]
+    classes += [(f"edgetune bench {name}", config_class(name)) for name in BENCHES]
     classes.append(("edgetune bench report", ReportConfig))
     return classes
 

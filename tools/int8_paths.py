@@ -1,6 +1,7 @@
 """Compare CPU int8 paths for a frozen base: speed, accuracy and transient memory, in one run.
 
-    python tools/int8_paths.py --model smollm2-135m --batch 8 --seq-len 128 --out docs/benchmarks/int8/int8-paths.json
+    python tools/int8_paths.py --model smollm2-135m --batch-size 8 --max-length 128 \
+        --out docs/benchmarks/int8/int8-paths.json
 
 Rows: fp32 reference; torch.ao eager dynamic quantization (int8 weights and activations);
 torchao Int8WeightOnly (if torchao is installed: `pip install torchao==0.18.0`); ours
@@ -57,13 +58,13 @@ def _serialized_bytes(model: torch.nn.Module) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     model = load_model(args.model).model.eval()
-    ids = torch.randint(0, model.config.vocab_size, (args.batch, args.seq_len),
+    ids = torch.randint(0, model.config.vocab_size, (args.batch_size, args.max_length),
                         generator=torch.Generator().manual_seed(0))
 
     def forward(m):
@@ -91,7 +92,7 @@ def main() -> None:
               f"top-1 {row['top1_agreement']:.2f}")
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"model": args.model, "batch": args.batch, "seq_len": args.seq_len,
+            json.dump({"model": args.model, "batch_size": args.batch_size, "max_length": args.max_length,
                        "threads": torch.get_num_threads(), "rows": rows}, f, indent=2)
 
 

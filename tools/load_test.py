@@ -36,8 +36,9 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
-from edge_runtime.config import add_config_arguments, config_from_args, setting
+from edge_runtime.config import add_config_arguments, config_from_args, defaults, setting
 from edge_runtime.errors import UserError
+from edge_runtime.options import Model, Results
 from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb, rpc
 from edge_runtime.protocol.tensors import from_chunks, to_chunks
 from edge_runtime.seeded.draws import FINGERPRINT
@@ -46,15 +47,14 @@ PROFILE = pb.DeviceProfile(name="load-test", device_class="phone", memory_cap_by
                            uplink_mbps=10, downlink_mbps=50, latency_ms=30, precisions=["fp32"])
 
 
+# The model's adapter gives the shapes the agents upload.
 @dataclass
-class LoadConfig:
+@defaults(model="tiny-bert", out="load-test.json")
+class LoadConfig(Results, Model):
     agents: int = setting("emulated agents", 1000)
     rounds: int = setting("rounds the coordinator runs", 1)
     heartbeat_s: float = setting("heartbeat interval the coordinator asks for", 5.0)
-    model: str = setting("model the coordinator trains (its adapter's shapes are what agents upload)", "tiny-bert")
     timeout_s: float = setting("give up after this long", 600.0)
-    out: str = setting("JSON file to write", "load-test.json")
-    progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
         if self.agents < 1 or self.rounds < 1:

@@ -8,11 +8,13 @@ import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-from coordinator.capacity import Capacity
 from coordinator.slices import Slice
 from edge_runtime.protocol import pb
+
+if TYPE_CHECKING:  # capacity loads the memory model (PyTorch); the config reads the planners' names without it
+    from coordinator.capacity import Capacity
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Assignment:
 
 class RoundPlanner(ABC):
     name: ClassVar[str]
+    summary: ClassVar[str]  # what it plans, in a phrase: the coordinator's --planner help
     default_method: ClassVar[str]
     upload: ClassVar[int] = pb.Task.DENSE  # or pb.Task.SEEDS
 

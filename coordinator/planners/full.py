@@ -14,6 +14,7 @@ from edge_runtime.protocol import pb
 
 class FedAvgFull(RoundPlanner):
     name = "fedavg-full"
+    summary = "every device trains every tensor"
     default_method = "fo-adam"
 
     def assign(self, round_, devices, slices, capacity):
@@ -35,5 +36,6 @@ class FedAvgFull(RoundPlanner):
 
 class ZOSeed(FedAvgFull):
     name = "zo-seed"
+    summary = "every device trains every tensor with ZO and uploads only scalars"
     default_method = "zo-sgd"
     upload = pb.Task.SEEDS

@@ -24,6 +24,7 @@ def _rank(device_id: str, slice_id: str, round_: int) -> bytes:
 
 class Spry(RoundPlanner):
     name = "spry"
+    summary = "each device trains its own slices with forward gradients"
     default_method = "forward-grad"
 
     def assign(self, round_, devices, slices, capacity):

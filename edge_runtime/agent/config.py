@@ -6,27 +6,25 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.config import setting
+from edge_runtime.devices.profiles import BACKENDS
 from edge_runtime.errors import UserError
+from edge_runtime.options import DataDir, Device, Threads
 
 
 @dataclass
-class AgentConfig:
+class AgentConfig(Threads, Device, DataDir):
     coordinator: str = setting("the coordinator's host:port", "127.0.0.1:50051")
     profile: str = setting("device profile: a shipped id (see device_profiles/) or a YAML file", "macbook-air-m2-16gb")
-    data: str | None = setting("folder with the task's files in the packaged layout (<task>/<file>); "
-                             "none = the packaged data", None)
     partition: str | None = setting("train on one part of the data, task:index/parts:alpha:seed "
                                   "(e.g. sst2:3/10:1.0:0); none = all of it", None)
     task: str | None = setting("task this device has data for (declares its example count); none = unknown", None)
     join_secret: str = setting("the coordinator's join secret", "")
     state_dir: str = setting("folder for this device's identity (id + token, owner-only)", "runs/agent")
     tls_root_cert: str | None = setting("PEM root certificate: connect over TLS, trusting it", None)
-    backend: Literal["torch", "onnxruntime"] = setting("runtime that trains on this device; onnxruntime needs no "
-                                                       "PyTorch, only --graph", "torch")
+    backend: Literal[BACKENDS] = setting("runtime that trains on this device; onnxruntime needs no PyTorch, only "
+                                         "--graph", "torch")
     graph: str | None = setting("folder written by `edgetune export-graph` (model.onnx, manifest, tokenizer): the "
                                 "model of --backend onnxruntime", None)
-    device: str = setting("torch device: cpu or cuda", "cpu")
-    threads: int = setting("CPU threads for training", 2)
 
     def validate(self) -> None:
         if ":" not in self.coordinator:

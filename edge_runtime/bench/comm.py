@@ -30,7 +30,7 @@ from coordinator.service import CoordinatorService
 from coordinator.slices import slice_tensors
 from edge_runtime.agent.agent import Agent, DataSource
 from edge_runtime.agent.client import InProcessClient
-from edge_runtime.bench.configs import CommBenchConfig
+from edge_runtime.bench.comm_config import CommBenchConfig
 from edge_runtime.bench.results import write_results
 from edge_runtime.config import build_config
 from edge_runtime.errors import UserError

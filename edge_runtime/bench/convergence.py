@@ -20,7 +20,7 @@ import psutil
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import ConvergenceBenchConfig
+from edge_runtime.bench.convergence_config import ConvergenceBenchConfig
 from edge_runtime.bench.memory import probe_in_fresh_process
 from edge_runtime.bench.results import write_results
 from edge_runtime.bench.speed import median_seconds
@@ -70,7 +70,8 @@ def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter
         "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), "mu": config.mu,
         "queries": config.queries, "k_shot": config.k_shot, "eval_examples": config.eval_examples,
         "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
-        "warm_start": config.warm_start, "train_head": config.train_head, "lr_schedule": config.lr_schedule,
+        "warm_start": config.warm_start, "warm_start_examples": config.warm_start_examples,
+        "train_head": config.train_head, "lr_schedule": config.lr_schedule,
         "warmup_steps": config.warmup_steps, "device": config.device, "out_dir": str(out_dir), "progress": False,
     }, overrides)
 

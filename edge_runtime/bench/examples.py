@@ -9,7 +9,7 @@ from edge_runtime.tasks import get_task, load_split
 
 
 def long_examples(task: str, batch: int):
-    """Real examples whose text is repeated past any max_length, so every row is exactly seq_len
+    """Real examples whose text is repeated past any max_length, so every row is exactly max_length
     tokens after truncation: the measured shape is the asked one."""
     spec = get_task(task)
     examples = load_split(task, "eval", None)[:batch]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import FEDERATED_RUNS, FederatedBenchConfig
+from edge_runtime.bench.federated_config import FEDERATED_RUNS, FederatedBenchConfig
 from edge_runtime.bench.results import write_results
 from edge_runtime.config import build_config
 from edge_runtime.fleet.config import FleetConfig
@@ -39,7 +39,7 @@ def _run(config: FederatedBenchConfig, name: str, out_dir: Path) -> dict:
     fleet = build_config(FleetConfig, {
         "model": config.model, "task": config.task, "devices": config.devices, "profiles": (config.profile,),
         "rounds": config.rounds, "planner": planner, "method": method, "lr": lr, "train_head": run.train_head,
-        "warm_start": config.warm_start, "dirichlet_alpha": 1.0,
+        "warm_start": config.warm_start, "warm_start_examples": config.warm_start_examples, "dirichlet_alpha": 1.0,
         "transport": "inprocess", "out_dir": str(out_dir), "round_deadline_s": 3600.0, "threads": config.threads,
         "local_steps": config.local_steps, "batch_size": config.batch_size, "max_length": config.max_length,
         "eval_examples": config.eval_examples, "train_probe_examples": config.train_probe_examples,

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import FleetBenchConfig
+from edge_runtime.bench.fleet_config import FleetBenchConfig
 from edge_runtime.errors import UserError
 from edge_runtime.units import format_bytes
 
@@ -35,7 +35,8 @@ from edge_runtime.fleet.emulator import FleetEmulator
 row = json.loads(sys.argv[1])
 config = build_config(FleetConfig, {
     "model": row["model"], "devices": row["devices"], "profiles": ("jetson-agx-orin-64gb",), "rounds": 1,
-    "local_steps": row["steps"], "batch_size": row["batch"], "planner": "fedavg-full", "method": row["method"],
+    "local_steps": row["steps"], "batch_size": row["batch_size"], "max_length": row["max_length"],
+    "planner": "fedavg-full", "method": row["method"],
     "lr": 1e-4, "warm_start": "none", "calibration": "none", "transport": "inprocess", "threads": row["threads"],
     "out_dir": row["out_dir"],
     "batch_devices": row["batch_devices"], "device": row["device"],
@@ -58,7 +59,8 @@ print(json.dumps({"rss_before_devices": before, "rss_after": process.memory_info
 
 def _row(model: str, devices: int, batch_devices: int, config: FleetBenchConfig, folder: Path) -> dict:
     row = {"model": model, "devices": devices, "batch_devices": batch_devices, "steps": config.total_steps // devices,
-           "batch": config.batch_size, "method": config.method, "threads": config.threads, "device": config.device,
+           "batch_size": config.batch_size, "max_length": config.max_length, "method": config.method,
+           "threads": config.threads, "device": config.device,
            "out_dir": str(folder / f"{model}-{devices}")}
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(row)], capture_output=True, text=True)
     if done.returncode != 0:

@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import MemoryBenchConfig
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, graph_bytes, training_artifacts
+from edge_runtime.bench.memory_config import MemoryBenchConfig
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
 from edge_runtime.memory import Workload, estimate, inference_estimate
@@ -46,7 +46,7 @@ def run(config: MemoryBenchConfig) -> list[dict]:
     with tqdm(total=total, desc="bench memory", disable=not config.progress) as bar:
         for adapter, precision in cells:
             work = Workload(AdapterSpec(config.model, config.task, precision, adapter, lora_r=config.lora_r),
-                            MethodSpec(settings=settings), batch=config.batch, seq_len=config.seq_len,
+                            MethodSpec(settings=settings), batch=config.batch_size, seq_len=config.max_length,
                             nan_guard=config.nan_guard, perturbations_per_pass=config.perturbations_per_pass)
             inference_peak = None
             for method in methods:
@@ -69,7 +69,7 @@ def run(config: MemoryBenchConfig) -> list[dict]:
     for model in config.project:
         for method in methods:
             work = Workload(AdapterSpec(model, config.task, config.project_precision, lora_r=config.lora_r),
-                            batch=config.batch, seq_len=config.seq_len)
+                            batch=config.batch_size, seq_len=config.max_length)
             rows.append(_estimated_row(work, method))
     _write(config, rows)
     return rows
@@ -88,7 +88,7 @@ def _row(work: Workload, method: str) -> dict:
         estimate_bytes, components = est.total, est.as_dict()
     adapter = work.adapter
     return {"model": adapter.model, "method": method, "precision": adapter.precision, "adapter": adapter.kind,
-            "batch": work.batch, "seq_len": work.seq_len, "backend": "torch",
+            "batch_size": work.batch, "max_length": work.seq_len, "backend": "torch",
             "zo_restore": work.method.settings.zo_restore,
             "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass,
             "estimate_bytes": estimate_bytes,
@@ -111,7 +111,7 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
                 "skipped": f"estimated {format_bytes(row['estimate_bytes'])} does not fit in free RAM"}
     adapter, settings = work.adapter, work.method.settings
     probe = {"model": adapter.model, "task": adapter.dataset, "method": method, "precision": adapter.precision,
-             "adapter": adapter.kind, "batch": work.batch, "seq_len": work.seq_len, "lora_r": adapter.lora_r,
+             "adapter": adapter.kind, "batch_size": work.batch, "max_length": work.seq_len, "lora_r": adapter.lora_r,
              "steps": config.steps, "threads": config.threads, "zo_restore": settings.zo_restore,
              "nan_guard": work.nan_guard, "queries": settings.queries,
              "perturbations_per_pass": work.perturbations_per_pass}
@@ -126,14 +126,15 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
 def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str, inference_peak: int | None) -> dict:
     """A measured row of the exported graph on onnxruntime (no estimate: the memory model follows
     PyTorch's tensors, not ORT's arena)."""
-    probe = {"graph": str(graph), "task": config.task, "method": method, "batch": config.batch,
-             "seq_len": config.seq_len, "steps": config.steps, "threads": config.threads,
+    probe = {"graph": str(graph), "task": config.task, "method": method, "batch_size": config.batch_size,
+             "max_length": config.max_length, "steps": config.steps, "threads": config.threads,
              "artifacts": str(training_artifacts(graph)) if method in BACKPROP_METHODS else None}
     measured = probe_in_fresh_process(probe, "edge_runtime.bench.ort_probe")
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
     return {"model": config.model, "method": method, "precision": precision, "adapter": "lora",
-            "batch": config.batch, "seq_len": config.seq_len, "backend": "ort", "graph_bytes": graph_bytes(graph),
+            "batch_size": config.batch_size, "max_length": config.max_length, "backend": "ort",
+            "graph_bytes": graph_bytes(graph),
             "estimate_bytes": None, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
             "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
             "torch_loaded": measured["torch_loaded"], "ratio_to_inference": peak / inference_peak}

@@ -34,10 +34,10 @@ def probe(row: dict) -> dict:
     torch.set_num_threads(row.get("threads", torch.get_num_threads()))
     measure.release_freed_memory()
     baseline = measure.rss_bytes()
-    spec, examples = long_examples(row["task"], row["batch"])
+    spec, examples = long_examples(row["task"], row["batch_size"])
     loaded = load_model(row["model"], num_labels=spec.num_labels, dtype=load_dtype(row["precision"]))
     module = prepare_model(loaded, adapter=row["adapter"], precision=row["precision"], r=row["lora_r"])
-    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, row["seq_len"]),
+    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, row["max_length"]),
                           perturbations_per_pass=row.get("perturbations_per_pass", 1))
     batch = objective.encode(examples)
     seq_len = int(batch.inputs["input_ids"].shape[1])

@@ -33,18 +33,18 @@ def probe(row: dict) -> dict:
 
     measure.release_freed_memory()
     baseline = measure.rss_bytes()
-    _, examples = long_examples(row["task"], row["batch"])
+    _, examples = long_examples(row["task"], row["batch_size"])
     if row.get("artifacts"):
         # Training artifacts (built by the parent) replace the inference session: one copy of the base.
         from edge_runtime.ort.backprop import OrtBackprop
 
         manifest = Manifest.load(row["graph"])
         backprop = OrtBackprop(row["artifacts"], manifest, lr=1e-6)
-        batch = GraphEncoding(row["graph"], manifest).encode(examples, row["seq_len"])
+        batch = GraphEncoding(row["graph"], manifest).encode(examples, row["max_length"])
         step = lambda _: backprop.step(batch)  # noqa: E731
     else:
         objective = GraphObjective(row["graph"], threads=row["threads"])
-        batch = objective.encoding.encode(examples, row["seq_len"])
+        batch = objective.encoding.encode(examples, row["max_length"])
         if row["method"] == INFERENCE:
             step = lambda _: objective.loss(batch)  # noqa: E731
         else:

@@ -32,6 +32,9 @@ MB = 1e6
 PAGE = "README.md"
 NOTES = "notes.md"
 GENERATED = "<!-- Written by `edgetune bench report` from notes.md and the JSON here; edit those, not this. -->"
+# Row fields renamed since results were recorded (the rows of memory, speed and fleet once said batch
+# and seq_len, as their flags did): old files render under the current names.
+RENAMED = {"batch": "batch_size", "seq_len": "max_length"}
 
 
 @dataclass
@@ -102,6 +105,10 @@ def _pyplot():
     return plt
 
 
+def _current_names(row: dict) -> dict:
+    return {RENAMED.get(key, key): value for key, value in row.items()}
+
+
 def _groups(rows: list[dict], keys: tuple[str, ...]) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = {}
     for row in rows:
@@ -117,7 +124,7 @@ def _figure(plt, panels: int, height: float = 3.2):
 def plot_memory(plt, rows: list[dict]):
     """Measured peak per method, the inference peak as a line."""
     rows = [r for r in rows if r.get("peak_bytes") and r.get("inference_peak_bytes") and r["method"] != "inference"]
-    groups = _groups(rows, ("model", "task", "adapter", "precision", "backend", "batch"))
+    groups = _groups(rows, ("model", "task", "adapter", "precision", "backend", "batch_size"))
     if not groups:
         return None
     figure, axes = _figure(plt, len(groups))
@@ -172,7 +179,7 @@ def _step_label(row: dict) -> str:
 def plot_step_time(plt, rows: list[dict]):
     """Time per step in units of one forward pass, with the floors of one and two passes."""
     rows = [r for r in rows if r.get("ratio_to_forward") and r["method"] != "forward"]
-    groups = _groups(rows, ("model", "task", "adapter", "precision", "backend", "batch"))
+    groups = _groups(rows, ("model", "task", "adapter", "precision", "backend", "batch_size"))
     if not groups:
         return None
     figure, axes = _figure(plt, len(groups))
@@ -268,8 +275,9 @@ def _section(path: Path, page_dir: Path, plt) -> tuple[str, dict]:
     kind = kind_of(data) if isinstance(data, dict) else None
     if kind is None:
         return f"### [{name}]({name})", {"file": name, "kind": None, "plots": []}
-    table = importlib.import_module(f"edge_runtime.bench.{kind.replace('-', '_')}").table(data["rows"])
-    images = _plots(path, kind, data["rows"], page_dir, plt)
+    rows = [_current_names(row) for row in data["rows"]]
+    table = importlib.import_module(f"edge_runtime.bench.{kind.replace('-', '_')}").table(rows)
+    images = _plots(path, kind, rows, page_dir, plt)
     links = "".join(f"\n\n![{image.stem}]({image.relative_to(page_dir).as_posix()})" for image in images)
     return f"### [{name}]({name}) (bench {kind})\n\n{table}{links}", {"file": name, "kind": kind, "plots": images}
 

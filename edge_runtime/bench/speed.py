@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import SpeedBenchConfig
 from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, training_artifacts
+from edge_runtime.bench.speed_config import SpeedBenchConfig
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
@@ -45,7 +45,7 @@ def median_seconds(fn, repeats: int) -> float:
 
 def run(config: SpeedBenchConfig) -> list[dict]:
     config.validate()
-    spec, examples = long_examples(config.task, config.batch)
+    spec, examples = long_examples(config.task, config.batch_size)
     methods = list(config.methods or METHODS)
     ort_methods = [m for m in methods if m in ORT_METHODS or m in BACKPROP_METHODS]
     torch_steps = _variants(config, methods, config.zo_passes)
@@ -98,7 +98,7 @@ def _torch_steps(config: SpeedBenchConfig, spec, examples, variants: list[Varian
     torch.set_num_threads(config.threads)
     loaded = load_model(config.model, num_labels=spec.num_labels, dtype=load_dtype(config.precision))
     module = prepare_model(loaded, precision=config.precision, r=LORA_R, alpha=2 * LORA_R).to(config.device)
-    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.seq_len))
+    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length))
     batch = objective.encode(examples).to(config.device)
     seeds = iter(range(10**9))
 
@@ -125,7 +125,7 @@ def _ort_steps(config: SpeedBenchConfig, examples, variants: list[Variant]) -> S
 
     graph = exported_graph(config.graphs, config.model, config.task, config.ort_precision, LORA_R)
     objective = GraphObjective(graph, threads=config.threads)
-    batch = objective.encoding.encode(examples, config.seq_len)
+    batch = objective.encoding.encode(examples, config.max_length)
     seeds = iter(range(10**9))
 
     def stepper(variant: Variant) -> Callable[[], object]:
@@ -144,12 +144,12 @@ def _ort_steps(config: SpeedBenchConfig, examples, variants: list[Variant]) -> S
     return batch.length, lambda: objective.loss(batch), [(v, stepper(v)) for v in variants]
 
 
-def _timed(config: SpeedBenchConfig, backend: str, precision: str, seq_len: int, forward: Callable[[], object],
+def _timed(config: SpeedBenchConfig, backend: str, precision: str, length: int, forward: Callable[[], object],
            steps: list[tuple[Variant, Callable[[], object]]], bar: tqdm) -> list[dict]:
     def row(variant: Variant, seconds: float) -> dict:
         return {"model": config.model, **variant.fields(), "precision": precision, "backend": backend,
-                "device": config.device if backend == "torch" else "cpu", "batch": config.batch,
-                "seq_len": seq_len, "threads": config.threads, "step_seconds": seconds, "forward_seconds": floor,
+                "device": config.device if backend == "torch" else "cpu", "batch_size": config.batch_size,
+                "max_length": length, "threads": config.threads, "step_seconds": seconds, "forward_seconds": floor,
                 "ratio_to_forward": seconds / floor}
 
     floor = median_seconds(forward, config.repeats)
@@ -166,7 +166,7 @@ def table(rows: list[dict]) -> str:
     lines = ["| model | backend | precision | batch | method | q | ZO passes | step | x one forward (same backend) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch']} | {r['method']} | "
+        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch_size']} | {r['method']} | "
                      f"{r.get('queries', 1)} | {r.get('zo_pass') or '-'} | {r['step_seconds']:.3f} s | "
                      f"{r['ratio_to_forward']:.2f} |")
     return "\n".join(lines)

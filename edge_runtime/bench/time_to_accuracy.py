@@ -19,8 +19,8 @@ from dataclasses import asdict
 
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import TimeToAccuracyBenchConfig
 from edge_runtime.bench.results import write_results
+from edge_runtime.bench.time_to_accuracy_config import TimeToAccuracyBenchConfig
 from edge_runtime.costs.flops import step_cost
 from edge_runtime.costs.timing import step_seconds
 from edge_runtime.devices.profiles import builtin_profiles

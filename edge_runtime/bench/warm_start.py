@@ -17,8 +17,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from edge_runtime.bench.configs import WarmStartBenchConfig
 from edge_runtime.bench.results import write_results
+from edge_runtime.bench.warm_start_config import WarmStartBenchConfig
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
 from edge_runtime.models.pooled_classifier import Pooling, pooled_classifier_in

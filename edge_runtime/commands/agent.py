@@ -61,7 +61,7 @@ def _run(args: argparse.Namespace) -> None:
         signal.signal(sig, lambda *_: stop.set())
     root = Path(config.tls_root_cert).read_bytes() if config.tls_root_cert else None
     client = GrpcClient(config.coordinator, root_cert=root, stop=stop)
-    data = DataSource(config.data, Partition.parse(config.partition) if config.partition else None)
+    data = DataSource(config.data_dir, Partition.parse(config.partition) if config.partition else None)
     message = profile_to_message(profile)
     message.backends[:] = [config.backend]  # what this agent runs, so the coordinator plans only what it can do
     agent = Agent(client, message, data, backend_for, join_secret=config.join_secret,

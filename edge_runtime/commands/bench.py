@@ -7,9 +7,9 @@ import importlib
 
 from edge_runtime.config import add_config_arguments, config_from_args
 
-# name -> (its config class in edge_runtime.bench.configs, help). The module edge_runtime.bench.<name>
-# has run(config) -> rows and table(rows) -> Markdown; it is imported only when that bench runs, so
-# `edgetune --help` loads no torch.
+# name -> (its config class's name, help). The module edge_runtime.bench.<name> has run(config) -> rows and
+# table(rows) -> Markdown; it is imported only when that bench runs, so `edgetune --help` loads no
+# torch. The config class is declared beside it, in edge_runtime.bench.<name>_config, torch-free.
 BENCHES = {
     "memory": ("MemoryBenchConfig", "peak memory per method and precision, measured and estimated"),
     "speed": ("SpeedBenchConfig", "time per step of each method beside one forward pass (its floor)"),
@@ -26,10 +26,13 @@ BENCHES = {
 }
 
 
-def _run(args: argparse.Namespace) -> None:
-    from edge_runtime.bench import configs
+def config_class(bench: str) -> type:
+    module = importlib.import_module(f"edge_runtime.bench.{bench.replace('-', '_')}_config")
+    return getattr(module, BENCHES[bench][0])
 
-    config = config_from_args(getattr(configs, BENCHES[args.bench][0]), args)
+
+def _run(args: argparse.Namespace) -> None:
+    config = config_from_args(config_class(args.bench), args)
     module = importlib.import_module(f"edge_runtime.bench.{args.bench.replace('-', '_')}")
     rows = module.run(config)
     print(module.table(rows))
@@ -45,14 +48,13 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from edge_runtime.bench import configs
     from edge_runtime.bench.report import ReportConfig
 
     bench = sub.add_parser("bench", help="benchmarks (" + ", ".join([*BENCHES, "report"]) + ") written as JSON")
     kinds = bench.add_subparsers(dest="bench", required=True)
-    for name, (config_class, help_text) in BENCHES.items():
+    for name, (_, help_text) in BENCHES.items():
         parser = kinds.add_parser(name, help=help_text)
-        add_config_arguments(parser, getattr(configs, config_class))
+        add_config_arguments(parser, config_class(name))
         parser.set_defaults(run=_run)
     parser = kinds.add_parser("report", help="the benchmark pages (docs/benchmarks/<name>/README.md) from their notes "
                                              "and JSON, or any folder's bench JSON as one page with PNG plots")

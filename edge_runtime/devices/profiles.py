@@ -24,9 +24,9 @@ from typing import Any, Literal
 import yaml
 
 from edge_runtime.errors import UserError
+from edge_runtime.spec import PRECISIONS
 from edge_runtime.units import parse_bytes
 
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")  # the runtime's base precisions (models.precision, torch-free here)
 BACKENDS = ("torch", "onnxruntime")
 KINDS = ("phone", "single-board", "jetson", "laptop")
 Pattern = Literal["always", "charging-at-night", "office-hours"]

@@ -12,12 +12,22 @@ from dataclasses import dataclass
 from typing import Literal
 
 from coordinator.config import CoordinatorConfig
-from edge_runtime.config import require_folder, setting
+from edge_runtime.config import defaults, require_folder, setting
 from edge_runtime.errors import UserError
+from edge_runtime.options import Threads
 
 
+# The main job's defaults, where they differ from a standalone coordinator's. The learning rate was
+# measured over 20 rounds after the warm start (`bench federated`, 500 dev examples;
+# docs/benchmarks/federated): 1e-2 held the warm start's accuracy for 14 rounds, then diverged (0.540
+# by round 19); 3e-3 held it all 20 (0.764, within one standard error). At 3e-3 forward gradients on
+# the classifier diverged, so the warm start's head is kept. 500 evaluation examples put one standard
+# error at about 2 points, so a gain of 5 is beyond noise. Deadlines and timeouts are virtual seconds
+# (the devices online at a round's start heartbeat then).
 @dataclass
-class FleetConfig(CoordinatorConfig):
+@defaults(rounds=8, local_steps=5, batch_size=8, max_length=64, lr=3e-3, train_head=False, warm_start_examples=256,
+          data="partition", round_deadline_s=300.0, min_devices=2, eval_examples=500, train_probe_examples=64)
+class FleetConfig(Threads, CoordinatorConfig):
     devices: int = setting("emulated devices", 8)
     profiles: tuple[str, ...] = setting("profile ids (or YAML files) dealt to the devices in turn; empty = every "
                                       "shipped profile", ())
@@ -29,7 +39,6 @@ class FleetConfig(CoordinatorConfig):
     ray_address: str | None = setting("Ray cluster address; none = start a local Ray", None)
     ray_actors: int = setting("Ray actors, each with one copy of the base model hosting a share of the devices", 2)
     ray_actor_cpus: float = setting("CPUs each Ray actor declares", 1.0)
-    threads: int = setting("torch threads per process (or per Ray actor)", 2)
     gpu_memory_share: float = setting("device=cuda: the share of GPU memory the emulator may use (the allocator's "
                                       "per-process limit)", 0.9)
     batch_devices: int = setting(
@@ -39,29 +48,6 @@ class FleetConfig(CoordinatorConfig):
     start_hour: float = setting("virtual time of day the emulation starts at (availability patterns follow it; "
                               "at 00:30 the phones are on their chargers and the office laptop is off)", 0.5)
     out_dir: str = setting("folder for the report (JSON, Markdown, PNG) and the coordinator's state", "runs/fleet")
-    # The main job's defaults, where they differ from a standalone coordinator's.
-    rounds: int = setting("rounds to run (round 0 is the warm start's, when it needs the devices' data)", 8)
-    local_steps: int = setting("steps a device takes per round", 5)
-    batch_size: int = setting("examples per local step", 8)
-    # Measured over 20 rounds after the warm start (`bench federated`, 500 dev examples;
-    # docs/benchmarks/federated): 1e-2 held the warm start's accuracy for 14 rounds,
-    # then diverged (0.540 by round 19); 3e-3 held it all 20 (0.764, within one standard error).
-    lr: float = setting("device learning rate", 3e-3)
-    train_head: bool = setting("encoders: train the classifier in the rounds too (false: the warm start's head is "
-                               "kept and the adapter trains; with it, forward gradients on the head diverged at "
-                               "lr 3e-3)", False)
-    warm_start_examples: int = setting("local training examples each device reads for the warm start's statistics",
-                                       256)
-    data: Literal["device", "partition"] = setting("partition: the coordinator deals out a Dirichlet split of the "
-                                                 "task's training data to the devices", "partition")
-    round_deadline_s: float = setting("virtual seconds a round waits for updates", 300.0)
-    device_timeout_s: float = setting("virtual seconds after which a silent device is offline (devices online at "
-                                    "a round's start heartbeat then)", 60.0)
-    min_devices: int = setting("devices that must be online to open a round", 2)
-    max_length: int = setting("tokens per sequence", 64)
-    eval_examples: int = setting("evaluation examples scored after each round (500: one standard error is about "
-                                 "2 points, so a gain of 5 is beyond noise)", 500)
-    train_probe_examples: int = setting("training examples the merged adapter's loss is measured on each round", 64)
 
     def validate(self) -> None:
         if self.devices < 1:

@@ -9,7 +9,6 @@ perturb/restore cycle.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import get_args
 
 import torch
 from torch import nn
@@ -19,10 +18,7 @@ from edge_runtime.models.int8 import quantize_frozen_
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.lora import apply_lora
 from edge_runtime.models.prefix import apply_prefix
-from edge_runtime.spec import AdapterKind, Precision
-
-PRECISIONS: tuple[str, ...] = get_args(Precision)
-ADAPTERS: tuple[str, ...] = get_args(AdapterKind)
+from edge_runtime.spec import ADAPTERS, PRECISIONS, AdapterKind, Precision
 
 # int8 is loaded in fp32 and quantized after LoRA is in place (LoRA wraps nn.Linear layers).
 _LOAD_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}

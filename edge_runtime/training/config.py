@@ -8,42 +8,24 @@ from typing import Literal
 
 from edge_runtime.config import group, require_folder, setting
 from edge_runtime.errors import UserError
-from edge_runtime.spec import AdapterKind, AdapterSpec, EstimatorSettings, Precision
+from edge_runtime.options import FineTuning, Progress
+from edge_runtime.spec import AdapterKind, AdapterSpec, EstimatorSettings
 from edge_runtime.units import parse_bytes
 
 
 @dataclass
-class TrainConfig:
-    model: str = setting("model alias (minilm, smollm2-135m, tiny-bert, tiny-llama) or a local HF folder", "minilm")
-    task: str = setting("task name (sst2, rte, boolq, copa, winogrande)", "sst2")
-    data_dir: str | None = setting("folder with the task's files in the packaged layout", None)
+class TrainConfig(Progress, FineTuning):
     train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
     k_shot: int | None = setting("examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
     eval_examples: int | None = setting("evaluation examples (seeded sample); none = the whole split", 500)
-    prompt: str = setting("causal LMs: a prompt template of the task (edgetune list shows them; default = the "
-                          "measured best) or your own with the task's fields in braces, e.g. "
-                          "'Review: {sentence}\\nSentiment:'", "default")
-    label_words: tuple[str, ...] = setting("causal LMs: comma-separated words answering each class (with your own "
-                                           "prompt; a space is put before each unless the prompt ends in one)", ())
-    calibration: str = setting("causal LMs: none, content-free or centred (subtract the mean scores of unlabelled "
-                               "training inputs); auto = the template's measured best", "auto")
-    warm_start: str = setting("encoders: the head training starts from, solved with forward passes only: none, "
-                              "zero-shot (label descriptions), centroids or ridge (from the training examples' "
-                              "features); auto = ridge from 1024 labelled examples, centroids below", "auto")
-    warm_start_examples: int = setting("encoders: labelled training examples the warm start reads", 2048)
-    train_head: bool = setting("encoders: train the classifier too; false keeps the warm start's head and trains "
-                               "the adapter only (the head's steep logit scale then does not cap the step size)",
-                               True)
     calibration_examples: int = setting("causal LMs: unlabelled training examples a centred calibration reads", 256)
     method: str = setting("training method (edgetune list shows them all); auto = the one predicted to gain 5 "
                           "points soonest within the memory cap, from one timed step of each", "zo-sgd")
     steps: int = setting("optimizer steps", 1000)
-    batch_size: int = setting("examples per step", 16)
     lr: float | None = setting("learning rate; none = the method's default", None)
     lr_schedule: Literal["constant", "linear", "cosine"] = setting("decay after warmup", "constant")
     warmup_steps: int = setting("linear warmup steps", 0)
     estimator: EstimatorSettings = group(EstimatorSettings())
-    precision: Precision = setting("precision of the frozen base; adapters are always fp32", "fp32")
     memory_cap: str | None = setting("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
                                    "it cleanly before crossing", None)
     micro_batch: int | None = setting("examples per forward pass (estimates accumulate over the batch); "
@@ -59,20 +41,14 @@ class TrainConfig:
         "what trains: LoRA adapters, prefix tuning's key/value prefixes, or every weight (full fine-tuning, fp32)",
         "lora")
     prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
-    lora_r: int = setting("LoRA rank", 8)
-    lora_alpha: int = setting("LoRA alpha", 16)
-    lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
-    max_length: int = setting("max tokens per sequence", 128)
     attn_implementation: str = setting("eager (needed for jvp on CPU) or sdpa", "eager")
     device: str = setting("cpu, cuda or auto", "cpu")
-    seed: int = setting("seed for data order, directions and initialisation", 0)
     eval_every: int = setting("evaluate every N steps; 0 = only before and after", 0)
     eval_batch_size: int = setting("batch size for evaluation", 32)
     checkpoint_every: int = setting("save a resumable checkpoint every N steps; 0 = only at the end", 0)
     resume: bool = setting("continue from the checkpoint in out_dir", False)
     out_dir: str = setting("folder for the adapter, checkpoints and metrics", "runs/train")
     out: str | None = setting("write a JSON summary to this file", None)
-    progress: bool = setting("show a progress bar", True)
 
     def validate(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "warm_start_examples": self.warm_start_examples,

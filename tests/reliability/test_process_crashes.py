@@ -26,7 +26,7 @@ def test_a_coordinator_process_crashed_at_a_crash_point_resumes_with_its_agents(
                  "--heartbeat-s", "0.5", "--eval-examples", "16", "--train-probe-examples", "32"]
     coordinator = edgetune(*arguments, log=tmp_path / "coordinator.log", env={CRASH_ENV: crash})
     agents = [edgetune("agent", "--coordinator", f"127.0.0.1:{port}", "--profile", "macbook-air-m2-16gb",
-                       "--data", SMALL_DATA, "--state-dir", str(tmp_path / f"agent{i}"), "--threads", "1",
+                       "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / f"agent{i}"), "--threads", "1",
                        log=tmp_path / f"agent{i}.log") for i in range(3)]
     try:
         assert wait_for(lambda: coordinator.poll() is not None, 240, "the crash", tmp_path)

@@ -6,8 +6,8 @@ here=$(dirname "$0")
 for model in minilm smollm2-135m; do
   for precision in fp32 int8; do
     for batch in 1 4 16; do
-      .venv/bin/edgetune bench speed --model "$model" --backends ort --ort-precision "$precision" --batch "$batch" \
-        --seq-len 128 --methods zo-sgd --queries 1,4 --zo-passes sequential,batched --repeats 3 --threads 2 \
+      .venv/bin/edgetune bench speed --model "$model" --backends ort --ort-precision "$precision" --batch-size "$batch" \
+        --max-length 128 --methods zo-sgd --queries 1,4 --zo-passes sequential,batched --repeats 3 --threads 2 \
         --graphs runs/graphs --progress false --out "$here/speed-ort-$model-$precision-b$batch.json"
     done
   done
