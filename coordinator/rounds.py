@@ -108,7 +108,7 @@ class RoundKeeper:
         # The global state keeps every tensor; the rounds train the slices chosen here.
         self.slices = [s for s in slice_tensors(self.shapes)
                        if config.train_head or self.head_layout.weight not in s.tensors]
-        self.strategy = Strategy(config.planner, config.method, config.adapter_spec(), config.estimator,
+        self.strategy = Strategy(config.planner, config.method, config.lr, config.adapter_spec(), config.estimator,
                                  config.batch_size, config.local_steps, config.round_deadline_s, host.kind,
                                  server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                                   config.server_beta2, config.server_tau))
@@ -229,7 +229,7 @@ class RoundKeeper:
         now = self.clock()
         deadline = now + self.config.round_deadline_s
         tasks = {device: self._task(round_, device, pieces, configured.capacity[device], deadline,
-                                    configured.methods[device])
+                                    configured.methods[device], configured.lrs[device])
                  for device, pieces in plan.slices.items()}
         row = RoundRow(round_, "open", now, deadline, None, self.version, {
             "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
@@ -259,13 +259,13 @@ class RoundKeeper:
 
     def _statistics_task(self, device: str, deadline: float) -> pb.Task:
         task = self._task(0, device, [], Capacity(trainable_bytes=0, steps=0, step_seconds=0.0), deadline,
-                          self.strategy.method)
+                          self.strategy.method, self.config.lr)
         task.work = pb.Task.STATISTICS
         task.statistics_examples = self.config.warm_start_examples
         return task
 
     def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float,
-              method: MethodSpec) -> pb.Task:
+              method: MethodSpec, lr: float) -> pb.Task:
         c = self.config
         data = ""
         if c.data == "partition":
@@ -276,7 +276,7 @@ class RoundKeeper:
             task_id=f"{round_}:{device}", round=round_, state_version=self.version,
             adapter=adapter_message(self.strategy.shape.adapter), method=method_message(method), data=data,
             slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
-            steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=c.lr,
+            steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=lr,
             seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.strategy.upload, deadline_unix=deadline,
             logit_scale=self.head_constants.get("logit_scale"),
             score_offsets=self.head_constants.get("score_offsets", []))

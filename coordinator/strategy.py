@@ -19,6 +19,7 @@ from coordinator.method_rule import choose as choose_method
 from coordinator.planners import PLANNERS, Assignment, DeviceInfo
 from coordinator.replay import REPLAYABLE_METHODS, replay_update
 from coordinator.slices import Slice
+from edge_runtime.costs import time_to_target
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
 from edge_runtime.protocol.specs import method_of
@@ -29,6 +30,7 @@ from edge_runtime.spec import AdapterSpec, MethodSpec
 class RoundPlan:
     assignment: Assignment
     methods: dict[str, MethodSpec]  # device id -> the method it trains with
+    lrs: dict[str, float]  # device id -> its learning rate
     capacity: dict[str, Capacity]  # device id -> its capacity under that method
     reasons: dict[str, str] = field(default_factory=dict)  # method auto: device id -> why that method
 
@@ -43,8 +45,9 @@ class ReceivedUpdate:
 
 
 class Strategy:
-    def __init__(self, planner: str, method: str | None, adapter: AdapterSpec, settings, batch_size: int,
-                 local_steps: int, deadline_s: float, model_kind: str, optimizer: ServerOptimizer) -> None:
+    def __init__(self, planner: str, method: str | None, lr: float, adapter: AdapterSpec, settings,
+                 batch_size: int, local_steps: int, deadline_s: float, model_kind: str,
+                 optimizer: ServerOptimizer) -> None:
         self.planner = PLANNERS[planner]()
         self.auto = method == AUTO
         if self.auto and self.planner.upload == pb.Task.SEEDS:
@@ -57,7 +60,7 @@ class Strategy:
         self.shape = RoundShape(adapter, self.method, batch_size, local_steps, deadline_s)
         prepare(self.shape)
         self.method_shapes = candidate_shapes(self.shape) if self.auto else {}
-        self.model_kind, self.optimizer = model_kind, optimizer
+        self.lr, self.model_kind, self.optimizer = lr, model_kind, optimizer
 
     @property
     def method_label(self) -> str:
@@ -68,7 +71,9 @@ class Strategy:
         return self.planner.upload
 
     def configure_round(self, round_: int, devices: Sequence[DeviceInfo], slices: Sequence[Slice]) -> RoundPlan:
-        """Who trains which slices with which method this round."""
+        """Who trains which slices with which method and learning rate this round. Under method auto a
+        device trains at the rate its method's steps to the target were measured at (the one `lr`
+        cannot suit Adam and ZO-SGD alike); `lr` where the measurements have none."""
         methods, capacity, reasons = {}, {}, {}
         for device in devices:
             if self.auto:
@@ -79,7 +84,9 @@ class Strategy:
             else:
                 methods[device.id], capacity[device.id] = self.method, device_capacity(device.profile, self.shape)
         assignment = self.planner.assign(round_, devices, slices, capacity)
-        return RoundPlan(assignment, {d: methods[d] for d in assignment.slices}, capacity,
+        lrs = {d: (self.auto and time_to_target.learning_rate(methods[d].name, self.model_kind)) or self.lr
+               for d in assignment.slices}
+        return RoundPlan(assignment, {d: methods[d] for d in assignment.slices}, lrs, capacity,
                          {d: reasons[d] for d in assignment.slices if d in reasons})
 
     def aggregate_round(self, params: dict[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]],

@@ -239,6 +239,7 @@ def test_method_auto_trains_each_device_with_the_method_it_can_afford(tmp_path):
     """A laptop trains its slices by backprop, a device whose memory only holds a forward-only step
     trains by forward passes; both updates merge in one round."""
     from coordinator.capacity import memory_needed
+    from edge_runtime.costs.time_to_target import learning_rate
 
     federation = Federation(small_config(tmp_path, method="auto", rounds=1), devices=1)
     keeper = federation.keeper
@@ -254,6 +255,9 @@ def test_method_auto_trains_each_device_with_the_method_it_can_afford(tmp_path):
     assert methods[0] == "fo-adam" and methods[1] in ("forward-grad", "zo-sgd"), methods
     reasons = next(r for r in keeper.ledger.rounds() if r.round == metrics["round"]).plan["methods"]
     assert len(reasons) == 2 and all("s/step" in why for why in reasons.values())
+    # Each trains at the rate its steps to the target were measured at, not at one rate for both.
+    tasks = [pb.Task.FromString(blob) for blob, _ in keeper.ledger.assignments(metrics["round"]).values()]
+    assert {method_of(t).name: t.lr for t in tasks}["fo-adam"] == learning_rate("fo-adam", "encoder") == 2e-4
 
 
 def test_method_auto_refuses_a_planner_that_uploads_seeds(tmp_path):
