@@ -304,7 +304,8 @@ class RoundKeeper:
                    "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
                    "method": AUTO if self.strategy.auto else self.strategy.method.name}
         if self.strategy.auto:
-            metrics["methods"] = {device: method_of(task).name for device, task in open_.tasks.items()}
+            metrics["methods"] = {device: method_of(task).name for device, task in open_.tasks.items()
+                                  if task.work == pb.Task.TRAIN}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
         with open(self.metrics_path, "a") as out:
