@@ -24,22 +24,21 @@ from typing import Protocol
 
 import numpy as np
 from safetensors.numpy import load as load_tensors
-from safetensors.numpy import save as save_tensors
 
 from coordinator.aggregation import server_optimizer
 from coordinator.capacity import Capacity
 from coordinator.config import CoordinatorConfig
 from coordinator.faults import crash_point
+from coordinator.intake import checked_blob, is_resend
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
 from coordinator.method_rule import AUTO
 from coordinator.planners import DeviceInfo
 from coordinator.registry import DeviceRegistry
-from coordinator.replay import replay_update
 from coordinator.slices import slice_tensors
 from coordinator.state_lock import StateLock
 from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
 from coordinator.strategy import ReceivedUpdate, Strategy
-from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
+from coordinator.validation import RejectedUpdate
 from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
@@ -48,9 +47,6 @@ from edge_runtime.spec import MethodSpec
 from edge_runtime.tasks import get_task
 from edge_runtime.tasks.partition import Partition
 from edge_runtime.tasks.templates import prompt_template
-
-# |projected gradient| beyond this is not a gradient; ZO scalars are O(1) for a sane loss.
-MAX_SCALAR = 1e6
 
 
 class ModelHost(Protocol):
@@ -434,7 +430,7 @@ class RoundKeeper:
         self.tick()
 
     def _accept(self, device_id, header, deltas, wire_bytes) -> None:
-        if self._is_resend(device_id, header, deltas):
+        if is_resend(self.ledger, self.version, device_id, header, deltas):
             return  # the device lost our answer, not its update: acknowledge it again, store nothing
         open_ = self.open
         if open_ is None or header.round != open_.row.round:
@@ -450,22 +446,8 @@ class RoundKeeper:
             open_.accounted[device_id] = "refused"
             self.log(f"coordinator: device {device_id[:8]} declined round {header.round}: {header.refused[:200]}")
             return
-        if task.work == pb.Task.STATISTICS:
-            check_statistics(self.warm_start, self.head_layout, header, task, deltas)
-            self._store(header, device_id, task, save_tensors(deltas), wire_bytes)
-            return
-        check_header(header, task)
-        shapes = {n: self.shapes[n] for n in task.tensors}
-        if task.upload == pb.Task.SEEDS:
-            if deltas:
-                raise RejectedUpdate("a seeds upload carries no tensors")
-            check_seeds(header, task, MAX_SCALAR)
-            check_deltas(replay_update(shapes, header.scalars, seed=task.seed, lr=task.lr, method=method_of(task)),
-                         task, shapes, self.config.max_update_norm)
-            blob = None
-        else:
-            check_deltas(deltas, task, shapes, self.config.max_update_norm)
-            blob = save_tensors(deltas)
+        blob = checked_blob(task, header, deltas, self.shapes, self.config.max_update_norm, self.warm_start,
+                            self.head_layout)
         self._store(header, device_id, task, blob, wire_bytes)
 
     def _store(self, header: pb.UpdateHeader, device_id: str, task: pb.Task, blob: bytes | None,
@@ -476,19 +458,6 @@ class RoundKeeper:
         crash_point("update-committed")
         self.open.accounted[device_id] = "submitted"
 
-
-    def _is_resend(self, device_id: str, header: pb.UpdateHeader, deltas: dict[str, np.ndarray]) -> bool:
-        """True when the ledger holds this very update: a link cut after the commit but before the
-        answer arrived makes the agent send it again, and calling that a rejection would tell the
-        device its merged work was lost (even after its round closed)."""
-        if header.round > self.version:  # a round not opened yet holds nothing (and may not fit an SQLite int)
-            return False
-        stored = self.ledger.update(header.round, device_id)
-        if stored is None or pb.UpdateHeader.FromString(stored.header) != header:
-            return False
-        if stored.tensors is None:  # a seeds upload
-            return not deltas
-        return stored.tensors == save_tensors(deltas)
 
 
 def _count_methods(tasks: dict[str, pb.Task]) -> str:
