@@ -11,11 +11,10 @@ import numpy as np
 from safetensors.numpy import save as save_tensors
 
 from coordinator.ledger import Ledger
-from coordinator.replay import replay_update
+from coordinator.replay import replay_task
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from coordinator.warm_start import HeadLayout, WarmStartPlan, check_statistics
 from edge_runtime.protocol import pb
-from edge_runtime.protocol.specs import method_of
 
 # |projected gradient| beyond this is not a gradient; ZO scalars are O(1) for a sane loss.
 MAX_SCALAR = 1e6
@@ -30,13 +29,11 @@ def checked_blob(task: pb.Task, header: pb.UpdateHeader, deltas: Mapping[str, np
         check_statistics(warm_start, head_layout, header, task, deltas)
         return save_tensors(dict(deltas))
     check_header(header, task)
-    shapes = {n: shapes[n] for n in task.tensors}
     if task.upload == pb.Task.SEEDS:
         if deltas:
             raise RejectedUpdate("a seeds upload carries no tensors")
         check_seeds(header, task, MAX_SCALAR)
-        check_deltas(replay_update(shapes, header.scalars, seed=task.seed, lr=task.lr, method=method_of(task)),
-                     task, shapes, max_update_norm)
+        check_deltas(replay_task(task, header.scalars, shapes), task, shapes, max_update_norm)
         return None
     check_deltas(deltas, task, shapes, max_update_norm)
     return save_tensors(dict(deltas))

@@ -18,12 +18,21 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from edge_runtime.protocol import pb
+from edge_runtime.protocol.specs import method_of
 from edge_runtime.seeded.blocks import block_of, blocks_of, chosen_block
 from edge_runtime.seeded.draws import normal, query_seeds, step_seed
 from edge_runtime.spec import MethodSpec
 
 # Methods whose update is plain SGD along the seeded directions: only those replay exactly.
 REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "zo-sgd-block", "forward-grad"})
+
+
+def replay_task(task: pb.Task, scalars: Sequence[float],
+                shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+    """The update a seeds upload for `task` stands for: its tensors, seed, rate and method."""
+    return replay_update({n: shapes[n] for n in task.tensors}, scalars, seed=task.seed, lr=task.lr,
+                         method=method_of(task))
 
 
 def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, lr: float,

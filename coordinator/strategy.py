@@ -17,12 +17,11 @@ from coordinator.capacity import Capacity, RoundShape, device_capacity, prepare
 from coordinator.method_rule import AUTO, candidate_shapes
 from coordinator.method_rule import choose as choose_method
 from coordinator.planners import PLANNERS, Assignment, DeviceInfo
-from coordinator.replay import REPLAYABLE_METHODS, replay_update
+from coordinator.replay import REPLAYABLE_METHODS, replay_task
 from coordinator.slices import Slice
 from edge_runtime.costs import time_to_target
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
-from edge_runtime.protocol.specs import method_of
 from edge_runtime.spec import AdapterSpec, MethodSpec
 
 
@@ -75,26 +74,29 @@ class Strategy:
         device trains at the rate its method's steps to the target were measured at (the one `lr`
         cannot suit Adam and ZO-SGD alike); `lr` where the measurements have none."""
         methods, capacity, reasons = {}, {}, {}
+        smallest = min(s.nbytes for s in slices)
         for device in devices:
             if self.auto:
-                chosen = choose_method(device.profile, self.method_shapes, min(s.nbytes for s in slices),
-                                       self.model_kind)
+                chosen = choose_method(device.profile, self.method_shapes, smallest, self.model_kind)
                 methods[device.id] = replace(self.method, name=chosen.method)
                 capacity[device.id], reasons[device.id] = chosen.capacity, chosen.why
             else:
                 methods[device.id], capacity[device.id] = self.method, device_capacity(device.profile, self.shape)
         assignment = self.planner.assign(round_, devices, slices, capacity)
-        lrs = {d: (self.auto and time_to_target.learning_rate(methods[d].name, self.model_kind)) or self.lr
-               for d in assignment.slices}
+        lrs = {d: self._lr(methods[d].name) for d in assignment.slices}
         return RoundPlan(assignment, {d: methods[d] for d in assignment.slices}, lrs, capacity,
                          {d: reasons[d] for d in assignment.slices if d in reasons})
+
+    def _lr(self, method: str) -> float:
+        measured = time_to_target.learning_rate(method, self.model_kind) if self.auto else None
+        return self.lr if measured is None else measured
 
     def aggregate_round(self, params: dict[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]],
                         updates: Sequence[ReceivedUpdate]) -> dict[str, np.ndarray]:
         """Move `params` by the round's updates (in place); returns the averaged update."""
-        weighted = [WeightedUpdate(u.device_id, float(u.examples), u.deltas if u.deltas is not None else replay_update(
-            {n: shapes[n] for n in u.task.tensors}, u.scalars, seed=u.task.seed, lr=u.task.lr,
-            method=method_of(u.task))) for u in updates]
+        weighted = [WeightedUpdate(u.device_id, float(u.examples),
+                                   u.deltas if u.deltas is not None else replay_task(u.task, u.scalars, shapes))
+                    for u in updates]
         mean = average_updates(weighted)
         self.optimizer.step(params, mean)
         return mean
