@@ -10,7 +10,7 @@ from coordinator.planners import PLANNERS, Planner
 from edge_runtime.config import group, require_at_least_one, require_folder, setting
 from edge_runtime.errors import UserError
 from edge_runtime.options import Device, FineTuning, Progress
-from edge_runtime.spec import AdapterSpec, EstimatorSettings
+from edge_runtime.spec import EstimatorSettings
 
 
 def check_listen_address(listen: str) -> str:
@@ -96,10 +96,3 @@ class CoordinatorConfig(Progress, Device, FineTuning):
         if not self.join_secret and host not in ("127.0.0.1", "localhost", "[::1]"):
             raise UserError(f"listening on {self.listen} needs a join_secret: without one any machine that "
                             "reaches the port could register devices (loopback alone may run without)")
-
-    def adapter_spec(self) -> AdapterSpec:
-        """What the devices train. The initialisation seed stays the spec's default, not `seed`: the random
-        test models draw their frozen base from it, and every device must hold the coordinator's base."""
-        return AdapterSpec(self.model, self.task, self.precision, lora_r=self.lora_r, lora_alpha=self.lora_alpha,
-                           lora_targets=tuple(self.lora_targets), max_length=self.max_length, prompt=self.prompt,
-                           label_words=tuple(self.label_words))

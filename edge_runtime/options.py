@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.config import setting
-from edge_runtime.spec import Precision
+from edge_runtime.spec import AdapterKind, AdapterSpec, Precision
 
 
 @dataclass
@@ -93,6 +93,12 @@ class Seed:
 @dataclass
 class FineTuning(Seed, HeadTraining, Prompting, Lora, Batches, BasePrecision, DataDir, Task, Model):
     """What a run fine-tunes and on what: the same for one device (`edgetune train`) and a federation."""
+
+    def adapter_spec(self, kind: AdapterKind = "lora", init_seed: int = 0) -> AdapterSpec:
+        """What trains. A federation keeps the spec's default initialisation seed, not `seed`: the random
+        test models draw their frozen base from it, and every device must hold the coordinator's base."""
+        return AdapterSpec(self.model, self.task, self.precision, kind, self.lora_r, self.lora_alpha,
+                           tuple(self.lora_targets), self.max_length, init_seed, self.prompt, tuple(self.label_words))
 
 
 @dataclass

@@ -81,6 +81,5 @@ class TrainConfig(Progress, FineTuning):
 
         get_task(self.task)  # a mistyped task is refused before PyTorch loads
 
-    def adapter_spec(self) -> AdapterSpec:
-        return AdapterSpec(self.model, self.task, self.precision, self.adapter, self.lora_r, self.lora_alpha,
-                           tuple(self.lora_targets), self.max_length, self.seed, self.prompt, tuple(self.label_words))
+    def adapter_spec(self) -> AdapterSpec:  # one run initialises from its own seed
+        return super().adapter_spec(self.adapter, self.seed)
