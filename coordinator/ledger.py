@@ -99,6 +99,11 @@ class Ledger:
         with self._lock:
             self._db.close()
 
+    def journal(self) -> tuple[str, int]:
+        """(journal mode, synchronous level) in force: the durability rules need ("wal", 2), FULL
+        sync, so that a commit that returned is on the disk."""
+        return self._query("PRAGMA journal_mode")[0][0], self._query("PRAGMA synchronous")[0][0]
+
     def add_download(self, round_: int, nbytes: int) -> None:
         """Bytes a state download sent during `round_` (kept here so a restart does not forget them)."""
         with self.transaction() as db:

@@ -1,51 +1,51 @@
-"""The coordinator's core: opens rounds, hands out tasks, accepts updates, closes and merges
-rounds, and recovers all of it from the ledger after a crash. Transport-free: the gRPC service
-and the fleet emulator's in-process transport both drive this one object.
+"""The coordinator's round loop: opens rounds, hands out tasks, accepts updates, closes and merges
+rounds. Transport-free: the gRPC service and the fleet emulator's in-process transport both drive
+this one object. Its parts: the device registry (liveness, sampling), the strategy (configure a
+round, aggregate a round), update intake (checks, resends), the merge (from the ledger), recovery,
+and the run's files.
 
 Durability rules, which the crash tests check: an update is acknowledged only after the ledger
 committed it; a round is closed exactly when the transaction that records its checkpoint commits;
-the state is a fold of the rounds' accepted updates over the initial adapter, so recovery loads
-the newest undamaged checkpoint and re-merges any closed round after it from the ledger.
+the state is a fold of the rounds' accepted updates over the initial adapter, so recovery
+(coordinator/recovery.py) loads the newest undamaged checkpoint and re-merges any closed round
+after it from the ledger.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import shutil
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
-from safetensors.numpy import load as load_tensors
 
 from coordinator.aggregation import server_optimizer
-from coordinator.capacity import Capacity
 from coordinator.config import CoordinatorConfig
 from coordinator.faults import crash_point
 from coordinator.intake import checked_blob, is_resend
 from coordinator.ledger import Ledger, RoundRow, UpdateRow
 from coordinator.method_rule import AUTO
+from coordinator.open_round import OpenRound, RoundView
 from coordinator.planners import DeviceInfo
+from coordinator.recovery import recover
 from coordinator.registry import DeviceRegistry
+from coordinator.round_merge import MergeInputs, merge_into
+from coordinator.run_files import RunFiles
 from coordinator.slices import slice_tensors
 from coordinator.state_lock import StateLock
-from coordinator.state_store import DamagedCheckpoint, StateStore, write_atomically
-from coordinator.strategy import ReceivedUpdate, Strategy
+from coordinator.state_store import GlobalState, StateStore
+from coordinator.strategy import Strategy
+from coordinator.task_builder import TaskBuilder, derived_seed
 from coordinator.validation import RejectedUpdate
-from coordinator.warm_start import HeadLayout, check_statistics, initial_head, plan_warm_start, solve
+from coordinator.warm_start import HeadLayout, initial_head, plan_warm_start
 from edge_runtime.errors import UserError
 from edge_runtime.protocol import pb
-from edge_runtime.protocol.specs import adapter_message, method_message, method_of
-from edge_runtime.spec import MethodSpec
+from edge_runtime.protocol.specs import method_of
 from edge_runtime.tasks import get_task
-from edge_runtime.tasks.partition import Partition
 from edge_runtime.tasks.templates import prompt_template
 
 
@@ -66,28 +66,6 @@ class ModelHost(Protocol):
     def content_free_offsets(self) -> list[float]: ...
 
 
-@dataclass
-class OpenRound:
-    row: RoundRow
-    tasks: dict[str, pb.Task]  # device id -> task
-    accounted: dict[str, str]  # device id -> submitted | refused
-
-
-@dataclass(frozen=True)
-class RoundView:
-    """What a caller outside the coordinator (the emulator, a bench, a heartbeat reply) may read of
-    the open round."""
-
-    round: int
-    opened_at: float
-    deadline_at: float
-    devices: tuple[str, ...]  # the devices given a task, sorted
-
-
-def _seed(*parts) -> int:
-    return int.from_bytes(hashlib.sha256(":".join(map(str, parts)).encode()).digest()[:8], "little")
-
-
 class RoundKeeper:
     def __init__(self, config: CoordinatorConfig, host: ModelHost, clock: Callable[[], float] = time.time,
                  log: Callable[[str], None] = print) -> None:
@@ -96,28 +74,26 @@ class RoundKeeper:
         self.state_lock = StateLock(folder)
         self.ledger = Ledger(folder / "ledger.sqlite")
         self.store = StateStore(folder / "checkpoints")
-        self.metrics_path = folder / "metrics.jsonl"
-        self.adapter_path = folder / "adapter"
-        self.device_metrics_path = folder / "device_metrics.jsonl"
+        self.files = RunFiles(folder)
         self.shapes = host.shapes()
-        self.head_layout = host.head_layout()
+        head_layout = host.head_layout()
         # The global state keeps every tensor; the rounds train the slices chosen here.
         self.slices = [s for s in slice_tensors(self.shapes)
-                       if config.train_head or self.head_layout.weight not in s.tensors]
+                       if config.train_head or head_layout.weight not in s.tensors]
         self.strategy = Strategy(config.planner, config.method, config.lr, config.adapter_spec(), config.estimator,
                                  config.batch_size, config.local_steps, config.round_deadline_s, host.kind,
                                  server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
                                                   config.server_beta2, config.server_tau))
-        self.template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
-        self.warm_start = plan_warm_start(host.kind, config.warm_start, self.template.calibration)
+        template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
+        self.warm_start = plan_warm_start(host.kind, config.warm_start, template.calibration)
         if not config.train_head and host.kind == "encoder" and self.warm_start.kind == "none":
             raise UserError("train_head false keeps the warm start's head, but warm_start is none: the head would "
                             "stay random; choose a warm start or train the head")
-        self.head_constants: dict = {}
+        self.merge_inputs = MergeInputs(self.strategy, self.shapes, self.slices, self.warm_start, head_layout)
+        self.tasks = TaskBuilder(config, self.strategy, self.ledger)
         self.lock = threading.RLock()
         self.devices = DeviceRegistry(self.ledger, clock, config.device_timeout_s)
-        self.params: dict[str, np.ndarray] = {}
-        self.version = 0
+        self.state = GlobalState(0, {})
         self.open: OpenRound | None = None
         self.finished = False
         self.waiting_note = ""
@@ -128,67 +104,60 @@ class RoundKeeper:
         self.ledger.close()
         self.state_lock.release()
 
-    # Recovery
     def recover(self) -> None:
         with self.lock:
-            rounds = self.ledger.rounds()
-            loaded = None
-            for version, _round, file, sha256 in self.ledger.checkpoints():
-                try:
-                    loaded = (version, *self.store.read(file, sha256))
-                    break
-                except DamagedCheckpoint as error:
-                    self.log(f"coordinator: {error}; falling back to the previous checkpoint")
-            if loaded is None:
-                self.version, self.params, self.strategy.optimizer.state = 0, self.host.state(), {}
-                head, self.head_constants = initial_head(self.warm_start, self.host)
-                self.params.update(head)
-                if not rounds:
-                    file, sha256 = self.store.write(0, self.params, {}, self.head_constants)
-                    # Round -1 is the initial adapter: the baseline every round is compared with.
-                    self.ledger.close_round_metrics(-1, {"round": -1, "state_version": 0, **self._evaluate()})
-                    self.ledger.record_checkpoint(0, -1, file, sha256)
-            else:
-                self.version, self.params, self.strategy.optimizer.state, self.head_constants = loaded
-            closed = [r for r in rounds if r.status == "closed" and r.round >= self.version]
-            for row in closed:  # closed after the checkpoint we could read: merge them again
-                self._merge(row.round)
-                file, sha256 = self.store.write(self.version, self.params, self.strategy.optimizer.state,
-                                                self.head_constants)
-                self.ledger.record_checkpoint(self.version, row.round, file, sha256)
-            open_rows = [r for r in rounds if r.status == "open"]
-            if open_rows:
-                # Devices lost their coordinator for the outage: the open round gets a fresh deadline.
-                row = replace(open_rows[0], deadline_at=max(open_rows[0].deadline_at,
-                                                            self.clock() + self.config.round_deadline_s))
-                assignments = self.ledger.assignments(row.round)
-                tasks = {d: pb.Task.FromString(blob) for d, (blob, _) in assignments.items()}
-                accounted = {d: s for d, (_, s) in assignments.items() if s != "assigned"}
-                self.open = OpenRound(row, tasks, accounted)
+            recovered = recover(self.ledger, self.store, self.merge_inputs, self._initial_state,
+                                self.clock() + self.config.round_deadline_s, self.log)
+            self.state, self.open = recovered.state, recovered.open
             self.finished = self.version >= self.config.rounds and self.open is None
             # The silence of an outage is the coordinator's, not the devices'.
             self.devices.trust_known()
-            if rounds:
+            if self.ledger.rounds():
                 # Files derived from the ledger may lag it by the crash; rebuild what is missing.
-                self._rewrite_metrics_file()
-                if self.finished and not self.adapter_path.exists():
+                self.files.rewrite_rounds(self.ledger)
+                if self.finished and not self.files.adapter.exists():
                     self._export()
                 self.log(f"coordinator: recovered at state version {self.version}, "
-                         f"{len([r for r in rounds if r.status == 'closed'])} rounds closed"
+                         f"{recovered.closed_rounds} rounds closed"
                          + (f", round {self.open.row.round} open" if self.open else ""))
 
-    # Devices
-    def seen(self, device_id: str) -> None:
-        self.devices.seen(device_id)
+    def _initial_state(self) -> GlobalState:
+        """The adapter before any round: the model's own tensors and the warm start the coordinator
+        computes alone. On a first start it is checkpoint 0 and round -1's metrics, the baseline
+        every round is compared with."""
+        state = GlobalState(0, self.host.state())
+        head, state.head_constants = initial_head(self.warm_start, self.host)
+        state.params.update(head)
+        if not self.ledger.rounds():
+            file, sha256 = self.store.write(state)
+            self.ledger.close_round_metrics(-1, {"round": -1, "state_version": 0, **self._evaluate(state)})
+            self.ledger.record_checkpoint(0, -1, file, sha256)
+        return state
 
     # The public read API
     @property
+    def version(self) -> int:
+        """How many rounds the state has merged."""
+        return self.state.version
+
+    @property
+    def params(self) -> dict[str, np.ndarray]:
+        return self.state.params
+
+    @property
+    def head_constants(self) -> dict:
+        return self.state.head_constants
+
+    @property
     def open_round(self) -> RoundView | None:
         with self.lock:
-            if self.open is None:
-                return None
-            row = self.open.row
-            return RoundView(row.round, row.opened_at, row.deadline_at, tuple(sorted(self.open.tasks)))
+            return self.open.view() if self.open else None
+
+    def assigned_task(self, device_id: str) -> pb.Task | None:
+        """A copy of the task `device_id` holds in the open round, if it holds one."""
+        with self.lock:
+            task = self.open.tasks.get(device_id) if self.open else None
+            return pb.Task.FromString(task.SerializeToString()) if task is not None else None
 
     def round_metrics(self) -> list[dict]:
         """Every closed round's metrics, the initial adapter's first (round -1)."""
@@ -196,6 +165,10 @@ class RoundKeeper:
 
     def adapter_bytes(self) -> int:
         return sum(value.nbytes for value in self.params.values())
+
+    # Devices
+    def seen(self, device_id: str) -> None:
+        self.devices.seen(device_id)
 
     # Rounds
     def tick(self) -> None:
@@ -215,7 +188,8 @@ class RoundKeeper:
         if self.warm_start.needs_devices and round_ == 0:
             self._open_statistics_round(devices)
             return
-        devices = self.devices.sample(devices, self.config.devices_per_round, _seed(self.config.seed, "sample", round_))
+        devices = self.devices.sample(devices, self.config.devices_per_round,
+                                      derived_seed(self.config.seed, "sample", round_))
         configured = self.strategy.configure_round(round_, devices, self.slices)
         plan = configured.assignment
         if not plan.slices:
@@ -224,8 +198,8 @@ class RoundKeeper:
             return
         now = self.clock()
         deadline = now + self.config.round_deadline_s
-        tasks = {device: self._task(round_, device, pieces, configured.capacity[device], deadline,
-                                    configured.methods[device], configured.lrs[device])
+        tasks = {device: self.tasks.training(self.state, round_, device, pieces, configured.capacity[device],
+                                             deadline, configured.methods[device], configured.lrs[device])
                  for device, pieces in plan.slices.items()}
         row = RoundRow(round_, "open", now, deadline, None, self.version, {
             "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
@@ -244,7 +218,7 @@ class RoundKeeper:
         """Round 0 of a warm start that needs the devices' data: every online device sends statistics."""
         now = self.clock()
         deadline = now + self.config.round_deadline_s
-        tasks = {d.id: self._statistics_task(d.id, deadline) for d in devices}
+        tasks = {d.id: self.tasks.statistics(self.state, d.id, deadline) for d in devices}
         row = RoundRow(0, "open", now, deadline, None, self.version, {
             "work": "statistics", "slices": {d: [] for d in tasks}, "excluded": {}, "uncovered": []})
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
@@ -252,30 +226,6 @@ class RoundKeeper:
         self.open = OpenRound(row, tasks, {})
         self.waiting_note = ""
         self.log(f"coordinator: round 0 open: {len(tasks)} devices send the warm start's statistics")
-
-    def _statistics_task(self, device: str, deadline: float) -> pb.Task:
-        task = self._task(0, device, [], Capacity(trainable_bytes=0, steps=0, step_seconds=0.0), deadline,
-                          self.strategy.method, self.config.lr)
-        task.work = pb.Task.STATISTICS
-        task.statistics_examples = self.config.warm_start_examples
-        return task
-
-    def _task(self, round_: int, device: str, pieces, capacity: Capacity, deadline: float,
-              method: MethodSpec, lr: float) -> pb.Task:
-        c = self.config
-        data = ""
-        if c.data == "partition":
-            order = [row.id for row in self.ledger.devices_by_registration()]
-            data = Partition(c.task, c.partitions, order.index(device) % c.partitions, c.dirichlet_alpha,
-                             c.seed).spec()
-        return pb.Task(
-            task_id=f"{round_}:{device}", round=round_, state_version=self.version,
-            adapter=adapter_message(self.strategy.shape.adapter), method=method_message(method), data=data,
-            slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
-            steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=lr,
-            seed=_seed(c.seed, "task", round_, device) % 2**63, upload=self.strategy.upload, deadline_unix=deadline,
-            logit_scale=self.head_constants.get("logit_scale"),
-            score_offsets=self.head_constants.get("score_offsets", []))
 
     def _maybe_close(self) -> None:
         open_ = self.open
@@ -292,9 +242,9 @@ class RoundKeeper:
     def _close(self) -> None:
         open_ = self.open
         round_ = open_.row.round
-        summary = self._merge(round_)
+        summary = merge_into(self.state, self.ledger, round_, self.merge_inputs)
         crash_point("round-merged")
-        file, sha256 = self.store.write(self.version, self.params, self.strategy.optimizer.state, self.head_constants)
+        file, sha256 = self.store.write(self.state)
         crash_point("checkpoint-renamed")
         metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
                    "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
@@ -304,8 +254,7 @@ class RoundKeeper:
                                   if task.work == pb.Task.TRAIN}
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
-        with open(self.metrics_path, "a") as out:
-            out.write(json.dumps(metrics) + "\n")
+        self.files.append_round(metrics)
         self.open = None
         self.log(_describe(metrics))
         if self.version >= self.config.rounds:
@@ -313,74 +262,13 @@ class RoundKeeper:
             self._export()
 
     def _export(self) -> None:
-        # Exported beside its final name and renamed, so an `adapter/` folder is always a whole one.
-        staging = self.adapter_path.with_name(self.adapter_path.name + ".writing")
-        shutil.rmtree(staging, ignore_errors=True)
-        self.host.load_state(self.params)
-        self.host.set_constants(self.head_constants)
-        self.host.export(str(staging))
-        shutil.rmtree(self.adapter_path, ignore_errors=True)
-        staging.rename(self.adapter_path)
-        self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {self.adapter_path}")
+        self.files.export(self.host, self.state)
+        self.log(f"coordinator: {self.config.rounds} rounds done; adapter written to {self.files.adapter}")
 
-    def _rewrite_metrics_file(self) -> None:
-        # Round -1 (the initial adapter) lives in the ledger only.
-        records = [m for m in self.ledger.metrics() if m["round"] >= 0]
-        write_atomically(self.metrics_path, "".join(json.dumps(m) + "\n" for m in records).encode())
-
-    def _merge(self, round_: int) -> dict:
-        """Merge round's accepted updates into the state; advances the version."""
-        assignments = {d: pb.Task.FromString(blob) for d, (blob, _) in self.ledger.assignments(round_).items()}
-        if any(task.work == pb.Task.STATISTICS for task in assignments.values()):
-            return self._merge_statistics(round_, assignments)
-        updates, losses, classes = [], [], {}
-        bytes_up = 0
-        for row in self.ledger.updates(round_):
-            header, task = pb.UpdateHeader.FromString(row.header), assignments[row.device_id]
-            updates.append(ReceivedUpdate(row.device_id, task, header.examples,
-                                          load_tensors(row.tensors) if row.tensors is not None else None,
-                                          tuple(header.scalars)))
-            losses.append((header.examples, header.loss_before, header.loss_after))
-            bytes_up += row.wire_bytes
-            device = self.ledger.device(row.device_id)
-            kind = pb.DeviceProfile.FromString(device.profile).device_class or "unknown"
-            classes[kind] = classes.get(kind, 0) + 1
-        mean = self.strategy.aggregate_round(self.params, self.shapes, updates)
-        self.version = round_ + 1
-        trained = {s.id for s in self.slices if any(t in mean for t in s.tensors)}
-        total = sum(w for w, _, _ in losses)
-        return {
-            "round": round_, "state_version": self.version, "assigned": len(assignments), "updates": len(updates),
-            "slices_trained": len(trained), "slices_total": len(self.slices),
-            "device_loss_before": sum(w * b for w, b, _ in losses) / total if total else None,
-            "device_loss_after": sum(w * a for w, _, a in losses) / total if total else None,
-            "bytes_up": bytes_up, "bytes_up_per_update": bytes_up / len(updates) if updates else 0,
-            "participants_by_class": classes,
-        }
-
-    def _merge_statistics(self, round_: int, assignments: dict[str, pb.Task]) -> dict:
-        """Solve the warm start's head from the round's statistics; with none received, the head
-        stays as it was and training starts from there."""
-        received, bytes_up = [], 0
-        for row in self.ledger.updates(round_):
-            header = pb.UpdateHeader.FromString(row.header)
-            received.append(check_statistics(self.warm_start, self.head_layout, header, assignments[row.device_id],
-                                             load_tensors(row.tensors)))
-            bytes_up += row.wire_bytes
-        summary = {"warm_start": "none: no statistics arrived"}
-        if received:
-            tensors, self.head_constants, summary = solve(self.warm_start, self.head_layout, received)
-            self.params.update(tensors)
-        self.version = round_ + 1
-        return {"round": round_, "state_version": self.version, "work": "statistics", "assigned": len(assignments),
-                "updates": len(received), "slices_trained": 0, "slices_total": len(self.slices),
-                "device_loss_before": None, "device_loss_after": None, "bytes_up": bytes_up,
-                "bytes_up_per_update": bytes_up / len(received) if received else 0, "participants_by_class": {},
-                **summary}
-
-    def _evaluate(self) -> dict:
-        self.host.load_state(self.params)
-        self.host.set_constants(self.head_constants)
+    def _evaluate(self, state: GlobalState | None = None) -> dict:
+        state = state or self.state
+        self.host.load_state(state.params)
+        self.host.set_constants(state.head_constants)
         return self.host.evaluate_state()
 
     def _note(self, note: str) -> None:
@@ -412,8 +300,8 @@ class RoundKeeper:
             return self.version, {n: self.params[n] for n in (names or self.params)}
 
     def record_device_metrics(self, device_id: str, round_: int, values: dict[str, float]) -> None:
-        with self.lock, open(self.device_metrics_path, "a") as out:
-            out.write(json.dumps({"device": device_id, "round": round_, "at": self.clock(), **values}) + "\n")
+        with self.lock:
+            self.files.append_device({"device": device_id, "round": round_, "at": self.clock(), **values})
 
     def count_download(self, nbytes: int) -> None:
         with self.lock:
@@ -447,7 +335,7 @@ class RoundKeeper:
             self.log(f"coordinator: device {device_id[:8]} declined round {header.round}: {header.refused[:200]}")
             return
         blob = checked_blob(task, header, deltas, self.shapes, self.config.max_update_norm, self.warm_start,
-                            self.head_layout)
+                            self.merge_inputs.head_layout)
         self._store(header, device_id, task, blob, wire_bytes)
 
     def _store(self, header: pb.UpdateHeader, device_id: str, task: pb.Task, blob: bytes | None,
@@ -457,7 +345,6 @@ class RoundKeeper:
             raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
         crash_point("update-committed")
         self.open.accounted[device_id] = "submitted"
-
 
 
 def _count_methods(tasks: dict[str, pb.Task]) -> str:

@@ -3,7 +3,7 @@
 A file is written beside its final name, fsynced, renamed over it, and the folder fsynced, so a
 crash leaves either the old file or the whole new one. Its sha256 goes into the ledger in the same
 transaction that closes the round; a file whose hash does not match (a torn or damaged write) is
-detected on load and the previous version is used instead (see rounds.RoundKeeper.recover).
+detected on load and the previous version is used instead (coordinator/recovery.py).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,17 @@ OPTIMIZER_PREFIX = "server_optimizer."
 
 class DamagedCheckpoint(RuntimeError):
     pass
+
+
+@dataclass
+class GlobalState:
+    """What a checkpoint holds: the trained tensors after `version` merged rounds, the server
+    optimizer's moments, and the head's warm-start constants (logit scale, calibration offsets)."""
+
+    version: int
+    params: dict[str, np.ndarray]
+    optimizer: dict[str, np.ndarray] = field(default_factory=dict)
+    head_constants: dict = field(default_factory=dict)
 
 
 def write_atomically(path: Path, data: bytes) -> None:
@@ -45,16 +57,15 @@ class StateStore:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    def write(self, version: int, tensors: dict[str, np.ndarray], optimizer: dict[str, np.ndarray],
-              head_constants: dict | None = None) -> tuple[str, str]:
+    def write(self, state: GlobalState) -> tuple[str, str]:
         """(file name, sha256) of the written version; the head's warm-start constants ride in its metadata."""
-        data = save({**tensors, **{OPTIMIZER_PREFIX + k: v for k, v in optimizer.items()}},
-                    metadata={"version": str(version), "head_constants": json.dumps(head_constants or {})})
-        name = f"state-{version:06d}.safetensors"
+        data = save({**state.params, **{OPTIMIZER_PREFIX + k: v for k, v in state.optimizer.items()}},
+                    metadata={"version": str(state.version), "head_constants": json.dumps(state.head_constants)})
+        name = f"state-{state.version:06d}.safetensors"
         write_atomically(self.folder / name, data)
         return name, hashlib.sha256(data).hexdigest()
 
-    def read(self, name: str, sha256: str) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict]:
+    def read(self, version: int, name: str, sha256: str) -> GlobalState:
         path = self.folder / name
         try:
             data = path.read_bytes()
@@ -65,7 +76,7 @@ class StateStore:
         everything = load(data)
         optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in everything.items() if k.startswith(OPTIMIZER_PREFIX)}
         tensors = {k: v for k, v in everything.items() if not k.startswith(OPTIMIZER_PREFIX)}
-        return tensors, optimizer, _head_constants(data)
+        return GlobalState(version, tensors, optimizer, _head_constants(data))
 
 
 def _head_constants(data: bytes) -> dict:

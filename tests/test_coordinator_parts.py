@@ -10,7 +10,7 @@ from coordinator.capacity import Capacity, RoundShape, device_capacity
 from coordinator.planners import PLANNERS, DeviceInfo
 from coordinator.replay import replay_update
 from coordinator.slices import Slice, slice_tensors
-from coordinator.state_store import DamagedCheckpoint, StateStore
+from coordinator.state_store import DamagedCheckpoint, GlobalState, StateStore
 from coordinator.validation import RejectedUpdate, check_deltas, check_header, check_seeds
 from edge_runtime.local.torch_model import TorchModel
 from edge_runtime.protocol import pb
@@ -238,13 +238,13 @@ def test_tensor_chunks_round_trip_and_refuse_lies():
 
 def test_a_damaged_checkpoint_is_detected(tmp_path):
     store = StateStore(tmp_path)
-    name, sha = store.write(1, {"a": np.ones(4, np.float32)}, {"m.a": np.zeros(4, np.float32)})
-    tensors, optimizer, _ = store.read(name, sha)
-    assert list(tensors) == ["a"] and list(optimizer) == ["m.a"]
+    name, sha = store.write(GlobalState(1, {"a": np.ones(4, np.float32)}, {"m.a": np.zeros(4, np.float32)}))
+    state = store.read(1, name, sha)
+    assert list(state.params) == ["a"] and list(state.optimizer) == ["m.a"]
     data = (tmp_path / name).read_bytes()
     (tmp_path / name).write_bytes(data[: len(data) // 2])
     with pytest.raises(DamagedCheckpoint, match="torn or damaged"):
-        store.read(name, sha)
+        store.read(1, name, sha)
 
 
 def test_method_auto_gives_each_device_the_soonest_method_that_fits_it():

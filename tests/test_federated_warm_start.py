@@ -47,10 +47,10 @@ def test_round_zero_solves_the_head_of_the_devices_pooled_data(tmp_path):
     layout = host.head_layout()
     keeper = federation.keeper
     file, sha256 = next((f, s) for version, _, f, s in keeper.ledger.checkpoints() if version == 1)
-    solved, _, constants = keeper.store.read(file, sha256)  # the state right after round 0
-    np.testing.assert_allclose(solved[layout.weight], head.weight, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(solved[layout.bias], head.bias, rtol=1e-4, atol=1e-5)
-    assert constants["logit_scale"] == pytest.approx(head.temperature)
+    solved = keeper.store.read(1, file, sha256)  # the state right after round 0
+    np.testing.assert_allclose(solved.params[layout.weight], head.weight, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(solved.params[layout.bias], head.bias, rtol=1e-4, atol=1e-5)
+    assert solved.head_constants["logit_scale"] == pytest.approx(head.temperature)
     # Every task after the warm start carries its constants.
     later = pb.Task.FromString(next(iter(federation.keeper.ledger.assignments(1).values()))[0])
     assert later.HasField("logit_scale") and later.logit_scale == pytest.approx(head.temperature)

@@ -136,14 +136,12 @@ def test_an_agent_refuses_a_task_for_tensors_its_model_lacks(tmp_path):
     federation = Federation(small_config(tmp_path, rounds=1, quorum=1.0), devices=1)
     agent = federation.agents[0]
     federation.keeper.tick()
-    original = federation.keeper.open.tasks[agent.client.device_id]
-    forged = pb.Task()
-    forged.CopyFrom(original)
+    forged = federation.keeper.assigned_task(agent.client.device_id)
     forged.tensors[:] = ["not.a.tensor"]
-    federation.keeper.open.tasks[agent.client.device_id] = forged
+    agent.client.get_task = lambda: pb.GetTaskReply(task=forged)  # a coordinator that names a tensor it lacks
     outcome, _ = agent.work_once()
     assert outcome == "refused"
-    assert federation.keeper.open is None or federation.keeper.finished  # a refusal accounts for the device
+    assert federation.keeper.open_round is None or federation.keeper.finished  # a refusal accounts for the device
 
 
 def test_a_restarted_coordinator_resumes_the_open_round_with_every_accepted_update(tmp_path):
@@ -157,8 +155,8 @@ def test_a_restarted_coordinator_resumes_the_open_round_with_every_accepted_upda
     federation.keeper.close()
     # A new coordinator on the same folder, as after kill -9: the agents go on talking to it.
     restarted = RoundKeeper(config, federation.host, log=lambda _: None)
-    assert restarted.open is not None and restarted.open.row.round == 0
-    assert {d for d, s in restarted.open.accounted.items() if s == "submitted"} == accepted
+    assert restarted.open_round is not None and restarted.open_round.round == 0
+    assert restarted.open_round.submitted() == accepted
     service = CoordinatorService(restarted)
     for agent in federation.agents:
         agent.client.service = service

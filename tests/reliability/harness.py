@@ -71,7 +71,7 @@ def snapshot(keeper: RoundKeeper) -> dict:
         "assignments": {r.round: ledger.assignments(r.round) for r in rounds},
         "updates": {r.round: ledger.updates(r.round) for r in rounds},
         "metrics": ledger.metrics(), "version": keeper.version,
-        "accounted": dict(keeper.open.accounted) if keeper.open else None,
+        "answered": keeper.open_round.answered if keeper.open_round else None,
         "params": {name: value.tobytes() for name, value in keeper.params.items()},
     }
 

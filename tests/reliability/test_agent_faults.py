@@ -57,10 +57,10 @@ def test_devices_lost_after_the_task_mid_training_and_mid_upload_leave_the_round
     assert accepted_updates(keeper) == set()  # nothing of the half update is stored
     assert healthy.work_once()[0] == "trained"
     keeper.tick()
-    assert keeper.open is not None  # 1 of 4 is below the quorum of 2: the round waits
+    assert keeper.open_round is not None  # 1 of 4 is below the quorum of 2: the round waits
     clock.advance(DEADLINE_S + 1)
     keeper.tick()
-    assert keeper.open is not None  # past the deadline without a quorum it waits one more deadline
+    assert keeper.open_round is not None  # past the deadline without a quorum it waits one more deadline
     assert mid_upload.deliver(cut) == "trained"  # the cut device uploads again, whole this time
     keeper.tick()
     after = snapshot(keeper)
@@ -84,7 +84,7 @@ def test_a_slow_device_past_the_deadline_is_merged_into_no_round(tmp_path):
         assert agent.work_once()[0] == "trained"
     clock.advance(DEADLINE_S + 1)
     keeper.tick()
-    assert keeper.version == 1 and keeper.open is not None and keeper.open.row.round == 1
+    assert keeper.version == 1 and keeper.open_round is not None and keeper.open_round.round == 1
     before = snapshot(keeper)
     assert slow.deliver(late) == "rejected"
     relabelled = update_header(late.task, late.result)

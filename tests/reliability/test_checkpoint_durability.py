@@ -28,7 +28,7 @@ def test_a_crash_while_a_checkpoint_is_written_leaves_the_previous_one_whole(tmp
     [(version, _, file, sha256)] = federation.keeper.ledger.checkpoints()
     assert version == 0 and hashlib.sha256((folder / file).read_bytes()).hexdigest() == sha256
     keeper = restart(federation)
-    assert keeper.version == 0 and keeper.open is not None  # the round is merged again on the next tick
+    assert keeper.version == 0 and keeper.open_round is not None  # the round is merged again on the next tick
 
 
 @pytest.mark.parametrize("damage", ["torn", "missing", "flipped"])
@@ -62,5 +62,4 @@ def test_a_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path, da
 
 def test_the_ledger_commits_through_a_write_ahead_log_with_full_sync(tmp_path):
     ledger = small_federation(tmp_path, devices=0).keeper.ledger
-    assert ledger._query("PRAGMA journal_mode") == [("wal",)]
-    assert ledger._query("PRAGMA synchronous") == [(2,)]  # FULL: a commit that returned is on the disk
+    assert ledger.journal() == ("wal", 2)  # FULL sync: a commit that returned is on the disk

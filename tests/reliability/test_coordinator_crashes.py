@@ -85,8 +85,8 @@ def test_a_real_process_exits_at_the_crash_point_and_a_restart_finishes_the_run(
                              text=True, timeout=120, cwd=Path(__file__).parents[2])
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr[-2000:]
     federation = small_federation(tmp_path)  # the same folder: this is the restart
-    assert federation.keeper.open is not None and federation.keeper.open.row.round == 0
-    assert len(federation.keeper.open.accounted) == 1  # the update committed just before the exit survived
+    assert federation.keeper.open_round is not None and federation.keeper.open_round.round == 0
+    assert len(federation.keeper.open_round.answered) == 1  # the update committed just before the exit survived
     _finish_and_compare(federation, accepted_updates(federation.keeper), uninterrupted)
 
 

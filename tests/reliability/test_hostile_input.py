@@ -40,9 +40,8 @@ class Coordinator:
         self.federation.config.join_secret = SECRET  # the harness's agents joined before; anyone else needs it
         self.keeper.tick()
         self.attacker, self.honest = (agent.client for agent in self.federation.agents)
-        tasks = self.keeper.open.tasks
-        foreign = tasks[self.honest.device_id].tensors[0]
-        self.update = ValidUpdate(tasks[self.attacker.device_id], dict(self.keeper.shapes), foreign)
+        foreign = self.keeper.assigned_task(self.honest.device_id).tensors[0]
+        self.update = ValidUpdate(self.keeper.assigned_task(self.attacker.device_id), dict(self.keeper.shapes), foreign)
         self.registration = pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, join_secret=SECRET, profile=LAPTOP,
                                                examples=10, direction_fingerprint=FINGERPRINT)
 
@@ -134,7 +133,8 @@ def test_a_valid_update_is_accepted_once_and_its_replays_change_nothing(tmp_path
     """The builders' starting point is valid (so the fuzzing above refuses for the attack, not by
     accident), and a replayed update, by its device or by another, is never merged twice."""
     coordinator = Coordinator(tmp_path)
-    honest = ValidUpdate(coordinator.keeper.open.tasks[coordinator.honest.device_id], dict(coordinator.keeper.shapes),
+    keeper = coordinator.keeper
+    honest = ValidUpdate(keeper.assigned_task(coordinator.honest.device_id), dict(keeper.shapes),
                          coordinator.update.foreign)
     assert coordinator.service.submit_update(coordinator.honest.metadata(), iter(honest.chunks())).accepted
     for _ in range(3):  # its own device's resends, as after a lost answer, are acknowledged and change nothing

@@ -90,7 +90,7 @@ def test_every_truncation_of_a_valid_registration_is_refused(wire):
 def test_messages_of_another_type_are_refused(wire):
     """(Bytes of one type that happen to parse as a valid message of another are that message: a
     registration read as a metrics report is round 1 with no values, which is served.)"""
-    task = wire.keeper.open.tasks[wire.federation.agents[0].client.device_id].SerializeToString()
+    task = wire.keeper.assigned_task(wire.federation.agents[0].client.device_id).SerializeToString()
     confused = {"Register": task, "FetchState": task,
                 "SubmitUpdate": pb.UpdateChunk(tensor=pb.TensorChunk(name="x", data=task)).SerializeToString()}
     for method, payload in confused.items():

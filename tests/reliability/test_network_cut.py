@@ -114,7 +114,7 @@ def test_an_answer_lost_after_the_update_was_merged_is_acknowledged_on_retry_and
     assert other.agent.work_once()[0] == "trained"
     cut.proxy.delay_down_s = 2.0  # the coordinator's answer is held in the link ...
     delivered = cut.in_background(lambda agent: agent.deliver(prepared))
-    _wait_until(lambda: keeper.open is not None and keeper.open.row.round == 1)  # stored, and round 0 merged
+    _wait_until(lambda: keeper.open_round is not None and keeper.open_round.round == 1)  # stored, and round 0 merged
     merged = snapshot(keeper)
     cut.proxy.cut()  # ... and the link dies with it: the agent cannot know that its update arrived
     cut.proxy.delay_down_s = 0.0
@@ -138,7 +138,7 @@ def test_an_update_slowed_past_the_deadline_is_refused_by_its_closed_round_and_k
     _wait_until(lambda: slow.proxy.bytes_up > sent_before)  # the upload is on its way ...
     clock.advance(DEADLINE_S + 1)
     keeper.tick()  # ... when the deadline closes round 0 with the quorum it has
-    assert keeper.version == 1 and keeper.open.row.round == 1
+    assert keeper.version == 1 and keeper.open_round.round == 1
     closed = snapshot(keeper)
     assert delivered() == "rejected"
     assert snapshot(keeper) == closed  # round 1 took nothing from round 0's late update
@@ -155,18 +155,18 @@ def test_a_device_silent_past_the_device_timeout_sits_rounds_out_and_rejoins_whe
     keeper = federation.keeper
     silent, other = link(), link()
     keeper.tick()
-    assert set(keeper.open.tasks) == {_ids(silent), _ids(other)}
+    assert set(keeper.open_round.devices) == {_ids(silent), _ids(other)}
     assert other.agent.work_once()[0] == "trained"
     silent.proxy.blackhole(3.0)  # longer than several of its 1 s call deadlines
     asked = silent.in_background(lambda agent: agent.work_once())
     clock.advance(DEVICE_TIMEOUT_S + 1)  # the coordinator has not heard from it for a device timeout
     other.client.heartbeat()  # while the other device kept in touch
     keeper.tick()
-    assert keeper.version == 1 and set(keeper.open.tasks) == {_ids(other)}  # planned without it
+    assert keeper.version == 1 and set(keeper.open_round.devices) == {_ids(other)}  # planned without it
     assert asked()[0] == "wait"  # the link came back: it asked again and was seen
     assert any("DEADLINE_EXCEEDED" in line for line in silent.logged)
     assert other.agent.work_once()[0] == "trained"  # round 1 closes; round 2 is planned with both again
-    assert set(keeper.open.tasks) == {_ids(silent), _ids(other)}
+    assert set(keeper.open_round.devices) == {_ids(silent), _ids(other)}
     assert silent.agent.work_once()[0] == "trained" and other.agent.work_once()[0] == "trained"
     assert keeper.finished
     by_round = [{u.device_id for u in keeper.ledger.updates(r)} for r in range(3)]

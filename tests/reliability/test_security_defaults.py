@@ -70,7 +70,7 @@ def test_nothing_a_device_sends_is_unpickled_or_evaluated(tmp_path, monkeypatch)
     keeper, service = federation.keeper, federation.service
     client = federation.agents[0].client
     keeper.tick()
-    update = ValidUpdate(keeper.open.tasks[client.device_id], dict(keeper.shapes), "")
+    update = ValidUpdate(keeper.assigned_task(client.device_id), dict(keeper.shapes), "")
     smuggled = update.chunks()
     smuggled[1].tensor.data = PICKLE_TRAP.ljust(len(smuggled[1].tensor.data), b".")[:len(smuggled[1].tensor.data)]
     assert not service.submit_update(client.metadata(), iter(smuggled)).accepted  # pickle bytes read as floats
