@@ -7,10 +7,23 @@ from dataclasses import dataclass
 from typing import Literal
 
 from coordinator.planners import PLANNERS, Planner
-from edge_runtime.config import group, require_at_least_one, require_folder, setting
+from edge_runtime.config import defaults, require_at_least_one, require_folder, setting
 from edge_runtime.errors import UserError
-from edge_runtime.options import Device, FineTuning, Progress
-from edge_runtime.spec import EstimatorSettings
+from edge_runtime.options import (
+    Device,
+    Estimator,
+    Evaluation,
+    FineTuning,
+    Heartbeat,
+    JoinSecret,
+    LearningRate,
+    LocalSteps,
+    Method,
+    Progress,
+    Rounds,
+    StateDir,
+    TrainProbe,
+)
 
 
 def check_listen_address(listen: str) -> str:
@@ -29,31 +42,22 @@ def check_listen_address(listen: str) -> str:
     return host
 
 
+# A coordinator's own defaults for the groups it shares with one run (method, lr, evaluation).
 @dataclass
-class CoordinatorConfig(Progress, Device, FineTuning):
+@defaults(method=None, lr=1e-3, eval_examples=200)
+class CoordinatorConfig(Progress, TrainProbe, Evaluation, Heartbeat, Estimator, LearningRate, LocalSteps, Rounds,
+                        Method, JoinSecret, StateDir, Device, FineTuning):
     listen: str = setting("address to serve on, host:port", "127.0.0.1:50051")
-    state_dir: str = setting("folder for the ledger (SQLite), checkpoints, metrics and the final adapter",
-                           "runs/coordinator")
-    join_secret: str = setting("secret a device must present to register; required unless listening on "
-                             "loopback", "")
     tls_cert: str | None = setting("PEM certificate: serve TLS only (plaintext clients are refused)", None)
     tls_key: str | None = setting("PEM private key of tls_cert", None)
-    # How rounds are planned.
+    # How rounds are planned. The estimator's settings (Estimator) are every setting a device's method
+    # reads: each task carries them all (its MethodSpec), and the replay of a seeds upload reads the same.
     planner: Planner = setting("; ".join(f"{name}: {p.summary}" for name, p in PLANNERS.items()), "spry")
-    method: str | None = setting("training method on the devices; none = the planner's default; auto = per "
-                                 "device, the one predicted to gain accuracy soonest within its memory", None)
-    rounds: int = setting("rounds to run (round 0 is the warm start's, when it needs the devices' data)", 20)
-    local_steps: int = setting("steps a device takes per round", 20)
-    lr: float = setting("device learning rate", 1e-3)
-    # Every setting a device's method reads: each task carries them all (its MethodSpec), and the replay of
-    # a seeds upload reads the same.
-    estimator: EstimatorSettings = group(EstimatorSettings())
     min_devices: int = setting("devices that must be online to open a round", 1)
     devices_per_round: int = setting("devices sampled per round; 0 = every available device", 0)
     quorum: float = setting("share of a round's devices whose updates close it at the deadline", 0.5)
     round_deadline_s: float = setting("seconds a round waits for updates before closing with a quorum", 120.0)
     device_timeout_s: float = setting("a device not heard from for this long is offline", 60.0)
-    heartbeat_s: float = setting("how often agents send a heartbeat", 10.0)
     data: Literal["device", "partition"] = setting(
         "device: agents train on their own data; partition: the coordinator deals out a split of the "
         "packaged task data (emulated fleets)", "device")
@@ -68,14 +72,13 @@ class CoordinatorConfig(Progress, Device, FineTuning):
     server_tau: float = setting("FedAdam/FedYogi adaptivity (epsilon)", 1e-3)
     max_update_norm: float = setting("an update whose L2 norm exceeds this is rejected", 100.0)
     max_message_mb: float = setting("largest message accepted from a device", 4.0)
-    train_probe_examples: int = setting("training examples the merged adapter's loss is measured on each round", 256)
-    eval_examples: int = setting("evaluation examples (a seeded sample of the eval split) the merged adapter is "
-                               "scored on each round", 200)
 
     def validate(self) -> None:
         require_at_least_one(self, "rounds", "local_steps", "batch_size", "min_devices", "lora_r",
                              "max_length", "partitions", "eval_examples", "train_probe_examples",
                              "warm_start_examples")
+        if self.lr is None:
+            raise UserError("lr: a federation's devices need a number (none, the method's default, is one run's)")
         for name in ("lr", "server_lr", "round_deadline_s", "device_timeout_s", "heartbeat_s",
                      "max_update_norm", "max_message_mb"):
             value = getattr(self, name)

@@ -99,9 +99,10 @@ def require_folder(path: str, what: str) -> None:
 
 
 def require_at_least_one(config: Any, *names: str) -> None:
-    """The counts a config's validate() checks (steps, batch sizes, threads, ...): each must be >= 1."""
+    """The counts a config's validate() checks (steps, batch sizes, threads, ...): each must be >= 1, or
+    none where the field takes none (eval_examples: the whole split)."""
     for name in names:
-        if getattr(config, name) < 1:
+        if getattr(config, name) is not None and getattr(config, name) < 1:
             raise UserError(f"{name} must be at least 1, got {getattr(config, name)}")
 
 

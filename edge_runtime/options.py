@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import setting
-from edge_runtime.spec import AdapterKind, AdapterSpec, Precision
+from edge_runtime.config import group, setting
+from edge_runtime.spec import AdapterKind, AdapterSpec, EstimatorSettings, Precision
 
 
 @dataclass
@@ -118,4 +118,126 @@ class Progress:
 
 @dataclass
 class Results(Progress):
-    out: str = setting("JSON file to write the results to", "results.json")
+    out: str | None = setting("JSON file to write the results to; none = write none", "results.json")
+
+
+@dataclass
+class OutDir:
+    out_dir: str = setting("folder the run writes to: one device's adapter, checkpoints and metrics; a fleet's "
+                           "report (JSON, Markdown, PNG) and its coordinator's state", "runs/train")
+
+
+# How a method trains: one run's and a federation's devices' alike.
+
+
+@dataclass
+class Method:
+    method: str | None = setting(
+        "training method (`edgetune list` shows them; in a federation, the devices'); auto = the one predicted to "
+        "gain accuracy soonest within the memory there is (one run: 5 points under the memory cap, from one timed "
+        "step of each; a federation: per device, within its memory); none = the planner's default (a federation)",
+        "zo-sgd")
+
+
+@dataclass
+class LearningRate:
+    lr: float | None = setting("learning rate (in a federation, the devices'); none = the method's default (one "
+                               "run; a coordinator needs a number)", None)
+
+
+@dataclass
+class LrSchedule:
+    lr_schedule: Literal["constant", "linear", "cosine"] = setting("decay after warmup", "constant")
+    warmup_steps: int = setting("linear warmup steps", 0)
+
+
+@dataclass
+class Estimator:
+    """Every setting a method reads (edge_runtime.spec.EstimatorSettings), as flat flags and keys."""
+
+    estimator: EstimatorSettings = group(EstimatorSettings())
+
+
+@dataclass
+class Steps:
+    steps: int = setting("optimizer steps (bench memory: of each measurement, whose second pass holds the "
+                         "optimizer's state)", 1000)
+
+
+@dataclass
+class PerturbationsPerPass:
+    perturbations_per_pass: int | None = setting(
+        "two-point ZO: perturbed copies of the adapter per batched forward pass (1 = one at a time, at inference "
+        "memory); none = all 2q where batching pays on this backend and batch size, fitted to the memory cap", None)
+
+
+@dataclass
+class NanGuard:
+    nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
+                              "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
+
+
+# What a run trains and scores on, besides the task's own data.
+
+
+@dataclass
+class FewShot:
+    k_shot: int | None = setting("training examples per class (MeZO few-shot); 0 or none trains on the full split",
+                                 16)
+
+
+@dataclass
+class CalibrationExamples:
+    calibration_examples: int = setting("causal LMs: unlabelled training examples a centred calibration reads", 256)
+
+
+@dataclass
+class Evaluation:
+    eval_examples: int | None = setting("evaluation examples, a seeded sample of the eval split (a federation scores "
+                                        "the merged adapter on them each round); none = the whole split", 500)
+
+
+# The shape of a federation, and what its coordinator and devices share.
+
+
+@dataclass
+class Rounds:
+    rounds: int = setting("rounds to run (round 0 is the warm start's, when it needs the devices' data)", 20)
+
+
+@dataclass
+class LocalSteps:
+    local_steps: int = setting("steps a device takes per round", 20)
+
+
+@dataclass
+class Devices:
+    devices: int = setting("devices of the federation (emulated)", 8)
+
+
+@dataclass
+class TrainProbe:
+    train_probe_examples: int = setting("training examples the merged adapter's loss is measured on each round", 256)
+
+
+@dataclass
+class Profile:
+    profile: str = setting("device profile: a shipped id (see device_profiles/) or a YAML file", "macbook-air-m2-16gb")
+
+
+@dataclass
+class Heartbeat:
+    heartbeat_s: float = setting("how often devices send a heartbeat, in seconds (the coordinator tells them)", 10.0)
+
+
+@dataclass
+class JoinSecret:
+    join_secret: str = setting("secret a device presents to register with the coordinator, which requires one "
+                               "unless it listens on loopback", "")
+
+
+@dataclass
+class StateDir:
+    state_dir: str = setting("folder for what a process keeps between runs: a coordinator's ledger (SQLite), "
+                             "checkpoints, metrics and final adapter; a device's identity (id + token, owner-only)",
+                             "runs/coordinator")

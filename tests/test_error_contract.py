@@ -61,7 +61,7 @@ ARGUMENT_MISTAKES = [
     (["fleet", "--out-dir", "{file}"], "is a file, not a folder"),
     (["fleet", "--backend", "ray", "--transport", "inprocess"], "reaches the coordinator over gRPC"),
     (["agent", "--backend", "onnxruntime"], "--graph"),
-    (["bench", "warm-start", "--sizes", "2"], "sizes must be at least 4"),
+    (["bench", "warm-start", "--labelled-examples", "2"], "labelled_examples must be at least 4"),
 ]
 
 # Mistakes only the loaded model, the data or the memory plan can reveal (seconds: PyTorch loads).

@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from edge_runtime.config import add_config_arguments, config_from_args, defaults, setting
 from edge_runtime.errors import UserError
-from edge_runtime.options import Model, Results
+from edge_runtime.options import Heartbeat, Model, Results, Rounds
 from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TOKEN_KEY, pb, rpc
 from edge_runtime.protocol.tensors import from_chunks, to_chunks
 from edge_runtime.seeded.draws import FINGERPRINT
@@ -49,11 +49,9 @@ PROFILE = pb.DeviceProfile(name="load-test", device_class="phone", memory_cap_by
 
 # The model's adapter gives the shapes the agents upload.
 @dataclass
-@defaults(model="tiny-bert", out="load-test.json")
-class LoadConfig(Results, Model):
+@defaults(model="tiny-bert", rounds=1, heartbeat_s=5.0, out="load-test.json")
+class LoadConfig(Results, Heartbeat, Rounds, Model):
     agents: int = setting("emulated agents", 1000)
-    rounds: int = setting("rounds the coordinator runs", 1)
-    heartbeat_s: float = setting("heartbeat interval the coordinator asks for", 5.0)
     timeout_s: float = setting("give up after this long", 600.0)
 
     def validate(self) -> None:
@@ -295,8 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     except UserError as error:
         parser.exit(2, f"load_test: error: {error}\n")
     result = run(config)
-    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.out).write_text(json.dumps(result, indent=2) + "\n")
+    if config.out:
+        Path(config.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(config.out).write_text(json.dumps(result, indent=2) + "\n")
     rpc_lines = [f"  {name}: {s['calls']} calls, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
                  for name, s in result["rpc"].items() if s["calls"]]
     rss = result["coordinator_rss"]

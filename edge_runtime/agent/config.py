@@ -5,21 +5,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from edge_runtime.config import setting
+from edge_runtime.config import defaults, setting
 from edge_runtime.devices.profiles import BACKENDS
 from edge_runtime.errors import UserError
-from edge_runtime.options import DataDir, Device, Threads
+from edge_runtime.options import DataDir, Device, JoinSecret, Profile, StateDir, Threads
 
 
 @dataclass
-class AgentConfig(Threads, Device, DataDir):
+@defaults(state_dir="runs/agent")
+class AgentConfig(Threads, Device, StateDir, JoinSecret, DataDir, Profile):
     coordinator: str = setting("the coordinator's host:port", "127.0.0.1:50051")
-    profile: str = setting("device profile: a shipped id (see device_profiles/) or a YAML file", "macbook-air-m2-16gb")
     partition: str | None = setting("train on one part of the data, task:index/parts:alpha:seed "
                                   "(e.g. sst2:3/10:1.0:0); none = all of it", None)
+    # Not the Task group's: a device need not say which task its data is for, where every other command names one.
     task: str | None = setting("task this device has data for (declares its example count); none = unknown", None)
-    join_secret: str = setting("the coordinator's join secret", "")
-    state_dir: str = setting("folder for this device's identity (id + token, owner-only)", "runs/agent")
     tls_root_cert: str | None = setting("PEM root certificate: connect over TLS, trusting it", None)
     backend: Literal[BACKENDS] = setting("runtime that trains on this device; onnxruntime needs no PyTorch, only "
                                          "--graph", "torch")

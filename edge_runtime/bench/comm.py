@@ -19,6 +19,7 @@ Every device downloads the merged adapter in all three.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import asdict
 
 import torch
 from tqdm import tqdm
@@ -73,9 +74,9 @@ def computed_row(config: CommBenchConfig, model: str, planner: str) -> dict:
     elif planner == "spry":
         up = adapter / min(len(slices), config.devices)
     else:
-        up = 4 * config.local_steps * config.queries
+        up = 4 * config.local_steps * config.estimator.queries
     return {"source": "computed", "model": model, "planner": planner, "devices": config.devices,
-            "local_steps": config.local_steps, "queries": config.queries, "slices": len(slices),
+            "local_steps": config.local_steps, "queries": config.estimator.queries, "slices": len(slices),
             "adapter_bytes": adapter, "up_bytes_per_device": up, "down_bytes_per_device": adapter}
 
 
@@ -85,7 +86,7 @@ def measured_row(config: CommBenchConfig, planner: str) -> dict:
     if round_["updates"] != config.devices:
         raise UserError(f"{planner}: only {round_['updates']} of {config.devices} devices sent an update")
     return {"source": "measured", "model": config.model, "planner": planner, "method": round_["method"],
-            "devices": config.devices, "local_steps": config.local_steps, "queries": config.queries,
+            "devices": config.devices, "local_steps": config.local_steps, "queries": config.estimator.queries,
             "slices": round_["slices_total"], "up_bytes_per_device": round_["bytes_up_per_update"],
             "down_bytes_per_device": round_["bytes_down"] / config.devices,
             "device_loss_before": round_["device_loss_before"], "device_loss_after": round_["device_loss_after"]}
@@ -95,7 +96,7 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
     """One round of a real coordinator with `config.devices` agents, all in this process."""
     coordinator = build_config(CoordinatorConfig, {
         "state_dir": state_dir, "model": config.model, "task": "sst2", "planner": planner, "rounds": 1,
-        "local_steps": config.local_steps, "queries": config.queries, "batch_size": config.batch_size,
+        "local_steps": config.local_steps, **asdict(config.estimator), "batch_size": config.batch_size,
         "lora_r": config.lora_r, "lora_alpha": 2 * config.lora_r, "max_length": config.max_length,
         "data": "partition", "partitions": config.devices, "dirichlet_alpha": None, "eval_examples": 16,
         # A training round's bytes: the warm start's statistics round is a one-off before training.

@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 
 import psutil
@@ -63,12 +64,12 @@ def run(config: ConvergenceBenchConfig) -> list[dict]:
 def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter: str, method: str,
                   out_dir: Path, overrides: dict[str, str]) -> TrainConfig:
     info = get_method(method)
-    queries = int(overrides.get("queries", config.queries))
+    queries = int(overrides.get("queries", config.estimator.queries))
     steps = max(config.budget // info.passes_per_step(queries), 1)
     return build_config(TrainConfig, {
         "model": model, "task": task, "adapter": adapter, "method": method, "steps": steps,
-        "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), "mu": config.mu,
-        "queries": config.queries, "k_shot": config.k_shot, "eval_examples": config.eval_examples,
+        "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), **asdict(config.estimator),
+        "k_shot": config.k_shot, "eval_examples": config.eval_examples,
         "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
         "warm_start": config.warm_start, "warm_start_examples": config.warm_start_examples,
         "train_head": config.train_head, "lr_schedule": config.lr_schedule,
@@ -132,8 +133,7 @@ def _peak(config: ConvergenceBenchConfig, train: TrainConfig, method: str) -> in
     measured = probe_in_fresh_process({
         "model": train.model, "task": train.task, "method": method, "precision": train.precision,
         "adapter": train.adapter, "batch": train.batch_size, "seq_len": train.max_length, "lora_r": train.lora_r,
-        "steps": 2, "threads": config.threads, "zo_restore": train.estimator.zo_restore,
-        "nan_guard": train.nan_guard})
+        "steps": 2, "threads": config.threads, **asdict(train.estimator), "nan_guard": train.nan_guard})
     return measured["peak_bytes"]
 
 

@@ -5,31 +5,35 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_runtime.bench.options import Methods, Models, Quick, Repeats, Tasks
+from edge_runtime.bench.options import Adapters, Methods, Models, Quick, Repeats, Tasks
 from edge_runtime.config import config_fields, defaults, require_at_least_one, setting
 from edge_runtime.errors import UserError
-from edge_runtime.options import Batches, Device, HeadTraining, Results, Seed, Threads
-from edge_runtime.spec import AdapterKind
+from edge_runtime.options import (
+    Batches,
+    Device,
+    Estimator,
+    Evaluation,
+    FewShot,
+    HeadTraining,
+    LrSchedule,
+    Results,
+    Seed,
+    Threads,
+)
 
 
+# The `edgetune train` settings every run of the grid shares are train's own groups (the estimator's,
+# the schedule, the few-shot split, the evaluation), so a name here means what it means there.
 @dataclass
-@defaults(tasks=("sst2", "copa"), threads=1, out="bench-convergence.json")
-class ConvergenceBenchConfig(Results, Threads, Device, Repeats, Quick, Seed, HeadTraining, Batches, Methods, Tasks,
-                             Models):
-    adapters: tuple[AdapterKind, ...] = setting(
-        "lora, prefix and/or full (full fine-tuning, where its estimate fits in RAM)", ("lora",))
+@defaults(tasks=("sst2", "copa"), threads=1, eval_examples=200, out="bench-convergence.json")
+class ConvergenceBenchConfig(Results, Threads, Device, Repeats, Quick, Evaluation, LrSchedule, FewShot, Estimator, Seed,
+                             HeadTraining, Batches, Adapters, Methods, Tasks, Models):
     budget: int = setting("forward passes per run (the same query budget for every method)", 2000)
-    queries: int = setting("random directions per step (q)", 1)
     lrs: tuple[str, ...] = setting("learning rates as method=lr or adapter/method=lr (the latter wins; others use "
                                    "the method's default)", ())
     variants: tuple[str, ...] = setting("recipes to run every method with, each name:key=value;key=value over "
                                         "`edgetune train` settings (e.g. r2:lora_r=2;lora_alpha=4); empty = the "
                                         "settings above", ())
-    mu: float = setting("ZO perturbation scale", 1e-2)
-    k_shot: int = setting("training examples per class (MeZO few-shot); 0 = the whole training split", 16)
-    lr_schedule: str = setting("constant, linear or cosine decay after warmup", "constant")
-    warmup_steps: int = setting("linear warmup steps", 0)
-    eval_examples: int | None = setting("dev examples for accuracy; none = the whole dev split", 200)
     eval_points: int = setting("evaluations along each run (besides the one before training)", 5)
     memory: bool = setting("measure peak memory of each method and of inference, each in a fresh process", True)
 
@@ -38,10 +42,11 @@ class ConvergenceBenchConfig(Results, Threads, Device, Repeats, Quick, Seed, Hea
             self.models = ("tiny-bert",)
             self.budget, self.k_shot, self.eval_examples, self.eval_points = 24, 4, 16, 2
             self.batch_size, self.max_length, self.repeats = 4, 32, 1
-        require_at_least_one(self, "budget", "queries", "batch_size", "max_length", "eval_points", "repeats",
-                             "threads")
-        if self.k_shot < 0 or (self.eval_examples is not None and self.eval_examples < 1):
-            raise UserError("k_shot must not be negative and eval_examples must be at least 1 (or none)")
+        require_at_least_one(self, "budget", "batch_size", "max_length", "eval_points", "repeats", "threads",
+                             "eval_examples")
+        if self.k_shot is not None and self.k_shot < 0:
+            raise UserError(f"k_shot must not be negative, got {self.k_shot}")
+        self.estimator.validate()
         self.check_methods()
         self.check_tasks()
         self.learning_rates()

@@ -8,7 +8,22 @@ from typing import Literal
 from edge_runtime.bench.options import Quick
 from edge_runtime.config import defaults, require_at_least_one, setting
 from edge_runtime.errors import UserError
-from edge_runtime.options import Batches, DataDir, Model, Results, Seed, Task, Threads, WarmStart
+from edge_runtime.options import (
+    Batches,
+    DataDir,
+    Devices,
+    Evaluation,
+    LocalSteps,
+    Model,
+    Profile,
+    Results,
+    Rounds,
+    Seed,
+    Task,
+    Threads,
+    TrainProbe,
+    WarmStart,
+)
 
 
 @dataclass(frozen=True)
@@ -35,15 +50,13 @@ FEDERATED_RUNS = {
 
 # The fleet's own batch shape and warm start (edge_runtime.fleet.config), so only the method differs from the main job.
 @dataclass
-@defaults(batch_size=8, max_length=64, warm_start_examples=256, threads=1, out="bench-federated.json")
-class FederatedBenchConfig(Results, Threads, Quick, Seed, WarmStart, Batches, DataDir, Task, Model):
+# The devices are identical (one profile) and always on, so that only the method differs.
+@dataclass
+@defaults(batch_size=8, max_length=64, warm_start_examples=256, devices=10, profile="jetson-agx-orin-64gb",
+          local_steps=5, eval_examples=200, train_probe_examples=128, threads=1, out="bench-federated.json")
+class FederatedBenchConfig(Results, Threads, Quick, TrainProbe, Evaluation, LocalSteps, Rounds, Profile, Devices, Seed,
+                           WarmStart, Batches, DataDir, Task, Model):
     runs: tuple[Literal[tuple(FEDERATED_RUNS)], ...] = setting("runs to compare", tuple(FEDERATED_RUNS))
-    devices: int = setting("emulated devices (identical and always on, so only the method differs)", 10)
-    profile: str = setting("the devices' profile", "jetson-agx-orin-64gb")
-    rounds: int = setting("rounds per run", 20)
-    local_steps: int = setting("steps a device takes per round", 5)
-    eval_examples: int = setting("dev examples scored after every round", 200)
-    train_probe_examples: int = setting("training examples the merged adapter's loss is measured on", 128)
     targets: tuple[float, ...] = setting("accuracies whose first round each run reports", (0.6, 0.65))
     fleet_reports: str | None = setting("folder to keep every run's fleet report in; none = discard them", None)
 

@@ -17,12 +17,12 @@ import json
 import subprocess
 import sys
 import tempfile
-from dataclasses import asdict
 from pathlib import Path
 
 from tqdm import tqdm
 
 from edge_runtime.bench.fleet_config import FleetBenchConfig
+from edge_runtime.bench.results import write_json
 from edge_runtime.errors import UserError
 from edge_runtime.units import format_bytes
 
@@ -104,7 +104,7 @@ def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
                     row["bytes_per_added_device"] = (row["rss_after"] - fleets[0]["rss_after"]) / (
                         row["devices"] - fleets[0]["devices"])
                 rows += fleets
-            Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
+            write_json(config, rows)
     return rows
 
 

@@ -7,15 +7,15 @@ from dataclasses import dataclass
 from edge_runtime.bench.options import Models, Quick, Repeats
 from edge_runtime.config import defaults, require_at_least_one, setting
 from edge_runtime.errors import UserError
-from edge_runtime.options import Batches, Device, Results, Threads
+from edge_runtime.options import Batches, Device, Method, Results, Threads
 
 
 @dataclass
 @defaults(models=("tiny-llama", "minilm"), batch_size=8, max_length=64, repeats=1, out="bench-fleet.json")
-class FleetBenchConfig(Results, Threads, Device, Quick, Repeats, Batches, Models):
+class FleetBenchConfig(Results, Threads, Device, Quick, Repeats, Method, Batches, Models):
     sizes: tuple[int, ...] = setting("fleet sizes", (10, 100, 1000))
     total_steps: int = setting("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
-    method: str = setting("training method of the devices", "zo-sgd")
+    # A list to sweep, where `edgetune fleet` runs one value (0 = auto).
     batch_devices: tuple[int, ...] = setting("devices per batched forward pass to run every fleet with (1 = each "
                                              "device alone; others are reported against it)", (1,))
 

@@ -11,7 +11,7 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import psutil
@@ -19,14 +19,16 @@ from tqdm import tqdm
 
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, graph_bytes, training_artifacts
 from edge_runtime.bench.memory_config import MemoryBenchConfig
+from edge_runtime.bench.results import write_json
 from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS
+from edge_runtime.estimators.registry import copies_per_pass
 from edge_runtime.memory import Workload, estimate, inference_estimate
 from edge_runtime.memory.model import PassNotSimulated
 from edge_runtime.ort.backprop import BACKPROP_METHODS
 from edge_runtime.ort.manifest import PRECISIONS as ORT_PRECISIONS
 from edge_runtime.ort.methods import METHODS as ORT_METHODS
-from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
+from edge_runtime.spec import AdapterSpec, MethodSpec
 from edge_runtime.units import format_bytes
 
 INFERENCE = "inference"
@@ -40,18 +42,18 @@ def run(config: MemoryBenchConfig) -> list[dict]:
              if "torch" in config.backends else [])
     ort_cells = [(precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS or m in BACKPROP_METHODS])
                  for precision in config.precisions if precision in ORT_PRECISIONS] if "ort" in config.backends else []
-    settings = EstimatorSettings(queries=config.queries, zo_restore=config.zo_restore)
+    settings = config.estimator
     rows: list[dict] = []
     total = len(cells) * len(methods) + sum(len(m) for _, m in ort_cells)
     with tqdm(total=total, desc="bench memory", disable=not config.progress) as bar:
         for adapter, precision in cells:
             work = Workload(AdapterSpec(config.model, config.task, precision, adapter, lora_r=config.lora_r),
                             MethodSpec(settings=settings), batch=config.batch_size, seq_len=config.max_length,
-                            nan_guard=config.nan_guard, perturbations_per_pass=config.perturbations_per_pass)
+                            nan_guard=config.nan_guard)
             inference_peak = None
             for method in methods:
                 bar.set_postfix_str(f"{adapter} {precision} {method}")
-                rows.append(_measured_row(config, work, method, inference_peak))
+                rows.append(_measured_row(config, _per_pass(config, work, method), method, inference_peak))
                 inference_peak = inference_peak or rows[-1]["peak_bytes"]
                 _write(config, rows)  # a long run's finished rows survive an interruption
                 bar.update(1)
@@ -76,8 +78,17 @@ def run(config: MemoryBenchConfig) -> list[dict]:
 
 
 def _write(config: MemoryBenchConfig, rows: list[dict]) -> None:
-    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
+    write_json(config, rows)
+
+
+def _per_pass(config: MemoryBenchConfig, work: Workload, method: str) -> Workload:
+    """The work with the perturbed copies per pass a method runs: as asked, else (none) as a run on
+    this CPU would batch them; 1 for inference and backprop."""
+    if method == INFERENCE:
+        return work
+    per_pass = copies_per_pass(method, work.method.settings.queries, "cpu", work.batch * work.seq_len,
+                               config.perturbations_per_pass)
+    return replace(work, perturbations_per_pass=per_pass)
 
 
 def _row(work: Workload, method: str) -> dict:
@@ -112,9 +123,8 @@ def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, infere
     adapter, settings = work.adapter, work.method.settings
     probe = {"model": adapter.model, "task": adapter.dataset, "method": method, "precision": adapter.precision,
              "adapter": adapter.kind, "batch_size": work.batch, "max_length": work.seq_len, "lora_r": adapter.lora_r,
-             "steps": config.steps, "threads": config.threads, "zo_restore": settings.zo_restore,
-             "nan_guard": work.nan_guard, "queries": settings.queries,
-             "perturbations_per_pass": work.perturbations_per_pass}
+             "steps": config.steps, "threads": config.threads, **asdict(settings),
+             "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass}
     measured = probe_in_fresh_process(probe)
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak

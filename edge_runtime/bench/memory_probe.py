@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import fields
 
 from edge_runtime.memory import measure
 
@@ -48,8 +49,8 @@ def probe(row: dict) -> dict:
         with torch.no_grad():
             objective.loss(batch)
     else:
-        method = build_method(row["method"], EstimatorSettings(zo_restore=row.get("zo_restore", "snapshot"),
-                                                               queries=row.get("queries", 1)))
+        method = build_method(row["method"], EstimatorSettings(**{f.name: row[f.name] for f in fields(EstimatorSettings)
+                                                                  if f.name in row}))
         # The trainer's NaN guard: part of a real run's memory unless turned off.
         guard = LastGood(objective.params, row.get("nan_guard", True))
         for step in range(row["steps"]):

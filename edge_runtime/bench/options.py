@@ -8,6 +8,7 @@ from typing import Literal
 
 from edge_runtime.config import setting
 from edge_runtime.errors import UserError
+from edge_runtime.spec import AdapterKind
 
 
 @dataclass
@@ -37,6 +38,13 @@ class Methods:
         unknown = [m for m in self.methods if m not in METHODS]
         if unknown:
             raise UserError(f"unknown method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+
+
+@dataclass
+class Adapters:
+    adapters: tuple[AdapterKind, ...] = setting(
+        "what trains in each row: lora, prefix and/or full (full fine-tuning, fp32, where its estimate fits in RAM)",
+        ("lora",))
 
 
 @dataclass

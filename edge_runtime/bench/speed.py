@@ -8,18 +8,17 @@ on a noisy machine even when the seconds do not.
 
 from __future__ import annotations
 
-import json
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from tqdm import tqdm
 
 from edge_runtime.bench.examples import long_examples
 from edge_runtime.bench.graphs import backprop_trains, exported_graph, training_artifacts
+from edge_runtime.bench.results import write_json
 from edge_runtime.bench.speed_config import SpeedBenchConfig
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method
 from edge_runtime.heads import head_for
@@ -57,8 +56,7 @@ def run(config: SpeedBenchConfig) -> list[dict]:
             rows += _timed(config, "torch", config.precision, *_torch_steps(config, spec, examples, torch_steps), bar)
         if "ort" in config.backends:
             rows += _timed(config, "ort", config.ort_precision, *_ort_steps(config, examples, ort_steps), bar)
-    Path(config.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(config.out).write_text(json.dumps({"config": asdict(config), "rows": rows}, indent=2))
+    write_json(config, rows)
     return rows
 
 

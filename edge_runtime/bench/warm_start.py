@@ -41,7 +41,8 @@ def run(config: WarmStartBenchConfig) -> list[dict]:
         module = prepare_model(loaded)
         spec = get_task(task)
         dev = subsample(load_split(task, "eval"), config.eval_examples, config.seed)
-        train = subsample(load_split(task, "train"), max(max(config.sizes), config.calibration_examples), config.seed)
+        train = subsample(load_split(task, "train"), max(max(config.labelled_examples), config.calibration_examples),
+                          config.seed)
         common = {"model": model, "task": task, "dev_examples": len(dev)}
         if loaded.kind == "encoder":
             head = head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length)
@@ -61,7 +62,7 @@ def _encoder_rows(config: WarmStartBenchConfig, objective: Objective, spec, trai
         poolings = {"own": own, "mean": Pooling("mean", own.normalize), "cls": Pooling("cls", own.normalize)}
         model.pooling = poolings[pooling_name]
         started = time.perf_counter()
-        train_x, train_y = _features(config, objective, train[:max(config.sizes)])
+        train_x, train_y = _features(config, objective, train[:max(config.labelled_examples)])
         dev_x, dev_y = _features(config, objective, dev)
         seconds = time.perf_counter() - started
         pooling = {"pooling": model.pooling.mode, "normalized": model.pooling.normalize}
@@ -72,7 +73,7 @@ def _encoder_rows(config: WarmStartBenchConfig, objective: Objective, spec, trai
             rows.append(pooling | {"start": "zero-shot", "labelled": 0, "temperature": head.temperature,
                                    **_scored(head, dev_x, dev_y, None), "feature_seconds": seconds})
         for solver in HEAD_SOLVERS:
-            for size in config.sizes:
+            for size in config.labelled_examples:
                 stats = _stats(train_x, train_y, size, candidates)
                 try:
                     head = fit_head(stats, solver, candidates=candidates)

@@ -19,8 +19,9 @@ BENCHES = {
     "comm": ("CommBenchConfig", "bytes per round per device: Spry slices, FedAvg adapters, ZO seeds and scalars"),
     "warm-start": ("WarmStartBenchConfig", "accuracy before any training: forward-only heads (zero-shot, centroids, "
                                            "ridge) and prompt templates with and without calibration"),
-    "federated": ("FederatedBenchConfig", "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet: accuracy "
-                                          "per round, rounds to a target, bytes, device memory"),
+    "federated": ("FederatedBenchConfig", "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet (identical "
+                                          "devices, always on, so only the method differs): accuracy per round, "
+                                          "rounds to a target, bytes, device memory"),
     "time-to-accuracy": ("TimeToAccuracyBenchConfig", "minutes to a target accuracy per method under memory caps, "
                                                       "here and projected to the shipped device profiles"),
 }
@@ -36,7 +37,7 @@ def _run(args: argparse.Namespace) -> None:
     module = importlib.import_module(f"edge_runtime.bench.{args.bench.replace('-', '_')}")
     rows = module.run(config)
     print(module.table(rows))
-    print(f"wrote {len(rows)} rows to {config.out}")
+    print(f"wrote {len(rows)} rows to {config.out}" if config.out else f"{len(rows)} rows (out = none: not written)")
 
 
 def _report(args: argparse.Namespace) -> None:

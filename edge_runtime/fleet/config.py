@@ -14,7 +14,7 @@ from typing import Literal
 from coordinator.config import CoordinatorConfig
 from edge_runtime.config import defaults, require_folder, setting
 from edge_runtime.errors import UserError
-from edge_runtime.options import Threads
+from edge_runtime.options import Devices, OutDir, Threads
 
 
 # The main job's defaults, where they differ from a standalone coordinator's. The learning rate was
@@ -26,14 +26,15 @@ from edge_runtime.options import Threads
 # (the devices online at a round's start heartbeat then).
 @dataclass
 @defaults(rounds=8, local_steps=5, batch_size=8, max_length=64, lr=3e-3, train_head=False, warm_start_examples=256,
-          data="partition", round_deadline_s=300.0, min_devices=2, eval_examples=500, train_probe_examples=64)
-class FleetConfig(Threads, CoordinatorConfig):
-    devices: int = setting("emulated devices", 8)
+          data="partition", round_deadline_s=300.0, min_devices=2, eval_examples=500, train_probe_examples=64,
+          out_dir="runs/fleet")
+class FleetConfig(Threads, OutDir, Devices, CoordinatorConfig):
     profiles: tuple[str, ...] = setting("profile ids (or YAML files) dealt to the devices in turn; empty = every "
                                       "shipped profile", ())
     transport: Literal["grpc", "inprocess"] = setting(
         "grpc: devices talk to a real gRPC coordinator on loopback; inprocess: direct calls (same service code)",
         "grpc")
+    # Where the emulated devices run, not the runtime that trains them (an agent's `backend`).
     backend: Literal["local", "ray"] = setting("local: every device in this process; ray: spread over Ray actors",
                                              "local")
     ray_address: str | None = setting("Ray cluster address; none = start a local Ray", None)
@@ -47,7 +48,6 @@ class FleetConfig(Threads, CoordinatorConfig):
         "device's batch already fills", 0)
     start_hour: float = setting("virtual time of day the emulation starts at (availability patterns follow it; "
                               "at 00:30 the phones are on their chargers and the office laptop is off)", 0.5)
-    out_dir: str = setting("folder for the report (JSON, Markdown, PNG) and the coordinator's state", "runs/fleet")
 
     def validate(self) -> None:
         if self.devices < 1:
