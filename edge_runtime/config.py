@@ -157,6 +157,8 @@ def _choices(tp: Any) -> str:
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The top-level table of a .toml, .yaml or .yml file, its keys' dashes read as underscores; values are
+    left as parsed (build_config coerces them). A missing, unparsable or non-table file is a UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"config file not found: {path}")
@@ -195,6 +197,8 @@ def build_config(cls: type[C], *sources: dict[str, Any]) -> C:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add --config and a flag for every setting of cls, a group's spelled flat. Every flag defaults to None,
+    so that only the flags given override the file; a bool setting also takes --no-<flag>."""
     parser.add_argument("--config", help="TOML or YAML file with settings (flags override it)")
     for f, tp, _ in config_fields(cls):
         flag = "--" + f.name.replace("_", "-")
@@ -213,6 +217,7 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    """The config that parsed args name: cls's defaults < the --config file < the flags given."""
     from_file = read_config_file(args.config) if args.config else {}
     from_flags = {f.name: getattr(args, f.name) for f, _, _ in config_fields(cls) if getattr(args, f.name) is not None}
     return build_config(cls, from_file, from_flags)

@@ -20,44 +20,60 @@ from edge_runtime.spec import AdapterKind, AdapterSpec, EstimatorSettings, Preci
 
 @dataclass
 class Model:
+    """The one model a command loads (a bench that sweeps several takes its own `models`)."""
+
     model: str = setting("model alias (`edgetune list` shows them) or a local Hugging Face folder", "minilm")
 
 
 @dataclass
 class Task:
+    """The one task a command trains or scores on (a bench that sweeps several takes its own `tasks`)."""
+
     task: str = setting("task name (`edgetune list` shows them)", "sst2")
 
 
 @dataclass
 class DataDir:
+    """Where a task's data comes from when not from the package: one run's, or a device agent's own share."""
+
     data_dir: str | None = setting("folder with the task's files in the packaged layout (<task>/<file>); none = the "
                                    "packaged data", None)
 
 
 @dataclass
 class Batches:
+    """The batch shape, which sets a step's activation memory and time: tokens per sequence, examples per batch."""
+
     max_length: int = setting("max tokens per sequence", 128)
     batch_size: int = setting("examples per batch: of a step (in a federation, a local step) or a forward pass", 16)
 
 
 @dataclass
 class BasePrecision:
+    """The frozen base's number format, which sets its memory; what trains is fp32 at every precision."""
+
     precision: Precision = setting("precision of the frozen base; adapters are always fp32", "fp32")
 
 
 @dataclass
 class LoraRank:
+    """LoRA's rank alone, for a command that needs the adapter's size but not the rest of its shape."""
+
     lora_r: int = setting("LoRA rank", 8)
 
 
 @dataclass
 class Lora(LoraRank):
+    """LoRA's shape: rank, alpha (the update is scaled by alpha / rank) and the modules it adapts."""
+
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
 
 
 @dataclass
 class Prompting:
+    """How a causal LM is asked a classification task: prompt, answer words, score calibration. Encoders ignore it."""
+
     prompt: str = setting("causal LMs: a prompt template of the task (edgetune list shows them; default = the "
                           "measured best) or your own with the task's fields in braces, e.g. "
                           "'Review: {sentence}\\nSentiment:'", "default")
@@ -70,6 +86,8 @@ class Prompting:
 
 @dataclass
 class WarmStart:
+    """The head an encoder's training starts from, solved with forward passes only, and the examples it reads."""
+
     warm_start: str = setting("encoders: the head training starts from, solved with forward passes only: none, "
                               "zero-shot (label descriptions), centroids or ridge (from the training examples' "
                               "features; in a federation, from the devices' statistics in round 0); auto = ridge "
@@ -80,6 +98,8 @@ class WarmStart:
 
 @dataclass
 class HeadTraining(WarmStart):
+    """The warm start, and whether training then moves the head too or the adapter only."""
+
     train_head: bool = setting("encoders: train the classifier too; false keeps the warm start's head and trains "
                                "the adapter only (the head's steep logit scale then does not cap the step size)",
                                True)
@@ -87,6 +107,8 @@ class HeadTraining(WarmStart):
 
 @dataclass
 class Seed:
+    """The seed of everything a run draws at random."""
+
     seed: int = setting("seed of everything drawn at random: data order and splits, initialisation, directions", 0)
 
 
@@ -103,26 +125,36 @@ class FineTuning(Seed, HeadTraining, Prompting, Lora, Batches, BasePrecision, Da
 
 @dataclass
 class Threads:
+    """How many CPU threads torch may use in each process."""
+
     threads: int = setting("torch threads per process", 2)
 
 
 @dataclass
 class Device:
+    """The torch device the model runs on."""
+
     device: Literal["cpu", "cuda"] = setting("torch device the model runs on", "cpu")
 
 
 @dataclass
 class Progress:
+    """Whether a command shows its progress while it runs."""
+
     progress: bool = setting("show progress", True)
 
 
 @dataclass
 class Results(Progress):
+    """The JSON file a command writes its results to, and whether it shows progress."""
+
     out: str | None = setting("JSON file to write the results to; none = write none", "results.json")
 
 
 @dataclass
 class OutDir:
+    """The folder a command writes what it produces to."""
+
     out_dir: str = setting("folder the run writes to: one device's adapter, checkpoints and metrics; a fleet's "
                            "report (JSON, Markdown, PNG) and its coordinator's state", "runs/train")
 
@@ -132,6 +164,8 @@ class OutDir:
 
 @dataclass
 class Method:
+    """The training method by name, or `auto`: the one predicted to gain accuracy soonest within the memory there is."""
+
     method: str | None = setting(
         "training method (`edgetune list` shows them; in a federation, the devices'); auto = the one predicted to "
         "gain accuracy soonest within the memory there is (one run: 5 points under the memory cap, from one timed "
@@ -141,12 +175,16 @@ class Method:
 
 @dataclass
 class LearningRate:
+    """The learning rate; none lets a single run take its method's default."""
+
     lr: float | None = setting("learning rate (in a federation, the devices'); none = the method's default (one "
                                "run; a coordinator needs a number)", None)
 
 
 @dataclass
 class LrSchedule:
+    """The learning-rate schedule: linear warmup for some steps, then constant, linear or cosine decay."""
+
     lr_schedule: Literal["constant", "linear", "cosine"] = setting("decay after warmup", "constant")
     warmup_steps: int = setting("linear warmup steps", 0)
 
@@ -160,12 +198,16 @@ class Estimator:
 
 @dataclass
 class Steps:
+    """How many optimizer steps a run takes."""
+
     steps: int = setting("optimizer steps (bench memory: of each measurement, whose second pass holds the "
                          "optimizer's state)", 1000)
 
 
 @dataclass
 class PerturbationsPerPass:
+    """How many perturbed copies of the adapter two-point ZO batches into one forward pass: memory for speed."""
+
     perturbations_per_pass: int | None = setting(
         "two-point ZO: perturbed copies of the adapter per batched forward pass (1 = one at a time, at inference "
         "memory); none = all 2q where batching pays on this backend and batch size, fitted to the memory cap", None)
@@ -173,6 +215,8 @@ class PerturbationsPerPass:
 
 @dataclass
 class NanGuard:
+    """Whether a run keeps its last finite-loss adapter to restore on NaN, at the memory of two copies of it."""
+
     nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
                               "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
 
@@ -182,17 +226,23 @@ class NanGuard:
 
 @dataclass
 class FewShot:
+    """MeZO's few-shot setting: how many training examples per class a run samples, or the full split."""
+
     k_shot: int | None = setting("training examples per class (MeZO few-shot); 0 or none trains on the full split",
                                  16)
 
 
 @dataclass
 class CalibrationExamples:
+    """How many unlabelled training examples a causal LM's centred calibration reads."""
+
     calibration_examples: int = setting("causal LMs: unlabelled training examples a centred calibration reads", 256)
 
 
 @dataclass
 class Evaluation:
+    """How many examples of the eval split a run scores on, a seeded sample, or all of them."""
+
     eval_examples: int | None = setting("evaluation examples, a seeded sample of the eval split (a federation scores "
                                         "the merged adapter on them each round); none = the whole split", 500)
 
@@ -202,42 +252,58 @@ class Evaluation:
 
 @dataclass
 class Rounds:
+    """How many rounds a federation runs."""
+
     rounds: int = setting("rounds to run (round 0 is the warm start's, when it needs the devices' data)", 20)
 
 
 @dataclass
 class LocalSteps:
+    """How many steps each device takes per round before it reports."""
+
     local_steps: int = setting("steps a device takes per round", 20)
 
 
 @dataclass
 class Devices:
+    """How many emulated devices a fleet or a federated bench runs."""
+
     devices: int = setting("devices of the federation (emulated)", 8)
 
 
 @dataclass
 class TrainProbe:
+    """How many training examples the merged adapter's loss is measured on, each round."""
+
     train_probe_examples: int = setting("training examples the merged adapter's loss is measured on each round", 256)
 
 
 @dataclass
 class Profile:
+    """The device profile (memory, speed) a device presents: a shipped id or a YAML file."""
+
     profile: str = setting("device profile: a shipped id (see device_profiles/) or a YAML file", "macbook-air-m2-16gb")
 
 
 @dataclass
 class Heartbeat:
+    """How often devices send a heartbeat, in seconds; the coordinator tells each device on registering."""
+
     heartbeat_s: float = setting("how often devices send a heartbeat, in seconds (the coordinator tells them)", 10.0)
 
 
 @dataclass
 class JoinSecret:
+    """The shared secret devices present to register; a coordinator off loopback requires one."""
+
     join_secret: str = setting("secret a device presents to register with the coordinator, which requires one "
                                "unless it listens on loopback", "")
 
 
 @dataclass
 class StateDir:
+    """The folder a process keeps its state in between runs (a coordinator's ledger, a device's identity)."""
+
     state_dir: str = setting("folder for what a process keeps between runs: a coordinator's ledger (SQLite), "
                              "checkpoints, metrics and final adapter; a device's identity (id + token, owner-only)",
                              "runs/coordinator")

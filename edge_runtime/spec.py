@@ -69,6 +69,8 @@ class EstimatorSettings:
         "zo-sgd-sparse: a random subset per query, or the smallest magnitudes (Sparse MeZO)", "magnitude")
 
     def validate(self) -> None:
+        """Refuse, as a UserError, settings no method can run with: mu finite and > 0, queries >= 1,
+        grad_clip > 0 where set, zo_density in (0, 1]."""
         if not (math.isfinite(self.mu) and self.mu > 0):
             raise UserError(f"mu must be a positive number, got {self.mu}")
         if self.queries < 1:
