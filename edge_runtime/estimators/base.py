@@ -31,6 +31,10 @@ Params = Mapping[str, torch.nn.Parameter]
 
 @dataclass
 class Estimate(ABC):
+    """A gradient estimate as an update rule takes it: the loss at the parameters it was taken at (two-point
+    ZO: the mean of L(theta + mu z) and L(theta - mu z)), the passes it cost, and the gradient itself,
+    yielded one parameter at a time by `gradients`."""
+
     loss: float
     forward_passes: int
 
@@ -50,6 +54,8 @@ class SeedScalarEstimate(Estimate):
     subspace: Subspace = field(default_factory=FullSpace)
 
     def gradients(self, params: Params):
+        """(name, parameter, mean_i scalars[i] * z_i), each z regenerated from its seed; a parameter no
+        query touched is skipped."""
         for name, p in params.items():
             # Built in the first direction's own storage: one parameter-sized tensor alive for one
             # query (the memory model counts on it), not a zero buffer plus a direction.
@@ -71,21 +77,51 @@ class DenseEstimate(Estimate):
     """Backprop's gradient, held in each parameter's .grad."""
 
     def gradients(self, params: Params):
+        """(name, parameter, its .grad), zeros where backprop left a parameter without one."""
         for name, p in params.items():
             yield name, p, p.grad if p.grad is not None else torch.zeros_like(p)
 
 
 class GradientEstimator(ABC):
+    """Looks at loss(theta; batch) through an `Objective` and returns an `Estimate` of its gradient. The
+    parameters are as they were when it returns (two-point ZO perturbs them in place and restores them):
+    moving them is the update rule's part.
+
+    Example, plain backprop as an estimator (`Backprop` adds clipping and recomputation); pair it with a rule
+    as `EstimateThenUpdate(Autograd(), SGD())`:
+
+        >>> class Autograd(GradientEstimator):
+        ...     def estimate(self, objective, batch, seed):
+        ...         objective.module.zero_grad()
+        ...         with torch.enable_grad():
+        ...             return DenseEstimate(objective.backward(batch), forward_passes=1)
+    """
+
     @abstractmethod
     def estimate(self, objective: Objective, batch: Batch, seed: int) -> Estimate:
         """`seed` names this step's random directions; methods without randomness ignore it."""
 
 
 class UpdateRule(ABC):
+    """Turns an `Estimate` into a step of the parameters, in place, taking the estimate one parameter at
+    a time so that only one parameter's gradient is alive. A rule with state (momentum, Adam's moments)
+    keeps it per parameter name and hands it to checkpoints through state_dict.
+
+    Example, SGD on the sign of the estimate (every coordinate moves by lr):
+
+        >>> class SignSGD(UpdateRule):
+        ...     @torch.no_grad()
+        ...     def apply(self, params, estimate, lr):
+        ...         for _, p, grad in estimate.gradients(params):
+        ...             p.add_(grad.sign(), alpha=-lr)
+    """
+
     @abstractmethod
-    def apply(self, params: Params, estimate: Estimate, lr: float) -> None: ...
+    def apply(self, params: Params, estimate: Estimate, lr: float) -> None:
+        """Move `params` by `estimate` at learning rate `lr`, in place."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The rule's state as named tensors, for a checkpoint; none for a stateless rule."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -96,9 +132,12 @@ class Method(ABC):
     """What the trainer calls once per step: estimate, update, report."""
 
     @abstractmethod
-    def step(self, objective: Objective, batch: Batch, lr: float, seed: int) -> StepResult: ...
+    def step(self, objective: Objective, batch: Batch, lr: float, seed: int) -> StepResult:
+        """One step on `batch`: move `objective.params` in place and report the loss, the passes run and,
+        for a seed-replayable method, the seeds and scalars. `seed` names the step's random directions."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
+        """The method's state between steps as named tensors, for a checkpoint; none by default."""
         return {}
 
     def load_state_dict(self, state: Mapping[str, torch.Tensor]) -> None:
@@ -106,19 +145,24 @@ class Method(ABC):
 
 
 class EstimateThenUpdate(Method):
+    """Most methods: one estimator's estimate, applied by one update rule. Its state is the rule's."""
+
     def __init__(self, estimator: GradientEstimator, rule: UpdateRule) -> None:
         self.estimator = estimator
         self.rule = rule
 
     def step(self, objective: Objective, batch: Batch, lr: float, seed: int) -> StepResult:
+        """Estimate, let the rule move the parameters, report what the estimate cost."""
         estimate = self.estimator.estimate(objective, batch, seed)
         self.rule.apply(objective.params, estimate, lr)
         return result_of(estimate)
 
     def state_dict(self):
+        """The rule's state."""
         return self.rule.state_dict()
 
     def load_state_dict(self, state):
+        """Restore the rule's state."""
         self.rule.load_state_dict(state)
 
 
@@ -130,10 +174,13 @@ def fewer_copies_per_pass(objective: Objective, per_pass: int, copies: str, why:
 
 
 def unbatchable(error: BaseException) -> str:
+    """Why a batched pass was given up, as fewer_copies_per_pass says it: the error's first line, cut short."""
     return f"this model cannot run batched ({str(error).splitlines()[0][:100]})"
 
 
 def result_of(estimate: Estimate) -> StepResult:
+    """What the trainer is told of a step: loss and passes, and a seed-scalar estimate's seeds and scalars
+    (what a device uploads in seeds mode)."""
     if isinstance(estimate, SeedScalarEstimate):
         return StepResult(estimate.loss, estimate.forward_passes, list(estimate.seeds), list(estimate.scalars))
     return StepResult(estimate.loss, estimate.forward_passes)

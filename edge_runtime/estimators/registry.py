@@ -21,6 +21,9 @@ from edge_runtime.spec import EstimatorSettings
 
 @dataclass(frozen=True)
 class MethodInfo:
+    """A training method as the registry lists it: how to build it from the settings, its default learning
+    rate, and what the memory model, the FLOP count and the planners need to know of it unbuilt."""
+
     name: str
     default_lr: float
     summary: str
@@ -43,6 +46,7 @@ class MethodInfo:
     recomputing_twin: str | None = None
 
     def check_adapter(self, adapter: str) -> None:
+        """Refuse, as a UserError, an adapter kind this method cannot train."""
         # Prefix tuning hands its prefixes to attention as a key/value cache, which each layer
         # extends in place: recomputing a layer would extend it twice.
         if self.recomputes_blocks and adapter == "prefix":
@@ -51,6 +55,7 @@ class MethodInfo:
 
     @property
     def forward_only(self) -> bool:
+        """Whether a step runs no backward pass at all: neither backprop nor a hybrid's backprop part."""
         return self.pass_kind != "backward" and not self.backprop_part
 
     def estimate_passes(self, queries: int) -> int:
@@ -116,6 +121,7 @@ METHODS: dict[str, MethodInfo] = {
 
 
 def get_method(name: str) -> MethodInfo:
+    """The method registered as `name`; an unknown name is a UserError that lists the known ones."""
     try:
         return METHODS[name]
     except KeyError:
@@ -123,6 +129,7 @@ def get_method(name: str) -> MethodInfo:
 
 
 def build_method(name: str, settings: EstimatorSettings) -> Method:
+    """A new instance of method `name` reading `settings`, its optimizer state empty."""
     return get_method(name).build(settings)
 
 
