@@ -41,6 +41,7 @@ class MicroBatches:
     parts: list[Batch]
 
     def to(self, device: torch.device | str) -> MicroBatches:
+        """The same micro-batches, moved to `device`."""
         return MicroBatches([b.to(device) for b in self.parts])
 
     def __len__(self) -> int:
@@ -52,6 +53,11 @@ Step = Batch | MicroBatches
 
 @dataclass
 class Objective:
+    """All an estimator sees of the model, loss(trained tensors; batch): the module, the head that turns its
+    outputs into a loss, and the trained tensors (by default the module's trainable parameters, in
+    registration order). `micro_batch` caps the examples of one pass; `perturbations_per_pass` is how many
+    perturbed copies (tangents) of the trained tensors one batched pass takes."""
+
     module: nn.Module
     head: Head
     params: dict[str, nn.Parameter] = field(default_factory=dict)
@@ -63,15 +69,19 @@ class Objective:
             self.params = trainable_parameters(self.module)
 
     def encode(self, examples: Sequence[Example]) -> Step:
+        """A step's examples encoded once: one batch, or micro-batches of at most `micro_batch` examples."""
         if self.micro_batch is None or len(examples) <= self.micro_batch:
             return self.head.encode(examples)
         return MicroBatches([self.head.encode(examples[i:i + self.micro_batch])
                              for i in range(0, len(examples), self.micro_batch)])
 
     def loss(self, batch: Step) -> torch.Tensor:
+        """The loss with the tensors the module holds now (what in-place ZO perturbs)."""
         return weighted_mean(lambda b: self.head.loss(self.module, b), batch)
 
     def functional_loss(self, params: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
+        """The loss with `params` in place of the module's own tensors (those not named keep theirs); the
+        module is left as it was."""
         def forward(**inputs):
             return torch.func.functional_call(self.module, dict(params), args=(), kwargs=inputs, strict=False)
 
@@ -109,6 +119,7 @@ class Objective:
 
     @torch.no_grad()
     def scores(self, batch: Batch) -> torch.Tensor:
+        """The head's scores, [batch, candidates], at the tensors the module holds now; no gradients."""
         return self.head.scores(self.module, batch)
 
 
