@@ -54,14 +54,18 @@ class Workload:
 
     @property
     def num_labels(self) -> int:
+        """The task's number of labels, which sizes an encoder's classifier."""
         return get_task(self.adapter.dataset).num_labels
 
     def with_method(self, name: str) -> Workload:
+        """The same workload under another method, its settings kept."""
         return replace(self, method=replace(self.method, name=name))
 
 
 @dataclass(frozen=True)
 class MemoryEstimate:
+    """A training step's peak memory by component, in bytes."""
+
     weights: int  # the frozen base (nothing for full fine-tuning, where every weight is trainable)
     adapters: int  # the trainable tensors, fp32
     optimizer_state: int  # momentum / Adam moments, snapshots, the trainer's NaN guard
@@ -72,10 +76,12 @@ class MemoryEstimate:
 
     @property
     def total(self) -> int:
+        """The whole peak, in bytes: every component summed."""
         return (self.weights + self.adapters + self.optimizer_state + self.activations + self.tangents
                 + self.gradients + self.runtime)
 
     def as_dict(self) -> dict[str, int]:
+        """The components and the total by name, in bytes (for reports)."""
         return {**asdict(self), "total": self.total}
 
 
@@ -84,6 +90,9 @@ class PassNotSimulated(UserError):
 
 
 def estimate(work: Workload) -> MemoryEstimate:
+    """A step's peak memory by component, in bytes, from shapes alone: the model built on the meta device,
+    its step's kind of pass run there. A precision, adapter or method that cannot go together is a
+    UserError; a pass that cannot run on meta tensors is PassNotSimulated."""
     adapter = work.adapter
     check_precision(adapter.precision, adapter.kind)
     info = get_method(work.method.name)

@@ -44,6 +44,9 @@ def step_bytes(est: MemoryEstimate) -> int:
 
 @dataclass(frozen=True)
 class Plan:
+    """How a run fits under a memory cap: the method, sequence length, micro-batch and copies per pass it
+    trains with, the estimate they were chosen by, and `changes`, what differs from what was asked."""
+
     work: Workload  # the planned workload, batch = the effective batch
     method: str
     micro_batch: int
@@ -65,7 +68,18 @@ def plan_under_cap(
     allow_shorter_sequences: bool = False,
     allow_method_change: bool = False,
 ) -> Plan:
-    """``work.batch`` is the effective batch; ``baseline`` what the process holds before loading."""
+    """The asked workload fitted under `cap` bytes (the largest micro-batch that fits; where allowed, shorter
+    sequences or a cheaper method), or a UserError naming the smallest cap that works. ``work.batch`` is the
+    effective batch; ``baseline`` the bytes the process holds before loading.
+
+    Example, 64 examples of fo-adam on tiny-llama with 100 MB left of a 300 MB cap:
+
+        >>> from edge_runtime.spec import AdapterSpec, MethodSpec
+        >>> work = Workload(AdapterSpec("tiny-llama"), MethodSpec("fo-adam"), batch=64)
+        >>> plan = plan_under_cap(300 * 10**6, 200 * 10**6, work, eval_batch=64)
+        >>> plan.micro_batch, plan.accumulation, plan.changes
+        (16, 4, ('micro-batch 16 x 4 accumulated for batch 64', 'eval batch 64 -> 32'))
+    """
     available = cap - baseline
     methods = [work.method.name]
     if allow_method_change:
