@@ -17,9 +17,13 @@ Direction = Literal["up", "down"]
 
 
 def step_seconds(profile: DeviceProfile, flops: float, precision: str, bytes_read: float = 0) -> float:
+    """Seconds of one step on the device: the longer of `flops` at its sustained throughput for `precision`
+    and `bytes_read` (the weight bytes its passes read) at its memory bandwidth."""
     return max(flops / profile.flops_per_second(precision), bytes_read / profile.memory_bandwidth)
 
 
 def transfer_seconds(profile: DeviceProfile, nbytes: float, direction: Direction) -> float:
+    """Seconds to move `nbytes` bytes over the device's link in `direction`: one-way latency plus bits over
+    that direction's bandwidth."""
     bits_per_second = profile.uplink if direction == "up" else profile.downlink
     return profile.latency + 8 * nbytes / bits_per_second
