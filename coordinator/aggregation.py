@@ -21,12 +21,16 @@ from edge_runtime.errors import UserError
 
 @dataclass(frozen=True)
 class WeightedUpdate:
+    """One device's update as the average takes it: deltas by tensor name, weighted by the examples it trained on."""
+
     device_id: str
     weight: float  # examples the device trained on
     deltas: dict[str, np.ndarray]
 
 
 def average_updates(updates: Sequence[WeightedUpdate]) -> dict[str, np.ndarray]:
+    """Each tensor's example-weighted mean delta over the updates that hold it: summed in device-id order in
+    float64, returned as float32. A tensor no update holds is absent, so the server step leaves it alone."""
     sums: dict[str, np.ndarray] = {}
     weights: dict[str, float] = {}
     for update in sorted(updates, key=lambda u: u.device_id):
@@ -37,18 +41,36 @@ def average_updates(updates: Sequence[WeightedUpdate]) -> dict[str, np.ndarray]:
 
 
 class ServerOptimizer(ABC):
-    """Applies the averaged update to the global state, in place; state is plain arrays."""
+    """Applies the averaged update to the global state, in place; state is plain arrays. `self.state` is
+    checkpointed with the adapter (recovery hands it back), so a subclass updates it key by key and never
+    rebinds it.
+
+    Example, FedAvg with each coordinate's step bounded by 0.1:
+
+        >>> class ClippedFedAvg(ServerOptimizer):
+        ...     def step(self, params, mean_update):
+        ...         for name, delta in mean_update.items():
+        ...             params[name] = params[name] + self.lr * np.clip(delta, -0.1, 0.1)
+        >>> params = {"w": np.zeros(2, np.float32)}
+        >>> ClippedFedAvg(lr=1.0).step(params, {"w": np.array([0.5, -0.05], np.float32)}); params["w"]
+        array([ 0.1 , -0.05], dtype=float32)
+    """
 
     def __init__(self, lr: float) -> None:
         self.lr = lr
         self.state: dict[str, np.ndarray] = {}
 
     @abstractmethod
-    def step(self, params: dict[str, np.ndarray], mean_update: dict[str, np.ndarray]) -> None: ...
+    def step(self, params: dict[str, np.ndarray], mean_update: dict[str, np.ndarray]) -> None:
+        """Move each tensor of `mean_update` (the averaged deltas by name), writing its new array into
+        `params`; tensors the mean lacks keep their values and their state."""
 
 
 class FedAvg(ServerOptimizer):
+    """params += lr * mean update: McMahan et al.'s FedAvg at server learning rate 1. No state."""
+
     def step(self, params, mean_update):
+        """params[name] + lr * delta for each averaged tensor, as a new array in `params`."""
         for name, delta in mean_update.items():
             params[name] = params[name] + self.lr * delta
 
@@ -76,16 +98,25 @@ class _Adaptive(ServerOptimizer):
 
 
 class FedAdam(_Adaptive):
+    """Reddi et al.'s FedAdam: the second moment is Adam's exponential average of g^2."""
+
     def second_moment(self, v, grad_sq):
+        """beta2 v + (1 - beta2) g^2."""
         return self.beta2 * v + (1 - self.beta2) * grad_sq
 
 
 class FedYogi(_Adaptive):
+    """Reddi et al.'s FedYogi: the second moment moves towards g^2 by (1 - beta2) g^2 a round, where
+    FedAdam's moves by (1 - beta2) |v - g^2|: a run of small updates shrinks it, and so raises the step,
+    more gently."""
+
     def second_moment(self, v, grad_sq):
+        """v - (1 - beta2) g^2 sign(v - g^2)."""
         return v - (1 - self.beta2) * grad_sq * np.sign(v - grad_sq)
 
 
 def server_optimizer(name: str, lr: float, beta1: float, beta2: float, tau: float) -> ServerOptimizer:
+    """The server optimizer by its config name; beta1, beta2 and tau matter to fedadam and fedyogi only."""
     if name == "fedavg":
         return FedAvg(lr)
     if name == "fedadam":

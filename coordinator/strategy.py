@@ -27,6 +27,9 @@ from edge_runtime.spec import AdapterSpec, MethodSpec
 
 @dataclass
 class RoundPlan:
+    """configure_round's decision: the planner's assignment and, for each device given slices, its method and
+    learning rate (`capacity` covers every device considered)."""
+
     assignment: Assignment
     methods: dict[str, MethodSpec]  # device id -> the method it trains with
     lrs: dict[str, float]  # device id -> its learning rate
@@ -36,6 +39,9 @@ class RoundPlan:
 
 @dataclass(frozen=True)
 class ReceivedUpdate:
+    """One accepted update as aggregate_round takes it: dense deltas, or the scalars of a seeds upload that
+    are replayed against `task`; `examples` weights it in the average."""
+
     device_id: str
     task: pb.Task
     examples: int
@@ -44,6 +50,10 @@ class ReceivedUpdate:
 
 
 class Strategy:
+    """A round's two decisions for one run's planner, method (or auto), learning rate and server optimizer:
+    configure_round plans a round, aggregate_round merges it. Construction refuses a planner and method
+    that cannot work together, and computes ahead the memory estimate every device's capacity shares."""
+
     def __init__(self, planner: str, method: str | None, lr: float, adapter: AdapterSpec, settings,
                  batch_size: int, local_steps: int, deadline_s: float, model_kind: str,
                  optimizer: ServerOptimizer) -> None:
@@ -63,10 +73,12 @@ class Strategy:
 
     @property
     def method_label(self) -> str:
+        """The method as the coordinator's log names it: the one method, or auto with its candidates."""
         return f"method auto (per device, among {', '.join(self.method_shapes)})" if self.auto else self.method.name
 
     @property
     def upload(self) -> int:
+        """How the planner's devices upload: pb.Task.DENSE (tensors) or pb.Task.SEEDS (scalars, replayed from seeds)."""
         return self.planner.upload
 
     def configure_round(self, round_: int, devices: Sequence[DeviceInfo], slices: Sequence[Slice]) -> RoundPlan:
