@@ -21,6 +21,9 @@ from edge_runtime.protocol import pb
 
 @dataclass
 class Recovered:
+    """What recovery gives the round keeper: the state, the round that was open (reopened), if any, and how
+    many rounds the ledger closed."""
+
     state: GlobalState
     open: OpenRound | None
     closed_rounds: int  # every round the ledger closed, before and after the checkpoint
@@ -50,6 +53,8 @@ def recover(ledger: Ledger, store: StateStore, inputs: MergeInputs, initial: Cal
 
 
 def newest_checkpoint(ledger: Ledger, store: StateStore, log: Callable[[str], None]) -> GlobalState | None:
+    """The newest checkpoint whose file matches the ledger's hash, falling back (and saying so) past damaged
+    ones; None when none can be read."""
     for version, _round, file, sha256 in ledger.checkpoints():
         try:
             return store.read(version, file, sha256)

@@ -16,11 +16,15 @@ from edge_runtime.protocol import pb
 
 
 class DeviceRegistry:
+    """Which registered devices are online (heard from within `timeout_s` seconds by `clock`) and which of
+    them a round samples. Liveness is kept in memory; registrations are the ledger's."""
+
     def __init__(self, ledger: Ledger, clock: Callable[[], float], timeout_s: float) -> None:
         self.ledger, self.clock, self.timeout_s = ledger, clock, timeout_s
         self.last_seen: dict[str, float] = {}
 
     def seen(self, device_id: str) -> None:
+        """`device_id` was heard from now."""
         self.last_seen[device_id] = self.clock()
 
     def trust_known(self) -> None:
@@ -30,11 +34,13 @@ class DeviceRegistry:
         self.last_seen = {row.id: self.clock() for row in self.ledger.devices()}
 
     def online_count(self) -> int:
+        """How many devices are online now."""
         # From memory: every GetTask asks, and reading every device's row on each call while a fleet
         # is still arriving would cost each call time in proportion to the fleet.
         return len(self._online_ids())
 
     def online(self) -> list[DeviceInfo]:
+        """The online devices as the planners see them, in id order."""
         online = self._online_ids()
         return [DeviceInfo(row.id, pb.DeviceProfile.FromString(row.profile), row.examples)
                 for row in self.ledger.devices() if row.id in online]

@@ -54,19 +54,42 @@ class ModelHost(Protocol):
 
     kind: str  # encoder | causal_lm
 
-    def shapes(self) -> dict[str, tuple[int, ...]]: ...
-    def state(self) -> dict[str, np.ndarray]: ...
-    def load_state(self, state: Mapping[str, np.ndarray]) -> None: ...
-    def set_constants(self, constants: dict) -> None: ...
-    def evaluate_state(self) -> dict[str, float]: ...
-    def export(self, folder: str) -> None: ...
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each trainable tensor's shape by name, in registration order."""
+
+    def state(self) -> dict[str, np.ndarray]:
+        """Copies of the trainable tensors by name, as numpy arrays."""
+
+    def load_state(self, state: Mapping[str, np.ndarray]) -> None:
+        """Copy `state`'s tensors into the model; tensors it does not name keep their values."""
+
+    def set_constants(self, constants: dict) -> None:
+        """Set the head's warm-start constants (a GlobalState's head_constants)."""
+
+    def evaluate_state(self) -> dict[str, float]:
+        """Score the loaded state: eval_accuracy and eval_loss on the eval sample, train_loss and
+        train_accuracy on the training probe."""
+
+    def export(self, folder: str) -> None:
+        """Write the loaded state to `folder` as a peft adapter folder."""
+
     # The warm start (coordinator/warm_start.py).
-    def head_layout(self) -> HeadLayout: ...
-    def zero_shot_head(self) -> tuple[dict[str, np.ndarray], dict]: ...
-    def content_free_offsets(self) -> list[float]: ...
+    def head_layout(self) -> HeadLayout:
+        """The shapes of the statistics devices send for the warm start, and where a solved head goes."""
+
+    def zero_shot_head(self) -> tuple[dict[str, np.ndarray], dict]:
+        """An encoder's head solved from the class descriptions alone: its tensors by name, and its
+        constants."""
+
+    def content_free_offsets(self) -> list[float]:
+        """A causal LM's calibration: the mean score of each class with content-free inputs in the prompt."""
 
 
 class RoundKeeper:
+    """The round loop over one state folder, which it locks against other coordinators and recovers from on
+    construction. The gRPC service calls it from many threads: whatever reads or changes the open round
+    holds `lock` (re-entrant)."""
+
     def __init__(self, config: CoordinatorConfig, host: ModelHost, clock: Callable[[], float] = time.time,
                  log: Callable[[str], None] = print) -> None:
         self.config, self.host, self.clock, self.log = config, host, clock, log
@@ -105,6 +128,8 @@ class RoundKeeper:
         self.state_lock.release()
 
     def recover(self) -> None:
+        """Rebuild the state and the open round from the folder (coordinator/recovery.py), and the run's files
+        that lag the ledger; construction calls it."""
         with self.lock:
             recovered = recover(self.ledger, self.store, self.merge_inputs, self._initial_state,
                                 self.clock() + self.config.round_deadline_s, self.log)
@@ -142,14 +167,17 @@ class RoundKeeper:
 
     @property
     def params(self) -> dict[str, np.ndarray]:
+        """The global adapter, every tensor by name: the keeper's own arrays, to read, not to change."""
         return self.state.params
 
     @property
     def head_constants(self) -> dict:
+        """The head's warm-start constants in the global state."""
         return self.state.head_constants
 
     @property
     def open_round(self) -> RoundView | None:
+        """A copy of what may be read of the open round, or None when none is open."""
         with self.lock:
             return self.open.view() if self.open else None
 
@@ -164,14 +192,19 @@ class RoundKeeper:
         return self.ledger.metrics()
 
     def adapter_bytes(self) -> int:
+        """The global state's tensors, in bytes."""
         return sum(value.nbytes for value in self.params.values())
 
     # Devices
     def seen(self, device_id: str) -> None:
+        """`device_id` was heard from now: it counts as online for one device timeout."""
         self.devices.seen(device_id)
 
     # Rounds
     def tick(self) -> None:
+        """Close the open round if it is done (everyone answered; the deadline passed with a quorum; or one
+        more deadline passed), then try to open the next. Called often: on every GetTask and update, and
+        by whatever drives the rounds (the server's loop, the emulator)."""
         with self.lock:
             if self.open is not None:
                 self._maybe_close()
@@ -278,6 +311,7 @@ class RoundKeeper:
 
     # What devices ask
     def task_for(self, device_id: str) -> pb.GetTaskReply:
+        """The reply to a device's GetTask: its task in the open round, Done once every round is, else Wait."""
         with self.lock:
             if self.finished:
                 return pb.GetTaskReply(done=pb.Done(reason=f"all {self.config.rounds} rounds are done"))
@@ -293,6 +327,8 @@ class RoundKeeper:
         return min(2.0, self.config.round_deadline_s / 10)
 
     def state_for_download(self, names: list[str]) -> tuple[int, dict[str, np.ndarray]]:
+        """(state version, the named tensors, or all of them when `names` is empty): the keeper's own arrays.
+        An unknown name is a RejectedUpdate."""
         with self.lock:
             unknown = [n for n in names if n not in self.params]
             if unknown:
@@ -300,10 +336,13 @@ class RoundKeeper:
             return self.version, {n: self.params[n] for n in (names or self.params)}
 
     def record_device_metrics(self, device_id: str, round_: int, values: dict[str, float]) -> None:
+        """Append a device's metrics for `round_` to the run's device metrics file, stamped with the clock."""
         with self.lock:
             self.files.append_device({"device": device_id, "round": round_, "at": self.clock(), **values})
 
     def count_download(self, nbytes: int) -> None:
+        """Add `nbytes` of a state download to the open round's count in the ledger (the next round's when
+        none is open)."""
         with self.lock:
             self.ledger.add_download(self.open.row.round if self.open else self.version, nbytes)
 

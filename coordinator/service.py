@@ -21,6 +21,9 @@ from edge_runtime.seeded.draws import FINGERPRINT
 
 
 class CoordinatorService:
+    """The device-facing API over one RoundKeeper, a method per RPC with the transport's metadata passed in.
+    Every call but register authenticates the device; failures are CallFailed with a gRPC status code."""
+
     def __init__(self, keeper: RoundKeeper, identities: Callable[[], tuple[str, str]] = new_identity) -> None:
         """`identities` makes (device id, token) pairs; the fleet emulator seeds it so that an
         emulated run is the same run whichever backend hosts its devices."""
@@ -50,6 +53,9 @@ class CoordinatorService:
         return device_id
 
     def register(self, request: pb.RegisterRequest) -> pb.RegisterReply:
+        """Admit a device, or a returning one that proves its token (it keeps its id, and so its slices).
+        Checks the protocol version, the join secret, that it draws the coordinator's random directions, and
+        its registration; replies with its id, its token and the heartbeat interval."""
         self._check_version(request.protocol_version)
         if self.config.join_secret and not request.join_secret:
             raise CallFailed(grpc.StatusCode.PERMISSION_DENIED, "this coordinator needs a join secret "
@@ -80,16 +86,21 @@ class CoordinatorService:
                                 heartbeat_interval_s=self.config.heartbeat_s)
 
     def heartbeat(self, metadata: Mapping[str, str]) -> pb.HeartbeatReply:
+        """Mark the device alive; the reply names the open round (the state version when none is open) and
+        the state version."""
         self.authenticate(metadata)
         open_, version = self.keeper.open_round, self.keeper.version
         return pb.HeartbeatReply(round=open_.round if open_ else version, state_version=version)
 
     def get_task(self, metadata: Mapping[str, str]) -> pb.GetTaskReply:
+        """Advance the round loop, then the device's task, or Wait, or Done."""
         device_id = self.authenticate(metadata)
         self.keeper.tick()
         return self.keeper.task_for(device_id)
 
     def fetch_state(self, metadata: Mapping[str, str], request: pb.FetchStateRequest) -> Iterator[pb.TensorChunk]:
+        """Stream the named tensors of the global state (all of them when none are named), tagged with its
+        version; the bytes sent are counted in the ledger once the stream has been read to its end."""
         self.authenticate(metadata)
         try:
             version, tensors = self.keeper.state_for_download(list(request.tensors))
@@ -102,6 +113,9 @@ class CoordinatorService:
         self.keeper.count_download(sent)  # once per download: a write to the ledger
 
     def submit_update(self, metadata: Mapping[str, str], chunks: Iterable[pb.UpdateChunk]) -> pb.SubmitReply:
+        """Take an update streamed as a header then tensor chunks (at most max_message_mb of tensors). Accepted
+        is answered only once the ledger holds it; a rejected update answers accepted=False with the reason;
+        malformed chunks fail the call with INVALID_ARGUMENT."""
         device_id = self.authenticate(metadata)
         chunks = iter(chunks)
         first = next(chunks, None)
@@ -128,6 +142,7 @@ class CoordinatorService:
         return pb.SubmitReply(accepted=True)
 
     def report_metrics(self, metadata: Mapping[str, str], request: pb.MetricsReport) -> pb.MetricsReply:
+        """Record a device's metrics for a round: at most 64 finite values with names of at most 64 characters."""
         device_id = self.authenticate(metadata)
         values = dict(request.values)
         if len(values) > 64 or any(len(k) > 64 or not math.isfinite(v) for k, v in values.items()):
