@@ -26,26 +26,36 @@ MAX_STATE_BYTES = 2 * 2**30
 
 
 class CallRejected(Exception):
+    """The coordinator refused a call, or the client stopped retrying when told to stop: the gRPC status
+    code and the coordinator's words. Not retried."""
+
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
         super().__init__(f"{code.name}: {message}")
         self.code, self.message = code, message
 
 
 class CoordinatorClient(ABC):
+    """An agent's calls to its coordinator, whatever the transport. Once registered, `device_id` and `token`
+    go with every other call, as metadata; a refused call raises CallRejected."""
+
     device_id: str = ""
     token: str = ""
 
     def metadata(self) -> dict[str, str]:
+        """The call metadata naming the device, its token and the protocol version."""
         return {DEVICE_KEY: self.device_id, TOKEN_KEY: self.token, PROTOCOL_KEY: str(PROTOCOL_VERSION)}
 
     @abstractmethod
-    def register(self, request: pb.RegisterRequest) -> pb.RegisterReply: ...
+    def register(self, request: pb.RegisterRequest) -> pb.RegisterReply:
+        """Register the device, or again with its id and token; the reply holds the id and token to keep."""
 
     @abstractmethod
-    def heartbeat(self) -> pb.HeartbeatReply: ...
+    def heartbeat(self) -> pb.HeartbeatReply:
+        """Tell the coordinator the device is alive; the reply names the open round and the state version."""
 
     @abstractmethod
-    def get_task(self) -> pb.GetTaskReply: ...
+    def get_task(self) -> pb.GetTaskReply:
+        """Ask for work: a task, or Wait (with how long), or Done."""
 
     @abstractmethod
     def _state_chunks(self, request: pb.FetchStateRequest) -> Iterator[pb.TensorChunk]: ...
@@ -54,9 +64,12 @@ class CoordinatorClient(ABC):
     def _submit_chunks(self, chunks: Iterator[pb.UpdateChunk]) -> pb.SubmitReply: ...
 
     @abstractmethod
-    def report_metrics(self, report: pb.MetricsReport) -> None: ...
+    def report_metrics(self, report: pb.MetricsReport) -> None:
+        """Send the device's metrics for a round."""
 
     def fetch_state(self, names: list[str] | None = None) -> tuple[int, dict[str, np.ndarray]]:
+        """(state version, the named tensors of the global state, all of them when `names` is empty), from chunks
+        of at most MAX_STATE_BYTES in all; a state that arrives in mixed versions is a CallRejected (DATA_LOSS)."""
         versions: set[int] = set()
 
         def chunks():
@@ -70,6 +83,8 @@ class CoordinatorClient(ABC):
         return (versions.pop() if versions else 0), tensors
 
     def submit(self, header: pb.UpdateHeader, deltas: Mapping[str, np.ndarray]) -> pb.SubmitReply:
+        """Send an update, its header first, then `deltas` in chunks of at most CHUNK_BYTES; the reply says
+        whether it was accepted."""
         def chunks():
             yield pb.UpdateChunk(header=header)
             for chunk in to_chunks(deltas, chunk_bytes=CHUNK_BYTES):
@@ -79,6 +94,10 @@ class CoordinatorClient(ABC):
 
 
 class GrpcClient(CoordinatorClient):
+    """Over gRPC, with TLS when given a root certificate. A call retries UNAVAILABLE and DEADLINE_EXCEEDED
+    with capped exponential backoff and jitter until it succeeds or `stop` is set; other codes raise
+    CallRejected. The heartbeat thread and the work share one client."""
+
     def __init__(self, address: str, *, root_cert: bytes | None = None, stop: threading.Event | None = None,
                  log: Callable[[str], None] = print, timeout_s: float = 60.0) -> None:
         credentials = grpc.ssl_channel_credentials(root_certificates=root_cert) if root_cert else None
@@ -118,13 +137,16 @@ class GrpcClient(CoordinatorClient):
         return tuple(self.metadata().items())
 
     def register(self, request):
+        """Register, retried through outages; each attempt times out after timeout_s."""
         return self._call(lambda: self.stub.Register(request, timeout=self.timeout_s))
 
     def heartbeat(self):
+        """A heartbeat, retried through outages."""
         return self._call(lambda: self.stub.Heartbeat(pb.HeartbeatRequest(), metadata=self._md(),
                                                       timeout=self.timeout_s))
 
     def get_task(self):
+        """Ask for work, retried through outages."""
         return self._call(lambda: self.stub.GetTask(pb.GetTaskRequest(), metadata=self._md(), timeout=self.timeout_s))
 
     def _state_chunks(self, request):
@@ -137,9 +159,11 @@ class GrpcClient(CoordinatorClient):
         return self._call(lambda: self.stub.SubmitUpdate(iter(sent), metadata=self._md(), timeout=self.timeout_s * 10))
 
     def report_metrics(self, report):
+        """Send metrics, retried through outages."""
         self._call(lambda: self.stub.ReportMetrics(report, metadata=self._md(), timeout=self.timeout_s))
 
     def close(self) -> None:
+        """Close the channel; the client cannot call again."""
         self.channel.close()
 
 
@@ -157,12 +181,15 @@ class InProcessClient(CoordinatorClient):
             raise CallRejected(failure.code, failure.message) from None
 
     def register(self, request):
+        """The service's register; its CallFailed raised as CallRejected, as for every call here."""
         return self._call(lambda: self.service.register(request))
 
     def heartbeat(self):
+        """The service's heartbeat, with this device's metadata."""
         return self._call(lambda: self.service.heartbeat(self.metadata()))
 
     def get_task(self):
+        """The service's get_task, with this device's metadata."""
         return self._call(lambda: self.service.get_task(self.metadata()))
 
     def _state_chunks(self, request):
@@ -172,4 +199,5 @@ class InProcessClient(CoordinatorClient):
         return self._call(lambda: self.service.submit_update(self.metadata(), chunks))
 
     def report_metrics(self, report):
+        """The service's report_metrics, with this device's metadata."""
         self._call(lambda: self.service.report_metrics(self.metadata(), report))
