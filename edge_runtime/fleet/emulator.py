@@ -35,13 +35,18 @@ MAX_IDLE_S = 7 * 86_400
 
 
 class VirtualClock:
+    """The emulation's time, in seconds since a virtual midnight (the devices' availability follows the time
+    of day): the coordinator reads it as its clock; only the emulator moves it, never backwards."""
+
     def __init__(self, start: float) -> None:
         self.now = start
 
     def __call__(self) -> float:
+        """The virtual time now, in seconds."""
         return self.now
 
     def advance_to(self, t: float) -> None:
+        """Move the clock to `t` seconds; an earlier `t` leaves it where it is."""
         self.now = max(self.now, t)
 
 
@@ -60,6 +65,9 @@ def seeded_identities(seed: int):
 
 @dataclass
 class FleetResult:
+    """What a fleet run reports: each round's metrics, each device's account, the initial adapter's
+    metrics, wall and virtual seconds, the hosts' peak resident bytes and the lockstep batching counts."""
+
     rounds: list[dict] = field(default_factory=list)
     devices: list[dict] = field(default_factory=list)
     initial: dict = field(default_factory=dict)
@@ -72,6 +80,10 @@ class FleetResult:
 
 
 class FleetEmulator:
+    """Emulated devices on virtual time against a real coordinator, in process or over gRPC on loopback,
+    their training hosted here or on Ray actors. Construction replaces an earlier emulation in the same
+    state folder: an emulation is a function of its config and seed."""
+
     def __init__(self, config: FleetConfig, log=print) -> None:
         self.config, self.log = config, log
         self.clock = VirtualClock(config.start_hour * 3600)
@@ -115,6 +127,8 @@ class FleetEmulator:
         return [names[i % len(names)] for i in range(self.config.devices)]
 
     def run(self) -> FleetResult:
+        """Join every device, then run rounds until the coordinator has finished them all; a UserError when no
+        round could open for a virtual week."""
         started = time.perf_counter()
         result = FleetResult(initial=self.keeper.round_metrics()[0],
                              eval_examples=len(self.host_model.eval_examples))
@@ -184,6 +198,7 @@ class FleetEmulator:
                 "train_virtual_s": max((w.train_seconds for w in prepared), default=0.0)}
 
     def close(self) -> None:
+        """Stop the hosts and the coordinator (its server, or the round keeper's hold on the state folder)."""
         self.hosts.close()
         if self.server is not None:
             self.server.stop()
@@ -192,6 +207,7 @@ class FleetEmulator:
 
 
 def run_fleet(config: FleetConfig, log=print) -> FleetResult:
+    """Emulate the fleet `config` describes; the emulator is closed whether or not the run finishes."""
     emulator = FleetEmulator(config, log)
     try:
         return emulator.run()
@@ -200,4 +216,5 @@ def run_fleet(config: FleetConfig, log=print) -> FleetResult:
 
 
 def as_dict(result: FleetResult) -> dict:
+    """The result as plain dicts and lists, for the JSON report."""
     return asdict(result)
