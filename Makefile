@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine:
 #   make run    installs into .venv and runs the main job on the packaged default
 #   make test   installs into .venv and runs the test suite (what CI runs)
-#   make lint   ruff over the code (CI runs it before the tests)
+#   make lint   ruff lint and format check over the code (CI runs it before the tests)
 #   make docs   builds the docs site into site/ with mkdocs in strict mode (the docs extra, in dev)
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -29,6 +29,7 @@ test-slow: setup
 
 lint: setup
 	$(VENV)/bin/ruff check edge_runtime coordinator tests tools
+	$(VENV)/bin/ruff format --check edge_runtime coordinator tests tools
 
 docs: setup
 	$(PY) tools/cli_reference.py --check

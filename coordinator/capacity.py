@@ -80,8 +80,12 @@ def prepare(shape: RoundShape) -> None:
 def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
     method = shape.method.name
     if message.backends and "torch" not in message.backends and method not in ONNX_RUNTIME_METHODS:
-        return Capacity(0, 0, math.inf, f"its backend ({', '.join(message.backends)}) trains with "
-                                        f"{', '.join(ONNX_RUNTIME_METHODS)}, not {method}")
+        return Capacity(
+            0,
+            0,
+            math.inf,
+            f"its backend ({', '.join(message.backends)}) trains with {', '.join(ONNX_RUNTIME_METHODS)}, not {method}",
+        )
     profile = profile_from_message(message)
     fixed, per_element, all_trainable = _memory(shape)
     cost = step_cost(shape.workload(shape.batch_size))
@@ -97,7 +101,10 @@ def device_capacity(message: pb.DeviceProfile, shape: RoundShape) -> Capacity:
         return Capacity(0, max(steps, 0), seconds, reason)
     trainable_bytes = min(int(spare / per_element * 4) if per_element > 0 else all_trainable, all_trainable)
     if steps < 1:
-        return Capacity(trainable_bytes, 0, seconds,
-                        f"one step takes {seconds:.1f} s on this device, "
-                        f"the round deadline is {shape.deadline_s:.0f} s")
+        return Capacity(
+            trainable_bytes,
+            0,
+            seconds,
+            f"one step takes {seconds:.1f} s on this device, the round deadline is {shape.deadline_s:.0f} s",
+        )
     return Capacity(trainable_bytes, steps, seconds)

@@ -20,9 +20,15 @@ from edge_runtime.protocol import pb
 MAX_SCALAR = 1e6
 
 
-def checked_blob(task: pb.Task, header: pb.UpdateHeader, deltas: Mapping[str, np.ndarray],
-                 shapes: Mapping[str, tuple[int, ...]], max_update_norm: float, warm_start: WarmStartPlan,
-                 head_layout: HeadLayout) -> bytes | None:
+def checked_blob(
+    task: pb.Task,
+    header: pb.UpdateHeader,
+    deltas: Mapping[str, np.ndarray],
+    shapes: Mapping[str, tuple[int, ...]],
+    max_update_norm: float,
+    warm_start: WarmStartPlan,
+    head_layout: HeadLayout,
+) -> bytes | None:
     """The bytes to store for a valid update (None for a seeds upload, replayed at merge time), or
     RejectedUpdate saying what is wrong with it."""
     if task.work == pb.Task.STATISTICS:
@@ -39,8 +45,9 @@ def checked_blob(task: pb.Task, header: pb.UpdateHeader, deltas: Mapping[str, np
     return save_tensors(dict(deltas))
 
 
-def is_resend(ledger: Ledger, version: int, device_id: str, header: pb.UpdateHeader,
-              deltas: Mapping[str, np.ndarray]) -> bool:
+def is_resend(
+    ledger: Ledger, version: int, device_id: str, header: pb.UpdateHeader, deltas: Mapping[str, np.ndarray]
+) -> bool:
     """True when the ledger holds this very update: a link cut after the commit but before the
     answer arrived makes the agent send it again, and calling that a rejection would tell the
     device its merged work was lost (even after its round closed)."""

@@ -107,8 +107,10 @@ class Ledger:
     def add_download(self, round_: int, nbytes: int) -> None:
         """Bytes a state download sent during `round_` (kept here so a restart does not forget them)."""
         with self.transaction() as db:
-            db.execute("INSERT INTO downloads VALUES (?, ?) ON CONFLICT(round) DO UPDATE SET bytes = bytes + ?",
-                       (round_, nbytes, nbytes))
+            db.execute(
+                "INSERT INTO downloads VALUES (?, ?) ON CONFLICT(round) DO UPDATE SET bytes = bytes + ?",
+                (round_, nbytes, nbytes),
+            )
 
     def downloaded(self, round_: int) -> int:
         rows = self._query("SELECT bytes FROM downloads WHERE round = ?", (round_,))
@@ -117,74 +119,110 @@ class Ledger:
     # Devices
     def add_device(self, row: DeviceRow) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
-                       (row.id, row.token_hash, row.profile, row.examples, row.fingerprint, time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO devices VALUES (?, ?, ?, ?, ?, ?)",
+                (row.id, row.token_hash, row.profile, row.examples, row.fingerprint, time.time()),
+            )
 
     def device(self, device_id: str) -> DeviceRow | None:
-        rows = self._query("SELECT id, token_hash, profile, examples, fingerprint FROM devices WHERE id = ?",
-                           (device_id,))
+        rows = self._query(
+            "SELECT id, token_hash, profile, examples, fingerprint FROM devices WHERE id = ?", (device_id,)
+        )
         return DeviceRow(*rows[0]) if rows else None
 
     def devices_by_registration(self) -> list[DeviceRow]:
-        return [DeviceRow(*r) for r in self._query(
-            "SELECT id, token_hash, profile, examples, fingerprint FROM devices ORDER BY registered_at, id")]
+        return [
+            DeviceRow(*r)
+            for r in self._query(
+                "SELECT id, token_hash, profile, examples, fingerprint FROM devices ORDER BY registered_at, id"
+            )
+        ]
 
     def devices(self) -> list[DeviceRow]:
-        return [DeviceRow(*r) for r in self._query(
-            "SELECT id, token_hash, profile, examples, fingerprint FROM devices ORDER BY id")]
+        return [
+            DeviceRow(*r)
+            for r in self._query("SELECT id, token_hash, profile, examples, fingerprint FROM devices ORDER BY id")
+        ]
 
     # Rounds and assignments
     def open_round(self, row: RoundRow, tasks: dict[str, bytes]) -> None:
         with self.transaction() as db:
-            db.execute("INSERT INTO rounds VALUES (?, 'open', ?, ?, NULL, ?, ?)",
-                       (row.round, row.opened_at, row.deadline_at, row.state_version, json.dumps(row.plan)))
-            db.executemany("INSERT INTO assignments VALUES (?, ?, ?, 'assigned')",
-                           [(row.round, device, task) for device, task in tasks.items()])
+            db.execute(
+                "INSERT INTO rounds VALUES (?, 'open', ?, ?, NULL, ?, ?)",
+                (row.round, row.opened_at, row.deadline_at, row.state_version, json.dumps(row.plan)),
+            )
+            db.executemany(
+                "INSERT INTO assignments VALUES (?, ?, ?, 'assigned')",
+                [(row.round, device, task) for device, task in tasks.items()],
+            )
 
     def rounds(self) -> list[RoundRow]:
-        return [RoundRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6])) for r in self._query(
-            "SELECT round, status, opened_at, deadline_at, closed_at, state_version, plan FROM rounds ORDER BY round")]
+        return [
+            RoundRow(r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]))
+            for r in self._query(
+                "SELECT round, status, opened_at, deadline_at, closed_at, state_version, plan "
+                "FROM rounds ORDER BY round"
+            )
+        ]
 
     def assignments(self, round_: int) -> dict[str, tuple[bytes, str]]:
         """device id -> (pb.Task bytes, status)"""
-        return {d: (t, s) for d, t, s in self._query(
-            "SELECT device_id, task, status FROM assignments WHERE round = ?", (round_,))}
+        return {
+            d: (t, s)
+            for d, t, s in self._query("SELECT device_id, task, status FROM assignments WHERE round = ?", (round_,))
+        }
 
     def set_assignment_status(self, round_: int, device_id: str, status: str) -> None:
         with self.transaction() as db:
-            db.execute("UPDATE assignments SET status = ? WHERE round = ? AND device_id = ?",
-                       (status, round_, device_id))
+            db.execute(
+                "UPDATE assignments SET status = ? WHERE round = ? AND device_id = ?", (status, round_, device_id)
+            )
 
     # Updates
     def accept_update(self, row: UpdateRow) -> bool:
         """Stores the update; False if this device already has one for the round (a replay)."""
         with self.transaction() as db:
-            found = db.execute("SELECT 1 FROM updates WHERE round = ? AND device_id = ?",
-                               (row.round, row.device_id)).fetchone()
+            found = db.execute(
+                "SELECT 1 FROM updates WHERE round = ? AND device_id = ?", (row.round, row.device_id)
+            ).fetchone()
             if found:
                 return False
-            db.execute("INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?)",
-                       (row.round, row.device_id, row.task_id, row.header, row.tensors, row.wire_bytes, time.time()))
-            db.execute("UPDATE assignments SET status = 'submitted' WHERE round = ? AND device_id = ?",
-                       (row.round, row.device_id))
+            db.execute(
+                "INSERT INTO updates VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row.round, row.device_id, row.task_id, row.header, row.tensors, row.wire_bytes, time.time()),
+            )
+            db.execute(
+                "UPDATE assignments SET status = 'submitted' WHERE round = ? AND device_id = ?",
+                (row.round, row.device_id),
+            )
         return True
 
     def updates(self, round_: int) -> list[UpdateRow]:
-        return [UpdateRow(*r) for r in self._query(
-            "SELECT round, device_id, task_id, header, tensors, wire_bytes FROM updates WHERE round = ? "
-            "ORDER BY device_id", (round_,))]
+        return [
+            UpdateRow(*r)
+            for r in self._query(
+                "SELECT round, device_id, task_id, header, tensors, wire_bytes FROM updates WHERE round = ? "
+                "ORDER BY device_id",
+                (round_,),
+            )
+        ]
 
     def update(self, round_: int, device_id: str) -> UpdateRow | None:
-        rows = self._query("SELECT round, device_id, task_id, header, tensors, wire_bytes FROM updates "
-                           "WHERE round = ? AND device_id = ?", (round_, device_id))
+        rows = self._query(
+            "SELECT round, device_id, task_id, header, tensors, wire_bytes FROM updates "
+            "WHERE round = ? AND device_id = ?",
+            (round_, device_id),
+        )
         return UpdateRow(*rows[0]) if rows else None
 
     def reject(self, round_: int | None, device_id: str | None, reason: str) -> None:
         # A hostile claim can name a round past SQLite's INTEGER; the reason text still quotes it.
         round_ = round_ if round_ is None or round_ <= SQLITE_MAX_INTEGER else None
         with self.transaction() as db:
-            db.execute("INSERT INTO rejections (round, device_id, reason, at) VALUES (?, ?, ?, ?)",
-                       (round_, device_id, reason[:1000], time.time()))
+            db.execute(
+                "INSERT INTO rejections (round, device_id, reason, at) VALUES (?, ?, ?, ?)",
+                (round_, device_id, reason[:1000], time.time()),
+            )
 
     def rejections(self) -> list[tuple[int | None, str | None, str]]:
         return [tuple(r) for r in self._query("SELECT round, device_id, reason FROM rejections ORDER BY id")]
@@ -193,8 +231,10 @@ class Ledger:
     def close_round(self, round_: int, version: int, file: str, sha256: str, metrics: dict) -> None:
         with self.transaction() as db:
             db.execute("UPDATE rounds SET status = 'closed', closed_at = ? WHERE round = ?", (time.time(), round_))
-            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
-                       (version, round_, file, sha256, time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                (version, round_, file, sha256, time.time()),
+            )
             db.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?)", (round_, json.dumps(metrics)))
 
     def close_round_metrics(self, round_: int, metrics: dict) -> None:
@@ -203,13 +243,16 @@ class Ledger:
 
     def record_checkpoint(self, version: int, round_: int, file: str, sha256: str) -> None:
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
-                       (version, round_, file, sha256, time.time()))
+            db.execute(
+                "INSERT OR REPLACE INTO checkpoints VALUES (?, ?, ?, ?, ?)",
+                (version, round_, file, sha256, time.time()),
+            )
 
     def checkpoints(self) -> list[tuple[int, int, str, str]]:
         """(version, round, file, sha256), newest first."""
-        return [tuple(r) for r in self._query(
-            "SELECT version, round, file, sha256 FROM checkpoints ORDER BY version DESC")]
+        return [
+            tuple(r) for r in self._query("SELECT version, round, file, sha256 FROM checkpoints ORDER BY version DESC")
+        ]
 
     def metrics(self) -> list[dict]:
         return [json.loads(r[0]) for r in self._query("SELECT record FROM metrics ORDER BY round")]

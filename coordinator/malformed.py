@@ -35,13 +35,17 @@ class RejectMalformed(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None or handler.request_deserializer is None:
             return handler
-        kind = (("stream_" if handler.request_streaming else "unary_")
-                + ("stream" if handler.response_streaming else "unary"))
+        kind = ("stream_" if handler.request_streaming else "unary_") + (
+            "stream" if handler.response_streaming else "unary"
+        )
         behaviour = getattr(handler, kind)
         if handler.request_streaming:
+
             def method(requests, context):
                 return behaviour((_parsed(request, context) for request in requests), context)
         else:
+
             def method(request, context):
                 return behaviour(_parsed(request, context), context)
+
         return handler._replace(request_deserializer=_lenient(handler.request_deserializer), **{kind: method})

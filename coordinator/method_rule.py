@@ -36,8 +36,9 @@ def candidate_shapes(shape: RoundShape) -> dict[str, RoundShape]:
     return shapes
 
 
-def choose(profile: pb.DeviceProfile, shapes: Mapping[str, RoundShape], smallest_slice: int,
-           model_kind: str) -> DeviceMethod:
+def choose(
+    profile: pb.DeviceProfile, shapes: Mapping[str, RoundShape], smallest_slice: int, model_kind: str
+) -> DeviceMethod:
     """The fitting method with the shortest predicted time to the target; where none fits, the
     candidate with the most room, whose capacity says why the device sits out."""
     capacity = {name: device_capacity(profile, shape) for name, shape in shapes.items()}
@@ -47,6 +48,8 @@ def choose(profile: pb.DeviceProfile, shapes: Mapping[str, RoundShape], smallest
         return DeviceMethod(roomiest, capacity[roomiest], f"no method fits: {capacity[roomiest].reason}")
     ranked = sorted(fitting, key=lambda name: time_to_target.rank(name, capacity[name].step_seconds, model_kind))
     refused = [f"{name}: does not fit" for name in capacity if name not in fitting]
-    why = "; ".join([f"{name}: {time_to_target.describe(name, capacity[name].step_seconds, model_kind)}"
-                     for name in ranked] + refused)
+    why = "; ".join(
+        [f"{name}: {time_to_target.describe(name, capacity[name].step_seconds, model_kind)}" for name in ranked]
+        + refused
+    )
     return DeviceMethod(ranked[0], capacity[ranked[0]], why)

@@ -15,8 +15,9 @@ class OpenRound:
     accounted: dict[str, str]  # device id -> submitted | refused
 
     def view(self) -> RoundView:
-        return RoundView(self.row.round, self.row.opened_at, self.row.deadline_at, tuple(sorted(self.tasks)),
-                         dict(self.accounted))
+        return RoundView(
+            self.row.round, self.row.opened_at, self.row.deadline_at, tuple(sorted(self.tasks)), dict(self.accounted)
+        )
 
 
 @dataclass(frozen=True)

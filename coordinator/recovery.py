@@ -29,8 +29,14 @@ class Recovered:
     closed_rounds: int  # every round the ledger closed, before and after the checkpoint
 
 
-def recover(ledger: Ledger, store: StateStore, inputs: MergeInputs, initial: Callable[[], GlobalState],
-            reopen_until: float, log: Callable[[str], None]) -> Recovered:
+def recover(
+    ledger: Ledger,
+    store: StateStore,
+    inputs: MergeInputs,
+    initial: Callable[[], GlobalState],
+    reopen_until: float,
+    log: Callable[[str], None],
+) -> Recovered:
     """The state the ledger commits to; `initial()` is the state before any round, used when no
     checkpoint can be read. The strategy's server optimizer is left holding the recovered moments."""
     rounds = ledger.rounds()
@@ -47,8 +53,11 @@ def recover(ledger: Ledger, store: StateStore, inputs: MergeInputs, initial: Cal
     if open_rows:
         row = replace(open_rows[0], deadline_at=max(open_rows[0].deadline_at, reopen_until))
         assignments = ledger.assignments(row.round)
-        reopened = OpenRound(row, {d: pb.Task.FromString(blob) for d, (blob, _) in assignments.items()},
-                             {d: status for d, (_, status) in assignments.items() if status != "assigned"})
+        reopened = OpenRound(
+            row,
+            {d: pb.Task.FromString(blob) for d, (blob, _) in assignments.items()},
+            {d: status for d, (_, status) in assignments.items() if status != "assigned"},
+        )
     return Recovered(state, reopened, len(closed))
 
 
@@ -61,4 +70,3 @@ def newest_checkpoint(ledger: Ledger, store: StateStore, log: Callable[[str], No
         except DamagedCheckpoint as error:
             log(f"coordinator: {error}; falling back to the previous checkpoint")
     return None
-

@@ -42,8 +42,11 @@ class DeviceRegistry:
     def online(self) -> list[DeviceInfo]:
         """The online devices as the planners see them, in id order."""
         online = self._online_ids()
-        return [DeviceInfo(row.id, pb.DeviceProfile.FromString(row.profile), row.examples)
-                for row in self.ledger.devices() if row.id in online]
+        return [
+            DeviceInfo(row.id, pb.DeviceProfile.FromString(row.profile), row.examples)
+            for row in self.ledger.devices()
+            if row.id in online
+        ]
 
     @staticmethod
     def sample(devices: list[DeviceInfo], count: int, seed: int) -> list[DeviceInfo]:

@@ -28,15 +28,18 @@ from edge_runtime.spec import MethodSpec
 REPLAYABLE_METHODS = frozenset({"zo-sgd", "zo-sgd-sign", "zo-sgd-block", "forward-grad"})
 
 
-def replay_task(task: pb.Task, scalars: Sequence[float],
-                shapes: Mapping[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
+def replay_task(
+    task: pb.Task, scalars: Sequence[float], shapes: Mapping[str, tuple[int, ...]]
+) -> dict[str, np.ndarray]:
     """The update a seeds upload for `task` stands for: its tensors, seed, rate and method."""
-    return replay_update({n: shapes[n] for n in task.tensors}, scalars, seed=task.seed, lr=task.lr,
-                         method=method_of(task))
+    return replay_update(
+        {n: shapes[n] for n in task.tensors}, scalars, seed=task.seed, lr=task.lr, method=method_of(task)
+    )
 
 
-def replay_update(shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, lr: float,
-                  method: MethodSpec) -> dict[str, np.ndarray]:
+def replay_update(
+    shapes: Mapping[str, tuple[int, ...]], scalars: Sequence[float], *, seed: int, lr: float, method: MethodSpec
+) -> dict[str, np.ndarray]:
     """The dense delta (final minus start) of the named tensors, in the order the device trained
     them, after len(scalars) / queries steps of `method`: the very spec the device's task carried."""
     deltas = {name: np.zeros(shape, dtype=np.float32) for name, shape in shapes.items()}

@@ -44,15 +44,22 @@ def merge_into(state: GlobalState, ledger: Ledger, round_: int, inputs: MergeInp
     return summary
 
 
-def _merge_training(ledger: Ledger, round_: int, assignments: dict[str, pb.Task], params: dict[str, np.ndarray],
-                    inputs: MergeInputs) -> dict:
+def _merge_training(
+    ledger: Ledger, round_: int, assignments: dict[str, pb.Task], params: dict[str, np.ndarray], inputs: MergeInputs
+) -> dict:
     updates, losses, classes = [], [], {}
     bytes_up = 0
     for row in ledger.updates(round_):
         header, task = pb.UpdateHeader.FromString(row.header), assignments[row.device_id]
-        updates.append(ReceivedUpdate(row.device_id, task, header.examples,
-                                      load_tensors(row.tensors) if row.tensors is not None else None,
-                                      tuple(header.scalars)))
+        updates.append(
+            ReceivedUpdate(
+                row.device_id,
+                task,
+                header.examples,
+                load_tensors(row.tensors) if row.tensors is not None else None,
+                tuple(header.scalars),
+            )
+        )
         losses.append((header.examples, header.loss_before, header.loss_after))
         bytes_up += row.wire_bytes
         kind = pb.DeviceProfile.FromString(ledger.device(row.device_id).profile).device_class or "unknown"
@@ -61,32 +68,50 @@ def _merge_training(ledger: Ledger, round_: int, assignments: dict[str, pb.Task]
     trained = {s.id for s in inputs.slices if any(t in mean for t in s.tensors)}
     total = sum(w for w, _, _ in losses)
     return {
-        "round": round_, "state_version": round_ + 1, "assigned": len(assignments), "updates": len(updates),
-        "slices_trained": len(trained), "slices_total": len(inputs.slices),
+        "round": round_,
+        "state_version": round_ + 1,
+        "assigned": len(assignments),
+        "updates": len(updates),
+        "slices_trained": len(trained),
+        "slices_total": len(inputs.slices),
         "device_loss_before": sum(w * b for w, b, _ in losses) / total if total else None,
         "device_loss_after": sum(w * a for w, _, a in losses) / total if total else None,
-        "bytes_up": bytes_up, "bytes_up_per_update": bytes_up / len(updates) if updates else 0,
+        "bytes_up": bytes_up,
+        "bytes_up_per_update": bytes_up / len(updates) if updates else 0,
         "participants_by_class": classes,
     }
 
 
-def _merge_statistics(ledger: Ledger, round_: int, assignments: dict[str, pb.Task], state: GlobalState,
-                      inputs: MergeInputs) -> dict:
+def _merge_statistics(
+    ledger: Ledger, round_: int, assignments: dict[str, pb.Task], state: GlobalState, inputs: MergeInputs
+) -> dict:
     """Solve the warm start's head from the round's statistics; with none received, the head stays
     as it was and training starts from there."""
     received, bytes_up = [], 0
     for row in ledger.updates(round_):
         header = pb.UpdateHeader.FromString(row.header)
-        received.append(check_statistics(inputs.warm_start, inputs.head_layout, header, assignments[row.device_id],
-                                         load_tensors(row.tensors)))
+        received.append(
+            check_statistics(
+                inputs.warm_start, inputs.head_layout, header, assignments[row.device_id], load_tensors(row.tensors)
+            )
+        )
         bytes_up += row.wire_bytes
     summary = {"warm_start": "none: no statistics arrived"}
     if received:
         tensors, state.head_constants, summary = solve(inputs.warm_start, inputs.head_layout, received)
         state.params.update(tensors)
     return {
-        "round": round_, "state_version": round_ + 1, "work": "statistics", "assigned": len(assignments),
-        "updates": len(received), "slices_trained": 0, "slices_total": len(inputs.slices),
-        "device_loss_before": None, "device_loss_after": None, "bytes_up": bytes_up,
-        "bytes_up_per_update": bytes_up / len(received) if received else 0, "participants_by_class": {},
-        **summary}
+        "round": round_,
+        "state_version": round_ + 1,
+        "work": "statistics",
+        "assigned": len(assignments),
+        "updates": len(received),
+        "slices_trained": 0,
+        "slices_total": len(inputs.slices),
+        "device_loss_before": None,
+        "device_loss_after": None,
+        "bytes_up": bytes_up,
+        "bytes_up_per_update": bytes_up / len(received) if received else 0,
+        "participants_by_class": {},
+        **summary,
+    }

@@ -90,8 +90,13 @@ class RoundKeeper:
     construction. The gRPC service calls it from many threads: whatever reads or changes the open round
     holds `lock` (re-entrant)."""
 
-    def __init__(self, config: CoordinatorConfig, host: ModelHost, clock: Callable[[], float] = time.time,
-                 log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        host: ModelHost,
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.config, self.host, self.clock, self.log = config, host, clock, log
         folder = Path(config.state_dir)
         self.state_lock = StateLock(folder)
@@ -101,17 +106,30 @@ class RoundKeeper:
         self.shapes = host.shapes()
         head_layout = host.head_layout()
         # The global state keeps every tensor; the rounds train the slices chosen here.
-        self.slices = [s for s in slice_tensors(self.shapes)
-                       if config.train_head or head_layout.weight not in s.tensors]
-        self.strategy = Strategy(config.planner, config.method, config.lr, config.adapter_spec(), config.estimator,
-                                 config.batch_size, config.local_steps, config.round_deadline_s, host.kind,
-                                 server_optimizer(config.server_optimizer, config.server_lr, config.server_beta1,
-                                                  config.server_beta2, config.server_tau))
+        self.slices = [
+            s for s in slice_tensors(self.shapes) if config.train_head or head_layout.weight not in s.tensors
+        ]
+        self.strategy = Strategy(
+            config.planner,
+            config.method,
+            config.lr,
+            config.adapter_spec(),
+            config.estimator,
+            config.batch_size,
+            config.local_steps,
+            config.round_deadline_s,
+            host.kind,
+            server_optimizer(
+                config.server_optimizer, config.server_lr, config.server_beta1, config.server_beta2, config.server_tau
+            ),
+        )
         template = prompt_template(get_task(config.task), config.prompt, config.label_words, config.calibration)
         self.warm_start = plan_warm_start(host.kind, config.warm_start, template.calibration)
         if not config.train_head and host.kind == "encoder" and self.warm_start.kind == "none":
-            raise UserError("train_head false keeps the warm start's head, but warm_start is none: the head would "
-                            "stay random; choose a warm start or train the head")
+            raise UserError(
+                "train_head false keeps the warm start's head, but warm_start is none: the head would "
+                "stay random; choose a warm start or train the head"
+            )
         self.merge_inputs = MergeInputs(self.strategy, self.shapes, self.slices, self.warm_start, head_layout)
         self.tasks = TaskBuilder(config, self.strategy, self.ledger)
         self.lock = threading.RLock()
@@ -131,8 +149,14 @@ class RoundKeeper:
         """Rebuild the state and the open round from the folder (coordinator/recovery.py), and the run's files
         that lag the ledger; construction calls it."""
         with self.lock:
-            recovered = recover(self.ledger, self.store, self.merge_inputs, self._initial_state,
-                                self.clock() + self.config.round_deadline_s, self.log)
+            recovered = recover(
+                self.ledger,
+                self.store,
+                self.merge_inputs,
+                self._initial_state,
+                self.clock() + self.config.round_deadline_s,
+                self.log,
+            )
             self.state, self.open = recovered.state, recovered.open
             self.finished = self.version >= self.config.rounds and self.open is None
             # The silence of an outage is the coordinator's, not the devices'.
@@ -142,9 +166,11 @@ class RoundKeeper:
                 self.files.rewrite_rounds(self.ledger)
                 if self.finished and not self.files.adapter.exists():
                     self._export()
-                self.log(f"coordinator: recovered at state version {self.version}, "
-                         f"{recovered.closed_rounds} rounds closed"
-                         + (f", round {self.open.row.round} open" if self.open else ""))
+                self.log(
+                    f"coordinator: recovered at state version {self.version}, "
+                    f"{recovered.closed_rounds} rounds closed"
+                    + (f", round {self.open.row.round} open" if self.open else "")
+                )
 
     def _initial_state(self) -> GlobalState:
         """The adapter before any round: the model's own tensors and the warm start the coordinator
@@ -221,8 +247,9 @@ class RoundKeeper:
         if self.warm_start.needs_devices and round_ == 0:
             self._open_statistics_round(devices)
             return
-        devices = self.devices.sample(devices, self.config.devices_per_round,
-                                      derived_seed(self.config.seed, "sample", round_))
+        devices = self.devices.sample(
+            devices, self.config.devices_per_round, derived_seed(self.config.seed, "sample", round_)
+        )
         configured = self.strategy.configure_round(round_, devices, self.slices)
         plan = configured.assignment
         if not plan.slices:
@@ -231,29 +258,58 @@ class RoundKeeper:
             return
         now = self.clock()
         deadline = now + self.config.round_deadline_s
-        tasks = {device: self.tasks.training(self.state, round_, device, pieces, configured.capacity[device],
-                                             deadline, configured.methods[device], configured.lrs[device])
-                 for device, pieces in plan.slices.items()}
-        row = RoundRow(round_, "open", now, deadline, None, self.version, {
-            "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
-            "excluded": plan.excluded, "uncovered": plan.uncovered}
-            | ({"methods": configured.reasons} if configured.reasons else {}))
+        tasks = {
+            device: self.tasks.training(
+                self.state,
+                round_,
+                device,
+                pieces,
+                configured.capacity[device],
+                deadline,
+                configured.methods[device],
+                configured.lrs[device],
+            )
+            for device, pieces in plan.slices.items()
+        }
+        row = RoundRow(
+            round_,
+            "open",
+            now,
+            deadline,
+            None,
+            self.version,
+            {
+                "slices": {d: [s.id for s in pieces] for d, pieces in plan.slices.items()},
+                "excluded": plan.excluded,
+                "uncovered": plan.uncovered,
+            }
+            | ({"methods": configured.reasons} if configured.reasons else {}),
+        )
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
         crash_point("round-opened")
         self.open = OpenRound(row, tasks, {})
         self.waiting_note = ""
-        self.log(f"coordinator: round {round_} open: {len(tasks)} devices, "
-                 f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
-                 + (f", {len(plan.excluded)} devices sat out" if plan.excluded else "")
-                 + (f", methods: {_count_methods(tasks)}" if self.strategy.auto else ""))
+        self.log(
+            f"coordinator: round {round_} open: {len(tasks)} devices, "
+            f"{len(self.slices) - len(plan.uncovered)}/{len(self.slices)} slices"
+            + (f", {len(plan.excluded)} devices sat out" if plan.excluded else "")
+            + (f", methods: {_count_methods(tasks)}" if self.strategy.auto else "")
+        )
 
     def _open_statistics_round(self, devices: list[DeviceInfo]) -> None:
         """Round 0 of a warm start that needs the devices' data: every online device sends statistics."""
         now = self.clock()
         deadline = now + self.config.round_deadline_s
         tasks = {d.id: self.tasks.statistics(self.state, d.id, deadline) for d in devices}
-        row = RoundRow(0, "open", now, deadline, None, self.version, {
-            "work": "statistics", "slices": {d: [] for d in tasks}, "excluded": {}, "uncovered": []})
+        row = RoundRow(
+            0,
+            "open",
+            now,
+            deadline,
+            None,
+            self.version,
+            {"work": "statistics", "slices": {d: [] for d in tasks}, "excluded": {}, "uncovered": []},
+        )
         self.ledger.open_round(row, {d: t.SerializeToString() for d, t in tasks.items()})
         crash_point("round-opened")
         self.open = OpenRound(row, tasks, {})
@@ -279,12 +335,18 @@ class RoundKeeper:
         crash_point("round-merged")
         file, sha256 = self.store.write(self.state)
         crash_point("checkpoint-renamed")
-        metrics = {**summary, **self._evaluate(), "wall_s": self.clock() - open_.row.opened_at,
-                   "bytes_down": self.ledger.downloaded(round_), "planner": self.config.planner,
-                   "method": AUTO if self.strategy.auto else self.strategy.method.name}
+        metrics = {
+            **summary,
+            **self._evaluate(),
+            "wall_s": self.clock() - open_.row.opened_at,
+            "bytes_down": self.ledger.downloaded(round_),
+            "planner": self.config.planner,
+            "method": AUTO if self.strategy.auto else self.strategy.method.name,
+        }
         if self.strategy.auto:
-            metrics["methods"] = {device: method_of(task).name for device, task in open_.tasks.items()
-                                  if task.work == pb.Task.TRAIN}
+            metrics["methods"] = {
+                device: method_of(task).name for device, task in open_.tasks.items() if task.work == pb.Task.TRAIN
+            }
         self.ledger.close_round(round_, self.version, file, sha256, metrics)
         crash_point("round-closed")
         self.files.append_round(metrics)
@@ -361,8 +423,10 @@ class RoundKeeper:
             return  # the device lost our answer, not its update: acknowledge it again, store nothing
         open_ = self.open
         if open_ is None or header.round != open_.row.round:
-            raise RejectedUpdate(f"round {header.round} is not open (the open round is "
-                                 f"{open_.row.round if open_ else 'none'}); late updates are not merged")
+            raise RejectedUpdate(
+                f"round {header.round} is not open (the open round is "
+                f"{open_.row.round if open_ else 'none'}); late updates are not merged"
+            )
         task = open_.tasks.get(device_id)
         if task is None:
             raise RejectedUpdate(f"this device has no task in round {header.round}")
@@ -373,14 +437,23 @@ class RoundKeeper:
             open_.accounted[device_id] = "refused"
             self.log(f"coordinator: device {device_id[:8]} declined round {header.round}: {header.refused[:200]}")
             return
-        blob = checked_blob(task, header, deltas, self.shapes, self.config.max_update_norm, self.warm_start,
-                            self.merge_inputs.head_layout)
+        blob = checked_blob(
+            task,
+            header,
+            deltas,
+            self.shapes,
+            self.config.max_update_norm,
+            self.warm_start,
+            self.merge_inputs.head_layout,
+        )
         self._store(header, device_id, task, blob, wire_bytes)
 
-    def _store(self, header: pb.UpdateHeader, device_id: str, task: pb.Task, blob: bytes | None,
-               wire_bytes: int) -> None:
-        if not self.ledger.accept_update(UpdateRow(header.round, device_id, task.task_id,
-                                                   header.SerializeToString(), blob, wire_bytes)):
+    def _store(
+        self, header: pb.UpdateHeader, device_id: str, task: pb.Task, blob: bytes | None, wire_bytes: int
+    ) -> None:
+        if not self.ledger.accept_update(
+            UpdateRow(header.round, device_id, task.task_id, header.SerializeToString(), blob, wire_bytes)
+        ):
             raise RejectedUpdate(f"this device's update for round {header.round} was already accepted")
         crash_point("update-committed")
         self.open.accounted[device_id] = "submitted"
@@ -393,9 +466,13 @@ def _count_methods(tasks: dict[str, pb.Task]) -> str:
 
 def _describe(m: dict) -> str:
     if m.get("work") == "statistics":
-        return (f"round {m['round']}: warm start from {m['updates']}/{m['assigned']} devices' statistics: "
-                f"{m['warm_start']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
-                f"up {m['bytes_up'] / 1e3:.1f} KB, {m['wall_s']:.1f} s")
-    return (f"round {m['round']}: {m['updates']}/{m['assigned']} updates, slices {m['slices_trained']}/"
-            f"{m['slices_total']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
-            f"up {m['bytes_up'] / 1e3:.1f} KB, down {m['bytes_down'] / 1e3:.1f} KB, {m['wall_s']:.1f} s")
+        return (
+            f"round {m['round']}: warm start from {m['updates']}/{m['assigned']} devices' statistics: "
+            f"{m['warm_start']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
+            f"up {m['bytes_up'] / 1e3:.1f} KB, {m['wall_s']:.1f} s"
+        )
+    return (
+        f"round {m['round']}: {m['updates']}/{m['assigned']} updates, slices {m['slices_trained']}/"
+        f"{m['slices_total']}, train loss {m['train_loss']:.4f}, eval accuracy {m['eval_accuracy']:.3f}, "
+        f"up {m['bytes_up'] / 1e3:.1f} KB, down {m['bytes_down'] / 1e3:.1f} KB, {m['wall_s']:.1f} s"
+    )

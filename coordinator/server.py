@@ -68,34 +68,47 @@ def _read(path: str | None, what: str) -> bytes:
 class CoordinatorServer:
     """Serves until every round is merged (then a grace period, so agents hear that it is over)."""
 
-    def __init__(self, config: CoordinatorConfig, keeper: RoundKeeper, max_workers: int = 16,
-                 service: CoordinatorService | None = None, drive: bool = True) -> None:
+    def __init__(
+        self,
+        config: CoordinatorConfig,
+        keeper: RoundKeeper,
+        max_workers: int = 16,
+        service: CoordinatorService | None = None,
+        drive: bool = True,
+    ) -> None:
         """`drive=False` leaves opening and closing rounds to whoever calls keeper.tick() (the fleet
         emulator, whose clock is virtual)."""
         self.config, self.keeper = config, keeper
         limit = int(config.max_message_mb * 2**20) + 2**16
         # SO_REUSEPORT off: with it (gRPC's default) a second server on a busy port starts, and the
         # kernel splits new connections between the two coordinators.
-        self.server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers),
-                                  interceptors=[RejectMalformed()],
-                                  options=[("grpc.max_receive_message_length", limit),
-                                           ("grpc.max_send_message_length", limit), ("grpc.so_reuseport", 0)])
+        self.server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=max_workers),
+            interceptors=[RejectMalformed()],
+            options=[
+                ("grpc.max_receive_message_length", limit),
+                ("grpc.max_send_message_length", limit),
+                ("grpc.so_reuseport", 0),
+            ],
+        )
         rpc.add_CoordinatorServicer_to_server(Servicer(service or CoordinatorService(keeper)), self.server)
         try:
             self._bind(config)
         except RuntimeError:  # grpc's way of refusing an address it cannot bind
             self.port = 0
         if self.port == 0:
-            raise UserError(f"cannot listen on {config.listen}: the port is in use, or the host is not an address "
-                            "of this machine")
+            raise UserError(
+                f"cannot listen on {config.listen}: the port is in use, or the host is not an address of this machine"
+            )
         self._stop = threading.Event()
         self.failure: BaseException | None = None
         self._driver = threading.Thread(target=self._drive, name="rounds", daemon=True) if drive else None
 
     def _bind(self, config: CoordinatorConfig) -> None:
         if config.tls_cert:
-            credentials = grpc.ssl_server_credentials([(_read(config.tls_key, "TLS key"),
-                                                        _read(config.tls_cert, "TLS certificate"))])
+            credentials = grpc.ssl_server_credentials(
+                [(_read(config.tls_key, "TLS key"), _read(config.tls_cert, "TLS certificate"))]
+            )
             self.port = self.server.add_secure_port(config.listen, credentials)
         else:
             self.port = self.server.add_insecure_port(config.listen)

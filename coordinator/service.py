@@ -34,9 +34,11 @@ class CoordinatorService:
 
     def _check_version(self, version: int) -> None:
         if version != PROTOCOL_VERSION:
-            raise CallFailed(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"this coordinator speaks protocol version {PROTOCOL_VERSION}, the agent {version}; "
-                             "install the matching edgetune version on the device")
+            raise CallFailed(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this coordinator speaks protocol version {PROTOCOL_VERSION}, the agent {version}; "
+                "install the matching edgetune version on the device",
+            )
 
     def authenticate(self, metadata: Mapping[str, str]) -> str:
         """The calling device's id, or CallFailed."""
@@ -58,15 +60,18 @@ class CoordinatorService:
         its registration; replies with its id, its token and the heartbeat interval."""
         self._check_version(request.protocol_version)
         if self.config.join_secret and not request.join_secret:
-            raise CallFailed(grpc.StatusCode.PERMISSION_DENIED, "this coordinator needs a join secret "
-                                                                "(give the agent --join-secret)")
+            raise CallFailed(
+                grpc.StatusCode.PERMISSION_DENIED, "this coordinator needs a join secret (give the agent --join-secret)"
+            )
         if self.config.join_secret and not secret_matches(request.join_secret, self.config.join_secret):
             raise CallFailed(grpc.StatusCode.PERMISSION_DENIED, "wrong join secret")
         if request.direction_fingerprint != FINGERPRINT:
-            raise CallFailed(grpc.StatusCode.FAILED_PRECONDITION,
-                             f"this device draws other random directions (fingerprint "
-                             f"{request.direction_fingerprint!r}, the coordinator's is {FINGERPRINT!r}): "
-                             "its numpy would rebuild different updates from the same seeds")
+            raise CallFailed(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                f"this device draws other random directions (fingerprint "
+                f"{request.direction_fingerprint!r}, the coordinator's is {FINGERPRINT!r}): "
+                "its numpy would rebuild different updates from the same seeds",
+            )
         try:
             check_registration(request)
         except BadRegistration as error:
@@ -79,11 +84,22 @@ class CoordinatorService:
             device_id, token = request.device_id, request.token
         else:
             device_id, token = self.identities()
-        self.keeper.ledger.add_device(DeviceRow(device_id, token_hash(token), profile.SerializeToString(),
-                                                request.examples, request.direction_fingerprint))
+        self.keeper.ledger.add_device(
+            DeviceRow(
+                device_id,
+                token_hash(token),
+                profile.SerializeToString(),
+                request.examples,
+                request.direction_fingerprint,
+            )
+        )
         self.keeper.seen(device_id)
-        return pb.RegisterReply(device_id=device_id, token=token, protocol_version=PROTOCOL_VERSION,
-                                heartbeat_interval_s=self.config.heartbeat_s)
+        return pb.RegisterReply(
+            device_id=device_id,
+            token=token,
+            protocol_version=PROTOCOL_VERSION,
+            heartbeat_interval_s=self.config.heartbeat_s,
+        )
 
     def heartbeat(self, metadata: Mapping[str, str]) -> pb.HeartbeatReply:
         """Mark the device alive; the reply names the open round (the state version when none is open) and

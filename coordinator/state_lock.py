@@ -26,8 +26,10 @@ class StateLock:
             self._file.seek(0)
             holder = self._file.read().strip() or "another process"
             self._file.close()
-            raise UserError(f"another coordinator (pid {holder}) is using the state folder {folder}; "
-                            "stop it first, or give this one another --state-dir") from None
+            raise UserError(
+                f"another coordinator (pid {holder}) is using the state folder {folder}; "
+                "stop it first, or give this one another --state-dir"
+            ) from None
         self._file.seek(0)
         self._file.truncate()
         self._file.write(str(os.getpid()))

@@ -59,8 +59,10 @@ class StateStore:
 
     def write(self, state: GlobalState) -> tuple[str, str]:
         """(file name, sha256) of the written version; the head's warm-start constants ride in its metadata."""
-        data = save({**state.params, **{OPTIMIZER_PREFIX + k: v for k, v in state.optimizer.items()}},
-                    metadata={"version": str(state.version), "head_constants": json.dumps(state.head_constants)})
+        data = save(
+            {**state.params, **{OPTIMIZER_PREFIX + k: v for k, v in state.optimizer.items()}},
+            metadata={"version": str(state.version), "head_constants": json.dumps(state.head_constants)},
+        )
         name = f"state-{state.version:06d}.safetensors"
         write_atomically(self.folder / name, data)
         return name, hashlib.sha256(data).hexdigest()
@@ -74,7 +76,7 @@ class StateStore:
         if hashlib.sha256(data).hexdigest() != sha256:
             raise DamagedCheckpoint(f"{path} does not match the hash the ledger recorded (torn or damaged)")
         everything = load(data)
-        optimizer = {k[len(OPTIMIZER_PREFIX):]: v for k, v in everything.items() if k.startswith(OPTIMIZER_PREFIX)}
+        optimizer = {k[len(OPTIMIZER_PREFIX) :]: v for k, v in everything.items() if k.startswith(OPTIMIZER_PREFIX)}
         tensors = {k: v for k, v in everything.items() if not k.startswith(OPTIMIZER_PREFIX)}
         return GlobalState(version, tensors, optimizer, _head_constants(data))
 
@@ -82,5 +84,5 @@ class StateStore:
 def _head_constants(data: bytes) -> dict:
     """The metadata of a safetensors blob: its 8-byte little-endian header length, then the JSON header."""
     length = int.from_bytes(data[:8], "little")
-    metadata = json.loads(data[8:8 + length]).get("__metadata__", {})
+    metadata = json.loads(data[8 : 8 + length]).get("__metadata__", {})
     return json.loads(metadata.get("head_constants", "{}"))

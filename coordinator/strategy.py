@@ -54,18 +54,32 @@ class Strategy:
     configure_round plans a round, aggregate_round merges it. Construction refuses a planner and method
     that cannot work together, and computes ahead the memory estimate every device's capacity shares."""
 
-    def __init__(self, planner: str, method: str | None, lr: float, adapter: AdapterSpec, settings,
-                 batch_size: int, local_steps: int, deadline_s: float, model_kind: str,
-                 optimizer: ServerOptimizer) -> None:
+    def __init__(
+        self,
+        planner: str,
+        method: str | None,
+        lr: float,
+        adapter: AdapterSpec,
+        settings,
+        batch_size: int,
+        local_steps: int,
+        deadline_s: float,
+        model_kind: str,
+        optimizer: ServerOptimizer,
+    ) -> None:
         self.planner = PLANNERS[planner]()
         self.auto = method == AUTO
         if self.auto and self.planner.upload == pb.Task.SEEDS:
-            raise UserError(f"method auto picks backprop where a device can afford it, whose update is dense; "
-                            f"planner {planner} uploads seeds: use spry or fedavg-full")
+            raise UserError(
+                f"method auto picks backprop where a device can afford it, whose update is dense; "
+                f"planner {planner} uploads seeds: use spry or fedavg-full"
+            )
         self.method = MethodSpec(self.planner.default_method if self.auto or not method else method, settings)
         if self.planner.upload == pb.Task.SEEDS and self.method.name not in REPLAYABLE_METHODS:
-            raise UserError(f"planner {planner} uploads seeds, which replay only for "
-                            f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method.name} does not")
+            raise UserError(
+                f"planner {planner} uploads seeds, which replay only for "
+                f"{', '.join(sorted(REPLAYABLE_METHODS))}; method {self.method.name} does not"
+            )
         self.shape = RoundShape(adapter, self.method, batch_size, local_steps, deadline_s)
         prepare(self.shape)
         self.method_shapes = candidate_shapes(self.shape) if self.auto else {}
@@ -96,21 +110,30 @@ class Strategy:
                 methods[device.id], capacity[device.id] = self.method, device_capacity(device.profile, self.shape)
         assignment = self.planner.assign(round_, devices, slices, capacity)
         lrs = {d: self._lr(methods[d].name) for d in assignment.slices}
-        return RoundPlan(assignment, {d: methods[d] for d in assignment.slices}, lrs, capacity,
-                         {d: reasons[d] for d in assignment.slices if d in reasons})
+        return RoundPlan(
+            assignment,
+            {d: methods[d] for d in assignment.slices},
+            lrs,
+            capacity,
+            {d: reasons[d] for d in assignment.slices if d in reasons},
+        )
 
     def _lr(self, method: str) -> float:
         measured = time_to_target.learning_rate(method, self.model_kind) if self.auto else None
         return self.lr if measured is None else measured
 
-    def aggregate_round(self, params: dict[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]],
-                        updates: Sequence[ReceivedUpdate]) -> dict[str, np.ndarray]:
+    def aggregate_round(
+        self, params: dict[str, np.ndarray], shapes: Mapping[str, tuple[int, ...]], updates: Sequence[ReceivedUpdate]
+    ) -> dict[str, np.ndarray]:
         """Move `params` by the round's updates (in place); returns the averaged update."""
-        weighted = [WeightedUpdate(u.device_id, float(u.examples),
-                                   u.deltas if u.deltas is not None else replay_task(u.task, u.scalars, shapes))
-                    for u in updates]
+        weighted = [
+            WeightedUpdate(
+                u.device_id,
+                float(u.examples),
+                u.deltas if u.deltas is not None else replay_task(u.task, u.scalars, shapes),
+            )
+            for u in updates
+        ]
         mean = average_updates(weighted)
         self.optimizer.step(params, mean)
         return mean
-
-

@@ -27,22 +27,49 @@ class TaskBuilder:
     def __init__(self, config: CoordinatorConfig, strategy: Strategy, ledger: Ledger) -> None:
         self.config, self.strategy, self.ledger = config, strategy, ledger
 
-    def training(self, state: GlobalState, round_: int, device: str, pieces: Sequence[Slice], capacity: Capacity,
-                 deadline: float, method: MethodSpec, lr: float) -> pb.Task:
+    def training(
+        self,
+        state: GlobalState,
+        round_: int,
+        device: str,
+        pieces: Sequence[Slice],
+        capacity: Capacity,
+        deadline: float,
+        method: MethodSpec,
+        lr: float,
+    ) -> pb.Task:
         c = self.config
         return pb.Task(
-            task_id=f"{round_}:{device}", round=round_, state_version=state.version,
-            adapter=adapter_message(self.strategy.shape.adapter), method=method_message(method),
-            data=self._partition(device), slices=[s.id for s in pieces], tensors=[t for s in pieces for t in s.tensors],
-            steps=min(c.local_steps, capacity.steps), batch_size=c.batch_size, lr=lr,
-            seed=derived_seed(c.seed, "task", round_, device) % 2**63, upload=self.strategy.upload,
-            deadline_unix=deadline, logit_scale=state.head_constants.get("logit_scale"),
-            score_offsets=state.head_constants.get("score_offsets", []))
+            task_id=f"{round_}:{device}",
+            round=round_,
+            state_version=state.version,
+            adapter=adapter_message(self.strategy.shape.adapter),
+            method=method_message(method),
+            data=self._partition(device),
+            slices=[s.id for s in pieces],
+            tensors=[t for s in pieces for t in s.tensors],
+            steps=min(c.local_steps, capacity.steps),
+            batch_size=c.batch_size,
+            lr=lr,
+            seed=derived_seed(c.seed, "task", round_, device) % 2**63,
+            upload=self.strategy.upload,
+            deadline_unix=deadline,
+            logit_scale=state.head_constants.get("logit_scale"),
+            score_offsets=state.head_constants.get("score_offsets", []),
+        )
 
     def statistics(self, state: GlobalState, device: str, deadline: float) -> pb.Task:
         """Round 0 of a warm start that needs the devices' data: forward passes over local examples."""
-        task = self.training(state, 0, device, [], Capacity(trainable_bytes=0, steps=0, step_seconds=0.0), deadline,
-                             self.strategy.method, self.config.lr)
+        task = self.training(
+            state,
+            0,
+            device,
+            [],
+            Capacity(trainable_bytes=0, steps=0, step_seconds=0.0),
+            deadline,
+            self.strategy.method,
+            self.config.lr,
+        )
         task.work = pb.Task.STATISTICS
         task.statistics_examples = self.config.warm_start_examples
         return task

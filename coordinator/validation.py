@@ -50,8 +50,10 @@ def check_registration(request: pb.RegisterRequest) -> None:
 
 def check_header(header: pb.UpdateHeader, task: pb.Task) -> None:
     if header.task_id != task.task_id or header.round != task.round:
-        raise RejectedUpdate(f"update is for task {header.task_id!r} of round {header.round}, "
-                             f"the device's task is {task.task_id!r} of round {task.round}")
+        raise RejectedUpdate(
+            f"update is for task {header.task_id!r} of round {header.round}, "
+            f"the device's task is {task.task_id!r} of round {task.round}"
+        )
     if not 0 < header.steps <= task.steps:
         raise RejectedUpdate(f"claims {header.steps} steps; the task asked for 1 to {task.steps}")
     if not 0 < header.examples <= header.steps * task.batch_size:
@@ -65,8 +67,9 @@ def check_seeds(header: pb.UpdateHeader, task: pb.Task, max_scalar: float) -> No
     queries = method_of(task).settings.queries
     expected = header.steps * queries
     if len(header.scalars) != expected:
-        raise RejectedUpdate(f"{len(header.scalars)} scalars for {header.steps} steps of {queries} queries "
-                             f"(expected {expected})")
+        raise RejectedUpdate(
+            f"{len(header.scalars)} scalars for {header.steps} steps of {queries} queries (expected {expected})"
+        )
     values = np.asarray(header.scalars, dtype=np.float64)
     if not np.all(np.isfinite(values)):
         raise RejectedUpdate("scalars are not all finite")
@@ -74,13 +77,15 @@ def check_seeds(header: pb.UpdateHeader, task: pb.Task, max_scalar: float) -> No
         raise RejectedUpdate(f"a projected gradient exceeds {max_scalar:g} in magnitude")
 
 
-def check_deltas(deltas: Mapping[str, np.ndarray], task: pb.Task, shapes: Mapping[str, tuple[int, ...]],
-                 max_norm: float) -> None:
+def check_deltas(
+    deltas: Mapping[str, np.ndarray], task: pb.Task, shapes: Mapping[str, tuple[int, ...]], max_norm: float
+) -> None:
     assigned = set(task.tensors)
     if set(deltas) != assigned:
         extra, missing = sorted(set(deltas) - assigned), sorted(assigned - set(deltas))
-        raise RejectedUpdate(f"update tensors differ from the assignment (not assigned: {extra[:3]}, "
-                             f"missing: {missing[:3]})")
+        raise RejectedUpdate(
+            f"update tensors differ from the assignment (not assigned: {extra[:3]}, missing: {missing[:3]})"
+        )
     total = 0.0
     for name, delta in deltas.items():
         if tuple(delta.shape) != tuple(shapes[name]):

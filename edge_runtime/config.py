@@ -63,8 +63,10 @@ def config_fields(cls: type) -> list[tuple[dataclasses.Field, Any, str | None]]:
 
 def config_values(config: Any) -> dict[str, Any]:
     """A config's settings by key, a group's spelled flat as in a config file (they rebuild the config)."""
-    return {f.name: getattr(getattr(config, group_name) if group_name else config, f.name)
-            for f, _, group_name in config_fields(type(config))}
+    return {
+        f.name: getattr(getattr(config, group_name) if group_name else config, f.name)
+        for f, _, group_name in config_fields(type(config))
+    }
 
 
 def defaults(**values: Any) -> Callable[[type[C]], type[C]]:
@@ -77,8 +79,9 @@ def defaults(**values: Any) -> Callable[[type[C]], type[C]]:
     def apply(cls: type[C]) -> type[C]:
         if "__dataclass_fields__" in cls.__dict__:
             raise TypeError(f"@defaults goes under @dataclass on {cls.__name__}, so that the dataclass sees it")
-        inherited = {f.name: f for base in cls.__mro__[1:] if dataclasses.is_dataclass(base)
-                     for f in dataclasses.fields(base)}
+        inherited = {
+            f.name: f for base in cls.__mro__[1:] if dataclasses.is_dataclass(base) for f in dataclasses.fields(base)
+        }
         own = cls.__dict__.get("__annotations__", {})
         for name in values:
             if name not in inherited or name in own:
@@ -207,13 +210,26 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         if _unwrap_optional(tp)[0] is bool:
             # A flag alone turns a setting on, --no-<flag> off; an explicit value (--resume false) is
             # still read, as a config file's true/false is.
-            parser.add_argument(flag, dest=f.name, default=None, nargs="?", const="true", metavar="true|false",
-                                help=f"{help_text} (default: {str(default).lower()}; --no-{flag[2:]} for false)")
-            parser.add_argument("--no-" + flag[2:], dest=f.name, action="store_const", const="false",
-                                help=argparse.SUPPRESS)
+            parser.add_argument(
+                flag,
+                dest=f.name,
+                default=None,
+                nargs="?",
+                const="true",
+                metavar="true|false",
+                help=f"{help_text} (default: {str(default).lower()}; --no-{flag[2:]} for false)",
+            )
+            parser.add_argument(
+                "--no-" + flag[2:], dest=f.name, action="store_const", const="false", help=argparse.SUPPRESS
+            )
             continue
-        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(),
-                            help=f"{help_text} (default: {default}{_choices(tp)})")
+        parser.add_argument(
+            flag,
+            dest=f.name,
+            default=None,
+            metavar=f.name.upper(),
+            help=f"{help_text} (default: {default}{_choices(tp)})",
+        )
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace) -> C:

@@ -72,8 +72,9 @@ class Objective:
         """A step's examples encoded once: one batch, or micro-batches of at most `micro_batch` examples."""
         if self.micro_batch is None or len(examples) <= self.micro_batch:
             return self.head.encode(examples)
-        return MicroBatches([self.head.encode(examples[i:i + self.micro_batch])
-                             for i in range(0, len(examples), self.micro_batch)])
+        return MicroBatches(
+            [self.head.encode(examples[i : i + self.micro_batch]) for i in range(0, len(examples), self.micro_batch)]
+        )
 
     def loss(self, batch: Step) -> torch.Tensor:
         """The loss with the tensors the module holds now (what in-place ZO perturbs)."""
@@ -82,16 +83,17 @@ class Objective:
     def functional_loss(self, params: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
         """The loss with `params` in place of the module's own tensors (those not named keep theirs); the
         module is left as it was."""
+
         def forward(**inputs):
             return torch.func.functional_call(self.module, dict(params), args=(), kwargs=inputs, strict=False)
 
         return weighted_mean(lambda b: self.head.loss(forward, b), batch)
 
-    def jvp(self, batch: Step, primals: Mapping[str, torch.Tensor],
-            tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def jvp(
+        self, batch: Step, primals: Mapping[str, torch.Tensor], tangents: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(loss, d loss / d params . tangents) at `primals`, in one forward-mode pass."""
-        return torch.func.jvp(lambda params: self.functional_loss(params, batch), (dict(primals),),
-                              (dict(tangents),))
+        return torch.func.jvp(lambda params: self.functional_loss(params, batch), (dict(primals),), (dict(tangents),))
 
     @torch.no_grad()
     def losses_at(self, points: Mapping[str, torch.Tensor], batch: Step) -> torch.Tensor:
@@ -101,8 +103,9 @@ class Objective:
         with always_build_masks():
             return torch.vmap(lambda point: self.functional_loss(point, batch))(dict(points))
 
-    def jvps_at(self, batch: Step, primals: Mapping[str, torch.Tensor],
-                tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def jvps_at(
+        self, batch: Step, primals: Mapping[str, torch.Tensor], tangents: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """`jvp` along n tangents in one batched pass: `tangents` holds each trained tensor's n
         tangents stacked along a new leading axis; returns the n losses and n derivatives."""
         with always_build_masks():

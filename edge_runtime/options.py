@@ -36,8 +36,9 @@ class Task:
 class DataDir:
     """Where a task's data comes from when not from the package: one run's, or a device agent's own share."""
 
-    data_dir: str | None = setting("folder with the task's files in the packaged layout (<task>/<file>); none = the "
-                                   "packaged data", None)
+    data_dir: str | None = setting(
+        "folder with the task's files in the packaged layout (<task>/<file>); none = the packaged data", None
+    )
 
 
 @dataclass
@@ -74,35 +75,52 @@ class Lora(LoraRank):
 class Prompting:
     """How a causal LM is asked a classification task: prompt, answer words, score calibration. Encoders ignore it."""
 
-    prompt: str = setting("causal LMs: a prompt template of the task (edgetune list shows them; default = the "
-                          "measured best) or your own with the task's fields in braces, e.g. "
-                          "'Review: {sentence}\\nSentiment:'", "default")
-    label_words: tuple[str, ...] = setting("causal LMs: comma-separated words answering each class (with your own "
-                                           "prompt; a space is put before each unless the prompt ends in one)", ())
-    calibration: str = setting("causal LMs: none, content-free or centred (subtract the mean scores of unlabelled "
-                               "training inputs; in a federation, from a statistics round over the devices'); "
-                               "auto = the template's measured best", "auto")
+    prompt: str = setting(
+        "causal LMs: a prompt template of the task (edgetune list shows them; default = the "
+        "measured best) or your own with the task's fields in braces, e.g. "
+        "'Review: {sentence}\\nSentiment:'",
+        "default",
+    )
+    label_words: tuple[str, ...] = setting(
+        "causal LMs: comma-separated words answering each class (with your own "
+        "prompt; a space is put before each unless the prompt ends in one)",
+        (),
+    )
+    calibration: str = setting(
+        "causal LMs: none, content-free or centred (subtract the mean scores of unlabelled "
+        "training inputs; in a federation, from a statistics round over the devices'); "
+        "auto = the template's measured best",
+        "auto",
+    )
 
 
 @dataclass
 class WarmStart:
     """The head an encoder's training starts from, solved with forward passes only, and the examples it reads."""
 
-    warm_start: str = setting("encoders: the head training starts from, solved with forward passes only: none, "
-                              "zero-shot (label descriptions), centroids or ridge (from the training examples' "
-                              "features; in a federation, from the devices' statistics in round 0); auto = ridge "
-                              "from 1024 labelled examples, centroids below", "auto")
-    warm_start_examples: int = setting("labelled training examples the warm start reads (in a federation, on each "
-                                       "device, where a causal LM's centred calibration reads them too)", 2048)
+    warm_start: str = setting(
+        "encoders: the head training starts from, solved with forward passes only: none, "
+        "zero-shot (label descriptions), centroids or ridge (from the training examples' "
+        "features; in a federation, from the devices' statistics in round 0); auto = ridge "
+        "from 1024 labelled examples, centroids below",
+        "auto",
+    )
+    warm_start_examples: int = setting(
+        "labelled training examples the warm start reads (in a federation, on each "
+        "device, where a causal LM's centred calibration reads them too)",
+        2048,
+    )
 
 
 @dataclass
 class HeadTraining(WarmStart):
     """The warm start, and whether training then moves the head too or the adapter only."""
 
-    train_head: bool = setting("encoders: train the classifier too; false keeps the warm start's head and trains "
-                               "the adapter only (the head's steep logit scale then does not cap the step size)",
-                               True)
+    train_head: bool = setting(
+        "encoders: train the classifier too; false keeps the warm start's head and trains "
+        "the adapter only (the head's steep logit scale then does not cap the step size)",
+        True,
+    )
 
 
 @dataclass
@@ -119,8 +137,19 @@ class FineTuning(Seed, HeadTraining, Prompting, Lora, Batches, BasePrecision, Da
     def adapter_spec(self, kind: AdapterKind = "lora", init_seed: int = 0) -> AdapterSpec:
         """What trains. A federation keeps the spec's default initialisation seed, not `seed`: the random
         test models draw their frozen base from it, and every device must hold the coordinator's base."""
-        return AdapterSpec(self.model, self.task, self.precision, kind, self.lora_r, self.lora_alpha,
-                           tuple(self.lora_targets), self.max_length, init_seed, self.prompt, tuple(self.label_words))
+        return AdapterSpec(
+            self.model,
+            self.task,
+            self.precision,
+            kind,
+            self.lora_r,
+            self.lora_alpha,
+            tuple(self.lora_targets),
+            self.max_length,
+            init_seed,
+            self.prompt,
+            tuple(self.label_words),
+        )
 
 
 @dataclass
@@ -155,8 +184,11 @@ class Results(Progress):
 class OutDir:
     """The folder a command writes what it produces to."""
 
-    out_dir: str = setting("folder the run writes to: one device's adapter, checkpoints and metrics; a fleet's "
-                           "report (JSON, Markdown, PNG) and its coordinator's state", "runs/train")
+    out_dir: str = setting(
+        "folder the run writes to: one device's adapter, checkpoints and metrics; a fleet's "
+        "report (JSON, Markdown, PNG) and its coordinator's state",
+        "runs/train",
+    )
 
 
 # How a method trains: one run's and a federation's devices' alike.
@@ -170,15 +202,19 @@ class Method:
         "training method (`edgetune list` shows them; in a federation, the devices'); auto = the one predicted to "
         "gain accuracy soonest within the memory there is (one run: 5 points under the memory cap, from one timed "
         "step of each; a federation: per device, within its memory); none = the planner's default (a federation)",
-        "zo-sgd")
+        "zo-sgd",
+    )
 
 
 @dataclass
 class LearningRate:
     """The learning rate; none lets a single run take its method's default."""
 
-    lr: float | None = setting("learning rate (in a federation, the devices'); none = the method's default (one "
-                               "run; a coordinator needs a number)", None)
+    lr: float | None = setting(
+        "learning rate (in a federation, the devices'); none = the method's default (one "
+        "run; a coordinator needs a number)",
+        None,
+    )
 
 
 @dataclass
@@ -200,8 +236,9 @@ class Estimator:
 class Steps:
     """How many optimizer steps a run takes."""
 
-    steps: int = setting("optimizer steps (bench memory: of each measurement, whose second pass holds the "
-                         "optimizer's state)", 1000)
+    steps: int = setting(
+        "optimizer steps (bench memory: of each measurement, whose second pass holds the optimizer's state)", 1000
+    )
 
 
 @dataclass
@@ -210,15 +247,20 @@ class PerturbationsPerPass:
 
     perturbations_per_pass: int | None = setting(
         "two-point ZO: perturbed copies of the adapter per batched forward pass (1 = one at a time, at inference "
-        "memory); none = all 2q where batching pays on this backend and batch size, fitted to the memory cap", None)
+        "memory); none = all 2q where batching pays on this backend and batch size, fitted to the memory cap",
+        None,
+    )
 
 
 @dataclass
 class NanGuard:
     """Whether a run keeps its last finite-loss adapter to restore on NaN, at the memory of two copies of it."""
 
-    nan_guard: bool = setting("keep the last adapter with a finite loss to restore on NaN (two copies of the "
-                              "trainable tensors; turn off for full fine-tuning under a tight cap)", True)
+    nan_guard: bool = setting(
+        "keep the last adapter with a finite loss to restore on NaN (two copies of the "
+        "trainable tensors; turn off for full fine-tuning under a tight cap)",
+        True,
+    )
 
 
 # What a run trains and scores on, besides the task's own data.
@@ -228,8 +270,7 @@ class NanGuard:
 class FewShot:
     """MeZO's few-shot setting: how many training examples per class a run samples, or the full split."""
 
-    k_shot: int | None = setting("training examples per class (MeZO few-shot); 0 or none trains on the full split",
-                                 16)
+    k_shot: int | None = setting("training examples per class (MeZO few-shot); 0 or none trains on the full split", 16)
 
 
 @dataclass
@@ -243,8 +284,11 @@ class CalibrationExamples:
 class Evaluation:
     """How many examples of the eval split a run scores on, a seeded sample, or all of them."""
 
-    eval_examples: int | None = setting("evaluation examples, a seeded sample of the eval split (a federation scores "
-                                        "the merged adapter on them each round); none = the whole split", 500)
+    eval_examples: int | None = setting(
+        "evaluation examples, a seeded sample of the eval split (a federation scores "
+        "the merged adapter on them each round); none = the whole split",
+        500,
+    )
 
 
 # The shape of a federation, and what its coordinator and devices share.
@@ -296,14 +340,18 @@ class Heartbeat:
 class JoinSecret:
     """The shared secret devices present to register; a coordinator off loopback requires one."""
 
-    join_secret: str = setting("secret a device presents to register with the coordinator, which requires one "
-                               "unless it listens on loopback", "")
+    join_secret: str = setting(
+        "secret a device presents to register with the coordinator, which requires one unless it listens on loopback",
+        "",
+    )
 
 
 @dataclass
 class StateDir:
     """The folder a process keeps its state in between runs (a coordinator's ledger, a device's identity)."""
 
-    state_dir: str = setting("folder for what a process keeps between runs: a coordinator's ledger (SQLite), "
-                             "checkpoints, metrics and final adapter; a device's identity (id + token, owner-only)",
-                             "runs/coordinator")
+    state_dir: str = setting(
+        "folder for what a process keeps between runs: a coordinator's ledger (SQLite), "
+        "checkpoints, metrics and final adapter; a device's identity (id + token, owner-only)",
+        "runs/coordinator",
+    )

@@ -61,12 +61,13 @@ class EstimatorSettings:
     beta2: float = setting("Adam beta2", 0.999)
     eps: float = setting("Adam epsilon", 1e-8)
     zo_restore: Restore = setting(
-        "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle",
-        "snapshot")
+        "snapshot: bit-exact restore from a copy of the trainable params; inplace: MeZO's zero-copy cycle", "snapshot"
+    )
     zo_blocks: BlockGrouping = setting("zo-sgd-block: a block is a layer or a single tensor", "layer")
     zo_density: float = setting("zo-sgd-sparse: fraction of each tensor's coordinates a query perturbs", 0.25)
     zo_sparse_selection: SparseSelection = setting(
-        "zo-sgd-sparse: a random subset per query, or the smallest magnitudes (Sparse MeZO)", "magnitude")
+        "zo-sgd-sparse: a random subset per query, or the smallest magnitudes (Sparse MeZO)", "magnitude"
+    )
 
     def validate(self) -> None:
         """Refuse, as a UserError, settings no method can run with: mu finite and > 0, queries >= 1,

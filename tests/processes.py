@@ -19,8 +19,9 @@ def free_port() -> int:
 
 def edgetune(*args, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "edge_runtime", *args], stdout=open(log, "w"),
-                            stderr=subprocess.STDOUT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime", *args], stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env
+    )
 
 
 def ledger_rows(state: Path, sql: str) -> list[tuple]:

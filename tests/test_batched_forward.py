@@ -28,6 +28,7 @@ def test_lockstep_serves_every_waiting_job_together_in_job_order():
         def run():
             assert threading.current_thread() is not threading.main_thread()
             return [Lockstep.active().request((name, n)) for n in range(requests)]
+
         return run
 
     results = Lockstep(serve).run([job("a", 3), job("b", 1), job("c", 2)])
@@ -73,10 +74,12 @@ def _devices(model: str, task: str, count: int, precision: str = "fp32"):
     shared = TorchModel(AdapterSpec(model, task, precision=precision, max_length=48))
     examples = load_split(task, "train", None)
     generator = torch.Generator().manual_seed(0)
-    adapters = [{name: p.detach() + 0.05 * torch.randn(p.shape, generator=generator)
-                 for name, p in shared.params.items()} for _ in range(count)]
+    adapters = [
+        {name: p.detach() + 0.05 * torch.randn(p.shape, generator=generator) for name, p in shared.params.items()}
+        for _ in range(count)
+    ]
     objective = Objective(shared.module, shared.head)
-    batches = [objective.encode(examples[4 * i:4 * i + 4]) for i in range(count)]
+    batches = [objective.encode(examples[4 * i : 4 * i + 4]) for i in range(count)]
     return shared, adapters, batches
 
 
@@ -86,11 +89,17 @@ def _in_lockstep(shared, adapters, batches, trained, tangents, max_devices=8, fr
     def job(i):
         def run():
             adapter = adapters[i]
-            objective = LockstepObjective(shared.module, shared.head, params={n: adapter[n] for n in trained},
-                                          adapter=adapter, activation_bytes=1000)
+            objective = LockstepObjective(
+                shared.module,
+                shared.head,
+                params={n: adapter[n] for n in trained},
+                adapter=adapter,
+                activation_bytes=1000,
+            )
             loss = objective.loss(batches[i]).item()
             _, derivative = objective.jvp(batches[i], objective.params, tangents[i])
             return loss, derivative.item()
+
         return run
 
     return Lockstep(serve).run([job(i) for i in range(len(adapters))]), serve.stats
@@ -101,14 +110,22 @@ def _alone(shared, adapter, batch, trained, tangent):
     with torch.no_grad():
         loss = objective.functional_loss(adapter, batch).item()
     frozen = {n: t for n, t in adapter.items() if n not in trained}
-    _, derivative = torch.func.jvp(lambda p: objective.functional_loss({**frozen, **p}, batch),
-                                   ({n: adapter[n] for n in trained},), (tangent,))
+    _, derivative = torch.func.jvp(
+        lambda p: objective.functional_loss({**frozen, **p}, batch), ({n: adapter[n] for n in trained},), (tangent,)
+    )
     return loss, derivative.item()
 
 
-@pytest.mark.parametrize("model,task,precision", [
-    ("tiny-bert", "sst2", "fp32"), ("tiny-llama", "sst2", "fp32"), ("tiny-bert", "copa", "fp32"),
-    ("tiny-llama", "copa", "fp32"), ("tiny-llama", "sst2", "int8")])
+@pytest.mark.parametrize(
+    "model,task,precision",
+    [
+        ("tiny-bert", "sst2", "fp32"),
+        ("tiny-llama", "sst2", "fp32"),
+        ("tiny-bert", "copa", "fp32"),
+        ("tiny-llama", "copa", "fp32"),
+        ("tiny-llama", "sst2", "int8"),
+    ],
+)
 def test_batched_passes_equal_each_devices_own_pass(model, task, precision):
     """Encoder and decoder heads, one-token label words and multi-token candidates (batched extras),
     batches of different widths, an int8 base (its matmul has its own vmap rule)."""
@@ -172,8 +189,13 @@ def test_a_fleet_in_lockstep_runs_the_same_rounds_as_devices_one_at_a_time(tmp_p
     for batch_devices in (1, 4):
         # Each run measures its first step of each kind itself (in lockstep: that device's step runs alone).
         accounting._MEASURED.clear()
-        config = fleet_config(tmp_path / str(batch_devices), model="tiny-llama", planner=planner, method=method,
-                              batch_devices=batch_devices)
+        config = fleet_config(
+            tmp_path / str(batch_devices),
+            model="tiny-llama",
+            planner=planner,
+            method=method,
+            batch_devices=batch_devices,
+        )
         results[batch_devices] = run_fleet(config, log=lambda _: None)
     alone, batched = results[1], results[4]
     assert batched.batching["device_passes"] > batched.batching["passes"] > 0  # several devices per pass
@@ -197,16 +219,28 @@ def _three_devices_in_lockstep(estimator, per_pass: int):
 
     def job(i):
         def run():
-            objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n] for n in trained},
-                                          adapter=adapters[i], activation_bytes=1000, perturbations_per_pass=per_pass)
+            objective = LockstepObjective(
+                shared.module,
+                shared.head,
+                params={n: adapters[i][n] for n in trained},
+                adapter=adapters[i],
+                activation_bytes=1000,
+                perturbations_per_pass=per_pass,
+            )
             return estimator().estimate(objective, batch, seed=i).scalars
+
         return run
 
     together = Lockstep(serve).run([job(i) for i in range(3)])
     alone = []
     for i in range(3):
-        objective = LockstepObjective(shared.module, shared.head, params={n: adapters[i][n].clone() for n in trained},
-                                      adapter={n: t.clone() for n, t in adapters[i].items()}, solo=True)
+        objective = LockstepObjective(
+            shared.module,
+            shared.head,
+            params={n: adapters[i][n].clone() for n in trained},
+            adapter={n: t.clone() for n, t in adapters[i].items()},
+            solo=True,
+        )
         objective.adapter.update(objective.params)
         alone.append(estimator().estimate(objective, batch, seed=i).scalars)
     return together, alone, serve.stats

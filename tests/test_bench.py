@@ -6,15 +6,44 @@ import json
 from edge_runtime.bench.speed import table
 from edge_runtime.cli import main
 
-MEMORY_FIELDS = {"model", "method", "precision", "batch_size", "max_length", "peak_bytes", "inference_peak_bytes",
-                 "estimate_bytes"}
+MEMORY_FIELDS = {
+    "model",
+    "method",
+    "precision",
+    "batch_size",
+    "max_length",
+    "peak_bytes",
+    "inference_peak_bytes",
+    "estimate_bytes",
+}
 
 
 def test_bench_memory_writes_one_row_per_run_and_projects_to_paper_scales(tmp_path):
     out = tmp_path / "memory.json"
-    main(["bench", "memory", "--model", "tiny-llama", "--methods", "zo-sgd,fo-adam", "--precisions", "fp32",
-          "--max-length", "64", "--batch-size", "4", "--threads", "1", "--project", "llama-2-7b", "--progress", "false",
-          "--out", str(out)])
+    main(
+        [
+            "bench",
+            "memory",
+            "--model",
+            "tiny-llama",
+            "--methods",
+            "zo-sgd,fo-adam",
+            "--precisions",
+            "fp32",
+            "--max-length",
+            "64",
+            "--batch-size",
+            "4",
+            "--threads",
+            "1",
+            "--project",
+            "llama-2-7b",
+            "--progress",
+            "false",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
     measured = [r for r in rows if not r.get("projected")]
     assert [r["method"] for r in measured] == ["inference", "zo-sgd", "fo-adam"]
@@ -31,15 +60,48 @@ def test_bench_memory_writes_one_row_per_run_and_projects_to_paper_scales(tmp_pa
 
 def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
     out = tmp_path / "speed.json"
-    main(["bench", "speed", "--model", "tiny-llama", "--methods", "zo-sgd,zo-sgd-cons,forward-grad",
-          "--max-length", "32", "--batch-size", "4", "--queries", "1,2", "--zo-passes", "sequential,batched",
-          "--repeats", "1", "--threads", "1", "--progress", "false", "--out", str(out)])
+    main(
+        [
+            "bench",
+            "speed",
+            "--model",
+            "tiny-llama",
+            "--methods",
+            "zo-sgd,zo-sgd-cons,forward-grad",
+            "--max-length",
+            "32",
+            "--batch-size",
+            "4",
+            "--queries",
+            "1,2",
+            "--zo-passes",
+            "sequential,batched",
+            "--repeats",
+            "1",
+            "--threads",
+            "1",
+            "--progress",
+            "false",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [(r["method"], r["queries"], r["zo_pass"]) for r in rows] == [
-        ("forward", 1, ""), ("zo-sgd", 1, "sequential"), ("zo-sgd", 1, "batched"), ("zo-sgd", 2, "sequential"),
-        ("zo-sgd", 2, "batched"), ("zo-sgd-cons", 1, "sequential"), ("zo-sgd-cons", 1, "batched"),
-        ("zo-sgd-cons", 2, "sequential"), ("zo-sgd-cons", 2, "batched"), ("forward-grad", 1, "sequential"),
-        ("forward-grad", 1, "batched"), ("forward-grad", 2, "sequential"), ("forward-grad", 2, "batched")]
+        ("forward", 1, ""),
+        ("zo-sgd", 1, "sequential"),
+        ("zo-sgd", 1, "batched"),
+        ("zo-sgd", 2, "sequential"),
+        ("zo-sgd", 2, "batched"),
+        ("zo-sgd-cons", 1, "sequential"),
+        ("zo-sgd-cons", 1, "batched"),
+        ("zo-sgd-cons", 2, "sequential"),
+        ("zo-sgd-cons", 2, "batched"),
+        ("forward-grad", 1, "sequential"),
+        ("forward-grad", 1, "batched"),
+        ("forward-grad", 2, "sequential"),
+        ("forward-grad", 2, "batched"),
+    ]
     assert rows[0]["ratio_to_forward"] == 1.0
     # The floor is measured once and every ratio is taken against it; the seconds themselves belong to
     # the full runs (a timing comparison here would fail whenever the machine is busy).
@@ -52,8 +114,22 @@ def test_bench_speed_reports_each_method_against_one_forward_pass(tmp_path):
 
 def test_bench_fleet_measures_fleets_beside_one_device_alone(tmp_path):
     out = tmp_path / "fleet.json"
-    main(["bench", "fleet", "--quick", "true", "--threads", "1", "--progress", "false", "--batch-devices", "1,4",
-          "--out", str(out)])
+    main(
+        [
+            "bench",
+            "fleet",
+            "--quick",
+            "true",
+            "--threads",
+            "1",
+            "--progress",
+            "false",
+            "--batch-devices",
+            "1,4",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
     assert [(r["devices"], r["batch_devices"]) for r in rows] == [(1, 1), (2, 1), (10, 1), (2, 4), (10, 4)]
     assert all(r["device_steps"] == 40 and r["device_steps_per_s"] > 0 for r in rows)
@@ -69,24 +145,55 @@ def test_bench_fleet_measures_fleets_beside_one_device_alone(tmp_path):
 def test_bench_time_to_accuracy_plans_and_times_each_method_under_each_cap(tmp_path):
     """Steps to each gain from a convergence curve, seconds from a step timed under each cap (a
     checkpointed method takes its plain twin's steps), projected to the shipped device profiles."""
+
     def curve(method, accuracies):
-        return {"model": "tiny-bert", "method": method, "variant": "", "accuracy_before": 0.5,
-                "curve": [{"step": 10 * i, "eval_accuracy": a} for i, a in enumerate(accuracies)]}
+        return {
+            "model": "tiny-bert",
+            "method": method,
+            "variant": "",
+            "accuracy_before": 0.5,
+            "curve": [{"step": 10 * i, "eval_accuracy": a} for i, a in enumerate(accuracies)],
+        }
 
     curves = tmp_path / "curves.json"
-    curves.write_text(json.dumps({"rows": [curve("fo-adam", [0.5, 0.53, 0.56, 0.61]),
-                                           curve("zo-sgd", [0.5, 0.51, 0.515, 0.525])]}))
+    curves.write_text(
+        json.dumps({"rows": [curve("fo-adam", [0.5, 0.53, 0.56, 0.61]), curve("zo-sgd", [0.5, 0.51, 0.515, 0.525])]})
+    )
     out = tmp_path / "tta.json"
-    main(["bench", "time-to-accuracy", "--model", "tiny-bert", "--caps", "none,300MB", "--curves", str(curves),
-          "--batch-size", "4", "--max-length", "32", "--threads", "1", "--progress", "false", "--out", str(out)])
+    main(
+        [
+            "bench",
+            "time-to-accuracy",
+            "--model",
+            "tiny-bert",
+            "--caps",
+            "none,300MB",
+            "--curves",
+            str(curves),
+            "--batch-size",
+            "4",
+            "--max-length",
+            "32",
+            "--threads",
+            "1",
+            "--progress",
+            "false",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["cap"], r["method"]) for r in rows] == [(cap, m) for cap in ("none", "300MB")
-                                                       for m in ("fo-adam", "fo-adam-ckpt", "forward-grad", "zo-sgd")]
+    assert [(r["cap"], r["method"]) for r in rows] == [
+        (cap, m) for cap in ("none", "300MB") for m in ("fo-adam", "fo-adam-ckpt", "forward-grad", "zo-sgd")
+    ]
     assert all("300MB cap" in r["refused"] for r in rows if r["cap"] == "300MB")  # below the runtime itself
     uncapped = {r["method"]: r for r in rows if r["cap"] == "none"}
     assert all(not r["refused"] and r["step_seconds"] > 0 for r in uncapped.values())
-    assert uncapped["fo-adam"]["steps_to_gain"] == uncapped["fo-adam-ckpt"]["steps_to_gain"] == {
-        "2": 10, "5": 20, "10": 30}
+    assert (
+        uncapped["fo-adam"]["steps_to_gain"]
+        == uncapped["fo-adam-ckpt"]["steps_to_gain"]
+        == {"2": 10, "5": 20, "10": 30}
+    )
     assert uncapped["zo-sgd"]["steps_to_gain"] == {"2": 30, "5": None, "10": None}
     assert uncapped["forward-grad"]["steps_to_gain"] == {"2": None, "5": None, "10": None}  # no curve
     fo = uncapped["fo-adam"]

@@ -14,11 +14,43 @@ from edge_runtime.cli import main
 def bench_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     # Memory is measured in fresh processes (seconds each); the slow test below covers it.
-    main(["bench", "convergence", "--quick", "true", "--tasks", "sst2", "--methods", "zo-sgd,fo-sgd", "--memory",
-          "false", "--threads", "1", "--progress", "false", "--out", str(folder / "convergence.json")])
+    main(
+        [
+            "bench",
+            "convergence",
+            "--quick",
+            "true",
+            "--tasks",
+            "sst2",
+            "--methods",
+            "zo-sgd,fo-sgd",
+            "--memory",
+            "false",
+            "--threads",
+            "1",
+            "--progress",
+            "false",
+            "--out",
+            str(folder / "convergence.json"),
+        ]
+    )
     main(["bench", "comm", "--quick", "true", "--progress", "false", "--out", str(folder / "comm.json")])
-    main(["bench", "federated", "--quick", "true", "--runs", "spry,fedmezo-seeds,fedavg-backprop", "--targets",
-          "0.3,0.99", "--progress", "false", "--out", str(folder / "federated.json")])
+    main(
+        [
+            "bench",
+            "federated",
+            "--quick",
+            "true",
+            "--runs",
+            "spry,fedmezo-seeds,fedavg-backprop",
+            "--targets",
+            "0.3,0.99",
+            "--progress",
+            "false",
+            "--out",
+            str(folder / "federated.json"),
+        ]
+    )
     return folder
 
 
@@ -45,11 +77,33 @@ def test_bench_convergence_spends_the_same_forward_passes_on_every_method(bench_
 @pytest.mark.slow
 def test_bench_convergence_measures_each_methods_peak_beside_inferences(tmp_path):
     out = tmp_path / "convergence.json"
-    main(["bench", "convergence", "--quick", "true", "--tasks", "copa", "--adapters", "lora,prefix", "--methods",
-          "zo-sgd,fo-sgd", "--threads", "1", "--progress", "false", "--out", str(out)])
+    main(
+        [
+            "bench",
+            "convergence",
+            "--quick",
+            "true",
+            "--tasks",
+            "copa",
+            "--adapters",
+            "lora,prefix",
+            "--methods",
+            "zo-sgd,fo-sgd",
+            "--threads",
+            "1",
+            "--progress",
+            "false",
+            "--out",
+            str(out),
+        ]
+    )
     rows = json.loads(out.read_text())["rows"]
-    assert [(r["adapter"], r["method"]) for r in rows] == [("lora", "zo-sgd"), ("lora", "fo-sgd"),
-                                                            ("prefix", "zo-sgd"), ("prefix", "fo-sgd")]
+    assert [(r["adapter"], r["method"]) for r in rows] == [
+        ("lora", "zo-sgd"),
+        ("lora", "fo-sgd"),
+        ("prefix", "zo-sgd"),
+        ("prefix", "fo-sgd"),
+    ]
     for adapter in ("lora", "prefix"):
         zo, fo = (r for r in rows if r["adapter"] == adapter)
         assert zo["inference_peak_bytes"] == fo["inference_peak_bytes"] > 0
@@ -109,8 +163,13 @@ def test_bench_report_renders_every_bench_file_with_its_plots(bench_dir):
     assert "### [notes.json](notes.json)\n" in text
     images = re.findall(r"!\[[^]]*\]\(([^)]+)\)", text)
     # No memory plot: the quick convergence run measured none.
-    expected = {"plots/comm-bytes.png", "plots/convergence-curves.png", "plots/convergence-step-time.png",
-                "plots/federated-accuracy.png", "plots/federated-bytes.png"}
+    expected = {
+        "plots/comm-bytes.png",
+        "plots/convergence-curves.png",
+        "plots/convergence-step-time.png",
+        "plots/federated-accuracy.png",
+        "plots/federated-bytes.png",
+    }
     assert set(images) == expected
     for image in images:
         assert (bench_dir / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -144,15 +203,20 @@ def test_bench_report_writes_each_benchmarks_page_from_its_notes_and_an_index_li
     assert "### [comm.json](comm.json) (bench comm)" in results and "| up vs FedAvg |" in results
     assert "![" not in results
     index = (tmp_path / "README.md").read_text()
-    assert "| [Communication](comm/README.md) | Bytes a device uploads per round. | the test's machine | 2026-12-07 |" \
+    assert (
+        "| [Communication](comm/README.md) | Bytes a device uploads per round. | the test's machine | 2026-12-07 |"
         in index
+    )
     assert "(federated/README.md)" in index
 
 
-@pytest.mark.parametrize(("front_matter", "error"), [
-    ("title: A page\n", "notes.md front matter lacks measures, machine, date, commands"),
-    ("title: A page\nwhen: today\n", "unknown config field 'when'"),
-])
+@pytest.mark.parametrize(
+    ("front_matter", "error"),
+    [
+        ("title: A page\n", "notes.md front matter lacks measures, machine, date, commands"),
+        ("title: A page\nwhen: today\n", "unknown config field 'when'"),
+    ],
+)
 def test_bench_report_refuses_notes_without_their_head(tmp_path, capsys, front_matter, error):
     (tmp_path / "memory").mkdir()
     (tmp_path / "memory" / "notes.md").write_text(f"---\n{front_matter}---\nConclusions.\n")

@@ -24,8 +24,9 @@ TOKENS = BATCH * SEQ
 def _layer_matmul_params(model: str) -> int:
     """Weights of the transformer layers' linear maps, LoRA's A and B included (2-D, inside a layer)."""
     net = meta_model(Workload(AdapterSpec(model)))
-    return sum(p.numel() for name, p in net.named_parameters()
-               if p.dim() == 2 and (".layers." in name or ".layer." in name))
+    return sum(
+        p.numel() for name, p in net.named_parameters() if p.dim() == 2 and (".layers." in name or ".layer." in name)
+    )
 
 
 def _attention_flops(model: str) -> int:
@@ -55,15 +56,17 @@ def test_forward_flops_match_a_hand_count_on_tiny_bert():
 
 
 def test_flops_grow_linearly_with_the_batch():
-    one, two = (pass_flops(Workload(AdapterSpec("tiny-llama"), batch=b, seq_len=SEQ), "forward")
-                for b in (BATCH, 2 * BATCH))
+    one, two = (
+        pass_flops(Workload(AdapterSpec("tiny-llama"), batch=b, seq_len=SEQ), "forward") for b in (BATCH, 2 * BATCH)
+    )
     assert two == 2 * one
 
 
 def test_step_flops_follow_each_method_kind():
     def work(method, queries=1):
-        return Workload(AdapterSpec("tiny-llama"), MethodSpec(method, EstimatorSettings(queries=queries)), batch=BATCH,
-                        seq_len=SEQ)
+        return Workload(
+            AdapterSpec("tiny-llama"), MethodSpec(method, EstimatorSettings(queries=queries)), batch=BATCH, seq_len=SEQ
+        )
 
     forward = pass_flops(work("zo-sgd"), "forward")
     jvp = pass_flops(work("forward-grad"), "jvp")
@@ -81,8 +84,9 @@ def test_step_flops_follow_each_method_kind():
 def test_weight_bytes_follow_the_base_precision():
     fp32, int8 = (weight_bytes(Workload(AdapterSpec("tiny-llama", precision=p))) for p in ("fp32", "int8"))
     assert 0.25 * fp32 < int8 < 0.5 * fp32  # int8 tables plus fp32 scales, adapters, norms and embeddings
-    cost = step_cost(Workload(AdapterSpec("tiny-llama", precision="int8"), MethodSpec("zo-sgd"), batch=BATCH,
-                              seq_len=SEQ))
+    cost = step_cost(
+        Workload(AdapterSpec("tiny-llama", precision="int8"), MethodSpec("zo-sgd"), batch=BATCH, seq_len=SEQ)
+    )
     assert cost.bytes_read == 2 * int8 and cost.passes == 2
 
 
@@ -168,8 +172,9 @@ def test_dropouts_happen_at_the_profiles_rate():
 
 
 def test_batched_perturbed_copies_read_the_weights_once_per_pass_at_the_same_flops():
-    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd", EstimatorSettings(queries=4)), batch=BATCH,
-                    seq_len=SEQ)
+    work = Workload(
+        AdapterSpec("tiny-llama"), MethodSpec("zo-sgd", EstimatorSettings(queries=4)), batch=BATCH, seq_len=SEQ
+    )
     sequential = step_cost(work)
     batched = step_cost(dataclasses.replace(work, perturbations_per_pass=8))
     halves = step_cost(dataclasses.replace(work, perturbations_per_pass=3))
@@ -179,6 +184,8 @@ def test_batched_perturbed_copies_read_the_weights_once_per_pass_at_the_same_flo
     # A phone at batch 1 is bound by reading the weights: the batched step is several times faster.
     pixel, _ = _profiles()
     one = dataclasses.replace(work, batch=1, seq_len=32)
-    slow, fast = (step_seconds(pixel, c.flops, "fp32", c.bytes_read) for c in
-                  (step_cost(one), step_cost(dataclasses.replace(one, perturbations_per_pass=8))))
+    slow, fast = (
+        step_seconds(pixel, c.flops, "fp32", c.bytes_read)
+        for c in (step_cost(one), step_cost(dataclasses.replace(one, perturbations_per_pass=8)))
+    )
     assert fast < slow

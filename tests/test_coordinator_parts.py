@@ -21,8 +21,10 @@ from edge_runtime.spec import AdapterSpec, EstimatorSettings, MethodSpec
 from edge_runtime.tasks import load_split
 from tests.federation import LAPTOP, wire_task
 
-SLICES = [Slice(f"layer{i}.q", (f"layer{i}.q.lora_A.default.weight", f"layer{i}.q.lora_B.default.weight"), 1000)
-          for i in range(6)]
+SLICES = [
+    Slice(f"layer{i}.q", (f"layer{i}.q.lora_A.default.weight", f"layer{i}.q.lora_B.default.weight"), 1000)
+    for i in range(6)
+]
 
 
 def _devices(n):
@@ -34,11 +36,17 @@ def _roomy(devices, nbytes=10**9, steps=5):
 
 
 def test_lora_pairs_form_one_slice_and_a_head_its_own():
-    shapes = {"m.layer.0.q.lora_A.default.weight": (8, 32), "m.layer.0.q.lora_B.default.weight": (32, 8),
-              "m.classifier.modules_to_save.default.weight": (2, 32), "m.classifier.modules_to_save.default.bias": (2,)}
+    shapes = {
+        "m.layer.0.q.lora_A.default.weight": (8, 32),
+        "m.layer.0.q.lora_B.default.weight": (32, 8),
+        "m.classifier.modules_to_save.default.weight": (2, 32),
+        "m.classifier.modules_to_save.default.bias": (2,),
+    }
     slices = slice_tensors(shapes)
-    assert [(s.id, len(s.tensors), s.numel) for s in slices] == [("m.layer.0.q", 2, 512),
-                                                                 ("m.classifier.modules_to_save.default", 2, 66)]
+    assert [(s.id, len(s.tensors), s.numel) for s in slices] == [
+        ("m.layer.0.q", 2, 512),
+        ("m.classifier.modules_to_save.default", 2, 66),
+    ]
 
 
 @pytest.mark.parametrize("count", [2, 6, 15])
@@ -102,8 +110,13 @@ def test_a_device_is_planned_only_for_methods_its_backend_trains_with():
 
 
 def _forward_grad_shape():
-    return RoundShape(AdapterSpec("tiny-llama", max_length=64), MethodSpec("forward-grad"), batch_size=8,
-                      local_steps=20, deadline_s=60)
+    return RoundShape(
+        AdapterSpec("tiny-llama", max_length=64),
+        MethodSpec("forward-grad"),
+        batch_size=8,
+        local_steps=20,
+        deadline_s=60,
+    )
 
 
 def replace_method(shape, method):
@@ -122,8 +135,10 @@ def _fields(message):
 
 def test_merge_is_a_weighted_mean_per_tensor_and_leaves_untrained_tensors_alone():
     params = {"a": np.zeros(3, np.float32), "b": np.ones(2, np.float32)}
-    updates = [WeightedUpdate("x", 1, {"a": np.array([3, 0, 0], np.float32)}),
-               WeightedUpdate("y", 3, {"a": np.array([-1, 4, 0], np.float32)})]
+    updates = [
+        WeightedUpdate("x", 1, {"a": np.array([3, 0, 0], np.float32)}),
+        WeightedUpdate("y", 3, {"a": np.array([-1, 4, 0], np.float32)}),
+    ]
     mean = average_updates(updates)
     np.testing.assert_allclose(mean["a"], [0, 3, 0])
     assert average_updates(list(reversed(updates)))["a"].tobytes() == mean["a"].tobytes()
@@ -141,16 +156,27 @@ def test_fedadam_follows_reddi_et_al():
 
 
 def _task(**overrides):
-    return wire_task(AdapterSpec("tiny-bert"), MethodSpec("zo-sgd", EstimatorSettings(queries=2)), task_id="0:d",
-                     round=0, tensors=["a"], steps=10, batch_size=4, **overrides)
+    return wire_task(
+        AdapterSpec("tiny-bert"),
+        MethodSpec("zo-sgd", EstimatorSettings(queries=2)),
+        task_id="0:d",
+        round=0,
+        tensors=["a"],
+        steps=10,
+        batch_size=4,
+        **overrides,
+    )
 
 
-@pytest.mark.parametrize("header, reason", [
-    (dict(task_id="0:other"), "task"),
-    (dict(steps=11), "steps"),
-    (dict(examples=41), "examples"),
-    (dict(loss_after=float("nan")), "loss_after"),
-])
+@pytest.mark.parametrize(
+    "header, reason",
+    [
+        (dict(task_id="0:other"), "task"),
+        (dict(steps=11), "steps"),
+        (dict(examples=41), "examples"),
+        (dict(loss_after=float("nan")), "loss_after"),
+    ],
+)
 def test_headers_that_claim_more_than_the_task_gave_are_rejected(header, reason):
     good = dict(task_id="0:d", round=0, steps=10, examples=40, loss_before=1.0, loss_after=0.9)
     check_header(pb.UpdateHeader(**good), _task())
@@ -158,12 +184,15 @@ def test_headers_that_claim_more_than_the_task_gave_are_rejected(header, reason)
         check_header(pb.UpdateHeader(**{**good, **header}), _task())
 
 
-@pytest.mark.parametrize("deltas, reason", [
-    ({"a": np.zeros(3, np.float32), "b": np.zeros(1, np.float32)}, "differ"),
-    ({"a": np.zeros(4, np.float32)}, "shape"),
-    ({"a": np.array([0, np.inf, 0], np.float32)}, "NaN or Inf"),
-    ({"a": np.full(3, 1e3, np.float32)}, "norm"),
-])
+@pytest.mark.parametrize(
+    "deltas, reason",
+    [
+        ({"a": np.zeros(3, np.float32), "b": np.zeros(1, np.float32)}, "differ"),
+        ({"a": np.zeros(4, np.float32)}, "shape"),
+        ({"a": np.array([0, np.inf, 0], np.float32)}, "NaN or Inf"),
+        ({"a": np.full(3, 1e3, np.float32)}, "norm"),
+    ],
+)
 def test_bad_tensors_are_rejected(deltas, reason):
     check_deltas({"a": np.ones(3, np.float32)}, _task(), {"a": (3,)}, max_norm=100)
     with pytest.raises(RejectedUpdate, match=reason):
@@ -184,12 +213,24 @@ def test_replaying_seeds_and_scalars_rebuilds_the_devices_own_update(method):
     everything = list(model.params)
     names = everything[:2] + everything[-2:]  # tensors of two layers: block-wise ZO perturbs one per query
     assert len(blocks_of(names, "layer")) == 2
-    task = wire_task(model.spec, MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)), tensors=names, steps=6,
-                     batch_size=4, lr=1e-2, seed=1234)
+    task = wire_task(
+        model.spec,
+        MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)),
+        tensors=names,
+        steps=6,
+        batch_size=4,
+        lr=1e-2,
+        seed=1234,
+    )
     result = model.train(task, load_split("sst2", "train")[:16])
     assert result.steps == 6 and len(result.scalars) == 12
-    rebuilt = replay_update({n: tuple(model.params[n].shape) for n in names}, result.scalars, seed=task.seed,
-                            lr=task.lr, method=method_of(task))
+    rebuilt = replay_update(
+        {n: tuple(model.params[n].shape) for n in names},
+        result.scalars,
+        seed=task.seed,
+        lr=task.lr,
+        method=method_of(task),
+    )
     for name in names:
         np.testing.assert_allclose(rebuilt[name], result.deltas[name], rtol=1e-4, atol=1e-7)
         assert np.abs(result.deltas[name]).max() > 0
@@ -199,8 +240,10 @@ def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
     model = TorchModel(AdapterSpec("tiny-bert", "sst2", max_length=32))
     before = model.state()
     names = list(model.params)[:2]
-    result = model.train(wire_task(model.spec, MethodSpec("forward-grad"), tensors=names, steps=3, batch_size=4,
-                                   lr=1e-2, seed=1), load_split("sst2", "train")[:8])
+    result = model.train(
+        wire_task(model.spec, MethodSpec("forward-grad"), tensors=names, steps=3, batch_size=4, lr=1e-2, seed=1),
+        load_split("sst2", "train")[:8],
+    )
     assert set(result.deltas) == set(names)
     for name, value in model.state().items():
         np.testing.assert_array_equal(value, before[name])
@@ -209,8 +252,9 @@ def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
 def test_what_trains_crosses_the_wire_field_for_field():
     # Every value differs from its default, so a field the conversion dropped would show.
     adapter = AdapterSpec("tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 64, 3, "{premise}?", ("yes", "no"))
-    method = MethodSpec("zo-sgd-block", EstimatorSettings(0.5, 3, 2.0, 0.5, 0.8, 0.9, 1e-6, "inplace", "tensor", 0.5,
-                                                          "random"))
+    method = MethodSpec(
+        "zo-sgd-block", EstimatorSettings(0.5, 3, 2.0, 0.5, 0.8, 0.9, 1e-6, "inplace", "tensor", 0.5, "random")
+    )
     sent = pb.Task(adapter=adapter_message(adapter), method=method_message(method))
     task = pb.Task.FromString(sent.SerializeToString())
     assert adapter_of(task) == adapter and method_of(task) == method
@@ -261,8 +305,9 @@ def test_method_auto_gives_each_device_the_soonest_method_that_fits_it():
     # Below backprop's floor neither forward-only method reached the target: the faster step wins.
     forward_only = choose(replace_cap(LAPTOP, need["fo-adam-ckpt"] - 1000), shapes, smallest, "causal_lm")
     assert forward_only.method in ("zo-sgd", "forward-grad") and "not reached" in forward_only.why
-    onnx_only = choose(pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]}), shapes, smallest,
-                       "causal_lm")
+    onnx_only = choose(
+        pb.DeviceProfile(**{**_fields(LAPTOP), "backends": ["onnxruntime"]}), shapes, smallest, "causal_lm"
+    )
     assert onnx_only.method == "zo-sgd"
     nothing = choose(replace_cap(LAPTOP, 10**6), shapes, smallest, "causal_lm")
     assert not nothing.capacity.usable and "no method fits: memory cap" in nothing.why

@@ -44,8 +44,11 @@ def command_lines(markdown: str) -> list[str]:
             if COMMAND.search(line + " "):
                 lines.append(line)
     # Inline code that names a command with its flags (not a mere mention like `edgetune bench`).
-    lines += [inline for inline in re.findall(r"`([^`\n]*edgetune [^`\n]*)`", markdown)
-              if " --" in inline and COMMAND.search(inline + " ")]
+    lines += [
+        inline
+        for inline in re.findall(r"`([^`\n]*edgetune [^`\n]*)`", markdown)
+        if " --" in inline and COMMAND.search(inline + " ")
+    ]
     return lines
 
 
@@ -53,9 +56,9 @@ def argv_of(line: str) -> list[str]:
     words = shlex.split(line)
     for i, word in enumerate(words):
         if word == "edgetune" or word.endswith("/edgetune"):
-            return words[i + 1:]
+            return words[i + 1 :]
         if word == "-m" and i + 1 < len(words) and words[i + 1] in ("edge_runtime", "edge_runtime.cli"):
-            return words[i + 2:]
+            return words[i + 2 :]
     raise AssertionError(f"no edgetune command in {line!r}")
 
 
@@ -94,8 +97,9 @@ def _cli_reference():
 def test_the_generated_references_are_current():
     module = _cli_reference()
     for path, render in module.PAGES.items():
-        assert path.read_text() == render(), \
+        assert path.read_text() == render(), (
             f"{path.relative_to(ROOT)} is stale: run `python tools/cli_reference.py` and commit it"
+        )
 
 
 def test_the_benchmark_pages_are_what_bench_report_writes_from_their_results(tmp_path):
@@ -105,21 +109,35 @@ def test_the_benchmark_pages_are_what_bench_report_writes_from_their_results(tmp
     pages = sorted(page.relative_to(copy) for page in copy.rglob("README.md"))
     assert len(pages) >= 14 and pages == sorted(page.relative_to(committed) for page in committed.rglob("README.md"))
     for page in pages:
-        assert (copy / page).read_text() == (committed / page).read_text(), \
+        assert (copy / page).read_text() == (committed / page).read_text(), (
             f"docs/benchmarks/{page} is stale: run `edgetune bench report docs/benchmarks` and commit it"
+        )
 
 
 def test_every_subcommand_is_in_the_cli_reference():
     text = (ROOT / "docs" / "reference" / "cli.md").read_text()
-    for heading in ("`edgetune train`", "`edgetune bench speed`", "`edgetune bench report`", "`edgetune fleet`",
-                    "`edgetune agent`", "`edgetune coordinator`", "`edgetune export-graph`", "`edgetune list`"):
+    for heading in (
+        "`edgetune train`",
+        "`edgetune bench speed`",
+        "`edgetune bench report`",
+        "`edgetune fleet`",
+        "`edgetune agent`",
+        "`edgetune coordinator`",
+        "`edgetune export-graph`",
+        "`edgetune list`",
+    ):
         assert heading in text
 
 
 def test_the_site_builds_in_strict_mode(tmp_path):
     if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
         pytest.skip("mkdocs and mkdocs-material are not installed (pip install -e '.[docs]')")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
-                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+    )
     assert done.returncode == 0, done.stderr[-4000:]
     assert (tmp_path / "site" / "reference" / "cli" / "index.html").is_file()

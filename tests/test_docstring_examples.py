@@ -5,8 +5,12 @@ import importlib
 
 import pytest
 
-MODULES = ["edge_runtime.estimators.base", "edge_runtime.memory.planner", "coordinator.planners.base",
-           "coordinator.aggregation"]
+MODULES = [
+    "edge_runtime.estimators.base",
+    "edge_runtime.memory.planner",
+    "coordinator.planners.base",
+    "coordinator.aggregation",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

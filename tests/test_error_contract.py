@@ -16,8 +16,9 @@ SMALL_DATA = str(Path(__file__).parent / "data" / "sst2-small")
 
 def _edgetune(*argv: str, cwd: Path, timeout: float = 120) -> tuple[subprocess.CompletedProcess, float]:
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "edge_runtime.cli", *argv], capture_output=True, text=True,
-                          timeout=timeout, cwd=cwd)
+    done = subprocess.run(
+        [sys.executable, "-m", "edge_runtime.cli", *argv], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
     return done, time.perf_counter() - started
 
 
@@ -29,8 +30,14 @@ def _files(tmp: Path) -> dict[str, str]:
     (tmp / "list.yaml").write_text("- 1\n- 2\n")
     (tmp / "empty-data" / "sst2").mkdir(parents=True)
     (tmp / "empty-data" / "sst2" / "train.tsv").write_text("")
-    return {"file": str(tmp / "a-file"), "bad_toml": str(tmp / "bad.toml"), "unknown_toml": str(tmp / "unknown.toml"),
-            "list_yaml": str(tmp / "list.yaml"), "empty_data": str(tmp / "empty-data"), "nowhere": str(tmp / "nowhere")}
+    return {
+        "file": str(tmp / "a-file"),
+        "bad_toml": str(tmp / "bad.toml"),
+        "unknown_toml": str(tmp / "unknown.toml"),
+        "list_yaml": str(tmp / "list.yaml"),
+        "empty_data": str(tmp / "empty-data"),
+        "nowhere": str(tmp / "nowhere"),
+    }
 
 
 # (argv with {placeholders}, what the one line says, whether it is an argument mistake caught before PyTorch)
@@ -69,13 +76,19 @@ LATE_MISTAKES = [
     (["train", "--model", "no-such-model"], "unknown model 'no-such-model'"),
     (["train", "--method", "no-such-method", "--model", "tiny-bert"], "no-such-method"),
     (["train", "--model", "tiny-bert", "--data-dir", "{nowhere}"], "data file not found"),
-    (["train", "--model", "tiny-llama", "--prompt", "Review: {{text}}", "--label-words", "bad,good"],
-     "unknown fields text"),
-    (["train", "--model", "tiny-llama", "--prompt", "{{sentence}} It was", "--label-words", "bad,good,ugly"],
-     "needs 2 label words"),
+    (
+        ["train", "--model", "tiny-llama", "--prompt", "Review: {{text}}", "--label-words", "bad,good"],
+        "unknown fields text",
+    ),
+    (
+        ["train", "--model", "tiny-llama", "--prompt", "{{sentence}} It was", "--label-words", "bad,good,ugly"],
+        "needs 2 label words",
+    ),
     (["train", "--model", "tiny-bert", "--memory-cap", "1MB"], "cap"),
-    (["train", "--model", "tiny-llama", "--adapter", "prefix", "--method", "fo-adam-ckpt"],
-     "prefix tuning's key/value prefixes"),
+    (
+        ["train", "--model", "tiny-llama", "--adapter", "prefix", "--method", "fo-adam-ckpt"],
+        "prefix tuning's key/value prefixes",
+    ),
     (["train", "--model", "tiny-bert", "--resume", "--out-dir", "{nowhere}"], "no checkpoint to resume"),
     (["train", "--model", "tiny-bert", "--task", "rte", "--warm-start", "zero-shot"], "describing each class"),
     (["export-graph", "tiny-llama", "--out", "{nowhere}", "--task", "copa"], "classification"),

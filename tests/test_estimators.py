@@ -96,8 +96,20 @@ def test_two_point_difference_approaches_the_exact_derivative(tiny_llama_objecti
     assert approx == pytest.approx(exact, rel=1e-2, abs=1e-4)
 
 
-@pytest.mark.parametrize("method", ["zo-sgd", "zo-sgd-sign", "zo-sgd-mmt", "zo-sgd-cons", "zo-adam", "zo-sgd-block",
-                                    "zo-sgd-sparse", "zo-fo-hybrid", "forward-grad"])
+@pytest.mark.parametrize(
+    "method",
+    [
+        "zo-sgd",
+        "zo-sgd-sign",
+        "zo-sgd-mmt",
+        "zo-sgd-cons",
+        "zo-adam",
+        "zo-sgd-block",
+        "zo-sgd-sparse",
+        "zo-fo-hybrid",
+        "forward-grad",
+    ],
+)
 def test_snapshot_restore_is_bit_exact_with_zero_lr(tiny_llama_objective, method):
     objective, batch, _ = tiny_llama_objective
     before = {n: p.detach().clone() for n, p in objective.params.items()}
@@ -157,8 +169,9 @@ def test_forward_grad_falls_back_with_a_warning_when_attention_lacks_forward_ad(
     from edge_runtime.tasks import load_split
 
     loaded = load_model("tiny-llama", seed=0, attn_implementation="sdpa")
-    objective = Objective(apply_lora(loaded, r=2, alpha=4),
-                          head_for("causal_lm", loaded.tokenizer, "classification", 32))
+    objective = Objective(
+        apply_lora(loaded, r=2, alpha=4), head_for("causal_lm", loaded.tokenizer, "classification", 32)
+    )
     batch = objective.head.encode(load_split("sst2", "train")[:4])
     estimator = ForwardGrad(queries=1, fallback_mu=1e-3)
     with pytest.warns(RuntimeWarning, match="falls back to two-point"):
@@ -172,14 +185,19 @@ def _dense(params, grads):
     return DenseEstimate(0.0, 1)
 
 
-@pytest.mark.parametrize("ours, theirs", [
-    (lambda: Adam(0.9, 0.999, 1e-8), lambda ps: torch.optim.Adam(ps, lr=0.01)),
-    (lambda: Momentum(0.9), lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)),
-])
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [
+        (lambda: Adam(0.9, 0.999, 1e-8), lambda ps: torch.optim.Adam(ps, lr=0.01)),
+        (lambda: Momentum(0.9), lambda ps: torch.optim.SGD(ps, lr=0.01, momentum=0.9)),
+    ],
+)
 def test_update_rules_match_torch_optim(ours, theirs):
     gen = torch.Generator().manual_seed(0)
-    a = {"w": torch.nn.Parameter(torch.randn(5, 3, generator=gen)),
-         "b": torch.nn.Parameter(torch.randn(3, generator=gen))}
+    a = {
+        "w": torch.nn.Parameter(torch.randn(5, 3, generator=gen)),
+        "b": torch.nn.Parameter(torch.randn(3, generator=gen)),
+    }
     b = {n: torch.nn.Parameter(p.detach().clone()) for n, p in a.items()}
     rule, reference = ours(), theirs(list(b.values()))
     for _ in range(5):

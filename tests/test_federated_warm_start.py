@@ -40,7 +40,7 @@ def test_round_zero_solves_the_head_of_the_devices_pooled_data(tmp_path):
     pooled = None
     for agent in federation.agents:
         task = tasks[agent.client.device_id]
-        examples = agent.data.examples(task)[:task.statistics_examples]
+        examples = agent.data.examples(task)[: task.statistics_examples]
         stats = feature_statistics(objective, examples, 32, torch.device("cpu"))
         pooled = stats if pooled is None else pooled.merged(stats)
     head = fit_head(pooled, "centroids")
@@ -79,16 +79,18 @@ def test_statistics_no_honest_device_could_send_are_refused(tmp_path):
     bloated = dict(result.deltas, sums=result.deltas["sums"] * 1000)
     with pytest.raises(RejectedUpdate, match="larger than their Gram"):
         keeper.accept(agent.client.device_id, header, bloated, 0)
-    overclaimed = pb.UpdateHeader(task_id=header.task_id, round=header.round,
-                                  examples=task.statistics_examples + 1)
+    overclaimed = pb.UpdateHeader(task_id=header.task_id, round=header.round, examples=task.statistics_examples + 1)
     with pytest.raises(RejectedUpdate, match="claims statistics of"):
         keeper.accept(agent.client.device_id, overclaimed, result.deltas, 0)
     keeper.accept(agent.client.device_id, header, result.deltas, 0)  # the honest one goes through
 
 
 def test_a_causal_lm_federation_is_calibrated_by_its_devices_mean_scores(tmp_path):
-    federation = Federation(small_config(tmp_path, model="tiny-llama", calibration="centred", rounds=2, local_steps=2,
-                                         lr=1e-4), devices=2, identities=seeded_identities(0))
+    federation = Federation(
+        small_config(tmp_path, model="tiny-llama", calibration="centred", rounds=2, local_steps=2, lr=1e-4),
+        devices=2,
+        identities=seeded_identities(0),
+    )
     metrics = federation.run()
     assert metrics[1]["warm_start"] == "calibration centred"
     offsets = federation.keeper.head_constants["score_offsets"]
@@ -99,8 +101,11 @@ def test_a_causal_lm_federation_is_calibrated_by_its_devices_mean_scores(tmp_pat
 
 
 def test_a_zero_shot_head_needs_no_statistics_round(tmp_path):
-    federation = Federation(small_config(tmp_path, warm_start="zero-shot", rounds=1, local_steps=2, lr=1e-4),
-                            devices=2, identities=seeded_identities(0))
+    federation = Federation(
+        small_config(tmp_path, warm_start="zero-shot", rounds=1, local_steps=2, lr=1e-4),
+        devices=2,
+        identities=seeded_identities(0),
+    )
     metrics = federation.run()
     assert metrics[1].get("work") != "statistics"
     assert federation.keeper.head_constants == {"logit_scale": 20.0}

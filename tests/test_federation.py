@@ -23,8 +23,7 @@ from tests.federation import LAPTOP, Federation, small_config
 
 def test_spry_lowers_the_merged_adapters_training_loss_and_trains_every_slice(tmp_path):
     # Seeded ids: the plan (and so the run) depends on them, and a test must not depend on luck.
-    federation = Federation(small_config(tmp_path, rounds=6, local_steps=20, lr=1e-2),
-                            identities=seeded_identities(0))
+    federation = Federation(small_config(tmp_path, rounds=6, local_steps=20, lr=1e-2), identities=seeded_identities(0))
     metrics = federation.run()
     initial, rounds = metrics[0], metrics[1:]
     assert initial["round"] == -1 and len(rounds) == 6
@@ -35,10 +34,14 @@ def test_spry_lowers_the_merged_adapters_training_loss_and_trains_every_slice(tm
 
 def test_seed_uploads_cost_under_a_kilobyte_for_a_hundred_steps(tmp_path):
     """(That the coordinator rebuilds a device's own update from them is checked in test_coordinator_parts.)"""
-    seeds = Federation(small_config(tmp_path / "seeds", planner="zo-seed", rounds=1, local_steps=100,
-                                    batch_size=4, lr=1e-3))
-    dense = Federation(small_config(tmp_path / "dense", planner="fedavg-full", method="zo-sgd", rounds=1,
-                                    local_steps=100, batch_size=4, lr=1e-3))
+    seeds = Federation(
+        small_config(tmp_path / "seeds", planner="zo-seed", rounds=1, local_steps=100, batch_size=4, lr=1e-3)
+    )
+    dense = Federation(
+        small_config(
+            tmp_path / "dense", planner="fedavg-full", method="zo-sgd", rounds=1, local_steps=100, batch_size=4, lr=1e-3
+        )
+    )
     seeds_round, dense_round = seeds.run()[1], dense.run()[1]
     assert seeds_round["updates"] == 4 and seeds_round["bytes_up_per_update"] < 1000
     assert dense_round["bytes_up_per_update"] > 20 * seeds_round["bytes_up_per_update"]
@@ -58,8 +61,18 @@ def test_the_coordinator_replays_a_seeds_upload_into_the_devices_own_update_with
     with the same spec: with a non-default mu, queries and block grouping, the merged state moves by
     exactly the device's own update."""
     settings = EstimatorSettings(mu=5e-3, queries=3, zo_blocks="tensor")
-    federation = Federation(small_config(tmp_path, planner="zo-seed", method="zo-sgd-block", rounds=1, local_steps=4,
-                                         batch_size=4, estimator=settings), devices=1)
+    federation = Federation(
+        small_config(
+            tmp_path,
+            planner="zo-seed",
+            method="zo-sgd-block",
+            rounds=1,
+            local_steps=4,
+            batch_size=4,
+            estimator=settings,
+        ),
+        devices=1,
+    )
     agent = federation.agents[0]
     federation.keeper.tick()
     start = {name: value.copy() for name, value in federation.keeper.params.items()}
@@ -103,28 +116,40 @@ def test_late_replayed_and_foreign_updates_are_rejected_and_logged(tmp_path):
 def test_calls_without_the_right_token_version_or_secret_are_refused(tmp_path):
     federation = Federation(small_config(tmp_path, join_secret="s3cret"), devices=0)
     service = federation.service
-    register = pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, join_secret="s3cret", profile=LAPTOP,
-                                  direction_fingerprint=FINGERPRINT)
+    register = pb.RegisterRequest(
+        protocol_version=PROTOCOL_VERSION, join_secret="s3cret", profile=LAPTOP, direction_fingerprint=FINGERPRINT
+    )
     reply = service.register(register)
     good = {"x-edgetune-device": reply.device_id, "x-edgetune-token": reply.token, PROTOCOL_KEY: str(PROTOCOL_VERSION)}
     service.heartbeat(good)
     cases = [
         (lambda: service.heartbeat({**good, "x-edgetune-token": "forged"}), grpc.StatusCode.UNAUTHENTICATED),
-        (lambda: service.heartbeat({**good, PROTOCOL_KEY: str(PROTOCOL_VERSION - 1)}),
-         grpc.StatusCode.FAILED_PRECONDITION),
-        (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "join_secret": "guess"})),
-         grpc.StatusCode.PERMISSION_DENIED),
-        (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "direction_fingerprint": "x"})),
-         grpc.StatusCode.FAILED_PRECONDITION),
-        (lambda: service.register(pb.RegisterRequest(**{**_fields(register), "device_id": reply.device_id,
-                                                        "token": "stolen"})), grpc.StatusCode.UNAUTHENTICATED),
+        (
+            lambda: service.heartbeat({**good, PROTOCOL_KEY: str(PROTOCOL_VERSION - 1)}),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (
+            lambda: service.register(pb.RegisterRequest(**{**_fields(register), "join_secret": "guess"})),
+            grpc.StatusCode.PERMISSION_DENIED,
+        ),
+        (
+            lambda: service.register(pb.RegisterRequest(**{**_fields(register), "direction_fingerprint": "x"})),
+            grpc.StatusCode.FAILED_PRECONDITION,
+        ),
+        (
+            lambda: service.register(
+                pb.RegisterRequest(**{**_fields(register), "device_id": reply.device_id, "token": "stolen"})
+            ),
+            grpc.StatusCode.UNAUTHENTICATED,
+        ),
     ]
     for call, code in cases:
         with pytest.raises(CallFailed) as failed:
             call()
         assert failed.value.code == code, failed.value.message
-    again = service.register(pb.RegisterRequest(**{**_fields(register), "device_id": reply.device_id,
-                                                   "token": reply.token}))
+    again = service.register(
+        pb.RegisterRequest(**{**_fields(register), "device_id": reply.device_id, "token": reply.token})
+    )
     assert again.device_id == reply.device_id  # a returning device keeps its id
 
 

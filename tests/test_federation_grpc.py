@@ -16,17 +16,67 @@ ROUNDS = 4
 
 def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
     port, state = free_port(), tmp_path / "coordinator"
-    coordinator_args = ["coordinator", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state),
-                        "--model", "tiny-bert", "--warm-start", "none", "--rounds", str(ROUNDS), "--local-steps", "40",
-                        "--batch-size", "8",
-                        "--max-length", "64", "--lr", "1e-2", "--data", "partition", "--partitions", "4",
-                        "--dirichlet-alpha", "none", "--data-dir", SMALL_DATA, "--min-devices", "3",
-                        "--round-deadline-s", "6", "--quorum", "0.5", "--device-timeout-s", "4",
-                        "--heartbeat-s", "0.5", "--eval-examples", "16", "--train-probe-examples", "128"]
+    coordinator_args = [
+        "coordinator",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--state-dir",
+        str(state),
+        "--model",
+        "tiny-bert",
+        "--warm-start",
+        "none",
+        "--rounds",
+        str(ROUNDS),
+        "--local-steps",
+        "40",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "64",
+        "--lr",
+        "1e-2",
+        "--data",
+        "partition",
+        "--partitions",
+        "4",
+        "--dirichlet-alpha",
+        "none",
+        "--data-dir",
+        SMALL_DATA,
+        "--min-devices",
+        "3",
+        "--round-deadline-s",
+        "6",
+        "--quorum",
+        "0.5",
+        "--device-timeout-s",
+        "4",
+        "--heartbeat-s",
+        "0.5",
+        "--eval-examples",
+        "16",
+        "--train-probe-examples",
+        "128",
+    ]
     coordinator = edgetune(*coordinator_args, log=tmp_path / "coordinator.log")
-    agents = [edgetune("agent", "--coordinator", f"127.0.0.1:{port}", "--profile", "macbook-air-m2-16gb",
-                        "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / f"agent{i}"), "--threads", "1",
-                        log=tmp_path / f"agent{i}.log") for i in range(4)]
+    agents = [
+        edgetune(
+            "agent",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--profile",
+            "macbook-air-m2-16gb",
+            "--data-dir",
+            SMALL_DATA,
+            "--state-dir",
+            str(tmp_path / f"agent{i}"),
+            "--threads",
+            "1",
+            log=tmp_path / f"agent{i}.log",
+        )
+        for i in range(4)
+    ]
     try:
         # Kill an agent that holds an unfinished task of round 1: the round closes without it.
         def victim():
@@ -37,11 +87,16 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
         identities = [tmp_path / f"agent{i}" / "identity.json" for i in range(4)]
         doomed = next(i for i, path in enumerate(identities) if path.exists() and doomed_id in path.read_text())
         agents[doomed].send_signal(signal.SIGKILL)
-        wait_for(lambda: ledger_rows(state, "SELECT 1 FROM rounds WHERE round = 1 AND status = 'closed'"), 60,
-                  "round 1 to close without the killed agent", tmp_path)
+        wait_for(
+            lambda: ledger_rows(state, "SELECT 1 FROM rounds WHERE round = 1 AND status = 'closed'"),
+            60,
+            "round 1 to close without the killed agent",
+            tmp_path,
+        )
         # SIGKILL the coordinator once round 2 has accepted an update, then restart it.
-        wait_for(lambda: ledger_rows(state, "SELECT 1 FROM updates WHERE round = 2"), 60, "an update in round 2",
-                 tmp_path)
+        wait_for(
+            lambda: ledger_rows(state, "SELECT 1 FROM updates WHERE round = 2"), 60, "an update in round 2", tmp_path
+        )
         coordinator.send_signal(signal.SIGKILL)
         coordinator.wait()
         accepted = set(ledger_rows(state, "SELECT round, device_id FROM updates"))
@@ -76,9 +131,28 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
 
 def _self_signed(folder: Path) -> tuple[Path, Path]:
     key, cert = folder / "key.pem", folder / "cert.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
     return key, cert
 
 

@@ -19,11 +19,27 @@ from tests.federation import SMALL_DATA
 
 def fleet_config(tmp_path, **overrides) -> FleetConfig:
     """Training rounds from the initial adapter; the warm start's own round has its tests."""
-    base = dict(model="tiny-bert", warm_start="none", calibration="none", train_head=True, devices=4,
-                profiles=("jetson-agx-orin-64gb", "jetson-orin-nano-8gb"), rounds=2,
-                local_steps=4, batch_size=8, lr=1e-2, data_dir=SMALL_DATA, dirichlet_alpha=None, eval_examples=16,
-                train_probe_examples=32, transport="inprocess", threads=1, out_dir=str(tmp_path / "fleet"),
-                progress=False, start_hour=12.0)
+    base = dict(
+        model="tiny-bert",
+        warm_start="none",
+        calibration="none",
+        train_head=True,
+        devices=4,
+        profiles=("jetson-agx-orin-64gb", "jetson-orin-nano-8gb"),
+        rounds=2,
+        local_steps=4,
+        batch_size=8,
+        lr=1e-2,
+        data_dir=SMALL_DATA,
+        dirichlet_alpha=None,
+        eval_examples=16,
+        train_probe_examples=32,
+        transport="inprocess",
+        threads=1,
+        out_dir=str(tmp_path / "fleet"),
+        progress=False,
+        start_hour=12.0,
+    )
     return build_config(FleetConfig, {**base, **overrides})
 
 
@@ -88,8 +104,13 @@ def _round_shape(config):
     from coordinator.capacity import RoundShape
     from edge_runtime.spec import MethodSpec
 
-    return RoundShape(config.adapter_spec(), MethodSpec("forward-grad", config.estimator), config.batch_size,
-                      config.local_steps, config.round_deadline_s)
+    return RoundShape(
+        config.adapter_spec(),
+        MethodSpec("forward-grad", config.estimator),
+        config.batch_size,
+        config.local_steps,
+        config.round_deadline_s,
+    )
 
 
 def _ledger_plans(tmp_path):
@@ -121,8 +142,9 @@ def test_ray_actors_give_the_same_run_as_one_process(tmp_path):
     ray = pytest.importorskip("ray")
     local = run_fleet(fleet_config(tmp_path / "local", transport="grpc"))
     try:
-        spread = run_fleet(fleet_config(tmp_path / "ray", transport="grpc", backend="ray", ray_actors=2,
-                                        ray_actor_cpus=0.5))
+        spread = run_fleet(
+            fleet_config(tmp_path / "ray", transport="grpc", backend="ray", ray_actors=2, ray_actor_cpus=0.5)
+        )
     finally:
         ray.shutdown()
     assert [d["device_id"] for d in spread.devices] == [d["device_id"] for d in local.devices]
@@ -140,7 +162,20 @@ def test_a_cuda_fleet_on_a_machine_without_cuda_is_refused_in_one_line(tmp_path,
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(SystemExit) as exit_info:
-        main(["fleet", "--device", "cuda", "--devices", "2", "--rounds", "1", "--out-dir", str(tmp_path),
-              "--progress", "false"])
+        main(
+            [
+                "fleet",
+                "--device",
+                "cuda",
+                "--devices",
+                "2",
+                "--rounds",
+                "1",
+                "--out-dir",
+                str(tmp_path),
+                "--progress",
+                "false",
+            ]
+        )
     assert exit_info.value.code == 2
     assert "sees no CUDA device" in capsys.readouterr().err

@@ -67,7 +67,7 @@ def _imports(path: Path, root: Path = ROOT) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                anchor = package.split(".")[:len(package.split(".")) - (node.level - 1)]
+                anchor = package.split(".")[: len(package.split(".")) - (node.level - 1)]
                 base = ".".join(anchor + ([node.module] if node.module else []))
             # `from edge_runtime import fleet` imports a package: the name counts as part of the module.
             found += [(node.lineno, f"{base}.{alias.name}") for alias in node.names]
@@ -93,8 +93,9 @@ def _edges() -> dict[tuple[str, str], list[str]]:
 
 def test_every_package_has_a_layer():
     units = {_unit(_module_name(path)[0]) for path in _sources()}
-    assert units - RANK.keys() == set(), \
+    assert units - RANK.keys() == set(), (
         "add these to LAYERS in tests/test_layers.py (and the picture in docs/explanation/layers.md)"
+    )
 
 
 def test_imports_go_down_the_layers():
@@ -105,8 +106,9 @@ def test_imports_go_down_the_layers():
             continue
         layer = LAYERS[RANK[source]]
         if RANK[target] > RANK[source]:
-            wrong += [f"{w}: {source} ({layer.name}) imports upward, {target} ({LAYERS[RANK[target]].name})"
-                      for w in where]
+            wrong += [
+                f"{w}: {source} ({layer.name}) imports upward, {target} ({LAYERS[RANK[target]].name})" for w in where
+            ]
         elif RANK[target] == RANK[source] and layer.independent:
             wrong += [f"{w}: {source} and {target} are independent parts of layer {layer.name}" for w in where]
     assert not wrong, "imports against the layers:\n" + "\n".join(wrong)
@@ -120,7 +122,7 @@ def test_no_cycles_between_packages():
 
     def visit(unit: str, path: list[str]) -> None:
         if unit in path:
-            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(unit):], unit]))
+            raise AssertionError("import cycle: " + " -> ".join([*path[path.index(unit) :], unit]))
         if unit not in done:
             for target in sorted(graph.get(unit, ())):
                 visit(target, [*path, unit])

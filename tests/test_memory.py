@@ -58,8 +58,9 @@ def test_estimate_matches_the_tensors_a_real_training_step_allocates(method, pre
     batch = objective.encode(examples)
     assert batch.inputs["input_ids"].shape == (BATCH, SEQ)
     peak = _tracked_steps(build_method(method, EstimatorSettings()), objective, batch)
-    est = estimate(Workload(AdapterSpec("tiny-llama", precision=precision), MethodSpec(method), batch=BATCH,
-                            seq_len=SEQ))
+    est = estimate(
+        Workload(AdapterSpec("tiny-llama", precision=precision), MethodSpec(method), batch=BATCH, seq_len=SEQ)
+    )
     predicted = est.total - est.weights - est.adapters - est.runtime
     tolerance = 0.25 if get_method(method).pass_kind == "jvp" else 0.15  # see the jvp case above
     assert peak == pytest.approx(predicted, rel=tolerance), est
@@ -169,8 +170,9 @@ def test_the_memory_model_simulates_recomputed_blocks_as_a_real_pass_allocates()
     _, real = _real()
     meta = _meta_model("tiny-llama", 2, "lora", "fp32", 8, 16, ())
     trainable = lambda net: {n: p for n, p in net.named_parameters() if p.requires_grad}  # noqa: E731
-    simulated, measured = (pass_peak(net, trainable(net), "backward", BATCH, SEQ, recompute=True)
-                           for net in (meta, real))
+    simulated, measured = (
+        pass_peak(net, trainable(net), "backward", BATCH, SEQ, recompute=True) for net in (meta, real)
+    )
     assert simulated == measured < pass_peak(meta, trainable(meta), "backward", BATCH, SEQ)
 
 
@@ -187,8 +189,25 @@ def test_planner_tries_checkpointed_backprop_before_a_forward_only_method():
 
 def _train_capped(tmp_path, cap: int) -> subprocess.CompletedProcess:
     """`edgetune train` in a fresh process, so its baseline is a real process's, not pytest's."""
-    args = ["train", "--model", "tiny-llama", "--k-shot", "8", "--eval-examples", "16", "--batch-size", "8",
-            "--steps", "3", "--progress", "false", "--out-dir", str(tmp_path / "run"), "--memory-cap", str(cap)]
+    args = [
+        "train",
+        "--model",
+        "tiny-llama",
+        "--k-shot",
+        "8",
+        "--eval-examples",
+        "16",
+        "--batch-size",
+        "8",
+        "--steps",
+        "3",
+        "--progress",
+        "false",
+        "--out-dir",
+        str(tmp_path / "run"),
+        "--memory-cap",
+        str(cap),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run([sys.executable, "-m", "edge_runtime", *args], capture_output=True, text=True, env=env)
 
@@ -241,8 +260,7 @@ print(json.dumps({"cap": cap, "stopped": summary["stopped"], "steps": summary["s
 
 def test_a_run_pushed_over_its_cap_stops_before_crossing_and_keeps_its_adapter(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.getcwd()}
-    done = subprocess.run([sys.executable, "-c", _LEAKING_RUN, str(tmp_path)], capture_output=True, text=True,
-                          env=env)
+    done = subprocess.run([sys.executable, "-c", _LEAKING_RUN, str(tmp_path)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result["stopped"].startswith("memory cap"), result["stopped"]
@@ -271,8 +289,7 @@ def test_mezo_full_fine_tuning_stays_near_inference_in_the_estimate_and_in_a_rea
             step.step(objective, batch, 1e-6, i)
             guard.passed(i)
     inplace = MethodSpec("zo-sgd", EstimatorSettings(zo_restore="inplace"))
-    est = estimate(Workload(AdapterSpec("tiny-llama", kind="full"), inplace, batch=BATCH, seq_len=SEQ,
-                            nan_guard=False))
+    est = estimate(Workload(AdapterSpec("tiny-llama", kind="full"), inplace, batch=BATCH, seq_len=SEQ, nan_guard=False))
     assert est.optimizer_state == 0 and est.weights < 1000  # only buffers (rotary frequencies) are frozen
     assert tracked.peak == pytest.approx(est.activations, rel=0.15)
 
@@ -311,8 +328,13 @@ def test_the_trainer_runs_the_planned_micro_batches(tmp_path):
         run.objective.head.loss = recording
         sizes.clear()
         fit(run)
-        runs[micro] = (max(sizes), [json.loads(line)["loss"] for line in
-                                    (tmp_path / str(micro) / "run" / "metrics.jsonl").read_text().splitlines()])
+        runs[micro] = (
+            max(sizes),
+            [
+                json.loads(line)["loss"]
+                for line in (tmp_path / str(micro) / "run" / "metrics.jsonl").read_text().splitlines()
+            ],
+        )
     assert runs[None][0] == 8 and runs[3][0] == 3
     assert runs[3][1] == pytest.approx(runs[None][1], rel=1e-5)
 
@@ -336,8 +358,15 @@ def test_a_batched_zo_step_allocates_what_the_estimate_says(precision):
     for points in (1, 4):
         objective.perturbations_per_pass = points
         peak = _tracked_steps(build_method("zo-sgd", EstimatorSettings(queries=2)), objective, batch)
-        est = estimate(Workload(AdapterSpec("tiny-llama", precision=precision), MethodSpec("zo-sgd"), batch=BATCH,
-                                seq_len=SEQ, perturbations_per_pass=points))
+        est = estimate(
+            Workload(
+                AdapterSpec("tiny-llama", precision=precision),
+                MethodSpec("zo-sgd"),
+                batch=BATCH,
+                seq_len=SEQ,
+                perturbations_per_pass=points,
+            )
+        )
         predicted[points] = est.total - est.weights - est.adapters - est.runtime
         assert peak == pytest.approx(predicted[points], rel=0.15), (points, est)
     assert predicted[4] > predicted[1]

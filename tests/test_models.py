@@ -139,8 +139,9 @@ def test_an_encoder_folder_loads_as_a_pooled_classifier_over_its_base_weights(tm
     # No sentence-transformers files: mean pooling, not normalised.
     assert loaded.model.pooling == Pooling(mode="mean", normalize=False)
     saved = DistilBertForSequenceClassification.from_pretrained(folder)
-    assert torch.equal(loaded.model.encoder.embeddings.word_embeddings.weight,
-                       saved.distilbert.embeddings.word_embeddings.weight)
+    assert torch.equal(
+        loaded.model.encoder.embeddings.word_embeddings.weight, saved.distilbert.embeddings.word_embeddings.weight
+    )
     assert not loaded.model.training
 
 
@@ -271,8 +272,9 @@ def test_lora_with_explicit_targets() -> None:
 
 
 def test_lora_targets_matching_nothing_name_the_real_layers() -> None:
-    with pytest.raises(UserError,
-                       match=r"no linear layer of LlamaForCausalLM matches the LoRA target\(s\) nonsense;.*q_proj"):
+    with pytest.raises(
+        UserError, match=r"no linear layer of LlamaForCausalLM matches the LoRA target\(s\) nonsense;.*q_proj"
+    ):
         apply_lora(load_model("tiny-llama"), targets=["q_proj", "nonsense"])
 
 

@@ -30,15 +30,33 @@ AGENT = textwrap.dedent("""
 
 def test_onnxruntime_agent_trains_rounds_without_importing_torch(tmp_path, exported_graph):
     graph = exported_graph("tiny-bert")
-    config = small_config(tmp_path, listen="127.0.0.1:0", rounds=2, local_steps=4, method="zo-sgd", heartbeat_s=0.5,
-                          min_devices=1)
+    config = small_config(
+        tmp_path, listen="127.0.0.1:0", rounds=2, local_steps=4, method="zo-sgd", heartbeat_s=0.5, min_devices=1
+    )
     federation = Federation(config, devices=0)
     server = CoordinatorServer(config, federation.keeper, service=federation.service).start()
-    argv = ["agent", "--backend", "onnxruntime", "--graph", str(graph), "--coordinator", f"127.0.0.1:{server.port}",
-            "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / "agent"), "--threads", "1"]
+    argv = [
+        "agent",
+        "--backend",
+        "onnxruntime",
+        "--graph",
+        str(graph),
+        "--coordinator",
+        f"127.0.0.1:{server.port}",
+        "--data-dir",
+        SMALL_DATA,
+        "--state-dir",
+        str(tmp_path / "agent"),
+        "--threads",
+        "1",
+    ]
     try:
-        done = subprocess.run([sys.executable, "-c", AGENT.format(forbidden=FORBIDDEN, argv=argv)],
-                              capture_output=True, text=True, timeout=240)
+        done = subprocess.run(
+            [sys.executable, "-c", AGENT.format(forbidden=FORBIDDEN, argv=argv)],
+            capture_output=True,
+            text=True,
+            timeout=240,
+        )
         metrics = federation.keeper.ledger.metrics()
     finally:
         server.stop()
@@ -50,10 +68,13 @@ def test_onnxruntime_agent_trains_rounds_without_importing_torch(tmp_path, expor
     assert [m["updates"] for m in trained] == [1, 1]
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["agent", "--backend", "onnxruntime"], "--graph"),
-    (["agent", "--backend", "onnxruntime", "--graph", "/nonexistent"], "no exported graph"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["agent", "--backend", "onnxruntime"], "--graph"),
+        (["agent", "--backend", "onnxruntime", "--graph", "/nonexistent"], "no exported graph"),
+    ],
+)
 def test_onnxruntime_agent_mistakes_end_in_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as refused:
         main(argv)
@@ -62,8 +83,10 @@ def test_onnxruntime_agent_mistakes_end_in_one_line(argv, message, capsys):
 
 
 def test_edgetune_help_imports_no_torch():
-    code = ("import sys; from edge_runtime.cli import parser; parser(); "
-            "print(sorted(m for m in {0!r} if m in sys.modules))")
-    done = subprocess.run([sys.executable, "-c", code.format(FORBIDDEN + ("onnxruntime",))], capture_output=True,
-                          text=True, check=True)
+    code = (
+        "import sys; from edge_runtime.cli import parser; parser(); print(sorted(m for m in {0!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code.format(FORBIDDEN + ("onnxruntime",))], capture_output=True, text=True, check=True
+    )
     assert done.stdout.strip() == "[]"

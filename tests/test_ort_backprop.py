@@ -18,8 +18,9 @@ def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path, exporte
     graph = exported_graph("tiny-bert")
     torch_model = TorchModel(AdapterSpec("tiny-bert", "sst2", max_length=32))
     generator = np.random.default_rng(0)
-    state = {n: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
-             for n, v in torch_model.state().items()}
+    state = {
+        n: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32) for n, v in torch_model.state().items()
+    }
     torch_model.load_state(state)
     examples = load_split("sst2", "train")[:8]
     objective = Objective(torch_model.module, torch_model.head, params=torch_model.params)
@@ -40,8 +41,12 @@ def test_ort_backprop_has_torchs_gradients_and_lowers_the_loss(tmp_path, exporte
     with torch.enable_grad():
         objective.backward(objective.encode(examples))
     for t in manifest.trainable:
-        np.testing.assert_allclose(backprop.state.parameters[t["input"]].grad.reshape(t["shape"]),
-                                   torch_model.params[t["name"]].grad.numpy(), rtol=1e-3, atol=1e-6)
+        np.testing.assert_allclose(
+            backprop.state.parameters[t["input"]].grad.reshape(t["shape"]),
+            torch_model.params[t["name"]].grad.numpy(),
+            rtol=1e-3,
+            atol=1e-6,
+        )
 
 
 def test_ort_backprop_refuses_graphs_it_cannot_train(tmp_path, exported_graph):

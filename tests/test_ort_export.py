@@ -31,13 +31,13 @@ def test_graph_scores_match_torch_for_new_lora_values_and_shapes(exported_graph,
     head = head_for(loaded.kind, loaded.tokenizer, "classification", 64)
     generator = torch.Generator().manual_seed(1)
     # Two copies of the adapters along the perturbation axis: copy p scores block p of the tiled batch.
-    copies = [[p.detach() + 0.05 * torch.randn(p.shape, generator=generator) for p in params.values()]
-              for _ in range(2)]
+    copies = [
+        [p.detach() + 0.05 * torch.randn(p.shape, generator=generator) for p in params.values()] for _ in range(2)
+    ]
     for examples in (load_split("sst2", "eval")[:5], load_split("sst2", "train")[10:11]):
         batch = head.encode(examples)
         feed = {name: np.tile(batch.inputs[name].numpy(), (2, 1)) for name in manifest["inputs"]}
-        feed.update({t["input"]: np.stack([c[i].numpy() for c in copies])
-                     for i, t in enumerate(manifest["trainable"])})
+        feed.update({t["input"]: np.stack([c[i].numpy() for c in copies]) for i, t in enumerate(manifest["trainable"])})
         outputs = session.run(None, feed)
         for p, lora in enumerate(copies):
             with torch.no_grad():
@@ -77,11 +77,15 @@ def test_low_precision_graphs_lower_only_constant_matmuls_and_keep_lora_inputs_f
     lowered = [n for n in graph.node if n.op_type == lowered_ops]
     assert len(lowered) >= 14  # the 7 projections of each of the 2 layers
     # Close to the fp32 graph on the same inputs, not equal (the base really changed).
-    feed = {"input_ids": np.array([[1, 5, 9, 13, 2, 7]]), "attention_mask": np.ones((1, 6), dtype=np.int64),
-            "position_ids": np.arange(6)[None]}
+    feed = {
+        "input_ids": np.array([[1, 5, 9, 13, 2, 7]]),
+        "attention_mask": np.ones((1, 6), dtype=np.int64),
+        "position_ids": np.arange(6)[None],
+    }
     generator = np.random.default_rng(0)
-    feed.update({t["input"]: 0.1 * generator.standard_normal([1, *t["shape"]], dtype=np.float32)
-                 for t in manifest["trainable"]})
+    feed.update(
+        {t["input"]: 0.1 * generator.standard_normal([1, *t["shape"]], dtype=np.float32) for t in manifest["trainable"]}
+    )
     run = lambda folder: ort.InferenceSession(str(folder / GRAPH_FILE)).run(None, feed)[0]  # noqa: E731
     low, full = run(folder), run(exported_graph("tiny-llama"))
     assert 0 < np.abs(low - full).max() < 0.05 * np.abs(full).max()

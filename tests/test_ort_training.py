@@ -28,15 +28,24 @@ def graph_and_model(request, exported_graph):
     torch_model = TorchModel(AdapterSpec(request.param, "sst2", max_length=32))
     # Non-zero B matrices: every direction then moves the loss (B = 0 makes A's gradient zero).
     generator = np.random.default_rng(0)
-    state = {name: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
-             for name, v in torch_model.state().items()}
+    state = {
+        name: (v + 0.05 * generator.standard_normal(v.shape)).astype(np.float32)
+        for name, v in torch_model.state().items()
+    }
     return folder, torch_model, state
 
 
 def _task(model: str, method: str, tensors, **adapter) -> pb.Task:
     spec = AdapterSpec(**{"model": model, "dataset": "sst2", "max_length": 32, **adapter})
-    return wire_task(spec, MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)), steps=3, batch_size=4, lr=1e-2,
-                     seed=7, tensors=list(tensors))
+    return wire_task(
+        spec,
+        MethodSpec(method, EstimatorSettings(mu=1e-2, queries=2)),
+        steps=3,
+        batch_size=4,
+        lr=1e-2,
+        seed=7,
+        tensors=list(tensors),
+    )
 
 
 @pytest.mark.parametrize("method", list(ort_methods.METHODS))
@@ -73,17 +82,23 @@ def test_ort_device_refuses_tasks_its_graph_cannot_train(graph_and_model):
     folder, torch_model, state = graph_and_model
     ort_model = OrtModel(folder)
     model = torch_model.spec.model
-    for wrong in (_task(model, "forward-grad", state), _task(model, "fo-adam", state),
-                  _task(model, "zo-sgd", state, lora_r=4), _task(model, "zo-sgd", state, dataset="rte"),
-                  _task("other", "zo-sgd", state)):
+    for wrong in (
+        _task(model, "forward-grad", state),
+        _task(model, "fo-adam", state),
+        _task(model, "zo-sgd", state, lora_r=4),
+        _task(model, "zo-sgd", state, dataset="rte"),
+        _task("other", "zo-sgd", state),
+    ):
         with pytest.raises(TaskRefused):
             ort_model.check(wrong)
     ort_model.check(_task(model, "zo-adam", state))
 
 
-@pytest.mark.parametrize("rules", [(SGD(), TorchSGD()), (Momentum(0.9), TorchMomentum(0.9)),
-                                   (Adam(0.9, 0.999, 1e-8), TorchAdam(0.9, 0.999, 1e-8))],
-                         ids=["sgd", "momentum", "adam"])
+@pytest.mark.parametrize(
+    "rules",
+    [(SGD(), TorchSGD()), (Momentum(0.9), TorchMomentum(0.9)), (Adam(0.9, 0.999, 1e-8), TorchAdam(0.9, 0.999, 1e-8))],
+    ids=["sgd", "momentum", "adam"],
+)
 def test_numpy_update_rules_follow_the_torch_formulas(rules):
     numpy_rule, torch_rule = rules
     shapes = {"a": (3, 5), "b": (7,)}
@@ -140,8 +155,10 @@ def test_lowered_graphs_score_every_copy_as_its_own_pass(exported_graph, precisi
     objective = model.objective
     assert objective.manifest.perturbation_axis
     generator = np.random.default_rng(1)
-    points = {n: np.stack([p + 0.05 * generator.standard_normal(p.shape).astype(np.float32) for _ in range(3)])
-              for n, p in objective.params.items()}
+    points = {
+        n: np.stack([p + 0.05 * generator.standard_normal(p.shape).astype(np.float32) for _ in range(3)])
+        for n, p in objective.params.items()
+    }
     if precision == "int8":
         # Dynamic int8 quantizes each MatMul's input with one scale for the whole call, so copies in a
         # call share it: only identical copies score exactly as alone (hence int8 devices default to one
@@ -181,5 +198,7 @@ def test_a_graph_without_a_perturbation_axis_is_scored_one_copy_per_call(exporte
     assert not model.manifest.perturbation_axis
     assert model.copies_per_call(_task("tiny-bert", "zo-sgd", list(model.objective.params))) == 1
     with pytest.raises(UserError, match="no perturbation axis"):
-        model.objective.losses_at({n: p[None] for n, p in model.objective.params.items()},
-                                  model.objective.encoding.encode(load_split("sst2", "train")[:2], 32))
+        model.objective.losses_at(
+            {n: p[None] for n, p in model.objective.params.items()},
+            model.objective.encoding.encode(load_split("sst2", "train")[:2], 32),
+        )

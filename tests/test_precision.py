@@ -69,8 +69,7 @@ def test_only_the_frozen_base_changes_precision(precision):
     model = prepare_model(loaded, precision=precision)
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and all(p.dtype == torch.float32 for p in trainable)
-    base = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()]
-               if not t.requires_grad)
+    base = sum(t.numel() * t.element_size() for t in [*model.parameters(), *model.buffers()] if not t.requires_grad)
     assert base < (0.3 if precision == "int8" else 0.55) * fp32
 
 
@@ -81,8 +80,7 @@ def test_full_fine_tuning_refuses_a_low_precision_base():
 
 @pytest.mark.parametrize("precision", ["bf16", "int8"])
 def test_zo_training_on_a_low_precision_base_lowers_the_loss(tmp_path, precision):
-    summary = train(tiny_config(tmp_path, model="tiny-llama", precision=precision, method="zo-sgd", steps=200,
-                                lr=1e-2))
+    summary = train(tiny_config(tmp_path, model="tiny-llama", precision=precision, method="zo-sgd", steps=200, lr=1e-2))
     assert summary["stopped"] == "completed"
     assert summary["final_train_loss"] < summary["initial_train_loss"] - 0.01, summary
 
@@ -97,8 +95,7 @@ def test_zo_perturbations_touch_only_the_fp32_adapters_and_restore_exactly(preci
     loaded = load_model("tiny-llama", dtype=load_dtype(precision))
     model = prepare_model(loaded, precision=precision)
     objective = Objective(model, head_for(loaded.kind, loaded.tokenizer, "classification", 32))
-    frozen = {name: t.clone() for name, t in [*model.named_parameters(), *model.named_buffers()]
-              if not t.requires_grad}
+    frozen = {name: t.clone() for name, t in [*model.named_parameters(), *model.named_buffers()] if not t.requires_grad}
     before = {name: p.detach().clone() for name, p in objective.params.items()}
     estimate = TwoPointZO(mu=1e-2, queries=2).estimate(objective, objective.encode(load_split("sst2", "train")[:4]), 7)
     assert all(s != 0 for s in estimate.scalars)  # the perturbations did change the loss

@@ -20,12 +20,28 @@ from edge_runtime.devices.profiles import (
 from edge_runtime.errors import UserError
 
 REPO_PROFILES = Path(__file__).resolve().parents[1] / "device_profiles"
-REQUIRED_DEVICES = {"pixel-8", "galaxy-s24", "iphone-15-pro", "jetson-orin-nano-8gb", "jetson-agx-orin-64gb",
-                    "raspberry-pi-5-8gb", "macbook-air-m2-16gb", "laptop-rtx-4060-8gb"}
+REQUIRED_DEVICES = {
+    "pixel-8",
+    "galaxy-s24",
+    "iphone-15-pro",
+    "jetson-orin-nano-8gb",
+    "jetson-agx-orin-64gb",
+    "raspberry-pi-5-8gb",
+    "macbook-air-m2-16gb",
+    "laptop-rtx-4060-8gb",
+}
 # Every figure a profile must carry, each with a source or an estimate.
-FIGURES = {"memory.total", "memory.bandwidth_gbytes_per_s", "compute.fp32_gflops", "compute.fp16_gflops",
-           "compute.int8_gflops", "link.up_mbit_per_s", "link.down_mbit_per_s", "link.latency_ms",
-           "availability.dropout_probability"}
+FIGURES = {
+    "memory.total",
+    "memory.bandwidth_gbytes_per_s",
+    "compute.fp32_gflops",
+    "compute.fp16_gflops",
+    "compute.int8_gflops",
+    "link.up_mbit_per_s",
+    "link.down_mbit_per_s",
+    "link.latency_ms",
+    "availability.dropout_probability",
+}
 
 
 def test_every_shipped_profile_loads_with_a_cap_within_its_memory():
@@ -43,8 +59,9 @@ def test_every_shipped_profile_loads_with_a_cap_within_its_memory():
 
 
 def test_the_package_ships_the_top_level_profiles():
-    assert sorted(p.name for p in builtin_profiles_dir().glob("*.yaml")) == \
-        sorted(p.name for p in REPO_PROFILES.glob("*.yaml"))
+    assert sorted(p.name for p in builtin_profiles_dir().glob("*.yaml")) == sorted(
+        p.name for p in REPO_PROFILES.glob("*.yaml")
+    )
 
 
 def test_the_runtime_loads_every_precision_a_profile_may_declare():
@@ -96,11 +113,17 @@ BAD_FIELDS = [
     ("colour", "blue", "colour: unknown field"),
     ("link.latency_ms", _DELETE, "link.latency_ms: missing"),
     ("compute.int8_gflops", {"value": 360}, "compute.int8_gflops: missing source or estimate"),
-    ("compute.int8_gflops", {"value": 360, "source": "https://a", "estimate": "b"},
-     "compute.int8_gflops: give a source or an estimate, not both"),
+    (
+        "compute.int8_gflops",
+        {"value": 360, "source": "https://a", "estimate": "b"},
+        "compute.int8_gflops: give a source or an estimate, not both",
+    ),
     ("compute.fp32_gflops.note", "my notes", "compute.fp32_gflops.note: unknown field"),
-    ("compute.fp32_gflops", {"value": 90, "source": "a blog I read"},
-     "compute.fp32_gflops.source: a source must include its URL"),
+    (
+        "compute.fp32_gflops",
+        {"value": 90, "source": "a blog I read"},
+        "compute.fp32_gflops.source: a source must include its URL",
+    ),
     ("compute.fp32_gflops", 90, "compute.fp32_gflops: expected {value: ..., source: URL}"),
     ("compute.fp32_gflops.value", "fast", "compute.fp32_gflops.value: expected a number, got 'fast'"),
     ("link.up_mbit_per_s.value", -5, "link.up_mbit_per_s.value: must be a positive number"),
@@ -163,7 +186,9 @@ def test_unreadable_files_and_folders_are_one_line_errors(tmp_path):
 
 def test_profiles_clock_and_availability_load_without_torch():
     # A device agent or the coordinator reads profiles and keeps virtual time with no PyTorch installed.
-    code = ("import sys; import edge_runtime.costs.timing, edge_runtime.devices.profiles, "
-            "edge_runtime.fleet.availability; edge_runtime.devices.profiles.builtin_profiles(); "
-            "assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import edge_runtime.costs.timing, edge_runtime.devices.profiles, "
+        "edge_runtime.fleet.availability; edge_runtime.devices.profiles.builtin_profiles(); "
+        "assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -13,8 +13,9 @@ from edge_runtime.seeded.draws import FINGERPRINT, normal, query_seeds
 def test_torch_and_numpy_paths_draw_identical_directions():
     like = torch.zeros(8, 384)
     for seed in query_seeds(7, 3):
-        np.testing.assert_array_equal(direction(seed, "layer.0.lora_A", like).numpy(),
-                                      normal(seed, "layer.0.lora_A", (8, 384)))
+        np.testing.assert_array_equal(
+            direction(seed, "layer.0.lora_A", like).numpy(), normal(seed, "layer.0.lora_A", (8, 384))
+        )
 
 
 def test_a_direction_depends_on_seed_and_name_only():

@@ -312,17 +312,20 @@ def test_a_template_of_ones_own_renders_with_spaced_label_words() -> None:
     assert newline.render(example)[1] == ("negative", "positive")
 
 
-@pytest.mark.parametrize(("task", "prompt", "words", "calibration", "message"), [
-    ("sst2", "Review: {text}", ("a", "b"), "auto", "unknown fields text; sst2's fields are {sentence}"),
-    ("sst2", "Review: {}", ("a", "b"), "auto", "has no slot for the input"),
-    ("sst2", "{sentence} It was", (), "auto", "needs its label words"),
-    ("sst2", "{sentence} It was", ("bad",), "auto", "needs 2 label words"),
-    ("sst2", "{sentence} It was", ("bad", " "), "auto", "must not be empty or blank"),
-    ("sst2", "{sentence", ("a", "b"), "auto", "not a valid format string"),
-    ("sst2", "nonsense", (), "auto", "has no prompt template 'nonsense'"),
-    ("copa", "mezo", (), "centred", "multiple-choice task"),
-    ("sst2", "mezo", (), "sometimes", "unknown calibration"),
-])
+@pytest.mark.parametrize(
+    ("task", "prompt", "words", "calibration", "message"),
+    [
+        ("sst2", "Review: {text}", ("a", "b"), "auto", "unknown fields text; sst2's fields are {sentence}"),
+        ("sst2", "Review: {}", ("a", "b"), "auto", "has no slot for the input"),
+        ("sst2", "{sentence} It was", (), "auto", "needs its label words"),
+        ("sst2", "{sentence} It was", ("bad",), "auto", "needs 2 label words"),
+        ("sst2", "{sentence} It was", ("bad", " "), "auto", "must not be empty or blank"),
+        ("sst2", "{sentence", ("a", "b"), "auto", "not a valid format string"),
+        ("sst2", "nonsense", (), "auto", "has no prompt template 'nonsense'"),
+        ("copa", "mezo", (), "centred", "multiple-choice task"),
+        ("sst2", "mezo", (), "sometimes", "unknown calibration"),
+    ],
+)
 def test_bad_templates_are_one_line_user_errors(task, prompt, words, calibration, message) -> None:
     with pytest.raises(UserError, match=re.escape(message)):
         prompt_template(get_task(task), prompt, words, calibration)

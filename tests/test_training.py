@@ -14,8 +14,16 @@ from edge_runtime.training.trainer import build_run, fit, train
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
-    base = dict(model="tiny-bert", task="sst2", k_shot=8, eval_examples=32, batch_size=8, steps=60,
-                progress=False, out_dir=str(tmp_path / "run"))
+    base = dict(
+        model="tiny-bert",
+        task="sst2",
+        k_shot=8,
+        eval_examples=32,
+        batch_size=8,
+        steps=60,
+        progress=False,
+        out_dir=str(tmp_path / "run"),
+    )
     return build_config(TrainConfig, base, overrides)
 
 
@@ -47,9 +55,19 @@ def test_summary_json_has_the_promised_fields(tmp_path):
     out = tmp_path / "summary.json"
     train(tiny_config(tmp_path, steps=5, out=str(out)))
     summary = json.loads(out.read_text())
-    for field in ("method", "model", "task", "steps", "initial_train_loss", "final_train_loss",
-                  "eval_accuracy_before", "eval_accuracy_after", "wall_time_s", "peak_memory_bytes",
-                  "trainable_params"):
+    for field in (
+        "method",
+        "model",
+        "task",
+        "steps",
+        "initial_train_loss",
+        "final_train_loss",
+        "eval_accuracy_before",
+        "eval_accuracy_after",
+        "wall_time_s",
+        "peak_memory_bytes",
+        "trainable_params",
+    ):
         assert field in summary
     assert summary["peak_memory_bytes"] > 10 * 2**20
     lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
@@ -93,8 +111,13 @@ def test_saved_encoder_adapter_gives_the_same_scores_by_its_readme_in_plain_tran
     readme = (tmp_path / "run" / "adapter" / "README.md").read_text()
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     texts = [example.text for example in run.train[:4]]
-    namespace = {"BASE_MODEL": str(base_folder), "NUM_LABELS": 2, "ADAPTER_FOLDER": str(tmp_path / "run" / "adapter"),
-                 "texts": texts, "torch": torch}
+    namespace = {
+        "BASE_MODEL": str(base_folder),
+        "NUM_LABELS": 2,
+        "ADAPTER_FOLDER": str(tmp_path / "run" / "adapter"),
+        "texts": texts,
+        "torch": torch,
+    }
     with torch.no_grad():
         exec(code, namespace)
         expected = run.objective.scores(run.objective.head.encode(run.train[:4]))
@@ -131,10 +154,12 @@ def test_method_auto_trains_with_a_method_that_reached_the_target_and_a_resume_k
 def test_method_auto_prefers_a_method_that_reaches_the_target_however_slow_its_step():
     from edge_runtime.training.method_choice import Candidate, choose
 
-    candidates = [Candidate("fo-adam", refused="does not fit the 1GB cap"),
-                  Candidate("fo-adam-ckpt", needs=900 * 10**6, micro_batch=4, step_seconds=3.0),
-                  Candidate("forward-grad", needs=800 * 10**6, micro_batch=16, step_seconds=1.0),
-                  Candidate("zo-sgd", needs=700 * 10**6, micro_batch=16, step_seconds=0.5)]
+    candidates = [
+        Candidate("fo-adam", refused="does not fit the 1GB cap"),
+        Candidate("fo-adam-ckpt", needs=900 * 10**6, micro_batch=4, step_seconds=3.0),
+        Candidate("forward-grad", needs=800 * 10**6, micro_batch=16, step_seconds=1.0),
+        Candidate("zo-sgd", needs=700 * 10**6, micro_batch=16, step_seconds=0.5),
+    ]
     chosen, why = choose(candidates, "causal_lm")
     assert chosen.method == "fo-adam-ckpt"
     assert why.startswith("fo-adam-ckpt: fits 900 MB at micro-batch 4, 3.00 s/step, about 200 steps")
@@ -177,18 +202,32 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
     return exit_info.value.code, capsys.readouterr().err
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--model", "gpt-17"], "unknown model"),
-    (["--task", "imagenet"], "unknown task"),
-    (["--method", "zo-magic"], "unknown method"),
-    (["--steps", "-3"], "steps must be positive"),
-    (["--lr", "abc"], "config field 'lr'"),
-    (["--lora-targets", "no_such_module"], "no_such_module"),
-    (["--config", "missing.toml"], "config file not found"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--model", "gpt-17"], "unknown model"),
+        (["--task", "imagenet"], "unknown task"),
+        (["--method", "zo-magic"], "unknown method"),
+        (["--steps", "-3"], "steps must be positive"),
+        (["--lr", "abc"], "config field 'lr'"),
+        (["--lora-targets", "no_such_module"], "no_such_module"),
+        (["--config", "missing.toml"], "config file not found"),
+    ],
+)
 def test_cli_user_mistakes_end_in_one_line(tmp_path, capsys, argv, message):
-    code, err = run_cli(capsys, "train", "--model", "tiny-bert", "--steps", "1", "--progress", "false",
-                        "--out-dir", str(tmp_path), *argv)
+    code, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        "tiny-bert",
+        "--steps",
+        "1",
+        "--progress",
+        "false",
+        "--out-dir",
+        str(tmp_path),
+        *argv,
+    )
     assert code == 2
     assert message in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1
@@ -203,15 +242,27 @@ def test_cli_reports_malformed_data_by_line(tmp_path, capsys):
     (tmp_path / "sst2").mkdir()
     (tmp_path / "sst2" / "train.tsv").write_text("sentence\tlabel\ngood movie\t1\nbad row without label\n")
     (tmp_path / "sst2" / "dev.tsv").write_text("sentence\tlabel\nfine\t1\n")
-    code, err = run_cli(capsys, "train", "--model", "tiny-bert", "--data-dir", str(tmp_path), "--k-shot", "0",
-                        "--out-dir", str(tmp_path / "o"))
+    code, err = run_cli(
+        capsys,
+        "train",
+        "--model",
+        "tiny-bert",
+        "--data-dir",
+        str(tmp_path),
+        "--k-shot",
+        "0",
+        "--out-dir",
+        str(tmp_path / "o"),
+    )
     assert code == 2 and "line 3" in err
 
 
 def test_cli_config_file_and_flags(tmp_path, capsys):
     config = tmp_path / "run.toml"
-    config.write_text('model = "tiny-bert"\nsteps = 3\nbatch-size = 4\nk_shot = 4\neval_examples = 8\n'
-                      f'progress = false\nout_dir = "{tmp_path / "o"}"\n')
+    config.write_text(
+        'model = "tiny-bert"\nsteps = 3\nbatch-size = 4\nk_shot = 4\neval_examples = 8\n'
+        f'progress = false\nout_dir = "{tmp_path / "o"}"\n'
+    )
     main(["train", "--config", str(config), "--steps", "2", "--out", str(tmp_path / "s.json")])
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["steps"] == 2 and summary["batch_size"] == 4
@@ -247,8 +298,9 @@ def test_a_command_changes_an_inherited_default_and_nothing_else():
     coordinator, fleet = ({f.name: f for f in fields(cls)} for cls in (CoordinatorConfig, FleetConfig))
     assert (coordinator["batch_size"].default, fleet["batch_size"].default) == (16, 8)
     assert fleet["batch_size"].metadata == coordinator["batch_size"].metadata
-    assert list(fleet)[:len(coordinator)] == list(coordinator)  # in the place it had
+    assert list(fleet)[: len(coordinator)] == list(coordinator)  # in the place it had
     with pytest.raises(TypeError, match="not a field it only inherits"):
+
         @dataclass
         @defaults(no_such_field=1)
         class Wrong(CoordinatorConfig):

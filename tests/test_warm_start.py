@@ -31,8 +31,9 @@ def test_minilm_embeddings_are_sentence_transformers_own():
     objective = Objective(prepare_model(loaded), head_for("encoder", loaded.tokenizer, "classification", 128))
     examples = load_split("sst2", "eval")[:6]  # sentences of different lengths: padding must not count
     ours = embeddings(objective, objective.head.encode(examples))
-    theirs = SentenceTransformer(str(minilm_folder()), device="cpu").encode([ex.text for ex in examples],
-                                                                           convert_to_tensor=True)
+    theirs = SentenceTransformer(str(minilm_folder()), device="cpu").encode(
+        [ex.text for ex in examples], convert_to_tensor=True
+    )
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
 
 
@@ -67,11 +68,13 @@ def test_a_solved_head_separates_unseen_examples_at_a_sensible_temperature(solve
     head = fit_head(stats, solver)
     logits = head.temperature * (features[300:] @ head.weight.T + head.bias)
     assert (logits.argmax(1) == labels[300:]).mean() > 0.85
-    assert np.sqrt((head.weight ** 2).sum(1).mean()) == pytest.approx(1.0)  # the scale is the temperature alone
+    assert np.sqrt((head.weight**2).sum(1).mean()) == pytest.approx(1.0)  # the scale is the temperature alone
+
     # The cross-fitted temperature is close to the best one for unseen examples.
     def loss(t):
         scaled = t * (features[300:] @ head.weight.T + head.bias)
         return np.mean(np.logaddexp.reduce(scaled, axis=1) - scaled[np.arange(100), labels[300:]])
+
     best = min(np.logspace(-2, 3, 200), key=loss)
     assert loss(head.temperature) < loss(best) + 0.05
 
@@ -84,14 +87,17 @@ def test_a_head_without_examples_of_a_class_in_a_fold_is_refused():
         fit_head(stats, "centroids")
 
 
-@pytest.mark.parametrize("tamper", [
-    lambda t: t.update(counts=-t["counts"]),
-    lambda t: t.update(counts=t["counts"] + 0.5),
-    lambda t: t.update(sums=t["sums"] * 100),
-    lambda t: t.update(gram=np.full_like(t["gram"], np.nan)),
-    lambda t: t.update(gram=t["gram"][:, :3]),
-    lambda t: t.pop("gram"),
-])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda t: t.update(counts=-t["counts"]),
+        lambda t: t.update(counts=t["counts"] + 0.5),
+        lambda t: t.update(sums=t["sums"] * 100),
+        lambda t: t.update(gram=np.full_like(t["gram"], np.nan)),
+        lambda t: t.update(gram=t["gram"][:, :3]),
+        lambda t: t.pop("gram"),
+    ],
+)
 def test_statistics_that_no_honest_device_could_send_are_refused(tamper):
     features, labels = _separable(50, 4)
     stats = FeatureStatistics.empty(2, 4)
@@ -106,8 +112,17 @@ def test_statistics_that_no_honest_device_could_send_are_refused(tamper):
 
 
 def _minilm_config(tmp_path, **overrides) -> TrainConfig:
-    base = dict(model="minilm", task="sst2", k_shot=32, eval_examples=96, batch_size=16, max_length=48,
-                eval_batch_size=32, progress=False, out_dir=str(tmp_path / "run"))
+    base = dict(
+        model="minilm",
+        task="sst2",
+        k_shot=32,
+        eval_examples=96,
+        batch_size=16,
+        max_length=48,
+        eval_batch_size=32,
+        progress=False,
+        out_dir=str(tmp_path / "run"),
+    )
     return build_config(TrainConfig, base, overrides)
 
 
@@ -133,9 +148,21 @@ def test_a_warm_started_head_plus_a_few_zo_steps_lowers_the_dev_loss(tmp_path):
     rows = (PACKAGED_DATA_DIR / "sst2" / "dev.tsv").read_text().splitlines()[:49]  # header + 48 reviews
     for name in ("train.tsv", "dev.tsv"):
         (fixture / name).write_text("\n".join(rows) + "\n")
-    summary = fit(build_run(_minilm_config(tmp_path, data_dir=str(tmp_path / "data"), k_shot=0, eval_examples=None,
-                                           warm_start="zero-shot", method="zo-sgd", steps=40, lr=3e-3,
-                                           train_head=False)))
+    summary = fit(
+        build_run(
+            _minilm_config(
+                tmp_path,
+                data_dir=str(tmp_path / "data"),
+                k_shot=0,
+                eval_examples=None,
+                warm_start="zero-shot",
+                method="zo-sgd",
+                steps=40,
+                lr=3e-3,
+                train_head=False,
+            )
+        )
+    )
     assert summary["warm_start"]["kind"] == "zero-shot"
     assert summary["eval_accuracy_before"] > 0.65
     assert summary["eval_loss_after"] < summary["eval_loss_before"] - 0.002, summary

@@ -96,8 +96,9 @@ def test_hybrid_backprops_an_encoders_head():
     from edge_runtime.tasks import load_split
 
     loaded = load_model("tiny-bert", seed=0)
-    objective = Objective(apply_lora(loaded, r=2, alpha=4), head_for(loaded.kind, loaded.tokenizer,
-                                                                     "classification", 32))
+    objective = Objective(
+        apply_lora(loaded, r=2, alpha=4), head_for(loaded.kind, loaded.tokenizer, "classification", 32)
+    )
     part = backprop_part(list(objective.params))
     assert part and all("classifier" in n for n in part)
     batch = objective.head.encode(load_split("sst2", "train")[:4])

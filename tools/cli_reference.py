@@ -76,8 +76,7 @@ def _help(action: argparse.Action) -> str:
     text = action.help or ""
     if action.required:
         text = f"{text} (required)".strip()
-    elif action.option_strings and action.default not in (None, argparse.SUPPRESS, False) \
-            and "(default:" not in text:
+    elif action.option_strings and action.default not in (None, argparse.SUPPRESS, False) and "(default:" not in text:
         text = f"{text} (default: {action.default})".strip()
     return _cell(text)
 
@@ -129,8 +128,12 @@ def _config_classes() -> list[tuple[str, type]]:
     from edge_runtime.fleet.config import FleetConfig
     from edge_runtime.training.config import TrainConfig
 
-    classes = [("edgetune train", TrainConfig), ("edgetune coordinator", CoordinatorConfig),
-               ("edgetune agent", AgentConfig), ("edgetune fleet", FleetConfig)]
+    classes = [
+        ("edgetune train", TrainConfig),
+        ("edgetune coordinator", CoordinatorConfig),
+        ("edgetune agent", AgentConfig),
+        ("edgetune fleet", FleetConfig),
+    ]
     classes += [(f"edgetune bench {name}", config_class(name)) for name in BENCHES]
     classes.append(("edgetune bench report", ReportConfig))
     return classes
@@ -165,12 +168,20 @@ def config_markdown() -> str:
         "",
     ]
     for command, cls in _config_classes():
-        lines += [f"## `{command}`", "", f"`{cls.__module__}.{cls.__name__}`", "",
-                  "| key | type | default | meaning |", "|---|---|---|---|"]
+        lines += [
+            f"## `{command}`",
+            "",
+            f"`{cls.__module__}.{cls.__name__}`",
+            "",
+            "| key | type | default | meaning |",
+            "|---|---|---|---|",
+        ]
         for field, tp, _ in config_fields(cls):
             default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-            lines.append(f"| `{field.name}` | {_cell(_type_name(tp))} | `{_cell(repr(default))}` "
-                         f"| {_cell(field.metadata.get('help', ''))} |")
+            lines.append(
+                f"| `{field.name}` | {_cell(_type_name(tp))} | `{_cell(repr(default))}` "
+                f"| {_cell(field.metadata.get('help', ''))} |"
+            )
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -30,14 +30,18 @@ def _variants(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     out = {"fp32": model}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        out["torch.ao dynamic"] = torch.ao.quantization.quantize_dynamic(copy.deepcopy(model), {torch.nn.Linear},
-                                                                        dtype=torch.qint8)
+        out["torch.ao dynamic"] = torch.ao.quantization.quantize_dynamic(
+            copy.deepcopy(model), {torch.nn.Linear}, dtype=torch.qint8
+        )
     try:
         from torchao.quantization import Int8WeightOnlyConfig, quantize_
 
         torchao_model = copy.deepcopy(model)
-        quantize_(torchao_model, Int8WeightOnlyConfig(),
-                  filter_fn=lambda m, _: isinstance(m, (torch.nn.Linear, torch.nn.Embedding)))
+        quantize_(
+            torchao_model,
+            Int8WeightOnlyConfig(),
+            filter_fn=lambda m, _: isinstance(m, (torch.nn.Linear, torch.nn.Embedding)),
+        )
         out["torchao int8 weight-only"] = torchao_model
     except ImportError:
         pass
@@ -64,8 +68,9 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     model = load_model(args.model).model.eval()
-    ids = torch.randint(0, model.config.vocab_size, (args.batch_size, args.max_length),
-                        generator=torch.Generator().manual_seed(0))
+    ids = torch.randint(
+        0, model.config.vocab_size, (args.batch_size, args.max_length), generator=torch.Generator().manual_seed(0)
+    )
 
     def forward(m):
         with torch.no_grad():
@@ -82,18 +87,36 @@ def main() -> None:
         with LiveBytes() as tracked:
             forward(variant)
         weights = _serialized_bytes(variant)
-        rows.append({"path": name, "forward_s": seconds, "weight_bytes": weights, "activation_peak_bytes": tracked.peak,
-                     "logit_rel_error": float((logits - reference).norm() / reference.norm()),
-                     "top1_agreement": float((logits.argmax(-1) == reference.argmax(-1)).float().mean())})
+        rows.append(
+            {
+                "path": name,
+                "forward_s": seconds,
+                "weight_bytes": weights,
+                "activation_peak_bytes": tracked.peak,
+                "logit_rel_error": float((logits - reference).norm() / reference.norm()),
+                "top1_agreement": float((logits.argmax(-1) == reference.argmax(-1)).float().mean()),
+            }
+        )
     for row in rows:
         row["time_vs_fp32"] = row["forward_s"] / rows[0]["forward_s"]
-        print(f"{row['path']:26s} {row['time_vs_fp32']:5.2f}x time  weights {row['weight_bytes'] / 1e6:6.1f} MB  "
-              f"activations {row['activation_peak_bytes'] / 1e6:6.1f} MB  logit error {row['logit_rel_error']:.3f}  "
-              f"top-1 {row['top1_agreement']:.2f}")
+        print(
+            f"{row['path']:26s} {row['time_vs_fp32']:5.2f}x time  weights {row['weight_bytes'] / 1e6:6.1f} MB  "
+            f"activations {row['activation_peak_bytes'] / 1e6:6.1f} MB  logit error {row['logit_rel_error']:.3f}  "
+            f"top-1 {row['top1_agreement']:.2f}"
+        )
     if args.out:
         with open(args.out, "w") as f:
-            json.dump({"model": args.model, "batch_size": args.batch_size, "max_length": args.max_length,
-                       "threads": torch.get_num_threads(), "rows": rows}, f, indent=2)
+            json.dump(
+                {
+                    "model": args.model,
+                    "batch_size": args.batch_size,
+                    "max_length": args.max_length,
+                    "threads": torch.get_num_threads(),
+                    "rows": rows,
+                },
+                f,
+                indent=2,
+            )
 
 
 if __name__ == "__main__":

@@ -43,8 +43,16 @@ from edge_runtime.protocol import DEVICE_KEY, PROTOCOL_KEY, PROTOCOL_VERSION, TO
 from edge_runtime.protocol.tensors import from_chunks, to_chunks
 from edge_runtime.seeded.draws import FINGERPRINT
 
-PROFILE = pb.DeviceProfile(name="load-test", device_class="phone", memory_cap_bytes=4 * 10**9, gflops_fp32=50,
-                           uplink_mbps=10, downlink_mbps=50, latency_ms=30, precisions=["fp32"])
+PROFILE = pb.DeviceProfile(
+    name="load-test",
+    device_class="phone",
+    memory_cap_bytes=4 * 10**9,
+    gflops_fp32=50,
+    uplink_mbps=10,
+    downlink_mbps=50,
+    latency_ms=30,
+    precisions=["fp32"],
+)
 
 
 # The model's adapter gives the shapes the agents upload.
@@ -74,11 +82,14 @@ class Latencies:
         out = {}
         for name in sorted(set(self.seconds) | set(self.errors)):
             values = sorted(self.seconds.get(name, []))
-            out[name] = {"calls": len(values), "errors": dict(self.errors.get(name, {})),
-                         "p50_ms": _quantile_ms(values, 0.5) if values else None,
-                         "p99_ms": _quantile_ms(values, 0.99) if values else None,
-                         "max_ms": 1e3 * values[-1] if values else None,
-                         "mean_ms": 1e3 * statistics.fmean(values) if values else None}
+            out[name] = {
+                "calls": len(values),
+                "errors": dict(self.errors.get(name, {})),
+                "p50_ms": _quantile_ms(values, 0.5) if values else None,
+                "p99_ms": _quantile_ms(values, 0.99) if values else None,
+                "max_ms": 1e3 * values[-1] if values else None,
+                "mean_ms": 1e3 * statistics.fmean(values) if values else None,
+            }
         return out
 
 
@@ -112,8 +123,17 @@ class FleetOfStubs:
     async def _agent(self, stop: asyncio.Event) -> None:
         async with grpc.aio.insecure_channel(self.address) as channel:
             stub = rpc.CoordinatorStub(channel)
-            reply = await self._timed("Register", lambda: stub.Register(pb.RegisterRequest(
-                protocol_version=PROTOCOL_VERSION, profile=PROFILE, examples=100, direction_fingerprint=FINGERPRINT)))
+            reply = await self._timed(
+                "Register",
+                lambda: stub.Register(
+                    pb.RegisterRequest(
+                        protocol_version=PROTOCOL_VERSION,
+                        profile=PROFILE,
+                        examples=100,
+                        direction_fingerprint=FINGERPRINT,
+                    )
+                ),
+            )
             metadata = ((DEVICE_KEY, reply.device_id), (TOKEN_KEY, reply.token), (PROTOCOL_KEY, str(PROTOCOL_VERSION)))
             beating = asyncio.create_task(self._beat(stub, metadata, reply.heartbeat_interval_s, stop))
             try:
@@ -148,14 +168,22 @@ class FleetOfStubs:
 
     async def _upload(self, stub, metadata, task: pb.Task) -> None:
         async def fetch():
-            return [chunk async for chunk in stub.FetchState(pb.FetchStateRequest(tensors=task.tensors),
-                                                             metadata=metadata)]
+            return [
+                chunk async for chunk in stub.FetchState(pb.FetchStateRequest(tensors=task.tensors), metadata=metadata)
+            ]
 
         state = from_chunks(await self._timed("FetchState", fetch), 2**30)
         rng = np.random.default_rng(task.seed)
         deltas = {name: (1e-3 * rng.standard_normal(value.shape)).astype(np.float32) for name, value in state.items()}
-        header = pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=task.batch_size, steps=1,
-                                 loss_before=0.7, loss_after=0.69, train_seconds=0.1)
+        header = pb.UpdateHeader(
+            task_id=task.task_id,
+            round=task.round,
+            examples=task.batch_size,
+            steps=1,
+            loss_before=0.7,
+            loss_after=0.69,
+            train_seconds=0.1,
+        )
         chunks = [pb.UpdateChunk(header=header)] + [pb.UpdateChunk(tensor=c) for c in to_chunks(deltas)]
         answer = await self._timed("SubmitUpdate", lambda: stub.SubmitUpdate(iter(chunks), metadata=metadata))
         if answer.accepted:
@@ -204,12 +232,39 @@ def _free_port() -> int:
 
 
 def _start_coordinator(config: LoadConfig, folder: Path, port: int) -> subprocess.Popen:
-    args = ["coordinator", "--listen", f"127.0.0.1:{port}", "--state-dir", str(folder / "coordinator"),
-            "--model", config.model, "--rounds", str(config.rounds), "--min-devices", str(config.agents),
-            "--local-steps", "1", "--batch-size", "1", "--max-length", "32", "--quorum", "1.0",
-            "--round-deadline-s", str(config.timeout_s), "--device-timeout-s", str(6 * config.heartbeat_s),
-            "--heartbeat-s", str(config.heartbeat_s), "--eval-examples", "16", "--train-probe-examples", "16",
-            "--progress", "false"]
+    args = [
+        "coordinator",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--state-dir",
+        str(folder / "coordinator"),
+        "--model",
+        config.model,
+        "--rounds",
+        str(config.rounds),
+        "--min-devices",
+        str(config.agents),
+        "--local-steps",
+        "1",
+        "--batch-size",
+        "1",
+        "--max-length",
+        "32",
+        "--quorum",
+        "1.0",
+        "--round-deadline-s",
+        str(config.timeout_s),
+        "--device-timeout-s",
+        str(6 * config.heartbeat_s),
+        "--heartbeat-s",
+        str(config.heartbeat_s),
+        "--eval-examples",
+        "16",
+        "--train-probe-examples",
+        "16",
+        "--progress",
+        "false",
+    ]
     log = open(folder / "coordinator.log", "w")
     return subprocess.Popen([sys.executable, "-m", "edge_runtime", *args], stdout=log, stderr=subprocess.STDOUT)
 
@@ -271,12 +326,19 @@ def run(config: LoadConfig) -> dict:
             raise RuntimeError(f"the coordinator exited with {exit_code}:\n{log_tail}")
         ledger_path = folder / "coordinator" / "ledger.sqlite"
         result = {
-            "config": asdict(config), "fleet_seconds": fleet_s, "updates_accepted": fleet.accepted,
-            "rejections": fleet.rejections[:10], **_ledger_counts(ledger_path),
+            "config": asdict(config),
+            "fleet_seconds": fleet_s,
+            "updates_accepted": fleet.accepted,
+            "rejections": fleet.rejections[:10],
+            **_ledger_counts(ledger_path),
             "ledger_bytes": sum(p.stat().st_size for p in ledger_path.parent.glob("ledger.sqlite*")),
             "rpc": fleet.latencies.summary(),
-            "coordinator_rss": {"idle_bytes": idle, "holding_fleet_bytes": holding.get("rss"),
-                                "peak_bytes": sampler.peak, "last_bytes": sampler.last},
+            "coordinator_rss": {
+                "idle_bytes": idle,
+                "holding_fleet_bytes": holding.get("rss"),
+                "peak_bytes": sampler.peak,
+                "last_bytes": sampler.last,
+            },
             "coordinator_bytes_per_device": (holding["rss"] - idle) / config.agents if holding else None,
             "machine": "shared 2-core CPU box; agents and coordinator on the same cores",
         }
@@ -296,13 +358,18 @@ def main(argv: list[str] | None = None) -> None:
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
         Path(config.out).write_text(json.dumps(result, indent=2) + "\n")
-    rpc_lines = [f"  {name}: {s['calls']} calls, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
-                 for name, s in result["rpc"].items() if s["calls"]]
+    rpc_lines = [
+        f"  {name}: {s['calls']} calls, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
+        for name, s in result["rpc"].items()
+        if s["calls"]
+    ]
     rss = result["coordinator_rss"]
-    print(f"{config.agents} agents: {result['rounds_closed']}/{config.rounds} rounds closed, "
-          f"{result['updates_accepted']} updates accepted in {result['fleet_seconds']:.1f} s; coordinator RSS idle "
-          f"{rss['idle_bytes'] / 2**20:.0f} MiB, peak {rss['peak_bytes'] / 2**20:.0f} MiB, "
-          f"{(result['coordinator_bytes_per_device'] or 0) / 1024:.1f} KiB per device\n" + "\n".join(rpc_lines))
+    print(
+        f"{config.agents} agents: {result['rounds_closed']}/{config.rounds} rounds closed, "
+        f"{result['updates_accepted']} updates accepted in {result['fleet_seconds']:.1f} s; coordinator RSS idle "
+        f"{rss['idle_bytes'] / 2**20:.0f} MiB, peak {rss['peak_bytes'] / 2**20:.0f} MiB, "
+        f"{(result['coordinator_bytes_per_device'] or 0) / 1024:.1f} KiB per device\n" + "\n".join(rpc_lines)
+    )
 
 
 if __name__ == "__main__":

@@ -51,16 +51,27 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     train = few_shot(load_split(TASK, "train"), args.k_shot, args.seed)
     evaluation = subsample(load_split(TASK, "eval"), args.eval_examples, args.seed)
-    torch_model = TorchModel(AdapterSpec(args.model, TASK, max_length=args.max_length, lora_r=LORA_R,
-                                         lora_alpha=2 * LORA_R, init_seed=args.seed))
+    torch_model = TorchModel(
+        AdapterSpec(
+            args.model, TASK, max_length=args.max_length, lora_r=LORA_R, lora_alpha=2 * LORA_R, init_seed=args.seed
+        )
+    )
     graph = exported_graph(args.graphs, args.model, TASK, args.precision, LORA_R)
     ort_model = OrtModel(graph, threads=args.threads)
     start = torch_model.state()
-    task = pb.Task(adapter=adapter_message(torch_model.spec),
-                   method=method_message(MethodSpec("zo-sgd", EstimatorSettings(mu=args.mu))), steps=args.steps,
-                   batch_size=args.batch_size, lr=args.lr, seed=args.seed, tensors=list(start))
-    evaluate = {"torch": lambda: torch_model.evaluate(evaluation).accuracy,
-                "ort": lambda: ort_model.objective.evaluate(evaluation, args.max_length)[0]}
+    task = pb.Task(
+        adapter=adapter_message(torch_model.spec),
+        method=method_message(MethodSpec("zo-sgd", EstimatorSettings(mu=args.mu))),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        tensors=list(start),
+    )
+    evaluate = {
+        "torch": lambda: torch_model.evaluate(evaluation).accuracy,
+        "ort": lambda: ort_model.objective.evaluate(evaluation, args.max_length)[0],
+    }
     runs = {}
     for name, backend in (("torch", torch_model), ("ort", ort_model)):
         backend.load_state(start)
@@ -69,17 +80,27 @@ def main() -> None:
         result = backend.train(task, train)
         backend.load_state({n: start[n] + result.deltas[n] for n in start})
         after = evaluate[name]()
-        runs[name] = {"precision": "fp32" if name == "torch" else args.precision, "accuracy_before": before,
-                      "accuracy_after": after, "train_seconds": result.seconds, "steps": result.steps,
-                      "stopped": result.stopped, "losses": result.losses}
+        runs[name] = {
+            "precision": "fp32" if name == "torch" else args.precision,
+            "accuracy_before": before,
+            "accuracy_after": after,
+            "train_seconds": result.seconds,
+            "steps": result.steps,
+            "stopped": result.stopped,
+            "losses": result.losses,
+        }
         print(f"{name}: accuracy {before:.3f} -> {after:.3f} in {result.seconds:.0f} s", flush=True)
     torch_losses, ort_losses = np.array(runs["torch"]["losses"]), np.array(runs["ort"]["losses"])
     summary = {
-        "config": vars(args), "graph_bytes": graph_bytes(graph), "runs": runs,
+        "config": vars(args),
+        "graph_bytes": graph_bytes(graph),
+        "runs": runs,
         "accuracy_gap_points": 100 * (runs["ort"]["accuracy_after"] - runs["torch"]["accuracy_after"]),
         "first_step_loss_gap": float(abs(ort_losses[0] - torch_losses[0])),
-        "mean_train_loss_last_100": {"torch": float(torch_losses[-100:].mean()),
-                                     "ort": float(ort_losses[-100:].mean())},
+        "mean_train_loss_last_100": {
+            "torch": float(torch_losses[-100:].mean()),
+            "ort": float(ort_losses[-100:].mean()),
+        },
         "measured": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": "shared 2-core CPU box (4 sessions in parallel); seconds are indicative only",
     }

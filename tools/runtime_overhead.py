@@ -38,11 +38,14 @@ print(json.dumps({"model": model, "precision": precision, "held_bytes": held,
 def main(models: list[str]) -> None:
     for spec in models:
         model, _, precision = spec.partition(":")
-        done = subprocess.run([sys.executable, "-c", PROBE, model, precision or "fp32"], capture_output=True,
-                              text=True, check=True)
+        done = subprocess.run(
+            [sys.executable, "-c", PROBE, model, precision or "fp32"], capture_output=True, text=True, check=True
+        )
         row = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"{row['model']:14s} {row['precision']:5s} held {row['held_bytes'] / 1e6:7.1f} MB, "
-              f"runtime (not weights) {row['runtime_bytes'] / 1e6:5.1f} MB")
+        print(
+            f"{row['model']:14s} {row['precision']:5s} held {row['held_bytes'] / 1e6:7.1f} MB, "
+            f"runtime (not weights) {row['runtime_bytes'] / 1e6:5.1f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,9 @@ class RoundPlanner(ABC):
     upload: ClassVar[int] = pb.Task.DENSE  # or pb.Task.SEEDS
 
     @abstractmethod
-    def assign(self, round_: int, devices: Sequence[DeviceInfo], slices: Sequence[Slice],
-               capacity: Mapping[str, Capacity]) -> Assignment:
+    def assign(
+        self, round_: int, devices: Sequence[DeviceInfo], slices: Sequence[Slice], capacity: Mapping[str, Capacity]
+    ) -> Assignment:
         """Round `round_`'s assignment. `capacity` is each device's under the round's method: the trainable
         bytes it can train at once and the local steps that fit the deadline, or why it cannot take part.
         The same inputs must give the same assignment: a restarted coordinator plans the round again."""

@@ -25,8 +25,10 @@ class FedAvgFull(RoundPlanner):
             if not cap.usable:
                 plan.excluded[device.id] = cap.reason
             elif cap.trainable_bytes < need:
-                plan.excluded[device.id] = (f"training every tensor needs state for {need / 1e6:.1f} MB of "
-                                            f"adapters, its budget holds {cap.trainable_bytes / 1e6:.1f} MB")
+                plan.excluded[device.id] = (
+                    f"training every tensor needs state for {need / 1e6:.1f} MB of "
+                    f"adapters, its budget holds {cap.trainable_bytes / 1e6:.1f} MB"
+                )
             else:
                 plan.slices[device.id] = list(slices)
         if not plan.slices:

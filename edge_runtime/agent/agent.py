@@ -39,9 +39,11 @@ class Backend(Protocol):
 
 # What became of a round's work when the agent was asked to stop during it (the round always ends
 # first: an update is uploaded whole or not at all, and a lost answer is resent on the next start).
-_AFTER_STOP = {"trained": "this round's update was uploaded and accepted before stopping",
-               "rejected": "this round's update was uploaded and rejected by the coordinator",
-               "refused": "this round's task was declined"}
+_AFTER_STOP = {
+    "trained": "this round's update was uploaded and accepted before stopping",
+    "rejected": "this round's update was uploaded and rejected by the coordinator",
+    "refused": "this round's task was declined",
+}
 
 
 class TaskRefused(Exception):
@@ -77,8 +79,11 @@ class DataSource:
         dataset, partition = adapter_of(task).dataset, Partition.parse(task.data) if task.data else self.partition
         key = (dataset, partition)
         if key not in self._cache:
-            self._cache[key] = (_split(dataset, self.data_dir, replace(partition, index=0))[partition.index]
-                                if partition else load_split(dataset, "train", self.data_dir))
+            self._cache[key] = (
+                _split(dataset, self.data_dir, replace(partition, index=0))[partition.index]
+                if partition
+                else load_split(dataset, "train", self.data_dir)
+            )
         return self._cache[key]
 
     def count(self, task_name: str | None) -> int:
@@ -89,9 +94,18 @@ class DataSource:
 
 
 class Agent:
-    def __init__(self, client: CoordinatorClient, profile: pb.DeviceProfile, data: DataSource,
-                 backend_for: Callable[[pb.Task], Backend], *, join_secret: str = "", state_dir: Path | None = None,
-                 task_name: str | None = None, log: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        client: CoordinatorClient,
+        profile: pb.DeviceProfile,
+        data: DataSource,
+        backend_for: Callable[[pb.Task], Backend],
+        *,
+        join_secret: str = "",
+        state_dir: Path | None = None,
+        task_name: str | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
         self.client, self.profile, self.data = client, profile, data
         self.backend_for, self.join_secret, self.state_dir, self.log = backend_for, join_secret, state_dir, log
         self.task_name = task_name
@@ -102,10 +116,15 @@ class Agent:
 
     def join(self, address: str = "in-process") -> str:
         known = load_identity(self.state_dir, address) if self.state_dir else None
-        request = pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, join_secret=self.join_secret,
-                                     profile=self.profile, examples=self.data.count(self.task_name),
-                                     direction_fingerprint=FINGERPRINT,
-                                     device_id=known.device_id if known else "", token=known.token if known else "")
+        request = pb.RegisterRequest(
+            protocol_version=PROTOCOL_VERSION,
+            join_secret=self.join_secret,
+            profile=self.profile,
+            examples=self.data.count(self.task_name),
+            direction_fingerprint=FINGERPRINT,
+            device_id=known.device_id if known else "",
+            token=known.token if known else "",
+        )
         reply = self.client.register(request)
         self.client.device_id, self.client.token = reply.device_id, reply.token
         self.heartbeat_s = reply.heartbeat_interval_s or self.heartbeat_s
@@ -139,17 +158,26 @@ class Agent:
             self.log(f"agent: declined round {task.round}: {prepared.refusal}")
             return "refused"
         statistics = task.work == pb.Task.STATISTICS
-        answer = self.client.submit(update_header(task, result),
-                                    result.deltas if statistics or task.upload == pb.Task.DENSE else {})
+        answer = self.client.submit(
+            update_header(task, result), result.deltas if statistics or task.upload == pb.Task.DENSE else {}
+        )
         if not answer.accepted:
             self.log(f"agent: round {task.round} update rejected: {answer.reason}")
             return "rejected"
         self.rounds_done += 1
         if statistics:
             return "trained"
-        self.client.report_metrics(pb.MetricsReport(round=task.round, values={
-            "loss_before": result.loss_before, "loss_after": result.loss_after, "steps": result.steps,
-            "train_seconds": result.seconds}))
+        self.client.report_metrics(
+            pb.MetricsReport(
+                round=task.round,
+                values={
+                    "loss_before": result.loss_before,
+                    "loss_after": result.loss_after,
+                    "steps": result.steps,
+                    "train_seconds": result.seconds,
+                },
+            )
+        )
         return "trained"
 
     def work_once(self) -> tuple[str, float]:
@@ -168,12 +196,14 @@ class Agent:
         if self.state_version != task.state_version:
             version, state = self.client.fetch_state()
             if version != task.state_version:
-                raise TaskRefused(f"the coordinator sent state version {version} for a task on version "
-                                  f"{task.state_version}")
+                raise TaskRefused(
+                    f"the coordinator sent state version {version} for a task on version {task.state_version}"
+                )
             mismatched = [n for n, v in state.items() if n not in shapes or tuple(v.shape) != shapes[n]]
             if mismatched or set(state) != set(shapes):
-                raise TaskRefused("the coordinator's adapter does not fit this model "
-                                  f"({mismatched[:3] or 'other tensors'})")
+                raise TaskRefused(
+                    f"the coordinator's adapter does not fit this model ({mismatched[:3] or 'other tensors'})"
+                )
             self.state, self.state_version = state, version
         backend.load_state(self.state)
         return backend

@@ -85,6 +85,7 @@ class CoordinatorClient(ABC):
     def submit(self, header: pb.UpdateHeader, deltas: Mapping[str, np.ndarray]) -> pb.SubmitReply:
         """Send an update, its header first, then `deltas` in chunks of at most CHUNK_BYTES; the reply says
         whether it was accepted."""
+
         def chunks():
             yield pb.UpdateChunk(header=header)
             for chunk in to_chunks(deltas, chunk_bytes=CHUNK_BYTES):
@@ -98,12 +99,22 @@ class GrpcClient(CoordinatorClient):
     with capped exponential backoff and jitter until it succeeds or `stop` is set; other codes raise
     CallRejected. The heartbeat thread and the work share one client."""
 
-    def __init__(self, address: str, *, root_cert: bytes | None = None, stop: threading.Event | None = None,
-                 log: Callable[[str], None] = print, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        address: str,
+        *,
+        root_cert: bytes | None = None,
+        stop: threading.Event | None = None,
+        log: Callable[[str], None] = print,
+        timeout_s: float = 60.0,
+    ) -> None:
         credentials = grpc.ssl_channel_credentials(root_certificates=root_cert) if root_cert else None
         options = [("grpc.max_receive_message_length", 8 * 2**20), ("grpc.max_send_message_length", 8 * 2**20)]
-        self.channel = (grpc.secure_channel(address, credentials, options=options) if credentials
-                        else grpc.insecure_channel(address, options=options))
+        self.channel = (
+            grpc.secure_channel(address, credentials, options=options)
+            if credentials
+            else grpc.insecure_channel(address, options=options)
+        )
         self.stub = rpc.CoordinatorStub(self.channel)
         self.address, self.stop, self.log, self.timeout_s = address, stop or threading.Event(), log, timeout_s
         # One outage, one pair of lines, however many threads (the heartbeat, the work) meet it.
@@ -114,8 +125,11 @@ class GrpcClient(CoordinatorClient):
             if self._outage == down:
                 return
             self._outage = down
-        self.log(f"agent: coordinator {self.address} unreachable ({code.name}); retrying with backoff" if down
-                 else f"agent: coordinator {self.address} is back")
+        self.log(
+            f"agent: coordinator {self.address} unreachable ({code.name}); retrying with backoff"
+            if down
+            else f"agent: coordinator {self.address} is back"
+        )
 
     def _call(self, attempt: Callable[[], object]):
         delay = 0.5
@@ -142,8 +156,9 @@ class GrpcClient(CoordinatorClient):
 
     def heartbeat(self):
         """A heartbeat, retried through outages."""
-        return self._call(lambda: self.stub.Heartbeat(pb.HeartbeatRequest(), metadata=self._md(),
-                                                      timeout=self.timeout_s))
+        return self._call(
+            lambda: self.stub.Heartbeat(pb.HeartbeatRequest(), metadata=self._md(), timeout=self.timeout_s)
+        )
 
     def get_task(self):
         """Ask for work, retried through outages."""
@@ -151,8 +166,9 @@ class GrpcClient(CoordinatorClient):
 
     def _state_chunks(self, request):
         # A stream cut halfway is fetched again from the start, never stitched from two versions.
-        return iter(self._call(lambda: list(self.stub.FetchState(request, metadata=self._md(),
-                                                                 timeout=self.timeout_s * 10))))
+        return iter(
+            self._call(lambda: list(self.stub.FetchState(request, metadata=self._md(), timeout=self.timeout_s * 10)))
+        )
 
     def _submit_chunks(self, chunks):
         sent = list(chunks)  # kept, so a retry after a cut link sends the same update again

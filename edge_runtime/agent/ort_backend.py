@@ -56,10 +56,10 @@ class OrtModel:
         """A STATISTICS task, as local/torch_model.py computes it, on the graph."""
         started = time.perf_counter()
         self.objective.encoding.constants = head_constants(task)
-        examples = list(examples[:task.statistics_examples or len(examples)])
+        examples = list(examples[: task.statistics_examples or len(examples)])
         max_length, stats = adapter_of(task).max_length, None
         for start in range(0, len(examples), STATISTICS_BATCH):
-            batch = self.objective.encoding.encode(examples[start:start + STATISTICS_BATCH], max_length)
+            batch = self.objective.encoding.encode(examples[start : start + STATISTICS_BATCH], max_length)
             if self.manifest.kind == "encoder":
                 features = self.objective.features(batch)
                 stats = stats or FeatureStatistics.empty(len(examples[0].candidates), features.shape[1])
@@ -68,8 +68,9 @@ class OrtModel:
                 scores = self.objective.raw_scores(batch)
                 stats = stats or ScoreStatistics.empty(scores.shape[1])
                 stats.add(scores)
-        return LocalResult(deltas=stats.as_tensors(), scalars=[], examples=len(examples),
-                           seconds=time.perf_counter() - started)
+        return LocalResult(
+            deltas=stats.as_tensors(), scalars=[], examples=len(examples), seconds=time.perf_counter() - started
+        )
 
     def copies_per_call(self, task: pb.Task) -> int:
         """Two-point ZO's perturbed copies per session call. One on a graph exported before the
@@ -91,9 +92,12 @@ class OrtModel:
         max_length = adapter_of(task).max_length
         self.objective.perturbations_per_pass = self.copies_per_call(task)
         result = run_local_steps(
-            task, examples, lambda ex: self.objective.encoding.encode(ex, max_length),
+            task,
+            examples,
+            lambda ex: self.objective.encoding.encode(ex, max_length),
             lambda batch, _, seed: method.step(self.objective, params, batch, task.lr, seed),
-            lambda batch: batch.length)
+            lambda batch: batch.length,
+        )
         result.deltas = {name: p - start[name] for name, p in params.items()}
         self.objective.load(start)
         result.seconds = time.perf_counter() - started

@@ -53,8 +53,11 @@ def run(config: CommBenchConfig) -> list[dict]:
         rows += [computed_row(config, model, planner) for planner in config.planners]
     for row in rows:  # each measured row beside the payload the shapes predict for it
         if row["source"] == "measured":
-            payload = next(r for r in rows if r["source"] == "computed" and r["model"] == row["model"]
-                           and r["planner"] == row["planner"])
+            payload = next(
+                r
+                for r in rows
+                if r["source"] == "computed" and r["model"] == row["model"] and r["planner"] == row["planner"]
+            )
             row["over_payload"] = row["up_bytes_per_device"] / payload["up_bytes_per_device"]
     write_results("comm", config, rows, table)
     return rows
@@ -75,9 +78,18 @@ def computed_row(config: CommBenchConfig, model: str, planner: str) -> dict:
         up = adapter / min(len(slices), config.devices)
     else:
         up = 4 * config.local_steps * config.estimator.queries
-    return {"source": "computed", "model": model, "planner": planner, "devices": config.devices,
-            "local_steps": config.local_steps, "queries": config.estimator.queries, "slices": len(slices),
-            "adapter_bytes": adapter, "up_bytes_per_device": up, "down_bytes_per_device": adapter}
+    return {
+        "source": "computed",
+        "model": model,
+        "planner": planner,
+        "devices": config.devices,
+        "local_steps": config.local_steps,
+        "queries": config.estimator.queries,
+        "slices": len(slices),
+        "adapter_bytes": adapter,
+        "up_bytes_per_device": up,
+        "down_bytes_per_device": adapter,
+    }
 
 
 def measured_row(config: CommBenchConfig, planner: str) -> dict:
@@ -85,26 +97,61 @@ def measured_row(config: CommBenchConfig, planner: str) -> dict:
         round_ = _one_round(config, planner, state_dir)
     if round_["updates"] != config.devices:
         raise UserError(f"{planner}: only {round_['updates']} of {config.devices} devices sent an update")
-    return {"source": "measured", "model": config.model, "planner": planner, "method": round_["method"],
-            "devices": config.devices, "local_steps": config.local_steps, "queries": config.estimator.queries,
-            "slices": round_["slices_total"], "up_bytes_per_device": round_["bytes_up_per_update"],
-            "down_bytes_per_device": round_["bytes_down"] / config.devices,
-            "device_loss_before": round_["device_loss_before"], "device_loss_after": round_["device_loss_after"]}
+    return {
+        "source": "measured",
+        "model": config.model,
+        "planner": planner,
+        "method": round_["method"],
+        "devices": config.devices,
+        "local_steps": config.local_steps,
+        "queries": config.estimator.queries,
+        "slices": round_["slices_total"],
+        "up_bytes_per_device": round_["bytes_up_per_update"],
+        "down_bytes_per_device": round_["bytes_down"] / config.devices,
+        "device_loss_before": round_["device_loss_before"],
+        "device_loss_after": round_["device_loss_after"],
+    }
 
 
 def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
     """One round of a real coordinator with `config.devices` agents, all in this process."""
-    coordinator = build_config(CoordinatorConfig, {
-        "state_dir": state_dir, "model": config.model, "task": "sst2", "planner": planner, "rounds": 1,
-        "local_steps": config.local_steps, **asdict(config.estimator), "batch_size": config.batch_size,
-        "lora_r": config.lora_r, "lora_alpha": 2 * config.lora_r, "max_length": config.max_length,
-        "data": "partition", "partitions": config.devices, "dirichlet_alpha": None, "eval_examples": 16,
-        # A training round's bytes: the warm start's statistics round is a one-off before training.
-        "warm_start": "none", "calibration": "none", "train_probe_examples": 16, "progress": False})
+    coordinator = build_config(
+        CoordinatorConfig,
+        {
+            "state_dir": state_dir,
+            "model": config.model,
+            "task": "sst2",
+            "planner": planner,
+            "rounds": 1,
+            "local_steps": config.local_steps,
+            **asdict(config.estimator),
+            "batch_size": config.batch_size,
+            "lora_r": config.lora_r,
+            "lora_alpha": 2 * config.lora_r,
+            "max_length": config.max_length,
+            "data": "partition",
+            "partitions": config.devices,
+            "dirichlet_alpha": None,
+            "eval_examples": 16,
+            # A training round's bytes: the warm start's statistics round is a one-off before training.
+            "warm_start": "none",
+            "calibration": "none",
+            "train_probe_examples": 16,
+            "progress": False,
+        },
+    )
     keeper = RoundKeeper(coordinator, TorchHost(coordinator), log=lambda _: None)
     service = CoordinatorService(keeper)
-    laptop = pb.DeviceProfile(name="laptop", device_class="laptop", memory_cap_bytes=8 * 10**9, gflops_fp32=200,
-                              uplink_mbps=20, downlink_mbps=100, latency_ms=20, precisions=["fp32"])
+    laptop = pb.DeviceProfile(
+        name="laptop",
+        device_class="laptop",
+        memory_cap_bytes=8 * 10**9,
+        gflops_fp32=200,
+        uplink_mbps=20,
+        downlink_mbps=100,
+        latency_ms=20,
+        precisions=["fp32"],
+    )
     backends: dict[AdapterSpec, TorchModel] = {}
 
     def backend_for(task: pb.Task) -> TorchModel:
@@ -113,8 +160,10 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
             backends[spec] = TorchModel(spec)
         return backends[spec]
 
-    agents = [Agent(InProcessClient(service), laptop, DataSource(), backend_for, log=lambda _: None)
-              for _ in range(config.devices)]
+    agents = [
+        Agent(InProcessClient(service), laptop, DataSource(), backend_for, log=lambda _: None)
+        for _ in range(config.devices)
+    ]
     for agent in agents:
         agent.join()
     while not keeper.finished:
@@ -125,13 +174,18 @@ def _one_round(config: CommBenchConfig, planner: str, state_dir: str) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | planner | source | devices | local steps | up per device per round | down per device "
-             "per round | up vs FedAvg |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | planner | source | devices | local steps | up per device per round | down per device "
+        "per round | up vs FedAvg |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     fedavg = {(r["model"], r["source"]): r["up_bytes_per_device"] for r in rows if r["planner"] == "fedavg-full"}
     for r in rows:
         reference = fedavg.get((r["model"], r["source"]))
         versus = f"{r['up_bytes_per_device'] / reference:.2g}x" if reference else ""
-        lines.append(f"| {r['model']} | {r['planner']} | {r['source']} | {r['devices']} | {r['local_steps']} | "
-                     f"{format_bytes(r['up_bytes_per_device'])} | {format_bytes(r['down_bytes_per_device'])} | "
-                     f"{versus} |")
+        lines.append(
+            f"| {r['model']} | {r['planner']} | {r['source']} | {r['devices']} | {r['local_steps']} | "
+            f"{format_bytes(r['up_bytes_per_device'])} | {format_bytes(r['down_bytes_per_device'])} | "
+            f"{versus} |"
+        )
     return "\n".join(lines)

@@ -15,8 +15,9 @@ from edge_runtime.options import Batches, Devices, Estimator, LocalSteps, LoraRa
 @dataclass
 @defaults(batch_size=8, max_length=64, devices=4, threads=1, out="bench-comm.json")
 class CommBenchConfig(Results, Threads, Quick, Estimator, LocalSteps, Devices, LoraRank, Batches, Model):
-    shape_models: tuple[str, ...] = setting("models whose adapter shapes give computed rows",
-                                            ("minilm", "smollm2-135m"))
+    shape_models: tuple[str, ...] = setting(
+        "models whose adapter shapes give computed rows", ("minilm", "smollm2-135m")
+    )
     planners: tuple[Planner, ...] = setting("round planners to compare", tuple(PLANNERS))
 
     def validate(self) -> None:

@@ -43,16 +43,20 @@ def run(config: ConvergenceBenchConfig) -> list[dict]:
     recipes = config.recipes()
     cells = [(m, t, a) for m in config.models for t in config.tasks for a in config.adapters]
     rows: list[dict] = []
-    with tqdm(total=len(cells) * len(methods) * len(recipes), desc="bench convergence",
-              disable=not config.progress) as bar, \
-            tempfile.TemporaryDirectory(prefix="edgetune-convergence-") as scratch:
+    with (
+        tqdm(
+            total=len(cells) * len(methods) * len(recipes), desc="bench convergence", disable=not config.progress
+        ) as bar,
+        tempfile.TemporaryDirectory(prefix="edgetune-convergence-") as scratch,
+    ):
         for model, task, adapter in cells:
             inference_peak = None
             for method in methods:
                 for variant, overrides in recipes.items():
                     bar.set_postfix_str(f"{model} {task} {adapter} {method} {variant}")
-                    train = _train_config(config, model, task, adapter, method, Path(scratch) / f"{len(rows)}",
-                                          overrides)
+                    train = _train_config(
+                        config, model, task, adapter, method, Path(scratch) / f"{len(rows)}", overrides
+                    )
                     if config.memory and inference_peak is None:
                         inference_peak = _peak(config, train, INFERENCE)
                     rows.append({"variant": variant, "overrides": overrides} | _cell(config, train, inference_peak))
@@ -61,28 +65,63 @@ def run(config: ConvergenceBenchConfig) -> list[dict]:
     return rows
 
 
-def _train_config(config: ConvergenceBenchConfig, model: str, task: str, adapter: str, method: str,
-                  out_dir: Path, overrides: dict[str, str]) -> TrainConfig:
+def _train_config(
+    config: ConvergenceBenchConfig,
+    model: str,
+    task: str,
+    adapter: str,
+    method: str,
+    out_dir: Path,
+    overrides: dict[str, str],
+) -> TrainConfig:
     info = get_method(method)
     queries = int(overrides.get("queries", config.estimator.queries))
     steps = max(config.budget // info.passes_per_step(queries), 1)
-    return build_config(TrainConfig, {
-        "model": model, "task": task, "adapter": adapter, "method": method, "steps": steps,
-        "batch_size": config.batch_size, "lr": config.learning_rate(adapter, method), **asdict(config.estimator),
-        "k_shot": config.k_shot, "eval_examples": config.eval_examples,
-        "eval_every": max(steps // config.eval_points, 1), "max_length": config.max_length, "seed": config.seed,
-        "warm_start": config.warm_start, "warm_start_examples": config.warm_start_examples,
-        "train_head": config.train_head, "lr_schedule": config.lr_schedule,
-        "warmup_steps": config.warmup_steps, "device": config.device, "out_dir": str(out_dir), "progress": False,
-    }, overrides)
+    return build_config(
+        TrainConfig,
+        {
+            "model": model,
+            "task": task,
+            "adapter": adapter,
+            "method": method,
+            "steps": steps,
+            "batch_size": config.batch_size,
+            "lr": config.learning_rate(adapter, method),
+            **asdict(config.estimator),
+            "k_shot": config.k_shot,
+            "eval_examples": config.eval_examples,
+            "eval_every": max(steps // config.eval_points, 1),
+            "max_length": config.max_length,
+            "seed": config.seed,
+            "warm_start": config.warm_start,
+            "warm_start_examples": config.warm_start_examples,
+            "train_head": config.train_head,
+            "lr_schedule": config.lr_schedule,
+            "warmup_steps": config.warmup_steps,
+            "device": config.device,
+            "out_dir": str(out_dir),
+            "progress": False,
+        },
+        overrides,
+    )
 
 
 def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: int | None) -> dict:
     info = get_method(train.method)
-    row = {"model": train.model, "task": train.task, "adapter": train.adapter, "method": train.method,
-           "budget": config.budget, "passes_per_step": info.passes_per_step(train.estimator.queries),
-           "steps": train.steps, "queries": train.estimator.queries, "mu": train.estimator.mu,
-           "batch_size": train.batch_size, "max_length": train.max_length, "threads": config.threads}
+    row = {
+        "model": train.model,
+        "task": train.task,
+        "adapter": train.adapter,
+        "method": train.method,
+        "budget": config.budget,
+        "passes_per_step": info.passes_per_step(train.estimator.queries),
+        "steps": train.steps,
+        "queries": train.estimator.queries,
+        "mu": train.estimator.mu,
+        "batch_size": train.batch_size,
+        "max_length": train.max_length,
+        "threads": config.threads,
+    }
     unfit = _does_not_fit(train)
     if unfit:
         return {**row, "skipped": unfit}
@@ -92,34 +131,47 @@ def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: in
     records = [json.loads(line) for line in (Path(train.out_dir) / "metrics.jsonl").read_text().splitlines()]
     step_seconds = statistics.median(r["step_seconds"] for r in records) if records else None
     peak = _peak(config, train, train.method) if config.memory else None
-    return {**row, "lr": summary["lr"], "trainable_params": summary["trainable_params"],
-            "forward_passes": summary["forward_passes"], "stopped": summary["stopped"],
-            "warm_start": summary["warm_start"], "train_examples": summary["train_examples"],
-            "eval_examples": summary["eval_examples"], "train_wall_s": summary["wall_time_s"],
-            "accuracy_before": summary["eval_accuracy_before"], "final_accuracy": summary["eval_accuracy_after"],
-            "final_stderr": math.sqrt(summary["eval_accuracy_after"] * (1 - summary["eval_accuracy_after"])
-                                      / summary["eval_examples"]),
-            "initial_train_loss": summary["initial_train_loss"], "final_train_loss": summary["final_train_loss"],
-            "curve": _curve(summary, records, row["passes_per_step"]),
-            "peak_bytes": peak, "inference_peak_bytes": inference_peak,
-            "ratio_to_inference": peak / inference_peak if peak and inference_peak else None,
-            "step_seconds": step_seconds, "forward_seconds": forward_seconds,
-            "ratio_to_forward": step_seconds / forward_seconds if step_seconds else None}
+    return {
+        **row,
+        "lr": summary["lr"],
+        "trainable_params": summary["trainable_params"],
+        "forward_passes": summary["forward_passes"],
+        "stopped": summary["stopped"],
+        "warm_start": summary["warm_start"],
+        "train_examples": summary["train_examples"],
+        "eval_examples": summary["eval_examples"],
+        "train_wall_s": summary["wall_time_s"],
+        "accuracy_before": summary["eval_accuracy_before"],
+        "final_accuracy": summary["eval_accuracy_after"],
+        "final_stderr": math.sqrt(
+            summary["eval_accuracy_after"] * (1 - summary["eval_accuracy_after"]) / summary["eval_examples"]
+        ),
+        "initial_train_loss": summary["initial_train_loss"],
+        "final_train_loss": summary["final_train_loss"],
+        "curve": _curve(summary, records, row["passes_per_step"]),
+        "peak_bytes": peak,
+        "inference_peak_bytes": inference_peak,
+        "ratio_to_inference": peak / inference_peak if peak and inference_peak else None,
+        "step_seconds": step_seconds,
+        "forward_seconds": forward_seconds,
+        "ratio_to_forward": step_seconds / forward_seconds if step_seconds else None,
+    }
 
 
 def _does_not_fit(train: TrainConfig) -> str | None:
     """Full fine-tuning of a larger model may not fit this machine: skip it, saying why."""
     if train.adapter != "full":
         return None
-    needed = estimate(Workload(train.adapter_spec(), MethodSpec(train.method), batch=train.batch_size,
-                               seq_len=train.max_length)).total
+    needed = estimate(
+        Workload(train.adapter_spec(), MethodSpec(train.method), batch=train.batch_size, seq_len=train.max_length)
+    ).total
     free = psutil.virtual_memory().available
     return None if needed < 0.8 * free else f"estimated {format_bytes(needed)}, {format_bytes(free)} free"
 
 
 def _forward_seconds(run: Run, repeats: int) -> float:
     """One no-grad forward pass over a training batch: the unit every step time is read against."""
-    batch = run.objective.encode(run.train[:run.config.batch_size]).to(run.device)
+    batch = run.objective.encode(run.train[: run.config.batch_size]).to(run.device)
 
     def forward() -> None:
         with torch.no_grad():
@@ -130,48 +182,80 @@ def _forward_seconds(run: Run, repeats: int) -> float:
 
 def _peak(config: ConvergenceBenchConfig, train: TrainConfig, method: str) -> int:
     """Peak above the runtime for two steps at full max_length (the worst case of the run's batches)."""
-    measured = probe_in_fresh_process({
-        "model": train.model, "task": train.task, "method": method, "precision": train.precision,
-        "adapter": train.adapter, "batch": train.batch_size, "seq_len": train.max_length, "lora_r": train.lora_r,
-        "steps": 2, "threads": config.threads, **asdict(train.estimator), "nan_guard": train.nan_guard})
+    measured = probe_in_fresh_process(
+        {
+            "model": train.model,
+            "task": train.task,
+            "method": method,
+            "precision": train.precision,
+            "adapter": train.adapter,
+            "batch": train.batch_size,
+            "seq_len": train.max_length,
+            "lora_r": train.lora_r,
+            "steps": 2,
+            "threads": config.threads,
+            **asdict(train.estimator),
+            "nan_guard": train.nan_guard,
+        }
+    )
     return measured["peak_bytes"]
 
 
 def _curve(summary: dict, records: list[dict], passes_per_step: int) -> list[dict]:
     """Dev accuracy at each evaluation, with the mean training loss of the steps since the last one and
     the training wall time so far (evaluations excluded)."""
-    points = [{"step": 0, "forward_passes": 0, "train_seconds": 0.0, "train_loss": summary["initial_train_loss"],
-               "eval_accuracy": summary["eval_accuracy_before"], "eval_loss": summary["eval_loss_before"]}]
+    points = [
+        {
+            "step": 0,
+            "forward_passes": 0,
+            "train_seconds": 0.0,
+            "train_loss": summary["initial_train_loss"],
+            "eval_accuracy": summary["eval_accuracy_before"],
+            "eval_loss": summary["eval_loss_before"],
+        }
+    ]
     window: list[float] = []
     seconds = 0.0
     for record in records:
         window.append(record["loss"])
         seconds += record["step_seconds"]
         if "eval_accuracy" in record:
-            points.append({"step": record["step"], "forward_passes": record["step"] * passes_per_step,
-                           "train_seconds": seconds, "train_loss": statistics.fmean(window),
-                           "eval_accuracy": record["eval_accuracy"], "eval_loss": record.get("eval_loss")})
+            points.append(
+                {
+                    "step": record["step"],
+                    "forward_passes": record["step"] * passes_per_step,
+                    "train_seconds": seconds,
+                    "train_loss": statistics.fmean(window),
+                    "eval_accuracy": record["eval_accuracy"],
+                    "eval_loss": record.get("eval_loss"),
+                }
+            )
             window = []
     return points
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | task | adapter | method | variant | steps | lr | dev acc before -> after | train loss | peak "
-             "(x inference) | step (x forward) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | task | adapter | method | variant | steps | lr | dev acc before -> after | train loss | peak "
+        "(x inference) | step (x forward) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         variant = r.get("variant") or ""
         if r.get("skipped"):
-            lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | | | skipped: "
-                         f"{r['skipped']} | | | |")
+            lines.append(
+                f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | | | skipped: "
+                f"{r['skipped']} | | | |"
+            )
             continue
-        peak = (f"{format_bytes(r['peak_bytes'])} ({r['ratio_to_inference']:.2f})"
-                if r.get("ratio_to_inference") else "")
+        peak = f"{format_bytes(r['peak_bytes'])} ({r['ratio_to_inference']:.2f})" if r.get("ratio_to_inference") else ""
         step = f"{r['step_seconds']:.3f} s ({r['ratio_to_forward']:.1f})" if r.get("step_seconds") else ""
-        lines.append(f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | {r['steps']} | "
-                     f"{r['lr']:g} | "
-                     f"{r['accuracy_before']:.3f} -> {r['final_accuracy']:.3f}"
-                     + (f" (+-{r['final_stderr']:.3f})" if r.get("final_stderr") else "")
-                     + f" | {r['initial_train_loss']:.3f} -> "
-                     f"{r['final_train_loss']:.3f} | {peak} | {step} |")
+        lines.append(
+            f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | {r['steps']} | "
+            f"{r['lr']:g} | "
+            f"{r['accuracy_before']:.3f} -> {r['final_accuracy']:.3f}"
+            + (f" (+-{r['final_stderr']:.3f})" if r.get("final_stderr") else "")
+            + f" | {r['initial_train_loss']:.3f} -> "
+            f"{r['final_train_loss']:.3f} | {peak} | {step} |"
+        )
     return "\n".join(lines)
-

@@ -26,14 +26,34 @@ from edge_runtime.options import (
 # the schedule, the few-shot split, the evaluation), so a name here means what it means there.
 @dataclass
 @defaults(tasks=("sst2", "copa"), threads=1, eval_examples=200, out="bench-convergence.json")
-class ConvergenceBenchConfig(Results, Threads, Device, Repeats, Quick, Evaluation, LrSchedule, FewShot, Estimator, Seed,
-                             HeadTraining, Batches, Adapters, Methods, Tasks, Models):
+class ConvergenceBenchConfig(
+    Results,
+    Threads,
+    Device,
+    Repeats,
+    Quick,
+    Evaluation,
+    LrSchedule,
+    FewShot,
+    Estimator,
+    Seed,
+    HeadTraining,
+    Batches,
+    Adapters,
+    Methods,
+    Tasks,
+    Models,
+):
     budget: int = setting("forward passes per run (the same query budget for every method)", 2000)
-    lrs: tuple[str, ...] = setting("learning rates as method=lr or adapter/method=lr (the latter wins; others use "
-                                   "the method's default)", ())
-    variants: tuple[str, ...] = setting("recipes to run every method with, each name:key=value;key=value over "
-                                        "`edgetune train` settings (e.g. r2:lora_r=2;lora_alpha=4); empty = the "
-                                        "settings above", ())
+    lrs: tuple[str, ...] = setting(
+        "learning rates as method=lr or adapter/method=lr (the latter wins; others use the method's default)", ()
+    )
+    variants: tuple[str, ...] = setting(
+        "recipes to run every method with, each name:key=value;key=value over "
+        "`edgetune train` settings (e.g. r2:lora_r=2;lora_alpha=4); empty = the "
+        "settings above",
+        (),
+    )
     eval_points: int = setting("evaluations along each run (besides the one before training)", 5)
     memory: bool = setting("measure peak memory of each method and of inference, each in a fresh process", True)
 
@@ -42,8 +62,9 @@ class ConvergenceBenchConfig(Results, Threads, Device, Repeats, Quick, Evaluatio
             self.models = ("tiny-bert",)
             self.budget, self.k_shot, self.eval_examples, self.eval_points = 24, 4, 16, 2
             self.batch_size, self.max_length, self.repeats = 4, 32, 1
-        require_at_least_one(self, "budget", "batch_size", "max_length", "eval_points", "repeats", "threads",
-                             "eval_examples")
+        require_at_least_one(
+            self, "budget", "batch_size", "max_length", "eval_points", "repeats", "threads", "eval_examples"
+        )
         if self.k_shot is not None and self.k_shot < 0:
             raise UserError(f"k_shot must not be negative, got {self.k_shot}")
         self.estimator.validate()

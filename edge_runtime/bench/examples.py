@@ -14,5 +14,12 @@ def long_examples(task: str, batch: int):
     spec = get_task(task)
     examples = load_split(task, "eval", None)[:batch]
     stretch = lambda s: " ".join([s] * 64)  # noqa: E731
-    return spec, [replace(ex, text=stretch(ex.text) if isinstance(ex.text, str) else ex.text, prompt=stretch(ex.prompt),
-                          fields=tuple((name, stretch(value)) for name, value in ex.fields)) for ex in examples]
+    return spec, [
+        replace(
+            ex,
+            text=stretch(ex.text) if isinstance(ex.text, str) else ex.text,
+            prompt=stretch(ex.prompt),
+            fields=tuple((name, stretch(value)) for name, value in ex.fields),
+        )
+        for ex in examples
+    ]

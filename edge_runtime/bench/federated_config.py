@@ -52,10 +52,35 @@ FEDERATED_RUNS = {
 @dataclass
 # The devices are identical (one profile) and always on, so that only the method differs.
 @dataclass
-@defaults(batch_size=8, max_length=64, warm_start_examples=256, devices=10, profile="jetson-agx-orin-64gb",
-          local_steps=5, eval_examples=200, train_probe_examples=128, threads=1, out="bench-federated.json")
-class FederatedBenchConfig(Results, Threads, Quick, TrainProbe, Evaluation, LocalSteps, Rounds, Profile, Devices, Seed,
-                           WarmStart, Batches, DataDir, Task, Model):
+@defaults(
+    batch_size=8,
+    max_length=64,
+    warm_start_examples=256,
+    devices=10,
+    profile="jetson-agx-orin-64gb",
+    local_steps=5,
+    eval_examples=200,
+    train_probe_examples=128,
+    threads=1,
+    out="bench-federated.json",
+)
+class FederatedBenchConfig(
+    Results,
+    Threads,
+    Quick,
+    TrainProbe,
+    Evaluation,
+    LocalSteps,
+    Rounds,
+    Profile,
+    Devices,
+    Seed,
+    WarmStart,
+    Batches,
+    DataDir,
+    Task,
+    Model,
+):
     runs: tuple[Literal[tuple(FEDERATED_RUNS)], ...] = setting("runs to compare", tuple(FEDERATED_RUNS))
     targets: tuple[float, ...] = setting("accuracies whose first round each run reports", (0.6, 0.65))
     fleet_reports: str | None = setting("folder to keep every run's fleet report in; none = discard them", None)
@@ -66,7 +91,16 @@ class FederatedBenchConfig(Results, Threads, Quick, TrainProbe, Evaluation, Loca
             self.eval_examples, self.train_probe_examples, self.batch_size = 16, 16, 4
         if not self.runs:
             raise UserError(f"runs: choose some of {', '.join(FEDERATED_RUNS)}")
-        require_at_least_one(self, "devices", "rounds", "local_steps", "batch_size", "max_length", "eval_examples",
-                             "train_probe_examples", "threads")
+        require_at_least_one(
+            self,
+            "devices",
+            "rounds",
+            "local_steps",
+            "batch_size",
+            "max_length",
+            "eval_examples",
+            "train_probe_examples",
+            "threads",
+        )
         if any(not 0 < t <= 1 for t in self.targets):
             raise UserError(f"targets are accuracies in (0, 1], got {self.targets}")

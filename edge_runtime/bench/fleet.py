@@ -58,10 +58,18 @@ print(json.dumps({"rss_before_devices": before, "rss_after": process.memory_info
 
 
 def _row(model: str, devices: int, batch_devices: int, config: FleetBenchConfig, folder: Path) -> dict:
-    row = {"model": model, "devices": devices, "batch_devices": batch_devices, "steps": config.total_steps // devices,
-           "batch_size": config.batch_size, "max_length": config.max_length, "method": config.method,
-           "threads": config.threads, "device": config.device,
-           "out_dir": str(folder / f"{model}-{devices}")}
+    row = {
+        "model": model,
+        "devices": devices,
+        "batch_devices": batch_devices,
+        "steps": config.total_steps // devices,
+        "batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "method": config.method,
+        "threads": config.threads,
+        "device": config.device,
+        "out_dir": str(folder / f"{model}-{devices}"),
+    }
     done = subprocess.run([sys.executable, "-c", PROBE, json.dumps(row)], capture_output=True, text=True)
     if done.returncode != 0:
         raise UserError(f"fleet bench row {model} x {devices} failed: {done.stderr.strip().splitlines()[-1]}")
@@ -81,8 +89,9 @@ def run(config: FleetBenchConfig) -> list[dict]:
 def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
     rows = []
     keys = [(1, 1), *((devices, b) for b in config.batch_devices for devices in config.sizes)]
-    with tqdm(total=len(config.models) * len(keys) * config.repeats, desc="bench fleet",
-              disable=not config.progress) as bar:
+    with tqdm(
+        total=len(config.models) * len(keys) * config.repeats, desc="bench fleet", disable=not config.progress
+    ) as bar:
         for model in config.models:
             # Repeats go round-robin over the rows, so a busy spell of the machine hits every row alike.
             runs: dict[tuple[int, int], list[dict]] = {key: [] for key in keys}
@@ -102,7 +111,8 @@ def _measure(config: FleetBenchConfig, folder: Path) -> list[dict]:
                         row["throughput_vs_unbatched"] = row["device_steps_per_s"] / unbatched["device_steps_per_s"]
                 for row in fleets[1:]:
                     row["bytes_per_added_device"] = (row["rss_after"] - fleets[0]["rss_after"]) / (
-                        row["devices"] - fleets[0]["devices"])
+                        row["devices"] - fleets[0]["devices"]
+                    )
                 rows += fleets
             write_json(config, rows)
     return rows
@@ -115,14 +125,19 @@ def _median_run(runs: list[dict]) -> dict:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | devices | batched | steps each | device-steps/s | vs one device | vs unbatched | RSS after | "
-             "per added device | adapter state |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | devices | batched | steps each | device-steps/s | vs one device | vs unbatched | RSS after | "
+        "per added device | adapter state |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         # Rows written before fleets could batch devices' passes have no batch_devices: each ran alone.
         batched = f"{r['batch_devices']} ({r['devices_per_pass']:.1f}/pass)" if r.get("batch_devices", 1) > 1 else "no"
         versus = f"{r['throughput_vs_unbatched']:.2f}" if "throughput_vs_unbatched" in r else ""
-        lines.append(f"| {r['model']} | {r['devices']} | {batched} | {r['steps']} | {r['device_steps_per_s']:.2f} | "
-                     f"{r.get('throughput_vs_one_device', 1.0):.2f} | {versus} | {format_bytes(r['rss_after'])} | "
-                     f"{format_bytes(r['bytes_per_added_device']) if 'bytes_per_added_device' in r else ''} | "
-                     f"{format_bytes(r['adapter_bytes'])} |")
+        lines.append(
+            f"| {r['model']} | {r['devices']} | {batched} | {r['steps']} | {r['device_steps_per_s']:.2f} | "
+            f"{r.get('throughput_vs_one_device', 1.0):.2f} | {versus} | {format_bytes(r['rss_after'])} | "
+            f"{format_bytes(r['bytes_per_added_device']) if 'bytes_per_added_device' in r else ''} | "
+            f"{format_bytes(r['adapter_bytes'])} |"
+        )
     return "\n".join(lines)

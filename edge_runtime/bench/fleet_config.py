@@ -16,8 +16,11 @@ class FleetBenchConfig(Results, Threads, Device, Quick, Repeats, Method, Batches
     sizes: tuple[int, ...] = setting("fleet sizes", (10, 100, 1000))
     total_steps: int = setting("device-steps per row (a fleet of N runs total_steps / N each)", 1000)
     # A list to sweep, where `edgetune fleet` runs one value (0 = auto).
-    batch_devices: tuple[int, ...] = setting("devices per batched forward pass to run every fleet with (1 = each "
-                                             "device alone; others are reported against it)", (1,))
+    batch_devices: tuple[int, ...] = setting(
+        "devices per batched forward pass to run every fleet with (1 = each "
+        "device alone; others are reported against it)",
+        (1,),
+    )
 
     def validate(self) -> None:
         if self.quick:

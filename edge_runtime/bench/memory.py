@@ -37,19 +37,36 @@ INFERENCE = "inference"
 def run(config: MemoryBenchConfig) -> list[dict]:
     config.validate()
     methods = [INFERENCE, *(config.methods or METHODS)]
-    cells = ([(adapter, precision) for adapter in config.adapters
-              for precision in (("fp32",) if adapter == "full" else config.precisions)]
-             if "torch" in config.backends else [])
-    ort_cells = [(precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS or m in BACKPROP_METHODS])
-                 for precision in config.precisions if precision in ORT_PRECISIONS] if "ort" in config.backends else []
+    cells = (
+        [
+            (adapter, precision)
+            for adapter in config.adapters
+            for precision in (("fp32",) if adapter == "full" else config.precisions)
+        ]
+        if "torch" in config.backends
+        else []
+    )
+    ort_cells = (
+        [
+            (precision, [m for m in methods if m == INFERENCE or m in ORT_METHODS or m in BACKPROP_METHODS])
+            for precision in config.precisions
+            if precision in ORT_PRECISIONS
+        ]
+        if "ort" in config.backends
+        else []
+    )
     settings = config.estimator
     rows: list[dict] = []
     total = len(cells) * len(methods) + sum(len(m) for _, m in ort_cells)
     with tqdm(total=total, desc="bench memory", disable=not config.progress) as bar:
         for adapter, precision in cells:
-            work = Workload(AdapterSpec(config.model, config.task, precision, adapter, lora_r=config.lora_r),
-                            MethodSpec(settings=settings), batch=config.batch_size, seq_len=config.max_length,
-                            nan_guard=config.nan_guard)
+            work = Workload(
+                AdapterSpec(config.model, config.task, precision, adapter, lora_r=config.lora_r),
+                MethodSpec(settings=settings),
+                batch=config.batch_size,
+                seq_len=config.max_length,
+                nan_guard=config.nan_guard,
+            )
             inference_peak = None
             for method in methods:
                 bar.set_postfix_str(f"{adapter} {precision} {method}")
@@ -70,8 +87,11 @@ def run(config: MemoryBenchConfig) -> list[dict]:
                 _write(config, rows)
     for model in config.project:
         for method in methods:
-            work = Workload(AdapterSpec(model, config.task, config.project_precision, lora_r=config.lora_r),
-                            batch=config.batch_size, seq_len=config.max_length)
+            work = Workload(
+                AdapterSpec(model, config.task, config.project_precision, lora_r=config.lora_r),
+                batch=config.batch_size,
+                seq_len=config.max_length,
+            )
             rows.append(_estimated_row(work, method))
     _write(config, rows)
     return rows
@@ -86,8 +106,9 @@ def _per_pass(config: MemoryBenchConfig, work: Workload, method: str) -> Workloa
     this CPU would batch them; 1 for inference and backprop."""
     if method == INFERENCE:
         return work
-    per_pass = copies_per_pass(method, work.method.settings.queries, "cpu", work.batch * work.seq_len,
-                               config.perturbations_per_pass)
+    per_pass = copies_per_pass(
+        method, work.method.settings.queries, "cpu", work.batch * work.seq_len, config.perturbations_per_pass
+    )
     return replace(work, perturbations_per_pass=per_pass)
 
 
@@ -98,12 +119,20 @@ def _row(work: Workload, method: str) -> dict:
         est = estimate(work.with_method(method))
         estimate_bytes, components = est.total, est.as_dict()
     adapter = work.adapter
-    return {"model": adapter.model, "method": method, "precision": adapter.precision, "adapter": adapter.kind,
-            "batch_size": work.batch, "max_length": work.seq_len, "backend": "torch",
-            "zo_restore": work.method.settings.zo_restore,
-            "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass,
-            "estimate_bytes": estimate_bytes,
-            "estimate_components": components}
+    return {
+        "model": adapter.model,
+        "method": method,
+        "precision": adapter.precision,
+        "adapter": adapter.kind,
+        "batch_size": work.batch,
+        "max_length": work.seq_len,
+        "backend": "torch",
+        "zo_restore": work.method.settings.zo_restore,
+        "nan_guard": work.nan_guard,
+        "perturbations_per_pass": work.perturbations_per_pass,
+        "estimate_bytes": estimate_bytes,
+        "estimate_components": components,
+    }
 
 
 def probe_in_fresh_process(probe: dict, module: str = "edge_runtime.bench.memory_probe") -> dict:
@@ -118,52 +147,104 @@ def probe_in_fresh_process(probe: dict, module: str = "edge_runtime.bench.memory
 def _measured_row(config: MemoryBenchConfig, work: Workload, method: str, inference_peak: int | None) -> dict:
     row = _row(work, method)
     if row["estimate_bytes"] > 0.8 * psutil.virtual_memory().available:
-        return {**row, "peak_bytes": None, "inference_peak_bytes": inference_peak,
-                "skipped": f"estimated {format_bytes(row['estimate_bytes'])} does not fit in free RAM"}
+        return {
+            **row,
+            "peak_bytes": None,
+            "inference_peak_bytes": inference_peak,
+            "skipped": f"estimated {format_bytes(row['estimate_bytes'])} does not fit in free RAM",
+        }
     adapter, settings = work.adapter, work.method.settings
-    probe = {"model": adapter.model, "task": adapter.dataset, "method": method, "precision": adapter.precision,
-             "adapter": adapter.kind, "batch_size": work.batch, "max_length": work.seq_len, "lora_r": adapter.lora_r,
-             "steps": config.steps, "threads": config.threads, **asdict(settings),
-             "nan_guard": work.nan_guard, "perturbations_per_pass": work.perturbations_per_pass}
+    probe = {
+        "model": adapter.model,
+        "task": adapter.dataset,
+        "method": method,
+        "precision": adapter.precision,
+        "adapter": adapter.kind,
+        "batch_size": work.batch,
+        "max_length": work.seq_len,
+        "lora_r": adapter.lora_r,
+        "steps": config.steps,
+        "threads": config.threads,
+        **asdict(settings),
+        "nan_guard": work.nan_guard,
+        "perturbations_per_pass": work.perturbations_per_pass,
+    }
     measured = probe_in_fresh_process(probe)
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
-    return {**row, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
-            "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
-            "ratio_to_inference": peak / inference_peak, "estimate_error": row["estimate_bytes"] / peak - 1}
+    return {
+        **row,
+        "peak_bytes": peak,
+        "inference_peak_bytes": inference_peak,
+        "measured_seq_len": measured["seq_len"],
+        "runtime_bytes": measured["runtime_bytes"],
+        "ratio_to_inference": peak / inference_peak,
+        "estimate_error": row["estimate_bytes"] / peak - 1,
+    }
 
 
 def _ort_row(config: MemoryBenchConfig, graph: Path, precision: str, method: str, inference_peak: int | None) -> dict:
     """A measured row of the exported graph on onnxruntime (no estimate: the memory model follows
     PyTorch's tensors, not ORT's arena)."""
-    probe = {"graph": str(graph), "task": config.task, "method": method, "batch_size": config.batch_size,
-             "max_length": config.max_length, "steps": config.steps, "threads": config.threads,
-             "artifacts": str(training_artifacts(graph)) if method in BACKPROP_METHODS else None}
+    probe = {
+        "graph": str(graph),
+        "task": config.task,
+        "method": method,
+        "batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "steps": config.steps,
+        "threads": config.threads,
+        "artifacts": str(training_artifacts(graph)) if method in BACKPROP_METHODS else None,
+    }
     measured = probe_in_fresh_process(probe, "edge_runtime.bench.ort_probe")
     peak = measured["peak_bytes"]
     inference_peak = inference_peak if inference_peak is not None else peak
-    return {"model": config.model, "method": method, "precision": precision, "adapter": "lora",
-            "batch_size": config.batch_size, "max_length": config.max_length, "backend": "ort",
-            "graph_bytes": graph_bytes(graph),
-            "estimate_bytes": None, "peak_bytes": peak, "inference_peak_bytes": inference_peak,
-            "measured_seq_len": measured["seq_len"], "runtime_bytes": measured["runtime_bytes"],
-            "torch_loaded": measured["torch_loaded"], "ratio_to_inference": peak / inference_peak}
+    return {
+        "model": config.model,
+        "method": method,
+        "precision": precision,
+        "adapter": "lora",
+        "batch_size": config.batch_size,
+        "max_length": config.max_length,
+        "backend": "ort",
+        "graph_bytes": graph_bytes(graph),
+        "estimate_bytes": None,
+        "peak_bytes": peak,
+        "inference_peak_bytes": inference_peak,
+        "measured_seq_len": measured["seq_len"],
+        "runtime_bytes": measured["runtime_bytes"],
+        "torch_loaded": measured["torch_loaded"],
+        "ratio_to_inference": peak / inference_peak,
+    }
 
 
 def _estimated_row(work: Workload, method: str) -> dict:
     try:
         row = _row(work, method)
     except PassNotSimulated as error:  # a pass transformers cannot run for this architecture/precision
-        return {**_row(work, INFERENCE), "method": method, "estimate_bytes": None, "peak_bytes": None,
-                "projected": True, "error": str(error).splitlines()[0]}
-    return {**row, "peak_bytes": None, "inference_peak_bytes": inference_estimate(work), "projected": True,
-            "ratio_to_inference": row["estimate_bytes"] / inference_estimate(work)}
+        return {
+            **_row(work, INFERENCE),
+            "method": method,
+            "estimate_bytes": None,
+            "peak_bytes": None,
+            "projected": True,
+            "error": str(error).splitlines()[0],
+        }
+    return {
+        **row,
+        "peak_bytes": None,
+        "inference_peak_bytes": inference_estimate(work),
+        "projected": True,
+        "ratio_to_inference": row["estimate_bytes"] / inference_estimate(work),
+    }
 
 
 def table(rows: list[dict]) -> str:
     """Markdown table of the rows (the README's)."""
-    lines = ["| model | backend | adapter | precision | method | peak | x inference | estimate | error |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | backend | adapter | precision | method | peak | x inference | estimate | error |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lead = f"| {r['model']} | {r.get('backend', 'torch')} | {r['adapter']} | {r['precision']} | {r['method']}"
         if r.get("error"):

@@ -26,11 +26,25 @@ from edge_runtime.spec import Precision
 # per pass unless asked (none: as `edgetune train` would batch them on this CPU).
 @dataclass
 @defaults(model="smollm2-135m", batch_size=8, steps=2, perturbations_per_pass=1, out="bench-memory.json")
-class MemoryBenchConfig(Results, Threads, NanGuard, PerturbationsPerPass, Estimator, Steps, Adapters, Runtimes, Methods,
-                        LoraRank, Batches, Task, Model):
+class MemoryBenchConfig(
+    Results,
+    Threads,
+    NanGuard,
+    PerturbationsPerPass,
+    Estimator,
+    Steps,
+    Adapters,
+    Runtimes,
+    Methods,
+    LoraRank,
+    Batches,
+    Task,
+    Model,
+):
     precisions: tuple[Precision, ...] = setting("base precisions to measure", ("fp32", "int8"))
-    project: tuple[str, ...] = setting("architectures to project the table to with the memory model",
-                                       ("llama-2-7b", "opt-13b"))
+    project: tuple[str, ...] = setting(
+        "architectures to project the table to with the memory model", ("llama-2-7b", "opt-13b")
+    )
     project_precision: Precision = setting("base precision of the projected rows", "fp16")
 
     def validate(self) -> None:

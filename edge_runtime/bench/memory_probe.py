@@ -38,8 +38,11 @@ def probe(row: dict) -> dict:
     spec, examples = long_examples(row["task"], row["batch_size"])
     loaded = load_model(row["model"], num_labels=spec.num_labels, dtype=load_dtype(row["precision"]))
     module = prepare_model(loaded, adapter=row["adapter"], precision=row["precision"], r=row["lora_r"])
-    objective = Objective(module, head_for(loaded.kind, loaded.tokenizer, spec.kind, row["max_length"]),
-                          perturbations_per_pass=row.get("perturbations_per_pass", 1))
+    objective = Objective(
+        module,
+        head_for(loaded.kind, loaded.tokenizer, spec.kind, row["max_length"]),
+        perturbations_per_pass=row.get("perturbations_per_pass", 1),
+    )
     batch = objective.encode(examples)
     seq_len = int(batch.inputs["input_ids"].shape[1])
     del loaded
@@ -49,16 +52,21 @@ def probe(row: dict) -> dict:
         with torch.no_grad():
             objective.loss(batch)
     else:
-        method = build_method(row["method"], EstimatorSettings(**{f.name: row[f.name] for f in fields(EstimatorSettings)
-                                                                  if f.name in row}))
+        method = build_method(
+            row["method"],
+            EstimatorSettings(**{f.name: row[f.name] for f in fields(EstimatorSettings) if f.name in row}),
+        )
         # The trainer's NaN guard: part of a real run's memory unless turned off.
         guard = LastGood(objective.params, row.get("nan_guard", True))
         for step in range(row["steps"]):
             guard.before()
             method.step(objective, batch, 1e-6, step_seed(0, step))
             guard.passed(step)
-    return {"peak_bytes": measure.peak_bytes(torch.device("cpu")) - baseline, "seq_len": seq_len,
-            "runtime_bytes": baseline}
+    return {
+        "peak_bytes": measure.peak_bytes(torch.device("cpu")) - baseline,
+        "seq_len": seq_len,
+        "runtime_bytes": baseline,
+    }
 
 
 if __name__ == "__main__":

@@ -13,8 +13,9 @@ from edge_runtime.spec import AdapterKind
 
 @dataclass
 class Models:
-    models: tuple[str, ...] = setting("models to run, each an alias (`edgetune list` shows them) or a local folder",
-                                      ("minilm",))
+    models: tuple[str, ...] = setting(
+        "models to run, each an alias (`edgetune list` shows them) or a local folder", ("minilm",)
+    )
 
 
 @dataclass
@@ -44,14 +45,17 @@ class Methods:
 class Adapters:
     adapters: tuple[AdapterKind, ...] = setting(
         "what trains in each row: lora, prefix and/or full (full fine-tuning, fp32, where its estimate fits in RAM)",
-        ("lora",))
+        ("lora",),
+    )
 
 
 @dataclass
 class Runtimes:
     backends: tuple[Literal["torch", "ort"], ...] = setting(
         "runtimes to run on: torch (eager) and/or ort (the exported graph on an onnxruntime session; LoRA, the ZO "
-        "methods and ort-fo backprop)", ("torch",))
+        "methods and ort-fo backprop)",
+        ("torch",),
+    )
     graphs: str = setting("folder where ort rows export (or reuse) their graphs", "runs/graphs")
 
     def check_backends(self) -> None:
@@ -66,5 +70,6 @@ class Repeats:
 
 @dataclass
 class Quick:
-    quick: bool = setting("CI size: tiny models, a few steps and examples; a check that the bench runs, not a "
-                          "measurement", False)
+    quick: bool = setting(
+        "CI size: tiny models, a few steps and examples; a check that the bench runs, not a measurement", False
+    )

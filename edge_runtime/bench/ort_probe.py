@@ -54,8 +54,12 @@ def probe(row: dict) -> dict:
     measure.reset_peak(CPU)
     for i in range(1 if row["method"] == INFERENCE else row["steps"]):
         step(i)
-    return {"peak_bytes": measure.peak_bytes(CPU) - baseline, "seq_len": batch.length, "runtime_bytes": baseline,
-            "torch_loaded": sys.modules.get("torch") is not None}
+    return {
+        "peak_bytes": measure.peak_bytes(CPU) - baseline,
+        "seq_len": batch.length,
+        "runtime_bytes": baseline,
+        "torch_loaded": sys.modules.get("torch") is not None,
+    }
 
 
 def prepare_runtime(row: dict) -> None:

@@ -39,8 +39,11 @@ RENAMED = {"batch": "batch_size", "seq_len": "max_length"}
 
 @dataclass
 class ReportConfig:
-    folder: str = setting("a benchmark folder, or a folder of them (docs/benchmarks) to rewrite every page and the "
-                          "index (also the positional DIR)", ".")
+    folder: str = setting(
+        "a benchmark folder, or a folder of them (docs/benchmarks) to rewrite every page and the "
+        "index (also the positional DIR)",
+        ".",
+    )
     plots: bool = setting("draw the plots (false: rewrite the pages only, linking the plots already drawn)", True)
 
     def validate(self) -> None:
@@ -87,8 +90,14 @@ def kind_of(data: dict) -> str | None:
     if data.get("bench"):
         return data["bench"]
     found = set().union(*(r.keys() for r in rows)) if rows else set()
-    for kind, marker in (("convergence", "curve"), ("comm", "up_bytes_per_device"), ("memory", "estimate_bytes"),
-                         ("fleet", "device_steps"), ("speed", "forward_seconds"), ("federated", "rounds_to_target")):
+    for kind, marker in (
+        ("convergence", "curve"),
+        ("comm", "up_bytes_per_device"),
+        ("memory", "estimate_bytes"),
+        ("fleet", "device_steps"),
+        ("speed", "forward_seconds"),
+        ("federated", "rounds_to_target"),
+    ):
         if marker in found:
             return kind
     return None
@@ -146,8 +155,11 @@ def plot_curves(plt, rows: list[dict]):
     timed = all("train_seconds" in p for r in rows if r.get("curve") for p in r["curve"])
     # Dev loss is one measurement at every point; the training loss along a curve is a mean of batch
     # losses since the last point, so its first point (a probe before training) is not comparable.
-    loss_key = "eval_loss" if all(p.get("eval_loss") is not None for r in rows if r.get("curve")
-                                  for p in r["curve"]) else "train_loss"
+    loss_key = (
+        "eval_loss"
+        if all(p.get("eval_loss") is not None for r in rows if r.get("curve") for p in r["curve"])
+        else "train_loss"
+    )
     panels = 3 if timed else 2
     figure, axes = _figure(plt, panels * len(groups))
     for g, (title, group) in enumerate(groups.items()):
@@ -157,15 +169,18 @@ def plot_curves(plt, rows: list[dict]):
             loss_axis.plot(passes, [p[loss_key] for p in row["curve"]], marker=".", label=row["method"])
             accuracy_axis.plot(passes, [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
             if timed:
-                axes[panels * g + 2].plot([p["train_seconds"] for p in row["curve"]],
-                                          [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
+                axes[panels * g + 2].plot(
+                    [p["train_seconds"] for p in row["curve"]],
+                    [p["eval_accuracy"] for p in row["curve"]],
+                    marker=".",
+                    label=row["method"],
+                )
         loss_name = "dev loss" if loss_key == "eval_loss" else "train loss"
         loss_axis.set(title=f"{title}: {loss_name}", xlabel="forward passes", ylabel=loss_name)
         accuracy_axis.set(title=f"{title}: dev accuracy", xlabel="forward passes", ylabel="accuracy")
         accuracy_axis.legend(fontsize="x-small")
         if timed:
-            axes[panels * g + 2].set(title=f"{title}: dev accuracy", xlabel="training wall time (s)",
-                                     ylabel="accuracy")
+            axes[panels * g + 2].set(title=f"{title}: dev accuracy", xlabel="training wall time (s)", ylabel="accuracy")
     return figure
 
 
@@ -216,10 +231,15 @@ def plot_rounds(plt, rows: list[dict]):
     figure, axes = _figure(plt, len(groups), height=3.6)
     for axis, (title, group) in zip(axes, groups.items()):
         for row in group:
-            axis.plot(range(len(row["accuracy"]) + 1), [row["initial_accuracy"], *row["accuracy"]], marker=".",
-                      label=row["run"])
-        axis.set(title=f"{title}: {group[0]['devices']} devices", xlabel="round (0 = initial adapter)",
-                 ylabel="dev accuracy")
+            axis.plot(
+                range(len(row["accuracy"]) + 1),
+                [row["initial_accuracy"], *row["accuracy"]],
+                marker=".",
+                label=row["run"],
+            )
+        axis.set(
+            title=f"{title}: {group[0]['devices']} devices", xlabel="round (0 = initial adapter)", ylabel="dev accuracy"
+        )
         axis.legend(fontsize="x-small")
     return figure
 
@@ -290,21 +310,33 @@ def benchmark_page(folder: Path, plt) -> tuple[str, list[dict]]:
     head = [f"# Bench report\n\nThe result files in `{folder}`."]
     if (folder / NOTES).is_file():
         notes, body = read_notes(folder / NOTES)
-        head = [f"# {notes.title}", GENERATED, notes.measures.strip(),
-                f"| | |\n|---|---|\n| machine | {notes.machine} |\n| date | {notes.date} |",
-                f"## Commands\n\n```bash\n{notes.commands.strip()}\n```", body]
+        head = [
+            f"# {notes.title}",
+            GENERATED,
+            notes.measures.strip(),
+            f"| | |\n|---|---|\n| machine | {notes.machine} |\n| date | {notes.date} |",
+            f"## Commands\n\n```bash\n{notes.commands.strip()}\n```",
+            body,
+        ]
     parts = [*head, "## Results", *(text for text, _ in sections)]
     return "\n\n".join(part for part in parts if part) + "\n", [rendered for _, rendered in sections]
 
 
 def index_page(folders: list[Path]) -> str:
     """The benchmarks' index: one row per page, linking it, with what it measures, where and when."""
-    lines = ["# Benchmarks", "", GENERATED, "",
-             "Each page says what its benchmark measures, on which machine and when, and the commands that wrote "
-             "its results, then gives every table and plot drawn from the JSON kept beside it. "
-             "`edgetune bench report docs/benchmarks` rewrites the pages and this index from each folder's "
-             "notes.md and results.", "",
-             "| benchmark | what it measures | machine | date |", "|---|---|---|---|"]
+    lines = [
+        "# Benchmarks",
+        "",
+        GENERATED,
+        "",
+        "Each page says what its benchmark measures, on which machine and when, and the commands that wrote "
+        "its results, then gives every table and plot drawn from the JSON kept beside it. "
+        "`edgetune bench report docs/benchmarks` rewrites the pages and this index from each folder's "
+        "notes.md and results.",
+        "",
+        "| benchmark | what it measures | machine | date |",
+        "|---|---|---|---|",
+    ]
     for folder in folders:
         notes, _ = read_notes(folder / NOTES)
         cells = (f"[{notes.title}]({folder.name}/{PAGE})", notes.measures, notes.machine, notes.date)
@@ -329,5 +361,7 @@ def run(config: ReportConfig) -> list[dict]:
 
 
 def table(rendered: list[dict]) -> str:
-    return "\n".join(f"{r['page']}: {r['file']}" + (f" ({r['kind']}, {len(r['plots'])} plots)" if r["kind"] else "")
-                     for r in rendered)
+    return "\n".join(
+        f"{r['page']}: {r['file']}" + (f" ({r['kind']}, {len(r['plots'])} plots)" if r["kind"] else "")
+        for r in rendered
+    )

@@ -84,8 +84,12 @@ def _variants(config: SpeedBenchConfig, methods: list[str], zo_passes: tuple[str
     def batches(method: str) -> bool:
         return METHODS[method].pass_kind != "backward" and not METHODS[method].backprop_part
 
-    return [Variant(m, q, mode) if batches(m) else Variant(m) for m in methods
-            for q in (config.queries if batches(m) else (1,)) for mode in (zo_passes if batches(m) else ("",))]
+    return [
+        Variant(m, q, mode) if batches(m) else Variant(m)
+        for m in methods
+        for q in (config.queries if batches(m) else (1,))
+        for mode in (zo_passes if batches(m) else ("",))
+    ]
 
 
 Steps = tuple[int, Callable[[], object], list[tuple[Variant, Callable[[], object]]]]
@@ -110,6 +114,7 @@ def _torch_steps(config: SpeedBenchConfig, spec, examples, variants: list[Varian
         def step():
             objective.perturbations_per_pass = variant.perturbations_per_pass
             return method.step(objective, batch, 1e-9, next(seeds))
+
         return step
 
     return int(batch.inputs["input_ids"].shape[1]), forward, [(v, stepper(v)) for v in variants]
@@ -135,6 +140,7 @@ def _ort_steps(config: SpeedBenchConfig, examples, variants: list[Variant]) -> S
         def step():
             objective.perturbations_per_pass = variant.perturbations_per_pass
             return method.step(objective, objective.params, batch, 1e-9, next(seeds))
+
         return step
 
     # The artifacts API trains fp32 encoder graphs only; other graphs time their ZO methods alone.
@@ -142,13 +148,29 @@ def _ort_steps(config: SpeedBenchConfig, examples, variants: list[Variant]) -> S
     return batch.length, lambda: objective.loss(batch), [(v, stepper(v)) for v in variants]
 
 
-def _timed(config: SpeedBenchConfig, backend: str, precision: str, length: int, forward: Callable[[], object],
-           steps: list[tuple[Variant, Callable[[], object]]], bar: tqdm) -> list[dict]:
+def _timed(
+    config: SpeedBenchConfig,
+    backend: str,
+    precision: str,
+    length: int,
+    forward: Callable[[], object],
+    steps: list[tuple[Variant, Callable[[], object]]],
+    bar: tqdm,
+) -> list[dict]:
     def row(variant: Variant, seconds: float) -> dict:
-        return {"model": config.model, **variant.fields(), "precision": precision, "backend": backend,
-                "device": config.device if backend == "torch" else "cpu", "batch_size": config.batch_size,
-                "max_length": length, "threads": config.threads, "step_seconds": seconds, "forward_seconds": floor,
-                "ratio_to_forward": seconds / floor}
+        return {
+            "model": config.model,
+            **variant.fields(),
+            "precision": precision,
+            "backend": backend,
+            "device": config.device if backend == "torch" else "cpu",
+            "batch_size": config.batch_size,
+            "max_length": length,
+            "threads": config.threads,
+            "step_seconds": seconds,
+            "forward_seconds": floor,
+            "ratio_to_forward": seconds / floor,
+        }
 
     floor = median_seconds(forward, config.repeats)
     rows = [row(Variant(FORWARD), floor)]
@@ -161,10 +183,14 @@ def _timed(config: SpeedBenchConfig, backend: str, precision: str, length: int, 
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | backend | precision | batch | method | q | ZO passes | step | x one forward (same backend) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | backend | precision | batch | method | q | ZO passes | step | x one forward (same backend) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch_size']} | {r['method']} | "
-                     f"{r.get('queries', 1)} | {r.get('zo_pass') or '-'} | {r['step_seconds']:.3f} s | "
-                     f"{r['ratio_to_forward']:.2f} |")
+        lines.append(
+            f"| {r['model']} | {r['backend']} | {r['precision']} | {r['batch_size']} | {r['method']} | "
+            f"{r.get('queries', 1)} | {r.get('zo_pass') or '-'} | {r['step_seconds']:.3f} s | "
+            f"{r['ratio_to_forward']:.2f} |"
+        )
     return "\n".join(lines)

@@ -19,7 +19,9 @@ class SpeedBenchConfig(Results, Threads, Device, Repeats, Runtimes, Methods, Bas
     queries: tuple[int, ...] = setting("directions per step (q) of the ZO and Forward-Grad rows, one row each", (1,))
     zo_passes: tuple[Literal["sequential", "batched"], ...] = setting(
         "how ZO rows run their 2q perturbed copies and Forward-Grad rows their q tangents: sequential (one per "
-        "pass) and/or batched (all in one pass)", ("sequential",))
+        "pass) and/or batched (all in one pass)",
+        ("sequential",),
+    )
     ort_precision: Literal[ORT_PRECISIONS] = setting("base precision of the ort rows' graph", "int8")
 
     def validate(self) -> None:

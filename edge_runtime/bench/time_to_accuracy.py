@@ -54,8 +54,10 @@ def steps_to_gains(curve_rows: list[dict], model: str, gains: tuple[int, ...]) -
         if row.get("model") != model or row.get("variant") or row.get("skipped"):
             continue
         start = row["accuracy_before"]
-        found[row["method"]] = {gain: next((p["step"] for p in row["curve"]
-                                            if p["eval_accuracy"] >= start + gain / 100), None) for gain in gains}
+        found[row["method"]] = {
+            gain: next((p["step"] for p in row["curve"] if p["eval_accuracy"] >= start + gain / 100), None)
+            for gain in gains
+        }
     if not found:
         raise ValueError(f"the curves hold no plain run of {model}")
     return found, start
@@ -63,25 +65,46 @@ def steps_to_gains(curve_rows: list[dict], model: str, gains: tuple[int, ...]) -
 
 def _row(config: TimeToAccuracyBenchConfig, cap: str, candidate: dict, steps: dict, start: float) -> dict:
     method = candidate["method"]
-    row = {"model": config.model, "task": config.task, "cap": cap, "method": method, "start_accuracy": start,
-           "refused": candidate.get("refused")}
+    row = {
+        "model": config.model,
+        "task": config.task,
+        "cap": cap,
+        "method": method,
+        "start_accuracy": start,
+        "refused": candidate.get("refused"),
+    }
     if row["refused"]:
         return row
     # A method the curves never ran reaches no gain: it ranks after every method that did.
     measured = steps.get(method) or steps.get(_plain_twin(method)) or dict.fromkeys(config.gains)
     micro = candidate["micro_batch"] or config.batch_size
     accumulation = config.batch_size / micro  # the last micro-batch holds what is left, not a whole one
-    work = Workload(AdapterSpec(config.model, config.task, config.precision), MethodSpec(method), batch=micro,
-                    seq_len=config.max_length, perturbations_per_pass=candidate["perturbations_per_pass"])
+    work = Workload(
+        AdapterSpec(config.model, config.task, config.precision),
+        MethodSpec(method),
+        batch=micro,
+        seq_len=config.max_length,
+        perturbations_per_pass=candidate["perturbations_per_pass"],
+    )
     cost = step_cost(work)
-    profile_step = {p.id: accumulation * step_seconds(p, cost.flops, config.precision, cost.bytes_read)
-                    for p in builtin_profiles().values() if config.precision in p.precisions}
-    row |= {"micro_batch": micro, "needs_bytes": candidate["needs"], "step_seconds": candidate["step_seconds"],
-            "steps_to_gain": {str(g): measured.get(g) for g in config.gains},
-            "seconds_to_gain": {str(g): None if measured.get(g) is None else measured[g] * candidate["step_seconds"]
-                                for g in config.gains},
-            "profile_seconds_to_gain": {device: {str(g): None if measured.get(g) is None else measured[g] * seconds
-                                                 for g in config.gains} for device, seconds in profile_step.items()}}
+    profile_step = {
+        p.id: accumulation * step_seconds(p, cost.flops, config.precision, cost.bytes_read)
+        for p in builtin_profiles().values()
+        if config.precision in p.precisions
+    }
+    row |= {
+        "micro_batch": micro,
+        "needs_bytes": candidate["needs"],
+        "step_seconds": candidate["step_seconds"],
+        "steps_to_gain": {str(g): measured.get(g) for g in config.gains},
+        "seconds_to_gain": {
+            str(g): None if measured.get(g) is None else measured[g] * candidate["step_seconds"] for g in config.gains
+        },
+        "profile_seconds_to_gain": {
+            device: {str(g): None if measured.get(g) is None else measured[g] * seconds for g in config.gains}
+            for device, seconds in profile_step.items()
+        },
+    }
     return row
 
 
@@ -93,8 +116,10 @@ def _plain_twin(method: str) -> str | None:
 def table(rows: list[dict]) -> str:
     gains = list(next((r["steps_to_gain"] for r in rows if not r.get("refused")), {}))
     head = " | ".join(f"+{g} points" for g in gains)
-    lines = [f"| cap | method | plan | step | {head} | x the fastest (+{gains[len(gains) // 2]}) |",
-             "|---|---|---|---|" + "---|" * len(gains) + "---|"]
+    lines = [
+        f"| cap | method | plan | step | {head} | x the fastest (+{gains[len(gains) // 2]}) |",
+        "|---|---|---|---|" + "---|" * len(gains) + "---|",
+    ]
     middle = str(gains[len(gains) // 2]) if gains else None
     for cap in dict.fromkeys(r["cap"] for r in rows):
         group = [r for r in rows if r["cap"] == cap]
@@ -106,8 +131,10 @@ def table(rows: list[dict]) -> str:
                 continue
             cells = " | ".join(_minutes(r["seconds_to_gain"][g], r["steps_to_gain"][g]) for g in gains)
             ratio = r["seconds_to_gain"][middle]
-            lines.append(f"| {cap} | {r['method']} | micro-batch {r['micro_batch']} | {r['step_seconds']:.2f} s | "
-                         f"{cells} | {f'{ratio / best:.1f}' if ratio and best else 'not reached'} |")
+            lines.append(
+                f"| {cap} | {r['method']} | micro-batch {r['micro_batch']} | {r['step_seconds']:.2f} s | "
+                f"{cells} | {f'{ratio / best:.1f}' if ratio and best else 'not reached'} |"
+            )
     return "\n".join(lines + ["", *_projection(rows, middle)])
 
 
@@ -117,8 +144,12 @@ def _projection(rows: list[dict], gain: int | None) -> list[str]:
     if not reached:
         return []
     devices = list(reached[0]["profile_seconds_to_gain"])
-    lines = [f"Projected minutes to +{gain} points on each shipped device profile (cost model, same plan):", "",
-             "| cap | method | " + " | ".join(devices) + " |", "|---|---|" + "---|" * len(devices)]
+    lines = [
+        f"Projected minutes to +{gain} points on each shipped device profile (cost model, same plan):",
+        "",
+        "| cap | method | " + " | ".join(devices) + " |",
+        "|---|---|" + "---|" * len(devices),
+    ]
     for r in reached:
         cells = " | ".join(f"{r['profile_seconds_to_gain'][d][str(gain)] / 60:.1f}" for d in devices)
         lines.append(f"| {r['cap']} | {r['method']} | {cells} |")
@@ -138,11 +169,24 @@ def _candidates(probe: dict) -> list[dict]:
     from edge_runtime.training.trainer import build_run
 
     with tempfile.TemporaryDirectory(prefix="edgetune-tta-") as scratch:
-        config = build_config(TrainConfig, {
-            "model": probe["model"], "task": probe["task"], "method": "auto", "steps": 1,
-            "batch_size": probe["batch_size"], "max_length": probe["max_length"], "precision": probe["precision"],
-            "memory_cap": None if probe["cap"] == NO_CAP else probe["cap"], "eval_examples": 8,
-            "device": probe["device"], "out_dir": scratch, "progress": False}, {})
+        config = build_config(
+            TrainConfig,
+            {
+                "model": probe["model"],
+                "task": probe["task"],
+                "method": "auto",
+                "steps": 1,
+                "batch_size": probe["batch_size"],
+                "max_length": probe["max_length"],
+                "precision": probe["precision"],
+                "memory_cap": None if probe["cap"] == NO_CAP else probe["cap"],
+                "eval_examples": 8,
+                "device": probe["device"],
+                "out_dir": scratch,
+                "progress": False,
+            },
+            {},
+        )
         try:
             run = build_run(config)
         except UserError as refusal:  # not one candidate fits: each is refused for the same reason

@@ -16,8 +16,10 @@ from edge_runtime.units import parse_bytes
 @defaults(out="bench-time-to-accuracy.json")
 class TimeToAccuracyBenchConfig(Results, Threads, Device, BasePrecision, Batches, Task, Model):
     caps: tuple[str, ...] = setting("memory caps to plan under, e.g. 2GB,700MB; 'none' = no cap", ("none",))
-    curves: str = setting("bench convergence JSON whose curves give each method's steps to a gain",
-                          "docs/benchmarks/convergence/convergence-minilm-sst2.json")
+    curves: str = setting(
+        "bench convergence JSON whose curves give each method's steps to a gain",
+        "docs/benchmarks/convergence/convergence-minilm-sst2.json",
+    )
     gains: tuple[int, ...] = setting("accuracy gains over the curves' start, in points", (2, 5, 10))
 
     def validate(self) -> None:

@@ -41,8 +41,9 @@ def run(config: WarmStartBenchConfig) -> list[dict]:
         module = prepare_model(loaded)
         spec = get_task(task)
         dev = subsample(load_split(task, "eval"), config.eval_examples, config.seed)
-        train = subsample(load_split(task, "train"), max(max(config.labelled_examples), config.calibration_examples),
-                          config.seed)
+        train = subsample(
+            load_split(task, "train"), max(max(config.labelled_examples), config.calibration_examples), config.seed
+        )
         common = {"model": model, "task": task, "dev_examples": len(dev)}
         if loaded.kind == "encoder":
             head = head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length)
@@ -62,7 +63,7 @@ def _encoder_rows(config: WarmStartBenchConfig, objective: Objective, spec, trai
         poolings = {"own": own, "mean": Pooling("mean", own.normalize), "cls": Pooling("cls", own.normalize)}
         model.pooling = poolings[pooling_name]
         started = time.perf_counter()
-        train_x, train_y = _features(config, objective, train[:max(config.labelled_examples)])
+        train_x, train_y = _features(config, objective, train[: max(config.labelled_examples)])
         dev_x, dev_y = _features(config, objective, dev)
         seconds = time.perf_counter() - started
         pooling = {"pooling": model.pooling.mode, "normalized": model.pooling.normalize}
@@ -70,8 +71,16 @@ def _encoder_rows(config: WarmStartBenchConfig, objective: Objective, spec, trai
             described = [replace(dev[0], text=d, label=i) for i, d in enumerate(spec.label_descriptions)]
             descriptions, _ = _features(config, objective, described)
             head = zero_shot_head(descriptions, ZERO_SHOT_TEMPERATURE)
-            rows.append(pooling | {"start": "zero-shot", "labelled": 0, "temperature": head.temperature,
-                                   **_scored(head, dev_x, dev_y, None), "feature_seconds": seconds})
+            rows.append(
+                pooling
+                | {
+                    "start": "zero-shot",
+                    "labelled": 0,
+                    "temperature": head.temperature,
+                    **_scored(head, dev_x, dev_y, None),
+                    "feature_seconds": seconds,
+                }
+            )
         for solver in HEAD_SOLVERS:
             for size in config.labelled_examples:
                 stats = _stats(train_x, train_y, size, candidates)
@@ -80,8 +89,16 @@ def _encoder_rows(config: WarmStartBenchConfig, objective: Objective, spec, trai
                 except StatisticsError as error:
                     rows.append(pooling | {"start": solver, "labelled": size, "skipped": str(error)})
                     continue
-                rows.append(pooling | {"start": solver, "labelled": size, "temperature": head.temperature,
-                                       **_scored(head, dev_x, dev_y, candidates), "feature_seconds": seconds})
+                rows.append(
+                    pooling
+                    | {
+                        "start": solver,
+                        "labelled": size,
+                        "temperature": head.temperature,
+                        **_scored(head, dev_x, dev_y, candidates),
+                        "feature_seconds": seconds,
+                    }
+                )
     model.pooling = own
     return rows
 
@@ -90,7 +107,7 @@ def _features(config, objective, examples) -> tuple[np.ndarray, np.ndarray]:
     """Pooled embeddings and labels, one row per example (per candidate pair for multiple choice)."""
     xs, ys = [], []
     for start in range(0, len(examples), config.batch_size):
-        part = examples[start:start + config.batch_size]
+        part = examples[start : start + config.batch_size]
         xs.append(embeddings(objective, objective.head.encode(part)).double().numpy())
         ys += [ex.label for ex in part]
     return np.concatenate(xs), np.array(ys)
@@ -101,7 +118,7 @@ def _stats(x: np.ndarray, y: np.ndarray, size: int, candidates: int | None) -> F
         stats = FeatureStatistics.empty(int(y.max()) + 1, x.shape[1])
         stats.add(x[:size], y[:size])
         return stats
-    pairs = x[:size * candidates]
+    pairs = x[: size * candidates]
     labels = (np.arange(candidates)[None, :] == y[:size, None]).astype(int).reshape(-1)
     stats = FeatureStatistics.empty(2, x.shape[1])
     stats.add(pairs, labels)
@@ -119,8 +136,12 @@ def _accuracy(scores: np.ndarray, labels: np.ndarray) -> dict:
     shifted = scores - scores.max(1, keepdims=True)
     loss = float((np.log(np.exp(shifted).sum(1)) - shifted[np.arange(len(labels)), labels]).mean())
     accuracy = float((scores.argmax(1) == labels).mean())
-    return {"accuracy": accuracy, "stderr": math.sqrt(accuracy * (1 - accuracy) / len(labels)), "loss": loss,
-            "positive_rate": float((scores.argmax(1) == 1).mean())}
+    return {
+        "accuracy": accuracy,
+        "stderr": math.sqrt(accuracy * (1 - accuracy) / len(labels)),
+        "loss": loss,
+        "positive_rate": float((scores.argmax(1) == 1).mean()),
+    }
 
 
 def _causal_rows(config: WarmStartBenchConfig, module, loaded, spec, train, dev) -> list[dict]:
@@ -132,19 +153,22 @@ def _causal_rows(config: WarmStartBenchConfig, module, loaded, spec, train, dev)
         dev_scores = _raw_scores(config, objective, dev)
         labels = np.array([ex.label for ex in dev])
         seconds = time.perf_counter() - started
-        rows.append({"start": f"prompt {name}", "calibration": "none", **_accuracy(dev_scores, labels),
-                     "dev_seconds": seconds})
+        rows.append(
+            {"start": f"prompt {name}", "calibration": "none", **_accuracy(dev_scores, labels), "dev_seconds": seconds}
+        )
         if spec.kind != "classification":
             continue
         # Called within this iteration, so the closures read this iteration's objective.
-        calibrations = {"centred": lambda: centred_offsets(objective, train[:config.calibration_examples],  # noqa: B023
-                                                           config.batch_size, torch.device("cpu"))}
+        cpu = torch.device("cpu")
+        calibrations = {
+            "centred": lambda: centred_offsets(objective, train[: config.calibration_examples], config.batch_size, cpu)  # noqa: B023
+        }
         if template.prompt is not None:
-            calibrations["content-free"] = lambda: content_free_offsets(objective, dev[0],  # noqa: B023
-                                                                        torch.device("cpu"))
+            calibrations["content-free"] = lambda: content_free_offsets(objective, dev[0], cpu)  # noqa: B023
         for calibration, offsets in calibrations.items():
-            rows.append({"start": f"prompt {name}", "calibration": calibration,
-                         **_accuracy(dev_scores - offsets(), labels)})
+            rows.append(
+                {"start": f"prompt {name}", "calibration": calibration, **_accuracy(dev_scores - offsets(), labels)}
+            )
     return rows
 
 
@@ -152,21 +176,27 @@ def _raw_scores(config, objective: Objective, examples) -> np.ndarray:
     out = []
     with torch.no_grad():
         for start in range(0, len(examples), config.batch_size):
-            batch = objective.head.encode(examples[start:start + config.batch_size])
+            batch = objective.head.encode(examples[start : start + config.batch_size])
             out.append(objective.head.raw_scores(objective.module, batch).double().numpy())
     return np.concatenate(out)
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| model | task | start | pooling / calibration | labelled | dev acc (+- se) | dev loss | temperature |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | task | start | pooling / calibration | labelled | dev acc (+- se) | dev loss | temperature |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         how = r.get("calibration") or f"{r['pooling']}{' + L2' if r.get('normalized') else ''}"
         if r.get("skipped"):
-            lines.append(f"| {r['model']} | {r['task']} | {r['start']} | {how} | {r.get('labelled', '')} | "
-                         f"skipped: {r['skipped']} | | |")
+            lines.append(
+                f"| {r['model']} | {r['task']} | {r['start']} | {how} | {r.get('labelled', '')} | "
+                f"skipped: {r['skipped']} | | |"
+            )
             continue
         temperature = f"{r['temperature']:.3g}" if r.get("temperature") else ""
-        lines.append(f"| {r['model']} | {r['task']} | {r['start']} | {how} | {r.get('labelled', '')} | "
-                     f"{r['accuracy']:.3f} +- {r['stderr']:.3f} | {r['loss']:.3f} | {temperature} |")
+        lines.append(
+            f"| {r['model']} | {r['task']} | {r['start']} | {how} | {r.get('labelled', '')} | "
+            f"{r['accuracy']:.3f} +- {r['stderr']:.3f} | {r['loss']:.3f} | {temperature} |"
+        )
     return "\n".join(lines)

@@ -12,13 +12,16 @@ from edge_runtime.options import Batches, CalibrationExamples, Evaluation, Resul
 
 
 @dataclass
-@defaults(models=("minilm", "smollm2-135m"), max_length=256, batch_size=32, eval_examples=None,
-          out="bench-warm-start.json")
+@defaults(
+    models=("minilm", "smollm2-135m"), max_length=256, batch_size=32, eval_examples=None, out="bench-warm-start.json"
+)
 class WarmStartBenchConfig(Results, Threads, Quick, Evaluation, CalibrationExamples, Seed, Batches, Tasks, Models):
-    labelled_examples: tuple[int, ...] = setting("encoders: labelled training examples each head is solved from, "
-                                                 "one row each", (32, 128, 512, 2048))
+    labelled_examples: tuple[int, ...] = setting(
+        "encoders: labelled training examples each head is solved from, one row each", (32, 128, 512, 2048)
+    )
     poolings: tuple[Literal["own", "mean", "cls"], ...] = setting(
-        "encoders: poolings to compare (own = what the model folder declares)", ("own", "cls"))
+        "encoders: poolings to compare (own = what the model folder declares)", ("own", "cls")
+    )
 
     def validate(self) -> None:
         if self.quick:
@@ -26,6 +29,7 @@ class WarmStartBenchConfig(Results, Threads, Quick, Evaluation, CalibrationExamp
             self.calibration_examples, self.max_length = 16, 64
         require_at_least_one(self, "calibration_examples", "max_length", "batch_size", "threads")
         if not self.labelled_examples or any(s < 4 for s in self.labelled_examples):
-            raise UserError(f"labelled_examples must be at least 4 each (two per class per fold), "
-                            f"got {self.labelled_examples}")
+            raise UserError(
+                f"labelled_examples must be at least 4 each (two per class per fold), got {self.labelled_examples}"
+            )
         self.check_tasks()

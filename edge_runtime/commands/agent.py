@@ -64,12 +64,22 @@ def _run(args: argparse.Namespace) -> None:
     data = DataSource(config.data_dir, Partition.parse(config.partition) if config.partition else None)
     message = profile_to_message(profile)
     message.backends[:] = [config.backend]  # what this agent runs, so the coordinator plans only what it can do
-    agent = Agent(client, message, data, backend_for, join_secret=config.join_secret,
-                  state_dir=Path(config.state_dir), task_name=config.task)
+    agent = Agent(
+        client,
+        message,
+        data,
+        backend_for,
+        join_secret=config.join_secret,
+        state_dir=Path(config.state_dir),
+        task_name=config.task,
+    )
     try:
         device_id = agent.join(config.coordinator)
-        print(f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap "
-              f"{profile.memory_cap / 1e9:.1f} GB)", flush=True)
+        print(
+            f"agent: joined {config.coordinator} as {device_id} ({profile.name}, cap "
+            f"{profile.memory_cap / 1e9:.1f} GB)",
+            flush=True,
+        )
         agent.run(stop)
     except CallRejected as refusal:
         if stop.is_set():

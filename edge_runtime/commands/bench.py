@@ -14,16 +14,26 @@ BENCHES = {
     "memory": ("MemoryBenchConfig", "peak memory per method and precision, measured and estimated"),
     "speed": ("SpeedBenchConfig", "time per step of each method beside one forward pass (its floor)"),
     "fleet": ("FleetBenchConfig", "memory and device-steps/s of emulated fleets beside one device alone"),
-    "convergence": ("ConvergenceBenchConfig", "loss and accuracy of every method on the same forward-pass budget "
-                                              "(ZO-Bench)"),
+    "convergence": (
+        "ConvergenceBenchConfig",
+        "loss and accuracy of every method on the same forward-pass budget (ZO-Bench)",
+    ),
     "comm": ("CommBenchConfig", "bytes per round per device: Spry slices, FedAvg adapters, ZO seeds and scalars"),
-    "warm-start": ("WarmStartBenchConfig", "accuracy before any training: forward-only heads (zero-shot, centroids, "
-                                           "ridge) and prompt templates with and without calibration"),
-    "federated": ("FederatedBenchConfig", "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet (identical "
-                                          "devices, always on, so only the method differs): accuracy per round, "
-                                          "rounds to a target, bytes, device memory"),
-    "time-to-accuracy": ("TimeToAccuracyBenchConfig", "minutes to a target accuracy per method under memory caps, "
-                                                      "here and projected to the shipped device profiles"),
+    "warm-start": (
+        "WarmStartBenchConfig",
+        "accuracy before any training: forward-only heads (zero-shot, centroids, "
+        "ridge) and prompt templates with and without calibration",
+    ),
+    "federated": (
+        "FederatedBenchConfig",
+        "Spry, FedMeZO, FwdLLM-style and FedAvg on one emulated fleet (identical "
+        "devices, always on, so only the method differs): accuracy per round, "
+        "rounds to a target, bytes, device memory",
+    ),
+    "time-to-accuracy": (
+        "TimeToAccuracyBenchConfig",
+        "minutes to a target accuracy per method under memory caps, here and projected to the shipped device profiles",
+    ),
 }
 
 
@@ -57,8 +67,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         parser = kinds.add_parser(name, help=help_text)
         add_config_arguments(parser, config_class(name))
         parser.set_defaults(run=_run)
-    parser = kinds.add_parser("report", help="the benchmark pages (docs/benchmarks/<name>/README.md) from their notes "
-                                             "and JSON, or any folder's bench JSON as one page with PNG plots")
+    parser = kinds.add_parser(
+        "report",
+        help="the benchmark pages (docs/benchmarks/<name>/README.md) from their notes "
+        "and JSON, or any folder's bench JSON as one page with PNG plots",
+    )
     add_config_arguments(parser, ReportConfig)
     # DIR as a positional too; SUPPRESS keeps --folder's value when DIR is left out.
     parser.add_argument("folder", nargs="?", default=argparse.SUPPRESS, metavar="DIR")

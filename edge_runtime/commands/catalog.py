@@ -26,8 +26,9 @@ def _run(args: argparse.Namespace) -> None:
     for m in METHODS.values():
         kind = "forward-only" if m.forward_only else "backprop    "
         print(f"  {m.name:14s} {kind}  lr={m.default_lr:g}  {m.summary}")
-    print(f"  {'auto':14s} {'':12s}  {'':8s}  the fastest to +5 points of {', '.join(CANDIDATES)} "
-          "within the memory cap")
+    print(
+        f"  {'auto':14s} {'':12s}  {'':8s}  the fastest to +5 points of {', '.join(CANDIDATES)} within the memory cap"
+    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:

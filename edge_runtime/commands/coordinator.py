@@ -19,8 +19,11 @@ def _run(args: argparse.Namespace) -> None:
 
     keeper = RoundKeeper(config, TorchHost(config), log=lambda line: print(line, flush=True))
     server = CoordinatorServer(config, keeper).start()
-    print(f"coordinator: serving on {config.listen} (port {server.port}), {config.planner} planner, "
-          f"{keeper.strategy.method_label}, {config.rounds} rounds; state in {config.state_dir}", flush=True)
+    print(
+        f"coordinator: serving on {config.listen} (port {server.port}), {config.planner} planner, "
+        f"{keeper.strategy.method_label}, {config.rounds} rounds; state in {config.state_dir}",
+        flush=True,
+    )
     stopped = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stopped.set())

@@ -47,7 +47,11 @@ def describe(method: str, step_seconds: float, model_kind: str) -> str:
     """What the prediction rests on, for a one-line reason."""
     steps = STEPS_TO_TARGET[model_kind].get(method)
     if steps is None:
-        return (f"{step_seconds:.2f} s/step, {TARGET_GAIN} not reached in {MEASURED_PASSES[model_kind]:,} "
-                f"forward passes on {MEASURED_ON[model_kind]} SST-2")
-    return (f"{step_seconds:.2f} s/step, about {steps} steps to {TARGET_GAIN} as measured on "
-            f"{MEASURED_ON[model_kind]} SST-2 (~{steps * step_seconds / 60:.1f} min)")
+        return (
+            f"{step_seconds:.2f} s/step, {TARGET_GAIN} not reached in {MEASURED_PASSES[model_kind]:,} "
+            f"forward passes on {MEASURED_ON[model_kind]} SST-2"
+        )
+    return (
+        f"{step_seconds:.2f} s/step, about {steps} steps to {TARGET_GAIN} as measured on "
+        f"{MEASURED_ON[model_kind]} SST-2 (~{steps * step_seconds / 60:.1f} min)"
+    )

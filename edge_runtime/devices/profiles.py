@@ -88,8 +88,9 @@ class _Reader:
             raise UserError(f"{self.file}: {where}expected a table of fields, got {data!r}")
         unknown = [k for k in data if k not in required + optional]
         if unknown:
-            raise self.fail(_join(path, str(unknown[0])),
-                            f"unknown field; known here: {', '.join(required + optional)}")
+            raise self.fail(
+                _join(path, str(unknown[0])), f"unknown field; known here: {', '.join(required + optional)}"
+            )
         missing = [k for k in required if k not in data]
         if missing:
             raise self.fail(_join(path, missing[0]), "missing")
@@ -120,8 +121,9 @@ class _Reader:
         """A ``{value, source | estimate}`` table: the value parsed, its provenance recorded."""
         field = _join(path, key)
         if not isinstance(data[key], dict):
-            raise self.fail(field, f"expected {{value: ..., source: URL}} or {{value: ..., estimate: why}}, "
-                                   f"got {data[key]!r}")
+            raise self.fail(
+                field, f"expected {{value: ..., source: URL}} or {{value: ..., estimate: why}}, got {data[key]!r}"
+            )
         entry = self.table(data[key], field, ("value",), ("source", "estimate"))
         given = [k for k in ("source", "estimate") if k in entry]
         if not given:
@@ -193,8 +195,10 @@ def _memory(reader: _Reader, data: Any) -> tuple[int, int, float]:
     bandwidth = reader.figure(memory, "memory", "bandwidth_gbytes_per_s", _positive) * 1e9
     given = [k for k in ("app_share", "app_cap") if k in memory]
     if len(given) != 1:
-        raise reader.fail("memory.app_share", "give exactly one of memory.app_share (a fraction of memory.total) "
-                                              "or memory.app_cap (a size)")
+        raise reader.fail(
+            "memory.app_share",
+            "give exactly one of memory.app_share (a fraction of memory.total) or memory.app_cap (a size)",
+        )
     if given[0] == "app_share":
         cap = int(total * reader.figure(memory, "memory", "app_share", _fraction))
     else:
@@ -220,12 +224,16 @@ def _availability(reader: _Reader, data: Any) -> Availability:
 
 def parse_profile(data: Any, file: str) -> DeviceProfile:
     reader = _Reader(file)
-    top = reader.table(data, "", ("name", "kind", "compute_unit", "memory", "compute", "link", "backends",
-                                  "precisions", "availability"))
+    top = reader.table(
+        data,
+        "",
+        ("name", "kind", "compute_unit", "memory", "compute", "link", "backends", "precisions", "availability"),
+    )
     total, cap, bandwidth = _memory(reader, top["memory"])
     compute = reader.table(top["compute"], "compute", ("fp32_gflops", "fp16_gflops", "int8_gflops"))
-    throughput = {p: reader.figure(compute, "compute", f"{p}_gflops", _positive) * 1e9
-                  for p in ("fp32", "fp16", "int8")}
+    throughput = {
+        p: reader.figure(compute, "compute", f"{p}_gflops", _positive) * 1e9 for p in ("fp32", "fp16", "int8")
+    }
     link = reader.table(top["link"], "link", ("up_mbit_per_s", "down_mbit_per_s", "latency_ms"))
     return DeviceProfile(
         id=Path(file).stem,

@@ -18,6 +18,16 @@ from edge_runtime.estimators.registry import (
 )
 
 __all__ = [
-    "Estimate", "GradientEstimator", "Method", "NonFiniteLoss", "StepResult", "UpdateRule",
-    "METHODS", "EstimatorSettings", "MethodInfo", "build_method", "copies_per_pass", "get_method",
+    "Estimate",
+    "GradientEstimator",
+    "Method",
+    "NonFiniteLoss",
+    "StepResult",
+    "UpdateRule",
+    "METHODS",
+    "EstimatorSettings",
+    "MethodInfo",
+    "build_method",
+    "copies_per_pass",
+    "get_method",
 ]

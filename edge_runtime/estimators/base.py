@@ -168,8 +168,9 @@ class EstimateThenUpdate(Method):
 
 def fewer_copies_per_pass(objective: Objective, per_pass: int, copies: str, why: str) -> None:
     """Lower the objective's copies per pass for the rest of the run, saying so in one line."""
-    warnings.warn(f"{copies} per pass {objective.perturbations_per_pass} -> {per_pass}: {why}", RuntimeWarning,
-                  stacklevel=4)
+    warnings.warn(
+        f"{copies} per pass {objective.perturbations_per_pass} -> {per_pass}: {why}", RuntimeWarning, stacklevel=4
+    )
     objective.perturbations_per_pass = per_pass
 
 

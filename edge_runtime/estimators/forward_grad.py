@@ -51,8 +51,11 @@ class ForwardGrad(GradientEstimator):
             return self.fallback.estimate(objective, batch, seed)
         seeds = query_seeds(seed, self.queries)
         try:
-            pairs = self._batched(objective, batch, seeds) if objective.perturbations_per_pass > 1 and \
-                self.queries > 1 else [self.directional_derivative(objective, batch, s) for s in seeds]
+            pairs = (
+                self._batched(objective, batch, seeds)
+                if objective.perturbations_per_pass > 1 and self.queries > 1
+                else [self.directional_derivative(objective, batch, s) for s in seeds]
+            )
         except (RuntimeError, NotImplementedError) as error:
             if not lacks_forward_ad(error):
                 raise
@@ -77,7 +80,7 @@ class ForwardGrad(GradientEstimator):
         primals = {name: p.detach() for name, p in objective.params.items()}
         pairs: list[tuple[float, float]] = []
         for start in range(0, len(seeds), objective.perturbations_per_pass):
-            chunk = seeds[start:start + objective.perturbations_per_pass]
+            chunk = seeds[start : start + objective.perturbations_per_pass]
             tangents = {name: torch.stack([direction(s, name, p) for s in chunk]) for name, p in primals.items()}
             try:
                 losses, derivatives = objective.jvps_at(batch, primals, tangents)

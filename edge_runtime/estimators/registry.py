@@ -50,8 +50,10 @@ class MethodInfo:
         # Prefix tuning hands its prefixes to attention as a key/value cache, which each layer
         # extends in place: recomputing a layer would extend it twice.
         if self.recomputes_blocks and adapter == "prefix":
-            raise UserError(f"{self.name} recomputes each layer, which prefix tuning's key/value prefixes do not "
-                            "survive; train prefixes with fo-sgd or fo-adam, or use adapter lora or full")
+            raise UserError(
+                f"{self.name} recomputes each layer, which prefix tuning's key/value prefixes do not "
+                "survive; train prefixes with fo-sgd or fo-adam, or use adapter lora or full"
+            )
 
     @property
     def forward_only(self) -> bool:
@@ -69,8 +71,7 @@ class MethodInfo:
 
 
 def _zo(s: EstimatorSettings, sign: bool = False, subspace=None) -> TwoPointZO:
-    return TwoPointZO(mu=s.mu, queries=s.queries, restore=s.zo_restore, sign=sign, clip=s.grad_clip,
-                      subspace=subspace)
+    return TwoPointZO(mu=s.mu, queries=s.queries, restore=s.zo_restore, sign=sign, clip=s.grad_clip, subspace=subspace)
 
 
 def _adam(s: EstimatorSettings) -> Adam:
@@ -80,42 +81,108 @@ def _adam(s: EstimatorSettings) -> Adam:
 METHODS: dict[str, MethodInfo] = {
     m.name: m
     for m in (
-        MethodInfo("zo-sgd", 1e-3, "MeZO: two-point ZO + SGD",
-                   lambda s: EstimateThenUpdate(_zo(s), SGD()), "forward"),
-        MethodInfo("zo-sgd-sign", 1e-4, "two-point ZO, SGD on sign(g) z",
-                   lambda s: EstimateThenUpdate(_zo(s, sign=True), SGD()), "forward"),
-        MethodInfo("zo-sgd-mmt", 1e-4, "two-point ZO + heavy-ball momentum",
-                   lambda s: EstimateThenUpdate(_zo(s), Momentum(s.momentum)), "forward", state_copies=1),
-        MethodInfo("zo-sgd-cons", 1e-3, "two-point ZO + SGD, step kept only if the loss does not rise",
-                   lambda s: Conservative(_zo(s)), "forward", state_copies=1, extra_forward_passes=3),
-        MethodInfo("zo-adam", 1e-3, "two-point ZO + Adam",
-                   lambda s: EstimateThenUpdate(_zo(s), _adam(s)), "forward", state_copies=2),
-        MethodInfo("zo-sgd-block", 1e-3, "block-wise ZO (one layer or tensor per query) + SGD",
-                   lambda s: EstimateThenUpdate(_zo(s, subspace=Blocks(s.zo_blocks)), SGD()), "forward"),
-        MethodInfo("zo-sgd-sparse", 1e-3, "sparse ZO (a fraction of coordinates per query, Sparse MeZO) + SGD",
-                   lambda s: EstimateThenUpdate(_zo(s, subspace=sparse(s.zo_density, s.zo_sparse_selection)),
-                                                SGD()), "forward"),
+        MethodInfo("zo-sgd", 1e-3, "MeZO: two-point ZO + SGD", lambda s: EstimateThenUpdate(_zo(s), SGD()), "forward"),
+        MethodInfo(
+            "zo-sgd-sign",
+            1e-4,
+            "two-point ZO, SGD on sign(g) z",
+            lambda s: EstimateThenUpdate(_zo(s, sign=True), SGD()),
+            "forward",
+        ),
+        MethodInfo(
+            "zo-sgd-mmt",
+            1e-4,
+            "two-point ZO + heavy-ball momentum",
+            lambda s: EstimateThenUpdate(_zo(s), Momentum(s.momentum)),
+            "forward",
+            state_copies=1,
+        ),
+        MethodInfo(
+            "zo-sgd-cons",
+            1e-3,
+            "two-point ZO + SGD, step kept only if the loss does not rise",
+            lambda s: Conservative(_zo(s)),
+            "forward",
+            state_copies=1,
+            extra_forward_passes=3,
+        ),
+        MethodInfo(
+            "zo-adam",
+            1e-3,
+            "two-point ZO + Adam",
+            lambda s: EstimateThenUpdate(_zo(s), _adam(s)),
+            "forward",
+            state_copies=2,
+        ),
+        MethodInfo(
+            "zo-sgd-block",
+            1e-3,
+            "block-wise ZO (one layer or tensor per query) + SGD",
+            lambda s: EstimateThenUpdate(_zo(s, subspace=Blocks(s.zo_blocks)), SGD()),
+            "forward",
+        ),
+        MethodInfo(
+            "zo-sgd-sparse",
+            1e-3,
+            "sparse ZO (a fraction of coordinates per query, Sparse MeZO) + SGD",
+            lambda s: EstimateThenUpdate(_zo(s, subspace=sparse(s.zo_density, s.zo_sparse_selection)), SGD()),
+            "forward",
+        ),
         # The backprop part's activations and gradient are small beside the forward pass's, so the
         # memory model counts a forward step; its extra pass is the backprop part's forward.
-        MethodInfo("zo-fo-hybrid", 1e-3, "backprop for the head (or last layer), two-point ZO for the rest + SGD",
-                   lambda s: EstimateThenUpdate(HybridZOFO(_zo(s)), SGD()), "forward", extra_forward_passes=1,
-                   backprop_part=True),
-        MethodInfo("forward-grad", 1e-3, "forward-mode AD (jvp) directional derivative + SGD",
-                   lambda s: EstimateThenUpdate(
-                       ForwardGrad(queries=s.queries, fallback_mu=s.mu, clip=s.grad_clip), SGD()), "jvp"),
-        MethodInfo("fo-sgd", 1e-2, "backprop + SGD (baseline)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), SGD()), "backward",
-                   recomputing_twin="fo-sgd-ckpt"),
-        MethodInfo("fo-adam", 1e-3, "backprop + Adam (baseline)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), _adam(s)), "backward", state_copies=2,
-                   recomputing_twin="fo-adam-ckpt"),
+        MethodInfo(
+            "zo-fo-hybrid",
+            1e-3,
+            "backprop for the head (or last layer), two-point ZO for the rest + SGD",
+            lambda s: EstimateThenUpdate(HybridZOFO(_zo(s)), SGD()),
+            "forward",
+            extra_forward_passes=1,
+            backprop_part=True,
+        ),
+        MethodInfo(
+            "forward-grad",
+            1e-3,
+            "forward-mode AD (jvp) directional derivative + SGD",
+            lambda s: EstimateThenUpdate(ForwardGrad(queries=s.queries, fallback_mu=s.mu, clip=s.grad_clip), SGD()),
+            "jvp",
+        ),
+        MethodInfo(
+            "fo-sgd",
+            1e-2,
+            "backprop + SGD (baseline)",
+            lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), SGD()),
+            "backward",
+            recomputing_twin="fo-sgd-ckpt",
+        ),
+        MethodInfo(
+            "fo-adam",
+            1e-3,
+            "backprop + Adam (baseline)",
+            lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip), _adam(s)),
+            "backward",
+            state_copies=2,
+            recomputing_twin="fo-adam-ckpt",
+        ),
         # The recomputation is one more forward pass of the blocks, counted as such in a step's FLOPs.
-        MethodInfo("fo-sgd-ckpt", 1e-2, "backprop + SGD, block activations recomputed (checkpointing)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip, recompute=True), SGD()), "backward",
-                   extra_forward_passes=1, recomputes_blocks=True),
-        MethodInfo("fo-adam-ckpt", 1e-3, "backprop + Adam, block activations recomputed (checkpointing)",
-                   lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip, recompute=True), _adam(s)), "backward",
-                   state_copies=2, extra_forward_passes=1, recomputes_blocks=True),
+        MethodInfo(
+            "fo-sgd-ckpt",
+            1e-2,
+            "backprop + SGD, block activations recomputed (checkpointing)",
+            lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip, recompute=True), SGD()),
+            "backward",
+            extra_forward_passes=1,
+            recomputes_blocks=True,
+        ),
+        MethodInfo(
+            "fo-adam-ckpt",
+            1e-3,
+            "backprop + Adam, block activations recomputed (checkpointing)",
+            lambda s: EstimateThenUpdate(Backprop(clip=s.grad_clip, recompute=True), _adam(s)),
+            "backward",
+            state_copies=2,
+            extra_forward_passes=1,
+            recomputes_blocks=True,
+        ),
     )
 }
 

@@ -87,7 +87,7 @@ class TwoPointZO(GradientEstimator):
         evaluations = [(seed, sign) for seed in seeds for sign in (1.0, -1.0)]
         values: list[float] = []
         while len(values) < len(evaluations):
-            chunk = evaluations[len(values):len(values) + objective.perturbations_per_pass]
+            chunk = evaluations[len(values) : len(values) + objective.perturbations_per_pass]
             try:
                 values += objective.losses_at(self._points(objective, chunk), batch).tolist()
             except torch.OutOfMemoryError:
@@ -115,4 +115,3 @@ class TwoPointZO(GradientEstimator):
                     row.add_(drawn[1], alpha=sign * self.mu)
             points[name] = stacked
         return points
-

@@ -28,12 +28,19 @@ def _estimate(work: Workload) -> MemoryEstimate:
 
 def workload_of(task: pb.Task, batch: int, perturbations_per_pass: int = 1) -> Workload:
     adapter = adapter_of(task)
-    return Workload(adapter, method_of(task), batch=batch, seq_len=adapter.max_length, nan_guard=False,
-                    perturbations_per_pass=perturbations_per_pass)
+    return Workload(
+        adapter,
+        method_of(task),
+        batch=batch,
+        seq_len=adapter.max_length,
+        nan_guard=False,
+        perturbations_per_pass=perturbations_per_pass,
+    )
 
 
-def predicted_bytes(task: pb.Task, batch: int, trained_elements: int,
-                    perturbations_per_pass: int = 1) -> tuple[int, int]:
+def predicted_bytes(
+    task: pb.Task, batch: int, trained_elements: int, perturbations_per_pass: int = 1
+) -> tuple[int, int]:
     """(held bytes: base + adapter + runtime, predicted peak) for a task at a micro-batch."""
     est = _estimate(workload_of(task, batch, perturbations_per_pass))
     held = est.weights + est.adapters + est.runtime
@@ -83,8 +90,9 @@ class AccountedModel:
             micro //= 2
             held, peak = predicted_bytes(task, micro, trained)
         if peak > self.cap:
-            raise TaskRefused(f"the task needs {format_bytes(peak)} at micro-batch 1, the device's cap is "
-                              f"{format_bytes(self.cap)}")
+            raise TaskRefused(
+                f"the task needs {format_bytes(peak)} at micro-batch 1, the device's cap is {format_bytes(self.cap)}"
+            )
         method = method_of(task)
         key = (method.name, micro, method.settings.queries, per_pass, trained)
         self.model.micro_batch = micro if micro < task.batch_size else None
@@ -101,6 +109,9 @@ class AccountedModel:
         accounted = held + step_peak
         self.peaks.append(accounted)
         if accounted > self.cap:  # the real device would have been killed: nothing to deliver
-            return replace(result, steps=0, stopped=f"accounted peak {format_bytes(accounted)} crossed the cap "
-                                                    f"{format_bytes(self.cap)}")
+            return replace(
+                result,
+                steps=0,
+                stopped=f"accounted peak {format_bytes(accounted)} crossed the cap {format_bytes(self.cap)}",
+            )
         return result

@@ -56,8 +56,14 @@ class ForwardRequest:
         """Requests of one signature can be stacked into one batch."""
         extras = tuple((k, tuple(v.shape)) for k, v in sorted(self.batch.extras.items()))
         width = math.ceil(self.width / width_step) if width_step else None
-        return (id(self.objective.module), self.tangents is not None, tuple(self.batch.labels.shape), extras,
-                tuple(sorted(self.batch.inputs)), width)
+        return (
+            id(self.objective.module),
+            self.tangents is not None,
+            tuple(self.batch.labels.shape),
+            extras,
+            tuple(sorted(self.batch.inputs)),
+            width,
+        )
 
 
 @dataclass
@@ -73,8 +79,9 @@ class LockstepObjective(Objective):
     def loss(self, batch: Step) -> torch.Tensor:
         return weighted_mean(lambda part: self._request(part, self.adapter, None)[0], batch)
 
-    def jvp(self, batch: Step, primals: Mapping[str, torch.Tensor],
-            tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def jvp(
+        self, batch: Step, primals: Mapping[str, torch.Tensor], tangents: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         adapter = {**self.adapter, **primals}
         replies = [(self._request(part, adapter, dict(tangents)), weight) for part, weight in weighted_parts(batch)]
         return sum(r[0] * w for r, w in replies), sum(r[1] * w for r, w in replies)
@@ -89,34 +96,40 @@ class LockstepObjective(Objective):
         adapters = [{**self.adapter, **point} for point in _unstacked(points)]
         return torch.stack([loss for loss, _ in self._requests_at(batch, adapters, [None] * len(adapters))])
 
-    def jvps_at(self, batch: Step, primals: Mapping[str, torch.Tensor],
-                tangents: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def jvps_at(
+        self, batch: Step, primals: Mapping[str, torch.Tensor], tangents: Mapping[str, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.solo:
             return super().jvps_at(batch, primals, tangents)
         split = _unstacked(tangents)
         replies = self._requests_at(batch, [{**self.adapter, **primals}] * len(split), split)
         return torch.stack([r[0] for r in replies]), torch.stack([r[1] for r in replies])
 
-    def _requests_at(self, batch: Step, adapters: list[dict[str, torch.Tensor]],
-                     tangents: list[dict[str, torch.Tensor] | None]) -> list[Reply]:
+    def _requests_at(
+        self, batch: Step, adapters: list[dict[str, torch.Tensor]], tangents: list[dict[str, torch.Tensor] | None]
+    ) -> list[Reply]:
         """One request per point and micro-batch, all waited on together, so a device's copies go
         through the shared base in one batch with every other device's; each point's replies come
         back as the example-weighted mean over its micro-batches."""
         parts = weighted_parts(batch)
-        requests = [ForwardRequest(self, adapter, part, tangent)
-                    for adapter, tangent in zip(adapters, tangents, strict=True) for part, _ in parts]
+        requests = [
+            ForwardRequest(self, adapter, part, tangent)
+            for adapter, tangent in zip(adapters, tangents, strict=True)
+            for part, _ in parts
+        ]
         replies = Lockstep.active().request_all(requests)
         weights = [weight for _, weight in parts]
         combined = []
         for start in range(0, len(replies), len(parts)):
-            mine = list(zip(replies[start:start + len(parts)], weights))
+            mine = list(zip(replies[start : start + len(parts)], weights))
             loss = sum(reply[0] * w for reply, w in mine)
             derivative = None if mine[0][0][1] is None else sum(reply[1] * w for reply, w in mine)
             combined.append((loss, derivative))
         return combined
 
-    def _request(self, batch: Batch, adapter: dict[str, torch.Tensor],
-                 tangents: dict[str, torch.Tensor] | None) -> Reply:
+    def _request(
+        self, batch: Batch, adapter: dict[str, torch.Tensor], tangents: dict[str, torch.Tensor] | None
+    ) -> Reply:
         request = ForwardRequest(self, adapter, batch, tangents)
         return _alone(request) if self.solo else Lockstep.active().request(request)
 
@@ -138,20 +151,32 @@ class LockstepModel:
         return self.shared.shapes()
 
     def load_state(self, state: Mapping[str, np.ndarray]) -> None:
-        self.params = {name: torch.tensor(np.asarray(value), device=self.shared.device)
-                       for name, value in state.items()}
+        self.params = {
+            name: torch.tensor(np.asarray(value), device=self.shared.device) for name, value in state.items()
+        }
 
     def train(self, task: pb.Task, examples: Sequence[Example], measure_first_step: bool = False) -> LocalResult:
         # A step whose memory is measured runs alone: the tracker sees this device's pass only.
         activations = predicted_activations(task, self.micro_batch or task.batch_size)
         self.shared.head.load_constants(head_constants(task))
         per_pass = self.copies_per_pass(task)
-        return train_adapter(task, examples, self.params, self.shared.device, measure_first_step,
-                             lambda params: LockstepObjective(self.shared.module, self.shared.head, params=params,
-                                                              micro_batch=self.micro_batch,
-                                                              perturbations_per_pass=per_pass, adapter=self.params,
-                                                              activation_bytes=activations,
-                                                              solo=measure_first_step))
+        return train_adapter(
+            task,
+            examples,
+            self.params,
+            self.shared.device,
+            measure_first_step,
+            lambda params: LockstepObjective(
+                self.shared.module,
+                self.shared.head,
+                params=params,
+                micro_batch=self.micro_batch,
+                perturbations_per_pass=per_pass,
+                adapter=self.params,
+                activation_bytes=activations,
+                solo=measure_first_step,
+            ),
+        )
 
     def copies_per_pass(self, task: pb.Task) -> int:
         return copies_per_pass(task, self.shared.device, self.micro_batch, self.perturbations_per_pass)
@@ -177,8 +202,9 @@ class BatchedForward:
     """Serves a lockstep's requests: `__call__(requests)` -> one (loss, derivative) per request.
     `width_step`: only batches whose widths round up to the same multiple go together (None: any)."""
 
-    def __init__(self, max_devices: int, free_bytes: Callable[[], int],
-                 width_step: int | None = CPU_WIDTH_STEP) -> None:
+    def __init__(
+        self, max_devices: int, free_bytes: Callable[[], int], width_step: int | None = CPU_WIDTH_STEP
+    ) -> None:
         self.max_devices, self.free_bytes, self.width_step = max_devices, free_bytes, width_step
         self.stats = BatchStats()
         self.unbatchable: str | None = None  # why vmap could not run this model, once it failed
@@ -220,8 +246,12 @@ class BatchedForward:
             # An op without a batching rule, or one that branches on tensor values: correct results
             # matter more than speed, so every pass of this run goes alone from here on.
             self.unbatchable = str(error).splitlines()[0]
-            warnings.warn(f"devices' forward passes cannot be batched for this model ({self.unbatchable}); "
-                          "each device's pass runs alone", RuntimeWarning, stacklevel=2)
+            warnings.warn(
+                f"devices' forward passes cannot be batched for this model ({self.unbatchable}); "
+                "each device's pass runs alone",
+                RuntimeWarning,
+                stacklevel=2,
+            )
             return self._serve(chunk)
         self.stats.passes += 1
         self.stats.device_passes += len(chunk)
@@ -235,8 +265,9 @@ def _alone(request: ForwardRequest) -> Reply:
             return objective.functional_loss(request.adapter, request.batch), None
     frozen = {n: t for n, t in request.adapter.items() if n not in request.tangents}
     trained = {n: request.adapter[n] for n in request.tangents}
-    return torch.func.jvp(lambda p: objective.functional_loss({**frozen, **p}, request.batch), (trained,),
-                          (request.tangents,))
+    return torch.func.jvp(
+        lambda p: objective.functional_loss({**frozen, **p}, request.batch), (trained,), (request.tangents,)
+    )
 
 
 def _vmapped(chunk: list[ForwardRequest]) -> list[Reply]:
@@ -259,8 +290,10 @@ def _vmapped(chunk: list[ForwardRequest]) -> list[Reply]:
                 losses = torch.vmap(loss)(adapters, inputs, labels, extras)
             return [(value, None) for value in losses]
         # Devices train different tensors (Spry's slices): a zero tangent leaves the others out.
-        tangents = {n: torch.stack([r.tangents[n] if n in r.tangents else torch.zeros_like(r.adapter[n])
-                                    for r in chunk]) for n in adapters}
+        tangents = {
+            n: torch.stack([r.tangents[n] if n in r.tangents else torch.zeros_like(r.adapter[n]) for r in chunk])
+            for n in adapters
+        }
 
         def jvp(adapter, tangent, inputs, labels, extras):
             return torch.func.jvp(lambda a: loss(a, inputs, labels, extras), (adapter,), (tangent,))

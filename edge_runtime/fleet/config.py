@@ -25,29 +25,49 @@ from edge_runtime.options import Devices, OutDir, Threads
 # error at about 2 points, so a gain of 5 is beyond noise. Deadlines and timeouts are virtual seconds
 # (the devices online at a round's start heartbeat then).
 @dataclass
-@defaults(rounds=8, local_steps=5, batch_size=8, max_length=64, lr=3e-3, train_head=False, warm_start_examples=256,
-          data="partition", round_deadline_s=300.0, min_devices=2, eval_examples=500, train_probe_examples=64,
-          out_dir="runs/fleet")
+@defaults(
+    rounds=8,
+    local_steps=5,
+    batch_size=8,
+    max_length=64,
+    lr=3e-3,
+    train_head=False,
+    warm_start_examples=256,
+    data="partition",
+    round_deadline_s=300.0,
+    min_devices=2,
+    eval_examples=500,
+    train_probe_examples=64,
+    out_dir="runs/fleet",
+)
 class FleetConfig(Threads, OutDir, Devices, CoordinatorConfig):
-    profiles: tuple[str, ...] = setting("profile ids (or YAML files) dealt to the devices in turn; empty = every "
-                                      "shipped profile", ())
+    profiles: tuple[str, ...] = setting(
+        "profile ids (or YAML files) dealt to the devices in turn; empty = every shipped profile", ()
+    )
     transport: Literal["grpc", "inprocess"] = setting(
-        "grpc: devices talk to a real gRPC coordinator on loopback; inprocess: direct calls (same service code)",
-        "grpc")
+        "grpc: devices talk to a real gRPC coordinator on loopback; inprocess: direct calls (same service code)", "grpc"
+    )
     # Where the emulated devices run, not the runtime that trains them (an agent's `backend`).
-    backend: Literal["local", "ray"] = setting("local: every device in this process; ray: spread over Ray actors",
-                                             "local")
+    backend: Literal["local", "ray"] = setting(
+        "local: every device in this process; ray: spread over Ray actors", "local"
+    )
     ray_address: str | None = setting("Ray cluster address; none = start a local Ray", None)
     ray_actors: int = setting("Ray actors, each with one copy of the base model hosting a share of the devices", 2)
     ray_actor_cpus: float = setting("CPUs each Ray actor declares", 1.0)
-    gpu_memory_share: float = setting("device=cuda: the share of GPU memory the emulator may use (the allocator's "
-                                      "per-process limit)", 0.9)
+    gpu_memory_share: float = setting(
+        "device=cuda: the share of GPU memory the emulator may use (the allocator's per-process limit)", 0.9
+    )
     batch_devices: int = setting(
         "devices of a host whose forward passes run through the shared base as one batch (torch.vmap over their "
         "adapters; forward-only methods); 0 = auto: 32 on CUDA, 1 (one device at a time) on CPU, whose cores one "
-        "device's batch already fills", 0)
-    start_hour: float = setting("virtual time of day the emulation starts at (availability patterns follow it; "
-                              "at 00:30 the phones are on their chargers and the office laptop is off)", 0.5)
+        "device's batch already fills",
+        0,
+    )
+    start_hour: float = setting(
+        "virtual time of day the emulation starts at (availability patterns follow it; "
+        "at 00:30 the phones are on their chargers and the office laptop is off)",
+        0.5,
+    )
 
     def validate(self) -> None:
         if self.devices < 1:

@@ -72,9 +72,17 @@ def _seeded(seed: int, *parts: int) -> np.random.Generator:
 
 
 class DeviceHost:
-    def __init__(self, client_factory: Callable[[], CoordinatorClient], data_dir: str | None, seed: int,
-                 threads: int | None = None, shared: TorchModel | None = None, device: str = "cpu",
-                 gpu_memory_share: float = 1.0, batch_devices: int = 1) -> None:
+    def __init__(
+        self,
+        client_factory: Callable[[], CoordinatorClient],
+        data_dir: str | None,
+        seed: int,
+        threads: int | None = None,
+        shared: TorchModel | None = None,
+        device: str = "cpu",
+        gpu_memory_share: float = 1.0,
+        batch_devices: int = 1,
+    ) -> None:
         import torch
 
         if threads:
@@ -82,8 +90,11 @@ class DeviceHost:
         if device == "cuda" and torch.cuda.is_available():  # else the shared model refuses to load, saying why
             torch.cuda.set_per_process_memory_fraction(gpu_memory_share)
         self.device, self.gpu_memory_share = device, gpu_memory_share
-        self.batched = (BatchedForward(batch_devices, self._free_bytes, None if device == "cuda" else CPU_WIDTH_STEP)
-                        if batch_devices > 1 else None)
+        self.batched = (
+            BatchedForward(batch_devices, self._free_bytes, None if device == "cuda" else CPU_WIDTH_STEP)
+            if batch_devices > 1
+            else None
+        )
         self.client_factory, self.data_dir, self.seed = client_factory, data_dir, seed
         self.models: dict[AdapterSpec, TorchModel] = {shared.spec: shared} if shared is not None else {}
         self.devices: dict[str, EmulatedDevice] = {}
@@ -115,11 +126,17 @@ class DeviceHost:
         """Create and register device `index`; returns its id. Call in a fixed order: ids are seeded."""
         chosen = find_profile(profile)
         peaks: list[int] = []
-        agent = Agent(self.client_factory(), profile_to_message(chosen), DataSource(self.data_dir),
-                      lambda task: AccountedModel(self._backend(task), chosen.memory_cap, peaks), log=lambda _: None)
+        agent = Agent(
+            self.client_factory(),
+            profile_to_message(chosen),
+            DataSource(self.data_dir),
+            lambda task: AccountedModel(self._backend(task), chosen.memory_cap, peaks),
+            log=lambda _: None,
+        )
         agent.join()
-        device = EmulatedDevice(index, chosen, agent,
-                                DeviceAvailability.draw(chosen.availability, _seeded(self.seed, index)), peaks)
+        device = EmulatedDevice(
+            index, chosen, agent, DeviceAvailability.draw(chosen.availability, _seeded(self.seed, index)), peaks
+        )
         self.devices[device.device_id] = device
         return device.device_id
 
@@ -139,7 +156,7 @@ class DeviceHost:
         if self.batched is None:
             return [job() for job in jobs]
         size = self.batched.max_devices
-        return [work for i in range(0, len(jobs), size) for work in Lockstep(self.batched).run(jobs[i:i + size])]
+        return [work for i in range(0, len(jobs), size) for work in Lockstep(self.batched).run(jobs[i : i + size])]
 
     def _prepare(self, device: EmulatedDevice, now: float, round_: int) -> PreparedWork:
         if not device.availability.is_online(now):
@@ -160,10 +177,14 @@ class DeviceHost:
             statistics = task.work == pb.Task.STATISTICS
             seconds = self._forward_seconds if statistics else self._step_seconds
             work.train_seconds = sum(seconds(device.profile, task, length) for length in result.seq_lens)
-            work.bytes_up = _HEADER_BYTES + (4 * len(result.scalars) if task.upload == pb.Task.SEEDS and not statistics
-                                             else sum(v.nbytes for v in result.deltas.values()))
-        work.link_seconds = (transfer_seconds(device.profile, work.bytes_down, "down") if work.bytes_down else 0.0) \
-            + transfer_seconds(device.profile, work.bytes_up or _HEADER_BYTES, "up")
+            work.bytes_up = _HEADER_BYTES + (
+                4 * len(result.scalars)
+                if task.upload == pb.Task.SEEDS and not statistics
+                else sum(v.nbytes for v in result.deltas.values())
+            )
+        work.link_seconds = (
+            transfer_seconds(device.profile, work.bytes_down, "down") if work.bytes_down else 0.0
+        ) + transfer_seconds(device.profile, work.bytes_up or _HEADER_BYTES, "up")
         work.ready_at = now + work.train_seconds + work.link_seconds
         device.virtual_busy_s += work.train_seconds + work.link_seconds
         device.pending = prepared
@@ -194,17 +215,30 @@ class DeviceHost:
         return outcome
 
     def report(self) -> list[dict]:
-        return [{"device_id": d.device_id, "index": d.index, "profile": d.profile.id, "kind": d.profile.kind,
-                 "memory_cap": d.profile.memory_cap, "accounted_peak": max(d.peaks, default=0),
-                 "tasks_measured": len(d.peaks), "outcomes": dict(d.outcomes), "virtual_busy_s": d.virtual_busy_s}
-                for d in sorted(self.devices.values(), key=lambda d: d.index)]
+        return [
+            {
+                "device_id": d.device_id,
+                "index": d.index,
+                "profile": d.profile.id,
+                "kind": d.profile.kind,
+                "memory_cap": d.profile.memory_cap,
+                "accounted_peak": max(d.peaks, default=0),
+                "tasks_measured": len(d.peaks),
+                "outcomes": dict(d.outcomes),
+                "virtual_busy_s": d.virtual_busy_s,
+            }
+            for d in sorted(self.devices.values(), key=lambda d: d.index)
+        ]
 
     def batching(self) -> dict:
         """How the forward passes were batched: passes run and the device passes they carried."""
         if self.batched is None:
             return {"passes": 0, "device_passes": 0}
-        return {"passes": self.batched.stats.passes, "device_passes": self.batched.stats.device_passes,
-                "unbatchable": self.batched.unbatchable}
+        return {
+            "passes": self.batched.stats.passes,
+            "device_passes": self.batched.stats.device_passes,
+            "unbatchable": self.batched.unbatchable,
+        }
 
     def resident_bytes(self) -> int:
         import psutil

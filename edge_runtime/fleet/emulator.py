@@ -98,8 +98,9 @@ class FleetEmulator:
         if config.transport == "grpc":
             from dataclasses import replace
 
-            self.server = CoordinatorServer(replace(config, listen="127.0.0.1:0"), self.keeper, service=self.service,
-                                            drive=False).start()
+            self.server = CoordinatorServer(
+                replace(config, listen="127.0.0.1:0"), self.keeper, service=self.service, drive=False
+            ).start()
         self.hosts = self._hosts()
         self.placement: dict[str, int] = {}
 
@@ -116,8 +117,15 @@ class FleetEmulator:
 
     def _hosts(self) -> HostPool:
         c = self.config
-        kwargs = dict(client_factory=self._client_factory(), data_dir=c.data_dir, seed=c.seed, threads=c.threads,
-                      device=c.device, gpu_memory_share=c.gpu_memory_share, batch_devices=c.batch_devices)
+        kwargs = dict(
+            client_factory=self._client_factory(),
+            data_dir=c.data_dir,
+            seed=c.seed,
+            threads=c.threads,
+            device=c.device,
+            gpu_memory_share=c.gpu_memory_share,
+            batch_devices=c.batch_devices,
+        )
         if c.backend == "ray":
             return RayHosts(c.ray_actors, c.ray_actor_cpus, c.ray_address, kwargs)
         return LocalHosts(DeviceHost(**kwargs, shared=self.host_model))
@@ -130,8 +138,7 @@ class FleetEmulator:
         """Join every device, then run rounds until the coordinator has finished them all; a UserError when no
         round could open for a virtual week."""
         started = time.perf_counter()
-        result = FleetResult(initial=self.keeper.round_metrics()[0],
-                             eval_examples=len(self.host_model.eval_examples))
+        result = FleetResult(initial=self.keeper.round_metrics()[0], eval_examples=len(self.host_model.eval_examples))
         with tqdm(total=self.config.devices, desc="devices joining", disable=not self.config.progress) as bar:
             for index, profile in enumerate(self._profiles()):
                 host = index % self.hosts.size
@@ -140,8 +147,12 @@ class FleetEmulator:
         # Registering is not being online: from here on only heartbeats say who is.
         self.clock.advance_to(self.clock.now + self.config.device_timeout_s + 1)
         idle_since = self.clock.now
-        with tqdm(total=self.config.rounds, desc=f"{self.config.planner} rounds", unit="round",
-                  disable=not self.config.progress) as bar:
+        with tqdm(
+            total=self.config.rounds,
+            desc=f"{self.config.planner} rounds",
+            unit="round",
+            disable=not self.config.progress,
+        ) as bar:
             while not self.keeper.finished:
                 self.hosts.call_all("heartbeat", [(self.clock.now,)] * self.hosts.size)
                 self.keeper.tick()
@@ -161,9 +172,11 @@ class FleetEmulator:
         result.virtual_s = self.clock.now - self.config.start_hour * 3600
         result.peak_rss_bytes = max(self.hosts.call_all("resident_bytes", [()] * self.hosts.size))
         per_host = self.hosts.call_all("batching", [()] * self.hosts.size)
-        result.batching = {"passes": sum(h["passes"] for h in per_host),
-                           "device_passes": sum(h["device_passes"] for h in per_host),
-                           "unbatchable": next((h["unbatchable"] for h in per_host if h.get("unbatchable")), None)}
+        result.batching = {
+            "passes": sum(h["passes"] for h in per_host),
+            "device_passes": sum(h["device_passes"] for h in per_host),
+            "unbatchable": next((h["unbatchable"] for h in per_host if h.get("unbatchable")), None),
+        }
         return result
 
     def _round(self) -> dict:
@@ -174,8 +187,9 @@ class FleetEmulator:
         for device_id in open_.devices:
             by_host[self.placement[device_id]].append(device_id)
         preparing = time.perf_counter()
-        prepared = [w for part in self.hosts.call_all("prepare", [(ids, opened, round_) for ids in by_host])
-                    for w in part]
+        prepared = [
+            w for part in self.hosts.call_all("prepare", [(ids, opened, round_) for ids in by_host]) for w in part
+        ]
         prepare_wall = time.perf_counter() - preparing
         outcomes: dict[str, int] = {}
         for work in sorted((w for w in prepared if w.kind in ("task", "refused")), key=lambda w: w.ready_at):
@@ -192,10 +206,15 @@ class FleetEmulator:
         for work in prepared:
             if work.kind in ("offline", "dropped"):
                 outcomes[work.kind] = outcomes.get(work.kind, 0) + 1
-        return {**metrics, "outcomes": outcomes, "wall_s": time.perf_counter() - wall, "prepare_wall_s": prepare_wall,
-                "device_steps": sum(w.steps for w in prepared),
-                "virtual_s": self.clock.now - opened,
-                "train_virtual_s": max((w.train_seconds for w in prepared), default=0.0)}
+        return {
+            **metrics,
+            "outcomes": outcomes,
+            "wall_s": time.perf_counter() - wall,
+            "prepare_wall_s": prepare_wall,
+            "device_steps": sum(w.steps for w in prepared),
+            "virtual_s": self.clock.now - opened,
+            "train_virtual_s": max((w.train_seconds for w in prepared), default=0.0),
+        }
 
     def close(self) -> None:
         """Stop the hosts and the coordinator (its server, or the round keeper's hold on the state folder)."""

@@ -57,8 +57,10 @@ class Lockstep(Generic[R]):
         """Every job's result in job order; the first job that raised re-raises here once all have ended."""
         states = [_Job(job) for job in jobs]
         handed_back = threading.Event()
-        threads = [threading.Thread(target=self._body, args=(s, handed_back), daemon=True,
-                                    name=f"lockstep-{i}") for i, s in enumerate(states)]
+        threads = [
+            threading.Thread(target=self._body, args=(s, handed_back), daemon=True, name=f"lockstep-{i}")
+            for i, s in enumerate(states)
+        ]
         for thread in threads:
             thread.start()
         runnable = list(states)
@@ -87,7 +89,7 @@ class Lockstep(Generic[R]):
         self.rounds_served += 1
         self.requests_served += len(requests)
         for state in waiting:
-            mine, replies = replies[:len(state.request)], replies[len(state.request):]
+            mine, replies = replies[: len(state.request)], replies[len(state.request) :]
             state.request = None
             failure = next((r for r in mine if isinstance(r, BaseException)), None)
             state.failure, state.reply = (failure, None) if failure is not None else (None, mine)

@@ -27,45 +27,69 @@ def write_report(result: FleetResult, config, out_dir: str) -> dict[str, Path]:
 
 def markdown(result: FleetResult, config, plot: str | None) -> str:
     method = result.rounds[0]["method"] if result.rounds else ""
-    lines = [f"# Fleet emulation: {config.devices} devices, {config.planner} ({method}), "
-             f"{config.model} on {config.task}", "",
-             f"Wall time {result.wall_s:.0f} s for {_hours(result.virtual_s)} of emulated time; peak resident memory "
-             f"{format_bytes(result.peak_rss_bytes)} for the whole process (one copy of the base per host).", ""]
+    lines = [
+        f"# Fleet emulation: {config.devices} devices, {config.planner} ({method}), {config.model} on {config.task}",
+        "",
+        f"Wall time {result.wall_s:.0f} s for {_hours(result.virtual_s)} of emulated time; peak resident memory "
+        f"{format_bytes(result.peak_rss_bytes)} for the whole process (one copy of the base per host).",
+        "",
+    ]
     batching = result.batching
     if batching.get("passes"):
-        lines += [f"Forward passes batched across devices (up to {config.batch_devices} per pass): "
-                  f"{batching['device_passes']} device passes in {batching['passes']} passes, "
-                  f"{batching['device_passes'] / batching['passes']:.1f} devices per pass"
-                  + (f"; batching stopped: {batching['unbatchable']}" if batching.get("unbatchable") else "") + ".", ""]
+        lines += [
+            f"Forward passes batched across devices (up to {config.batch_devices} per pass): "
+            f"{batching['device_passes']} device passes in {batching['passes']} passes, "
+            f"{batching['device_passes'] / batching['passes']:.1f} devices per pass"
+            + (f"; batching stopped: {batching['unbatchable']}" if batching.get("unbatchable") else "")
+            + ".",
+            "",
+        ]
     chosen = Counter(m for r in result.rounds for m in r.get("methods", {}).values())
     if chosen:
-        lines += ["Methods the coordinator chose (method auto), counted over devices and rounds: "
-                  + ", ".join(f"{name} {n}" for name, n in chosen.most_common()) + ".", ""]
+        lines += [
+            "Methods the coordinator chose (method auto), counted over devices and rounds: "
+            + ", ".join(f"{name} {n}" for name, n in chosen.most_common())
+            + ".",
+            "",
+        ]
     lines += [_accuracy_summary(result, config), ""]
     if plot:
         lines += [f"![accuracy per round]({plot})", ""]
-    lines += ["| round | devices | updates | late/refused | dropped/offline | slices | train loss | eval acc | "
-              "up | down | wall s | virtual s |", "|---|---|---|---|---|---|---|---|---|---|---|---|",
-              f"| initial | | | | | | {result.initial.get('train_loss', float('nan')):.4f} | "
-              f"{result.initial.get('eval_accuracy', float('nan')):.3f} | | | | |"]
+    lines += [
+        "| round | devices | updates | late/refused | dropped/offline | slices | train loss | eval acc | "
+        "up | down | wall s | virtual s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        f"| initial | | | | | | {result.initial.get('train_loss', float('nan')):.4f} | "
+        f"{result.initial.get('eval_accuracy', float('nan')):.3f} | | | | |",
+    ]
     for r in result.rounds:
         o = r["outcomes"]
-        trained = (f"warm start: {r.get('warm_start')}" if r.get("work") == "statistics"
-                   else f"{r['slices_trained']}/{r['slices_total']}")
-        lines.append(f"| {r['round']} | {r['assigned']} | {r['updates']} "
-                     f"| {o.get('rejected', 0)}/{o.get('refused', 0)} "
-                     f"| {o.get('dropped', 0)}/{o.get('offline', 0)} | {trained} "
-                     f"| {r['train_loss']:.4f} | {r['eval_accuracy']:.3f} | {format_bytes(r['bytes_up'])} "
-                     f"| {format_bytes(r['bytes_down'])} | {r['wall_s']:.1f} | {r['virtual_s']:.0f} |")
-    lines += ["", "| device type | devices | updates accepted | late | declined | memory cap | accounted peak (max) |",
-              "|---|---|---|---|---|---|---|"]
+        trained = (
+            f"warm start: {r.get('warm_start')}"
+            if r.get("work") == "statistics"
+            else f"{r['slices_trained']}/{r['slices_total']}"
+        )
+        lines.append(
+            f"| {r['round']} | {r['assigned']} | {r['updates']} "
+            f"| {o.get('rejected', 0)}/{o.get('refused', 0)} "
+            f"| {o.get('dropped', 0)}/{o.get('offline', 0)} | {trained} "
+            f"| {r['train_loss']:.4f} | {r['eval_accuracy']:.3f} | {format_bytes(r['bytes_up'])} "
+            f"| {format_bytes(r['bytes_down'])} | {r['wall_s']:.1f} | {r['virtual_s']:.0f} |"
+        )
+    lines += [
+        "",
+        "| device type | devices | updates accepted | late | declined | memory cap | accounted peak (max) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for profile, devices in _by_profile(result.devices).items():
         outcomes = Counter()
         for d in devices:
             outcomes.update(d["outcomes"])
-        lines.append(f"| {profile} | {len(devices)} | {outcomes['trained']} | {outcomes['rejected']} | "
-                     f"{outcomes['refused']} | {format_bytes(devices[0]['memory_cap'])} | "
-                     f"{format_bytes(max(d['accounted_peak'] for d in devices))} |")
+        lines.append(
+            f"| {profile} | {len(devices)} | {outcomes['trained']} | {outcomes['rejected']} | "
+            f"{outcomes['refused']} | {format_bytes(devices[0]['memory_cap'])} | "
+            f"{format_bytes(max(d['accounted_peak'] for d in devices))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -83,11 +107,14 @@ def _accuracy_summary(result: FleetResult, config) -> str:
     warm = next((r for r in result.rounds if r.get("work") == "statistics"), None)
     steps = f"initial adapter {initial:.3f}"
     if warm is not None:
-        steps += (f" -> after the warm start (round {warm['round']}, {warm.get('warm_start')}) "
-                  f"{warm['eval_accuracy']:.3f}")
+        steps += (
+            f" -> after the warm start (round {warm['round']}, {warm.get('warm_start')}) {warm['eval_accuracy']:.3f}"
+        )
     steps += f" -> after round {result.rounds[-1]['round']} {final:.3f}"
-    return (f"Accuracy on {n} dev examples (one standard error: +-{stderr(final, n):.3f}): {steps}; "
-            f"{100 * (final - initial):+.1f} points in all.")
+    return (
+        f"Accuracy on {n} dev examples (one standard error: +-{stderr(final, n):.3f}): {steps}; "
+        f"{100 * (final - initial):+.1f} points in all."
+    )
 
 
 def _by_profile(devices: list[dict]) -> dict[str, list[dict]]:
@@ -123,8 +150,9 @@ def _plot(result: FleetResult, path: Path) -> Path | None:
         left.axvspan(warm[0] - 0.5, warm[0] + 0.5, color="tab:green", alpha=0.15, label="warm start round")
     left.set_ylim(0.4, 1.0)
     left.legend(loc="lower right", fontsize=8)
-    left.set(xlabel="round (-1 = initial adapter)", ylabel=f"eval accuracy ({examples} examples)",
-             title="accuracy per round")
+    left.set(
+        xlabel="round (-1 = initial adapter)", ylabel=f"eval accuracy ({examples} examples)", title="accuracy per round"
+    )
     right.plot(rounds, loss, marker="o", color="tab:red")
     right.set_ylim(bottom=0)
     right.set(xlabel="round (-1 = initial adapter)", ylabel="train loss (merged adapter)", title="training loss")

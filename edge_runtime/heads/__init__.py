@@ -8,8 +8,9 @@ from edge_runtime.tasks.templates import MEZO, PromptTemplate
 __all__ = ["Batch", "Head", "ClassifierHead", "CandidateScoringHead", "head_for"]
 
 
-def head_for(kind: str, tokenizer, task_kind: str, max_length: int,
-             template: PromptTemplate = PromptTemplate(MEZO)) -> Head:
+def head_for(
+    kind: str, tokenizer, task_kind: str, max_length: int, template: PromptTemplate = PromptTemplate(MEZO)
+) -> Head:
     """Encoders classify (or score pairs for multiple choice); causal LMs score candidate words,
     asked through `template`."""
     if kind == "encoder":

@@ -25,9 +25,12 @@ def head_description(module: nn.Module, head: Head) -> dict:
     description: dict = {"constants": head.constants()}
     if isinstance(head, CandidateScoringHead):
         template = head.template
-        description["template"] = {"name": template.name, "prompt": template.prompt,
-                                   "candidates": None if template.candidates is None else list(template.candidates),
-                                   "calibration": template.calibration}
+        description["template"] = {
+            "name": template.name,
+            "prompt": template.prompt,
+            "candidates": None if template.candidates is None else list(template.candidates),
+            "calibration": template.calibration,
+        }
     pooled = pooled_classifier_in(module)
     if pooled is not None:
         description["pooling"] = pooled.pooling.as_dict()
@@ -48,8 +51,11 @@ def save_adapter(module: nn.Module, head: Head, folder: str | Path, *, model: st
         config_file.write_text(json.dumps(config, indent=2))
     else:
         local = None
-    description = head_description(module, head) | {"base_model": PUBLIC_IDS.get(model, model),
-                                                     "base_model_local_path": local, "training": card or {}}
+    description = head_description(module, head) | {
+        "base_model": PUBLIC_IDS.get(model, model),
+        "base_model_local_path": local,
+        "training": card or {},
+    }
     (folder / HEAD_FILE).write_text(json.dumps(description, indent=2))
     (folder / "README.md").write_text(_usage(description))
 
@@ -59,9 +65,12 @@ def _usage(description: dict) -> str:
     if "pooling" in description:
         pooling = description["pooling"]
         normalize = "\nembedding = torch.nn.functional.normalize(embedding, dim=-1)" if pooling["normalize"] else ""
-        pool = ("embedding = hidden[:, 0]" if pooling["mode"] == "cls" else
-                "mask = inputs['attention_mask'].unsqueeze(-1).float()\n"
-                "embedding = (hidden * mask).sum(1) / mask.sum(1)")
+        pool = (
+            "embedding = hidden[:, 0]"
+            if pooling["mode"] == "cls"
+            else "mask = inputs['attention_mask'].unsqueeze(-1).float()\n"
+            "embedding = (hidden * mask).sum(1) / mask.sum(1)"
+        )
         code = f"""from peft import PeftModel
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -71,9 +80,11 @@ inputs = AutoTokenizer.from_pretrained(BASE_MODEL)(texts, padding=True, return_t
 hidden = model(**inputs, output_hidden_states=True).hidden_states[-1]
 {pool}{normalize}
 logits = model.base_model.model.classifier(embedding) * {constants.get("logit_scale", 1.0)!r}"""
-        how = ("The encoder is scored from its pooled sentence embedding, not from its [CLS] pooler: "
-               f"{pooling['mode']} pooling{', L2-normalised' if pooling['normalize'] else ''}, then the linear "
-               "classifier, times the logit scale the warm start fixed.")
+        how = (
+            "The encoder is scored from its pooled sentence embedding, not from its [CLS] pooler: "
+            f"{pooling['mode']} pooling{', L2-normalised' if pooling['normalize'] else ''}, then the linear "
+            "classifier, times the logit scale the warm start fixed."
+        )
     else:
         template = description["template"]
         offsets = constants.get("score_offsets")
@@ -81,19 +92,20 @@ logits = model.base_model.model.classifier(embedding) * {constants.get("logit_sc
 from transformers import AutoModelForCausalLM
 
 model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(BASE_MODEL), ADAPTER_FOLDER).eval()
-# prompt template {template['name']!r}: {template['prompt']!r}, candidates {template['candidates']!r}
-# score of a candidate = mean log-probability of its tokens after the prompt{' - its offset' if offsets else ''}
+# prompt template {template["name"]!r}: {template["prompt"]!r}, candidates {template["candidates"]!r}
+# score of a candidate = mean log-probability of its tokens after the prompt{" - its offset" if offsets else ""}
 offsets = {offsets!r}"""
-        how = ("The causal LM scores each candidate continuation of a prompt by its mean token "
-               "log-probability" + (", minus the calibration offset of that candidate." if offsets else "."))
+        how = "The causal LM scores each candidate continuation of a prompt by its mean token log-probability" + (
+            ", minus the calibration offset of that candidate." if offsets else "."
+        )
     training = description["training"]
     trained = "".join(f"- {key.replace('_', ' ')}: {value}\n" for key, value in training.items())
-    return f"""# edgetune adapter for {description['base_model']}
+    return f"""# edgetune adapter for {description["base_model"]}
 
 {trained and "## How it was trained" + chr(10) + chr(10) + trained + chr(10)}## How to score with it
 
 {how} `{HEAD_FILE}` holds these settings. With transformers and peft alone (BASE_MODEL is
-`{description['base_model']}`, or the local copy named in `{HEAD_FILE}`):
+`{description["base_model"]}`, or the local copy named in `{HEAD_FILE}`):
 
 ```python
 {code}

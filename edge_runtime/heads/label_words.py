@@ -67,8 +67,9 @@ class CandidateScoringHead(Head):
             rows = [(self._ids(prompt), []) for prompt in prompts]
             extras = {"candidate_ids": torch.tensor(single), "n_candidates": torch.tensor(len(single))}
         else:
-            rows = [(self._ids(prompt), self._candidate_ids(c)) for prompt, cands in zip(prompts, candidates)
-                    for c in cands]
+            rows = [
+                (self._ids(prompt), self._candidate_ids(c)) for prompt, cands in zip(prompts, candidates) for c in cands
+            ]
             extras = {"n_candidates": torch.tensor(len(candidates[0]))}
         inputs, targets, target_mask = self._left_pad(rows)
         if single is None:
@@ -89,11 +90,11 @@ class CandidateScoringHead(Head):
         targets = torch.zeros((len(seqs), keep), dtype=torch.long)
         target_mask = torch.zeros((len(seqs), keep), dtype=torch.bool)
         for r, (seq, n) in enumerate(zip(seqs, cand_lens)):
-            input_ids[r, width - len(seq):] = torch.tensor(seq)
-            mask[r, width - len(seq):] = 1
+            input_ids[r, width - len(seq) :] = torch.tensor(seq)
+            mask[r, width - len(seq) :] = 1
             if n:
-                targets[r, keep - n:] = torch.tensor(seq[-n:])
-                target_mask[r, keep - n:] = True
+                targets[r, keep - n :] = torch.tensor(seq[-n:])
+                target_mask[r, keep - n :] = True
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}, targets, target_mask
 

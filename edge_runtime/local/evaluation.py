@@ -22,7 +22,7 @@ class EvalResult:
 def evaluate(objective: Objective, examples: Sequence[Example], batch_size: int, device: torch.device) -> EvalResult:
     correct, loss_sum = 0, 0.0
     for start in range(0, len(examples), batch_size):
-        batch = objective.head.encode(examples[start:start + batch_size]).to(device)
+        batch = objective.head.encode(examples[start : start + batch_size]).to(device)
         scores = objective.scores(batch).float()
         correct += int((scores.argmax(-1) == batch.labels).sum())
         loss_sum += float(F.cross_entropy(scores, batch.labels, reduction="sum"))

@@ -38,14 +38,23 @@ class TorchModel:
     def __init__(self, spec: AdapterSpec, device: str = "cpu", micro_batch: int | None = None) -> None:
         self.spec = spec
         if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-            raise UserError(f"device {device!r} asked for, but this torch sees no CUDA device "
-                            f"(torch {torch.__version__}; a CPU build has none)")
+            raise UserError(
+                f"device {device!r} asked for, but this torch sees no CUDA device "
+                f"(torch {torch.__version__}; a CPU build has none)"
+            )
         task = get_task(spec.dataset)
-        loaded = load_model(spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision),
-                            seed=spec.init_seed)
+        loaded = load_model(
+            spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision), seed=spec.init_seed
+        )
         self.device = torch.device(device)
-        self.module = prepare_model(loaded, adapter=spec.kind, precision=spec.precision, r=spec.lora_r,
-                                    alpha=spec.lora_alpha, targets=spec.lora_targets or None).to(self.device)
+        self.module = prepare_model(
+            loaded,
+            adapter=spec.kind,
+            precision=spec.precision,
+            r=spec.lora_r,
+            alpha=spec.lora_alpha,
+            targets=spec.lora_targets or None,
+        ).to(self.device)
         self.kind = loaded.kind
         template = prompt_template(task, spec.prompt, spec.label_words)
         self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length, template)
@@ -70,9 +79,16 @@ class TorchModel:
         accounting of activations, tangents and method state)."""
         self.head.load_constants(head_constants(task))
         per_pass = self.copies_per_pass(task)
-        return train_adapter(task, examples, self.params, self.device, measure_first_step,
-                             lambda params: Objective(self.module, self.head, params=params,
-                                                      micro_batch=self.micro_batch, perturbations_per_pass=per_pass))
+        return train_adapter(
+            task,
+            examples,
+            self.params,
+            self.device,
+            measure_first_step,
+            lambda params: Objective(
+                self.module, self.head, params=params, micro_batch=self.micro_batch, perturbations_per_pass=per_pass
+            ),
+        )
 
     def copies_per_pass(self, task: pb.Task) -> int:
         return copies_per_pass(task, self.device, self.micro_batch, self.perturbations_per_pass)
@@ -84,12 +100,13 @@ class TorchModel:
         LM's score sums (for a centred calibration; labels unused)."""
         started = time.perf_counter()
         self.head.load_constants(head_constants(task))
-        examples = list(examples[:task.statistics_examples or len(examples)])
+        examples = list(examples[: task.statistics_examples or len(examples)])
         objective, lengths = Objective(self.module, self.head), []
         statistics = feature_statistics if self.kind == "encoder" else score_statistics
         tensors = statistics(objective, examples, batch_size, self.device, lengths).as_tensors()
-        return LocalResult(deltas=tensors, scalars=[], examples=len(examples), seconds=time.perf_counter() - started,
-                           seq_lens=lengths)
+        return LocalResult(
+            deltas=tensors, scalars=[], examples=len(examples), seconds=time.perf_counter() - started, seq_lens=lengths
+        )
 
     def classifier_tensors(self) -> tuple[str, str] | None:
         """The names of an encoder's trained head (weight, bias) among the trainable tensors."""
@@ -106,8 +123,13 @@ class TorchModel:
     def export(self, folder: str) -> None:
         """The loaded state as a peft adapter folder (PeftModel.from_pretrained loads it), with the
         head's settings and a README on how to score with it."""
-        save_adapter(self.module, self.head, folder, model=self.spec.model,
-                     card={"training": f"federated, on the {self.spec.dataset} task"})
+        save_adapter(
+            self.module,
+            self.head,
+            folder,
+            model=self.spec.model,
+            card={"training": f"federated, on the {self.spec.dataset} task"},
+        )
 
 
 def _padded_length(batch) -> int:
@@ -121,9 +143,14 @@ def copies_per_pass(task: pb.Task, device: torch.device, micro_batch: int | None
     return estimators.copies_per_pass(method.name, method.settings.queries, device.type, tokens, fixed)
 
 
-def train_adapter(task: pb.Task, examples: Sequence[Example], adapter: Mapping[str, torch.Tensor],
-                  device: torch.device, measure_first_step: bool,
-                  objective_for: Callable[[dict[str, torch.Tensor]], Objective]) -> LocalResult:
+def train_adapter(
+    task: pb.Task,
+    examples: Sequence[Example],
+    adapter: Mapping[str, torch.Tensor],
+    device: torch.device,
+    measure_first_step: bool,
+    objective_for: Callable[[dict[str, torch.Tensor]], Objective],
+) -> LocalResult:
     """A task's local steps on the task's tensors of `adapter`, through the objective made for them;
     returns their deltas and puts `adapter` back as it was."""
     started = time.perf_counter()

@@ -51,16 +51,28 @@ def head_constants(task: pb.Task) -> dict:
 def update_header(task: pb.Task, result: LocalResult) -> pb.UpdateHeader:
     """What a device reports with its upload; a STATISTICS task took no steps and has no losses."""
     if task.work == pb.Task.STATISTICS:
-        return pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=result.examples,
-                               train_seconds=result.seconds)
-    return pb.UpdateHeader(task_id=task.task_id, round=task.round, examples=result.examples, steps=result.steps,
-                           loss_before=result.loss_before, loss_after=result.loss_after,
-                           train_seconds=result.seconds,
-                           scalars=result.scalars if task.upload == pb.Task.SEEDS else [])
+        return pb.UpdateHeader(
+            task_id=task.task_id, round=task.round, examples=result.examples, train_seconds=result.seconds
+        )
+    return pb.UpdateHeader(
+        task_id=task.task_id,
+        round=task.round,
+        examples=result.examples,
+        steps=result.steps,
+        loss_before=result.loss_before,
+        loss_after=result.loss_after,
+        train_seconds=result.seconds,
+        scalars=result.scalars if task.upload == pb.Task.SEEDS else [],
+    )
 
 
-def run_local_steps(task: pb.Task, examples: Sequence[Example], encode: Callable[[list[Example]], B],
-                    step: Callable[[B, int, int], StepResult], padded_length: Callable[[B], int]) -> LocalResult:
+def run_local_steps(
+    task: pb.Task,
+    examples: Sequence[Example],
+    encode: Callable[[list[Example]], B],
+    step: Callable[[B, int, int], StepResult],
+    padded_length: Callable[[B], int],
+) -> LocalResult:
     """The task's steps on its seeded batches: `step(batch, step index, step seed)` estimates and
     updates on the backend. A non-finite loss ends the steps early, keeping those already done."""
     sampler = BatchSampler(examples, task.batch_size, task.seed)

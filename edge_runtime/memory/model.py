@@ -77,8 +77,15 @@ class MemoryEstimate:
     @property
     def total(self) -> int:
         """The whole peak, in bytes: every component summed."""
-        return (self.weights + self.adapters + self.optimizer_state + self.activations + self.tangents
-                + self.gradients + self.runtime)
+        return (
+            self.weights
+            + self.adapters
+            + self.optimizer_state
+            + self.activations
+            + self.tangents
+            + self.gradients
+            + self.runtime
+        )
 
     def as_dict(self) -> dict[str, int]:
         """The components and the total by name, in bytes (for reports)."""
@@ -107,18 +114,19 @@ def estimate(work: Workload) -> MemoryEstimate:
     if info.pass_kind == "forward" and work.method.settings.zo_restore == "snapshot" and points == 1:
         copies += 1
     try:
-        peak = pass_peak(net, trainable, info.pass_kind, work.batch, work.seq_len, recompute=info.recomputes_blocks,
-                         points=points)
+        peak = pass_peak(
+            net, trainable, info.pass_kind, work.batch, work.seq_len, recompute=info.recomputes_blocks, points=points
+        )
         if info.backprop_part:  # hybrid ZO/FO: its backward through the head or last layer may peak higher
             part = set(backprop_part(list(trainable)))
             with gradients_only_for(trainable, part):
-                peak = max(peak, pass_peak(net, {n: trainable[n] for n in part}, "backward", work.batch,
-                                           work.seq_len))
+                peak = max(peak, pass_peak(net, {n: trainable[n] for n in part}, "backward", work.batch, work.seq_len))
     except RuntimeError as error:  # transformers code that cannot run on meta tensors for this combination
         raise PassNotSimulated(
             f"the memory model cannot simulate a {info.pass_kind} pass of {info.name} on {adapter.model} "
             f"({adapter.kind}, {adapter.precision}): {str(error).splitlines()[0][:120]}; train without a memory "
-            "cap, or with another method or adapter") from None
+            "cap, or with another method or adapter"
+        ) from None
     tangents = points * adapters if info.pass_kind == "jvp" else 0
     gradients = adapters if info.pass_kind == "backward" else 0
     # ZO draws one direction at a time, outside the passes; batched, the perturbed copies of the
@@ -144,18 +152,25 @@ def _nbytes(tensors) -> int:
 def meta_model(work: Workload) -> nn.Module:
     """The workload's model on the meta device, LoRA and precision applied: shapes, no storage."""
     adapter = work.adapter
-    return _meta_model(adapter.model, work.num_labels, adapter.kind, adapter.precision, adapter.lora_r,
-                       adapter.lora_alpha, adapter.lora_targets)
+    return _meta_model(
+        adapter.model,
+        work.num_labels,
+        adapter.kind,
+        adapter.precision,
+        adapter.lora_r,
+        adapter.lora_alpha,
+        adapter.lora_targets,
+    )
 
 
 @functools.lru_cache(maxsize=8)
-def _meta_model(model: str, num_labels: int, adapter: str, precision: str, r: int, alpha: int,
-                targets: tuple[str, ...]) -> nn.Module:
+def _meta_model(
+    model: str, num_labels: int, adapter: str, precision: str, r: int, alpha: int, targets: tuple[str, ...]
+) -> nn.Module:
     base = _meta_architecture(model, num_labels).to(load_dtype(precision))
     base.eval().requires_grad_(False)
     family = base.config.model_type
-    loaded = LoadedModel(model=base, tokenizer=None, name=model, family=family, kind=kind_for_family(family),
-                         path=None)
+    loaded = LoadedModel(model=base, tokenizer=None, name=model, family=family, kind=kind_for_family(family), path=None)
     return prepare_model(loaded, adapter=adapter, precision=precision, r=r, alpha=alpha, targets=targets or None)
 
 
@@ -172,8 +187,10 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
 
         if not (Path(model).expanduser() / "config.json").is_file():
             names = ", ".join(ARCHITECTURES)
-            raise UserError(f"cannot estimate memory for {model!r}: not a known architecture ({names}) "
-                            "nor a local model folder with a config.json")
+            raise UserError(
+                f"cannot estimate memory for {model!r}: not a known architecture ({names}) "
+                "nor a local model folder with a config.json"
+            )
         config = AutoConfig.from_pretrained(Path(model).expanduser())
     config.num_labels = num_labels
     # The pooling does not change what a pass holds or costs.
@@ -181,16 +198,31 @@ def _meta_architecture(model: str, num_labels: int) -> nn.Module:
         return model_from_config(config)
 
 
-def pass_peak(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
-              recompute: bool = False, points: int = 1) -> int:
+def pass_peak(
+    net: nn.Module,
+    trainable: dict[str, nn.Parameter],
+    kind: str,
+    batch: int,
+    seq_len: int,
+    recompute: bool = False,
+    points: int = 1,
+) -> int:
     """Peak bytes allocated by one pass of ``kind`` over a batch; on meta tensors, or real ones."""
     tracked = LiveBytes()
     run_pass(net, trainable, kind, batch, seq_len, tracked, recompute=recompute, points=points)
     return tracked.peak
 
 
-def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batch: int, seq_len: int,
-             observer: AbstractContextManager, recompute: bool = False, points: int = 1) -> None:
+def run_pass(
+    net: nn.Module,
+    trainable: dict[str, nn.Parameter],
+    kind: str,
+    batch: int,
+    seq_len: int,
+    observer: AbstractContextManager,
+    recompute: bool = False,
+    points: int = 1,
+) -> None:
     """One pass of ``kind`` over a batch as the trainer runs it, with ``observer`` (a memory tracker,
     a FLOP counter) entered around the pass only, so the inputs it is given are not billed to it.
     ``recompute``: a backward pass that recomputes each block's activations (checkpointed backprop).
@@ -215,8 +247,11 @@ def run_pass(net: nn.Module, trainable: dict[str, nn.Parameter], kind: str, batc
     def functional(params):
         return loss(lambda **kw: torch.func.functional_call(net, params, args=(), kwargs=kw, strict=False))
 
-    stacked = {name: p.detach().expand(points, *p.shape) for name, p in trainable.items()} \
-        if points > 1 and kind == "forward" else {}
+    stacked = (
+        {name: p.detach().expand(points, *p.shape) for name, p in trainable.items()}
+        if points > 1 and kind == "forward"
+        else {}
+    )
     with always_build_masks(), observer:
         if kind == "forward" and stacked:
             with torch.no_grad():

@@ -93,8 +93,11 @@ def plan_under_cap(
     for method in methods:
         for seq_len in lengths:
             trial = replace(work.with_method(method), seq_len=seq_len, perturbations_per_pass=1)
-            micro = _largest_fitting(lambda b: required_bytes(estimate(replace(trial, batch=b))),  # noqa: B023
-                                     work.batch, available)
+            micro = _largest_fitting(
+                lambda b: required_bytes(estimate(replace(trial, batch=b))),  # noqa: B023
+                work.batch,
+                available,
+            )
             if micro:
                 return _plan(trial, work, micro, eval_batch, available)
     cheapest = replace(work.with_method(methods[-1]), seq_len=lengths[-1], batch=1, perturbations_per_pass=1)
@@ -126,15 +129,24 @@ def _largest_fitting(need, upper: int, available: int) -> int:
 
 def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, available: int) -> Plan:
     accumulation = -(-asked.batch // micro)
-    per_pass = _copies_fitting(replace(trial, batch=micro), asked.perturbations_per_pass,
-                               lambda work: required_bytes(estimate(work)), available)
+    per_pass = _copies_fitting(
+        replace(trial, batch=micro),
+        asked.perturbations_per_pass,
+        lambda work: required_bytes(estimate(work)),
+        available,
+    )
     chosen = estimate(replace(trial, batch=micro, perturbations_per_pass=per_pass))
     # Evaluation holds the same state as training and runs no-grad passes of its own batch size.
     state = chosen.total - chosen.activations - chosen.tangents - chosen.gradients
     inference = trial.with_method("zo-sgd")
-    evaluation = _largest_fitting(
-        lambda b: int((state + estimate(replace(inference, batch=b)).activations) * (1 + ESTIMATE_MARGIN)),
-        eval_batch, available) or 1
+    evaluation = (
+        _largest_fitting(
+            lambda b: int((state + estimate(replace(inference, batch=b)).activations) * (1 + ESTIMATE_MARGIN)),
+            eval_batch,
+            available,
+        )
+        or 1
+    )
     changes = []
     if trial.method != asked.method:
         changes.append(f"method {asked.method.name} -> {trial.method.name}")
@@ -147,8 +159,18 @@ def _plan(trial: Workload, asked: Workload, micro: int, eval_batch: int, availab
     if evaluation < eval_batch:
         changes.append(f"eval batch {eval_batch} -> {evaluation}")
     planned = replace(trial, batch=asked.batch, perturbations_per_pass=per_pass)
-    return Plan(planned, trial.method.name, micro, accumulation, per_pass, trial.seq_len, evaluation, chosen, available,
-                tuple(changes))
+    return Plan(
+        planned,
+        trial.method.name,
+        micro,
+        accumulation,
+        per_pass,
+        trial.seq_len,
+        evaluation,
+        chosen,
+        available,
+        tuple(changes),
+    )
 
 
 def _batches_copies(work: Workload) -> bool:
@@ -182,7 +204,8 @@ def refit_after_loading(plan: Plan, cap: int, held: int) -> Plan:
             f"memory cap {format_bytes(cap)} is too small: once loaded, the model and runtime hold "
             f"{format_bytes(held)} and a {plan.method} step needs {format_bytes(need(replace(one_copy, batch=1)))} "
             f"more at micro-batch 1; the smallest cap that works is "
-            f"{format_bytes(held + need(replace(one_copy, batch=1)))}")
+            f"{format_bytes(held + need(replace(one_copy, batch=1)))}"
+        )
     per_pass = _copies_fitting(replace(one_copy, batch=micro), plan.perturbations_per_pass, need, available)
     if (micro, per_pass) == (plan.micro_batch, plan.perturbations_per_pass):
         return plan
@@ -193,5 +216,12 @@ def refit_after_loading(plan: Plan, cap: int, held: int) -> Plan:
     if per_pass != plan.perturbations_per_pass:
         changes.append(f"ZO perturbations per pass {plan.perturbations_per_pass} -> {per_pass} (after loading)")
     work = replace(plan.work, perturbations_per_pass=per_pass)
-    return replace(plan, work=work, micro_batch=micro, accumulation=accumulation, perturbations_per_pass=per_pass,
-                   estimate=estimate(replace(work, batch=micro)), changes=tuple(changes))
+    return replace(
+        plan,
+        work=work,
+        micro_batch=micro,
+        accumulation=accumulation,
+        perturbations_per_pass=per_pass,
+        estimate=estimate(replace(work, batch=micro)),
+        changes=tuple(changes),
+    )

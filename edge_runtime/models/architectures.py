@@ -148,8 +148,9 @@ def architecture_config(name: str) -> PretrainedConfig:
         raise UserError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}") from None
 
 
-def model_from_config(config: PretrainedConfig, *, pooling: Pooling = Pooling(),
-                      attn_implementation: str = "eager") -> nn.Module:
+def model_from_config(
+    config: PretrainedConfig, *, pooling: Pooling = Pooling(), attn_implementation: str = "eager"
+) -> nn.Module:
     """A randomly initialised model: an encoder as a `PooledClassifier` of ``config.num_labels``
     classes, a causal LM with its language-model head."""
     if kind_for_family(config.model_type) == "encoder":

@@ -32,8 +32,10 @@ def recomputed_blocks(module: nn.Module, enabled: bool = True) -> Iterator[None]
         return
     blocks = [m for m in module.modules() if isinstance(m, GradientCheckpointingLayer)]
     if not blocks:
-        raise UserError(f"{type(module).__name__} has no transformer blocks that can be recomputed "
-                        "(checkpointed backprop); train it with fo-sgd or fo-adam")
+        raise UserError(
+            f"{type(module).__name__} has no transformer blocks that can be recomputed "
+            "(checkpointed backprop); train it with fo-sgd or fo-adam"
+        )
     # A block may already carry its own `forward` (an accelerate hook); it is put back afterwards.
     own = [(block, block.__dict__.get("forward")) for block in blocks]
     for block, _ in own:

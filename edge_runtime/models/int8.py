@@ -53,7 +53,7 @@ class Int8Linear(nn.Module):
 def _matmul(x: torch.Tensor, qweight: torch.Tensor, scale: torch.Tensor, chunk_rows: int) -> torch.Tensor:
     """x @ dequant(qweight).T, one chunk of output rows dequantized at a time."""
     parts = [
-        F.linear(x, qweight[start:start + chunk_rows].float().mul_(scale[start:start + chunk_rows, None]))
+        F.linear(x, qweight[start : start + chunk_rows].float().mul_(scale[start : start + chunk_rows, None]))
         for start in range(0, qweight.shape[0], chunk_rows)
     ]
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)

@@ -31,8 +31,9 @@ def apply_lora(
     target_names = tuple(targets) if targets else default_lora_targets(loaded.family)
     _check_targets_exist(loaded.model, target_names)
     # For sequence classification peft trains (and saves) the module named `classifier` itself.
-    config = LoraConfig(r=r, lora_alpha=alpha, target_modules=list(target_names), lora_dropout=0.0,
-                        task_type=task_type(loaded))
+    config = LoraConfig(
+        r=r, lora_alpha=alpha, target_modules=list(target_names), lora_dropout=0.0, task_type=task_type(loaded)
+    )
     return wrap_for_training(loaded, config)
 
 

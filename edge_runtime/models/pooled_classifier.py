@@ -48,7 +48,7 @@ class Pooling:
             pooled = hidden[:, 0]
         else:
             # Prefix tuning prepends virtual tokens to the mask but not to the hidden states.
-            mask = attention_mask[..., -hidden.shape[-2]:].unsqueeze(-1).to(hidden.dtype)
+            mask = attention_mask[..., -hidden.shape[-2] :].unsqueeze(-1).to(hidden.dtype)
             pooled = (hidden * mask).sum(-2) / mask.sum(-2).clamp(min=1)
         return F.normalize(pooled, dim=-1) if self.normalize else pooled
 
@@ -69,20 +69,26 @@ class Pooling:
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise UserError(f"cannot read the sentence-transformers pooling of {folder}: {error}") from None
         modes = [mode for key, mode in _ST_MODES.items() if pooling_config.get(key)]
-        others = [key for key, on in pooling_config.items()
-                  if key.startswith("pooling_mode") and on and key not in _ST_MODES]
+        others = [
+            key for key, on in pooling_config.items() if key.startswith("pooling_mode") and on and key not in _ST_MODES
+        ]
         if len(modes) != 1 or others:
-            raise UserError(f"{folder} pools with {', '.join(modes + others) or 'nothing'}; "
-                            "this runtime pools by mean or [CLS] token only")
+            raise UserError(
+                f"{folder} pools with {', '.join(modes + others) or 'nothing'}; "
+                "this runtime pools by mean or [CLS] token only"
+            )
         return cls(mode=modes[0], normalize="Normalize" in types)
 
     def save(self, folder: Path, width: int) -> None:
         """sentence-transformers' description of this pooling, so the folder loads there too."""
-        modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
-                   {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+        modules = [
+            {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+            {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        ]
         if self.normalize:
-            modules.append({"idx": 2, "name": "2", "path": "2_Normalize",
-                            "type": "sentence_transformers.models.Normalize"})
+            modules.append(
+                {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}
+            )
             (folder / "2_Normalize").mkdir(exist_ok=True)
         (folder / "modules.json").write_text(json.dumps(modules, indent=2))
         (folder / "1_Pooling").mkdir(exist_ok=True)
@@ -117,8 +123,7 @@ class PooledClassifier(nn.Module):
         self.config.num_labels = num_labels
         self.pooling = pooling
         setattr(self, self.base_model_prefix, encoder)
-        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels, dtype=torch.float32,
-                                    device=encoder.device)
+        self.classifier = nn.Linear(encoder.config.hidden_size, num_labels, dtype=torch.float32, device=encoder.device)
 
     @classmethod
     def from_config(cls, config: PretrainedConfig, pooling: Pooling, **options) -> PooledClassifier:
@@ -129,8 +134,9 @@ class PooledClassifier(nn.Module):
         folder = Path(folder)
         self.encoder.save_pretrained(folder)
         self.pooling.save(folder, self.config.hidden_size)
-        safetensors.torch.save_file({k: v.contiguous() for k, v in self.classifier.state_dict().items()},
-                                    folder / CLASSIFIER_FILE)
+        safetensors.torch.save_file(
+            {k: v.contiguous() for k, v in self.classifier.state_dict().items()}, folder / CLASSIFIER_FILE
+        )
 
     def load_classifier(self, folder: Path) -> bool:
         """The head saved beside the weights, when there is one of this shape."""

@@ -35,8 +35,10 @@ def check_precision(precision: str, adapter: str = "lora") -> None:
     if adapter not in ADAPTERS:
         raise UserError(f"unknown adapter {adapter!r}; choose one of: {', '.join(ADAPTERS)}")
     if adapter == "full" and precision != "fp32":
-        raise UserError(f"full fine-tuning trains every weight in fp32, so it has no {precision} base; "
-                        "use precision fp32 or adapter lora")
+        raise UserError(
+            f"full fine-tuning trains every weight in fp32, so it has no {precision} base; "
+            "use precision fp32 or adapter lora"
+        )
 
 
 def prepare_model(

@@ -45,8 +45,10 @@ def trainable_graph(graph_dir: str | Path, adapters: dict[str, np.ndarray]) -> o
     kept_outputs = [o for o in graph.output if o.name == manifest.output]
     del graph.output[:]
     graph.output.extend(kept_outputs)
-    lora = {t["input"]: adapters[t["name"]][None] if manifest.perturbation_axis else adapters[t["name"]]
-            for t in manifest.trainable}
+    lora = {
+        t["input"]: adapters[t["name"]][None] if manifest.perturbation_axis else adapters[t["name"]]
+        for t in manifest.trainable
+    }
     kept = [i for i in graph.input if i.name not in lora]
     del graph.input[:]
     graph.input.extend(kept)
@@ -73,16 +75,23 @@ def build_artifacts(graph_dir: str | Path, out_dir: str | Path, adapters: dict[s
 
     manifest = Manifest.load(graph_dir)
     if manifest.kind != "encoder" or manifest.adapter.precision != "fp32":
-        raise UserError(f"ORT backprop trains fp32 encoder graphs; {graph_dir} is a {manifest.adapter.precision} "
-                        f"{manifest.kind} graph")
+        raise UserError(
+            f"ORT backprop trains fp32 encoder graphs; {graph_dir} is a {manifest.adapter.precision} "
+            f"{manifest.kind} graph"
+        )
     model = trainable_graph(graph_dir, adapters)
     lora = [t["input"] for t in manifest.trainable]
     frozen = [t.name for t in model.graph.initializer if t.name not in lora]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    artifacts.generate_artifacts(model, requires_grad=lora, frozen_params=frozen,
-                                 loss=artifacts.LossType.CrossEntropyLoss, optimizer=artifacts.OptimType.AdamW,
-                                 artifact_directory=str(out))
+    artifacts.generate_artifacts(
+        model,
+        requires_grad=lora,
+        frozen_params=frozen,
+        loss=artifacts.LossType.CrossEntropyLoss,
+        optimizer=artifacts.OptimType.AdamW,
+        artifact_directory=str(out),
+    )
     for path in out.glob("*.onnx"):
         generated = onnx.load(str(path))
         if generated.ir_version > ORT_MAX_IR_VERSION:
@@ -107,8 +116,9 @@ class OrtBackprop:
         self.module.train()
 
     @classmethod
-    def from_graph(cls, graph_dir: str | Path, work_dir: str | Path, adapters: dict[str, np.ndarray],
-                   lr: float) -> OrtBackprop:
+    def from_graph(
+        cls, graph_dir: str | Path, work_dir: str | Path, adapters: dict[str, np.ndarray], lr: float
+    ) -> OrtBackprop:
         return cls(build_artifacts(graph_dir, work_dir, adapters), Manifest.load(graph_dir), lr)
 
     def step(self, batch: ArrayBatch) -> float:

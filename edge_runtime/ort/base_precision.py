@@ -29,8 +29,13 @@ def lower_base_precision(source: Path, target: Path, precision: str) -> None:
         # shapes it cannot infer; every constant MatMul here is found without it (tests count them).
         logging.disable(logging.WARNING)
         try:
-            quantize_dynamic(source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
-                             extra_options={"MatMulConstBOnly": True})
+            quantize_dynamic(
+                source,
+                target,
+                weight_type=QuantType.QInt8,
+                op_types_to_quantize=["MatMul"],
+                extra_options={"MatMulConstBOnly": True},
+            )
         finally:
             logging.disable(logging.NOTSET)
     elif precision == "fp16":
@@ -47,9 +52,13 @@ def _half_constant_matmuls(graph: onnx.GraphProto) -> None:
     for node in graph.node:
         for name in node.input:
             consumers[name].append(node)
-    lowered = {name for name, nodes in consumers.items()
-               if name in initializers and initializers[name].data_type == TensorProto.FLOAT
-               and all(n.op_type == "MatMul" and list(n.input).index(name) == 1 for n in nodes)}
+    lowered = {
+        name
+        for name, nodes in consumers.items()
+        if name in initializers
+        and initializers[name].data_type == TensorProto.FLOAT
+        and all(n.op_type == "MatMul" and list(n.input).index(name) == 1 for n in nodes)
+    }
     for name in lowered:
         half = numpy_helper.from_array(numpy_helper.to_array(initializers[name]).astype(np.float16), name)
         initializers[name].CopyFrom(half)
@@ -60,9 +69,10 @@ def _half_constant_matmuls(graph: onnx.GraphProto) -> None:
             continue
         activation, output = node.input[0], node.output[0]
         half_in, half_out = f"{node.name}.fp16_in", f"{node.name}.fp16_out"
-        nodes += [helper.make_node("Cast", [activation], [half_in], to=TensorProto.FLOAT16,
-                                   name=f"{node.name}.cast_in"),
-                  helper.make_node("MatMul", [half_in, node.input[1]], [half_out], name=node.name),
-                  helper.make_node("Cast", [half_out], [output], to=TensorProto.FLOAT, name=f"{node.name}.cast_out")]
+        nodes += [
+            helper.make_node("Cast", [activation], [half_in], to=TensorProto.FLOAT16, name=f"{node.name}.cast_in"),
+            helper.make_node("MatMul", [half_in, node.input[1]], [half_out], name=node.name),
+            helper.make_node("Cast", [half_out], [output], to=TensorProto.FLOAT, name=f"{node.name}.cast_out"),
+        ]
     del graph.node[:]
     graph.node.extend(nodes)

@@ -63,9 +63,11 @@ class GraphEncoding:
     def _encoder_inputs(self, examples: Sequence[Example]) -> dict[str, np.ndarray]:
         texts = [ex.text for ex in examples]
         encodings = self.tokenizer.encode_batch(texts)
-        return {"input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64)}
+        return {
+            "input_ids": np.array([e.ids for e in encodings], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encodings], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encodings], dtype=np.int64),
+        }
 
     def _causal_inputs(self, examples: Sequence[Example], max_length: int) -> dict[str, np.ndarray]:
         # Left padding with explicit positions and prompts truncated from the left, as the
@@ -78,8 +80,8 @@ class GraphEncoding:
         input_ids = np.full((len(rows), width), self.manifest.pad_id, dtype=np.int64)
         mask = np.zeros((len(rows), width), dtype=np.int64)
         for i, row in enumerate(rows):
-            input_ids[i, width - len(row):] = row
-            mask[i, width - len(row):] = 1
+            input_ids[i, width - len(row) :] = row
+            mask[i, width - len(row) :] = 1
         positions = np.maximum(mask.cumsum(-1) - 1, 0)
         return {"input_ids": input_ids, "attention_mask": mask, "position_ids": positions}
 

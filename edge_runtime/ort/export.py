@@ -67,12 +67,14 @@ class _WithInputs(nn.Module):
         self.slots = [(model.get_submodule(name.rsplit(".", 1)[0]), name.rsplit(".", 1)[1]) for name in names]
         held_elsewhere = sorted({type(module).__name__ for module, _ in self.slots if type(module) is not nn.Linear})
         if held_elsewhere:
-            raise UserError(f"export-graph gives trainable tensors a perturbation axis in linear layers only; "
-                            f"this model trains tensors of {', '.join(held_elsewhere)}")
+            raise UserError(
+                f"export-graph gives trainable tensors a perturbation axis in linear layers only; "
+                f"this model trains tensors of {', '.join(held_elsewhere)}"
+            )
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         inputs = dict(zip(self.input_names, tensors))
-        trainable = tensors[len(self.input_names):]
+        trainable = tensors[len(self.input_names) :]
         saved = [module._parameters[attr] for module, attr in self.slots]
         for (module, attr), tensor in zip(self.slots, trainable):
             module._parameters[attr] = tensor
@@ -83,7 +85,8 @@ class _WithInputs(nn.Module):
             # An encoder's graph also returns the pooled embedding its classifier reads.
             features: list[torch.Tensor] = []
             hook = pooled_classifier_in(self.model).classifier.register_forward_hook(
-                lambda _m, args, _out: features.append(args[0]))
+                lambda _m, args, _out: features.append(args[0])
+            )
             try:
                 logits = self.model(**inputs).logits
             finally:
@@ -103,8 +106,9 @@ def export_graph(spec: AdapterSpec, out_dir: str | Path, *, opset: int = OPSET) 
     if task.kind != "classification":
         raise UserError(f"export-graph supports classification tasks so far; {spec.dataset} is {task.kind}")
     loaded = load_model(spec.model, num_labels=task.num_labels, seed=spec.init_seed)
-    model = prepare_model(loaded, adapter=spec.kind, r=spec.lora_r, alpha=spec.lora_alpha,
-                          targets=spec.lora_targets or None)
+    model = prepare_model(
+        loaded, adapter=spec.kind, r=spec.lora_r, alpha=spec.lora_alpha, targets=spec.lora_targets or None
+    )
     params = trainable_parameters(model)
     template = prompt_template(task, spec.prompt, spec.label_words)
     # The trace's length only: the graph's lengths are dynamic.
@@ -117,35 +121,58 @@ def export_graph(spec: AdapterSpec, out_dir: str | Path, *, opset: int = OPSET) 
     causal = loaded.kind == "causal_lm"
     input_names = list(batch.inputs)
     wrapper = _WithInputs(model, list(params), input_names, causal).eval()
-    trainable = [{"name": name, "input": f"trainable.{i}", "shape": list(p.shape)}
-                 for i, (name, p) in enumerate(params.items())]
+    trainable = [
+        {"name": name, "input": f"trainable.{i}", "shape": list(p.shape)} for i, (name, p) in enumerate(params.items())
+    ]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     outputs = ["scores"] if causal else ["scores", FEATURES]
-    dynamic = ({name: {0: "batch", 1: "length"} for name in input_names} | {name: {0: "batch"} for name in outputs}
-               | {t["input"]: {0: "perturbations"} for t in trainable})
+    dynamic = (
+        {name: {0: "batch", 1: "length"} for name in input_names}
+        | {name: {0: "batch"} for name in outputs}
+        | {t["input"]: {0: "perturbations"} for t in trainable}
+    )
     stacked = [p.detach().expand(PERTURBATIONS_TRACED, *p.shape).contiguous() for p in params.values()]
     fp32_graph = out / (GRAPH_FILE if precision == "fp32" else "model.fp32.onnx")
     with torch.no_grad():
         torch.onnx.export(
-            wrapper, (*batch.inputs.values(), *stacked), str(fp32_graph),
-            input_names=[*input_names, *[t["input"] for t in trainable]], output_names=outputs,
-            dynamic_axes=dynamic, opset_version=opset, dynamo=False)
+            wrapper,
+            (*batch.inputs.values(), *stacked),
+            str(fp32_graph),
+            input_names=[*input_names, *[t["input"] for t in trainable]],
+            output_names=outputs,
+            dynamic_axes=dynamic,
+            opset_version=opset,
+            dynamo=False,
+        )
     if precision != "fp32":
         lower_base_precision(fp32_graph, out / GRAPH_FILE, precision)
         fp32_graph.unlink()
     loaded.tokenizer.save_pretrained(str(out / TOKENIZER_DIR))
     candidate_ids = batch.extras["candidate_ids"].tolist() if "candidate_ids" in batch.extras else None
     tokenizer = loaded.tokenizer
-    manifest = Manifest(spec, loaded.kind, input_names, trainable, "scores", candidate_ids,
-                        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
-                        bos_id=tokenizer.bos_token_id, template=asdict(template) if causal else None,
-                        features_output=None if causal else FEATURES, perturbation_axis=True)
+    manifest = Manifest(
+        spec,
+        loaded.kind,
+        input_names,
+        trainable,
+        "scores",
+        candidate_ids,
+        pad_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0,
+        bos_id=tokenizer.bos_token_id,
+        template=asdict(template) if causal else None,
+        features_output=None if causal else FEATURES,
+        perturbation_axis=True,
+    )
     manifest.save(out)
     return manifest
 
 
 def _longer(example: Example) -> Example:
     """The example with every text three times over, so that a batch with it needs padding."""
-    return replace(example, text=example.text * 3, prompt=example.prompt * 3,
-                   fields=tuple((name, value * 3) for name, value in example.fields))
+    return replace(
+        example,
+        text=example.text * 3,
+        prompt=example.prompt * 3,
+        fields=tuple((name, value * 3) for name, value in example.fields),
+    )

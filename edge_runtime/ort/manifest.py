@@ -41,14 +41,17 @@ class Manifest:
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
-            raise UserError(f"no exported graph in {folder} (missing {MANIFEST_FILE}); "
-                            "write one with `edgetune export-graph`") from None
+            raise UserError(
+                f"no exported graph in {folder} (missing {MANIFEST_FILE}); write one with `edgetune export-graph`"
+            ) from None
         except (OSError, ValueError) as error:
             raise UserError(f"cannot read {path}: {error}") from None
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise UserError(f"{path} has fields this edgetune does not know: {', '.join(unknown)} (a graph "
-                            "exported by another version: export it again)")
+            raise UserError(
+                f"{path} has fields this edgetune does not know: {', '.join(unknown)} (a graph "
+                "exported by another version: export it again)"
+            )
         spec = {name: tuple(value) if isinstance(value, list) else value for name, value in data["adapter"].items()}
         return cls(**{**data, "adapter": AdapterSpec(**spec)})

@@ -64,15 +64,20 @@ class TwoPointZO:
     def __init__(self, settings: EstimatorSettings, sign: bool = False) -> None:
         self.mu, self.queries, self.clip, self.sign = settings.mu, settings.queries, settings.grad_clip, sign
 
-    def estimate(self, objective: GraphObjective, params: Adapters, batch: ArrayBatch, seed: int,
-                 snapshot: Snapshot) -> StepResult:
+    def estimate(
+        self, objective: GraphObjective, params: Adapters, batch: ArrayBatch, seed: int, snapshot: Snapshot
+    ) -> StepResult:
         seeds = query_seeds(seed, self.queries)
         evaluations = [(query_seed, sign) for query_seed in seeds for sign in (1.0, -1.0)]
         if objective.perturbations_per_pass > 1:
             per_pass = objective.perturbations_per_pass
-            values = [loss for start in range(0, len(evaluations), per_pass)
-                      for loss in objective.losses_at(_points(objective, params, evaluations[start:start + per_pass],
-                                                              self.mu), batch)]
+            values = [
+                loss
+                for start in range(0, len(evaluations), per_pass)
+                for loss in objective.losses_at(
+                    _points(objective, params, evaluations[start : start + per_pass], self.mu), batch
+                )
+            ]
         else:
             values = []
             snapshot.save()
@@ -147,5 +152,7 @@ def build_method(name: str, settings: EstimatorSettings) -> ZOMethod:
     try:
         return METHODS[name](settings)
     except KeyError:
-        raise UserError(f"the ONNX Runtime backend trains with {', '.join(METHODS)}; {name} needs the PyTorch "
-                        "backend (forward-grad needs jvp, fo-* needs backprop)") from None
+        raise UserError(
+            f"the ONNX Runtime backend trains with {', '.join(METHODS)}; {name} needs the PyTorch "
+            "backend (forward-grad needs jvp, fo-* needs backprop)"
+        ) from None

@@ -40,14 +40,17 @@ class GraphObjective:
     def __init__(self, folder: str | Path, threads: int = 1) -> None:
         self.manifest = Manifest.load(folder)
         self.encoding = GraphEncoding(folder, self.manifest)
-        self.session = ort.InferenceSession(str(Path(folder) / GRAPH_FILE), session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(Path(folder) / GRAPH_FILE), session_options(threads), providers=["CPUExecutionProvider"]
+        )
         self.params: Adapters = {t["name"]: np.zeros(t["shape"], dtype=np.float32) for t in self.manifest.trainable}
         self.binding = self.session.io_binding()
         # Kept alive here: the binding refers to these values' (= the arrays') memory; a graph with a
         # perturbation axis reads them as one copy (a view, so updates in place still reach it).
-        self._views = {t["input"]: self.params[t["name"]][None] if self.manifest.perturbation_axis
-                       else self.params[t["name"]] for t in self.manifest.trainable}
+        self._views = {
+            t["input"]: self.params[t["name"]][None] if self.manifest.perturbation_axis else self.params[t["name"]]
+            for t in self.manifest.trainable
+        }
         self._bound = {name: ort.OrtValue.ortvalue_from_numpy(view) for name, view in self._views.items()}
         for name, value in self._bound.items():
             self.binding.bind_ortvalue_input(name, value)
@@ -98,8 +101,10 @@ class GraphObjective:
         """The loss at P points in one session call: `points` holds each trainable tensor stacked P
         times along a new leading axis; the batch goes through tiled P times, copy p with point p."""
         if not self.manifest.perturbation_axis:
-            raise UserError("this graph has no perturbation axis: export it again with `edgetune export-graph` "
-                            "to batch ZO's perturbed copies")
+            raise UserError(
+                "this graph has no perturbation axis: export it again with `edgetune export-graph` "
+                "to batch ZO's perturbed copies"
+            )
         copies = len(next(iter(points.values())))
         binding = self.session.io_binding()
         for name, value in batch.inputs.items():
@@ -115,7 +120,7 @@ class GraphObjective:
         """(accuracy, mean loss) of the current adapters, as `local.evaluation.evaluate` reports them."""
         correct, loss_sum = 0, 0.0
         for start in range(0, len(examples), batch_size):
-            batch = self.encoding.encode(examples[start:start + batch_size], max_length)
+            batch = self.encoding.encode(examples[start : start + batch_size], max_length)
             scores = self.scores(batch)
             correct += int((scores.argmax(-1) == batch.labels).sum())
             loss_sum += cross_entropy(scores, batch.labels, reduction="sum")

@@ -15,8 +15,9 @@ try:
     from edge_runtime.protocol.stubs import coordinator_pb2 as pb
     from edge_runtime.protocol.stubs import coordinator_pb2_grpc as rpc
 except ImportError as error:  # a source checkout that was never built
-    raise ImportError("the gRPC stubs are generated at install time: run `pip install -e .` "
-                      "(or `make setup`) in the project folder") from error
+    raise ImportError(
+        "the gRPC stubs are generated at install time: run `pip install -e .` (or `make setup`) in the project folder"
+    ) from error
 
 # Bump on any change that an agent of the previous version would misread.
 PROTOCOL_VERSION = 3

@@ -18,13 +18,20 @@ class BadTensors(ValueError):
     """Chunks that do not describe well-formed float32 tensors."""
 
 
-def to_chunks(tensors: Mapping[str, np.ndarray], state_version: int = 0,
-              chunk_bytes: int = CHUNK_BYTES) -> Iterator[pb.TensorChunk]:
+def to_chunks(
+    tensors: Mapping[str, np.ndarray], state_version: int = 0, chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[pb.TensorChunk]:
     for name, array in tensors.items():
         data = np.ascontiguousarray(array, dtype="<f4").tobytes()
         for offset in range(0, max(len(data), 1), chunk_bytes):
-            yield pb.TensorChunk(name=name, shape=list(array.shape), dtype=DTYPE, offset=offset,
-                                 data=data[offset:offset + chunk_bytes], state_version=state_version)
+            yield pb.TensorChunk(
+                name=name,
+                shape=list(array.shape),
+                dtype=DTYPE,
+                offset=offset,
+                data=data[offset : offset + chunk_bytes],
+                state_version=state_version,
+            )
 
 
 def from_chunks(chunks: Iterable[pb.TensorChunk], max_bytes: int) -> dict[str, np.ndarray]:
@@ -48,8 +55,10 @@ def from_chunks(chunks: Iterable[pb.TensorChunk], max_bytes: int) -> dict[str, n
             raise BadTensors(f"tensor {chunk.name!r} changed shape between chunks")
         buffer = buffers[chunk.name]
         if chunk.offset != len(buffer) or len(buffer) + len(chunk.data) > size:
-            raise BadTensors(f"tensor {chunk.name!r}: chunk at byte {chunk.offset} does not continue "
-                             f"the {len(buffer)} bytes received of {size}")
+            raise BadTensors(
+                f"tensor {chunk.name!r}: chunk at byte {chunk.offset} does not continue "
+                f"the {len(buffer)} bytes received of {size}"
+            )
         buffer.extend(chunk.data)
     out = {}
     for name, buffer in buffers.items():

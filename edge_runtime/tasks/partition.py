@@ -50,8 +50,10 @@ class Partition:
             index, parts = share.split("/")
             return cls(task, int(parts), int(index), None if alpha == "iid" else float(alpha), int(seed))
         except ValueError:
-            raise UserError(f"cannot read partition {spec!r}; write task:index/parts:alpha:seed, "
-                            "e.g. sst2:3/10:1.0:0 or sst2:3/10:iid:0") from None
+            raise UserError(
+                f"cannot read partition {spec!r}; write task:index/parts:alpha:seed, "
+                "e.g. sst2:3/10:1.0:0 or sst2:3/10:iid:0"
+            ) from None
 
     def select(self, examples: Sequence[Example]) -> list[Example]:
         return self.split(examples)[self.index]
@@ -81,5 +83,7 @@ def split_indices(labels: Sequence[int], parts: int, alpha: float | None, seed: 
                 part.extend(chunk.tolist())
         if min(len(part) for part in split) >= MIN_EXAMPLES_PER_PART:
             return [sorted(part) for part in split]
-    raise UserError(f"Dirichlet alpha={alpha} left some of {parts} devices with fewer than "
-                    f"{MIN_EXAMPLES_PER_PART} examples in {_MAX_DRAWS} draws; use a larger alpha or fewer devices")
+    raise UserError(
+        f"Dirichlet alpha={alpha} left some of {parts} devices with fewer than "
+        f"{MIN_EXAMPLES_PER_PART} examples in {_MAX_DRAWS} draws; use a larger alpha or fewer devices"
+    )

@@ -60,9 +60,15 @@ def _copa_example(row: Row) -> Example:
         prompt=premise.removesuffix(".") + conjunction,
         candidates=tuple(" " + choice for choice in continued),
         label=lookup_field(row, "label", {0: 0, 1: 1}),
-        fields=(("premise", premise), ("premise_stem", premise.removesuffix(".")), ("conjunction", conjunction.strip()),
-                ("choice1", choices[0]), ("choice2", choices[1]),
-                ("choice1_continued", continued[0]), ("choice2_continued", continued[1])),
+        fields=(
+            ("premise", premise),
+            ("premise_stem", premise.removesuffix(".")),
+            ("conjunction", conjunction.strip()),
+            ("choice1", choices[0]),
+            ("choice2", choices[1]),
+            ("choice1_continued", continued[0]),
+            ("choice2_continued", continued[1]),
+        ),
     )
 
 

@@ -41,15 +41,18 @@ class PromptTemplate:
             return example.prompt, example.candidates
         fields = example.field_values
         prompt = example.prompt if self.prompt is None else self.prompt.format(**fields)
-        candidates = (example.candidates if self.candidates is None
-                      else tuple(c.format(**fields) for c in self.candidates))
+        candidates = (
+            example.candidates if self.candidates is None else tuple(c.format(**fields) for c in self.candidates)
+        )
         return prompt, candidates
 
     def render_content_free(self, example: Example, text: str) -> str:
         """The prompt with every field of `example` replaced by `text` (contextual calibration)."""
         if self.prompt is None:
-            raise UserError(f"template {self.name!r} keeps the task's own prompt, which has no slots to "
-                            "fill with a content-free input; use calibration 'centred' or 'none'")
+            raise UserError(
+                f"template {self.name!r} keeps the task's own prompt, which has no slots to "
+                "fill with a content-free input; use calibration 'centred' or 'none'"
+            )
         return self.prompt.format(**{name: text for name in example.field_values})
 
 
@@ -64,8 +67,9 @@ TEMPLATES: dict[str, dict[str, PromptTemplate]] = {
     },
     "rte": {
         MEZO: PromptTemplate(MEZO),
-        "true-false": PromptTemplate("true-false", "{premise}\nQuestion: {hypothesis} True or False?\nAnswer:",
-                                     (" True", " False"), "centred"),
+        "true-false": PromptTemplate(
+            "true-false", "{premise}\nQuestion: {hypothesis} True or False?\nAnswer:", (" True", " False"), "centred"
+        ),
     },
     "boolq": {
         MEZO: PromptTemplate(MEZO),
@@ -80,8 +84,9 @@ def template_names(task: str) -> list[str]:
     return list(TEMPLATES.get(task, {MEZO: None}))
 
 
-def prompt_template(spec: TaskSpec, prompt: str = "default", label_words: tuple[str, ...] = (),
-                    calibration: str = "auto") -> PromptTemplate:
+def prompt_template(
+    spec: TaskSpec, prompt: str = "default", label_words: tuple[str, ...] = (), calibration: str = "auto"
+) -> PromptTemplate:
     """The template a run asked for: a name ("default" = the task's first), or a format string of
     the user's own with its label words; `calibration` "auto" keeps the template's own."""
     known = TEMPLATES.get(spec.name, {MEZO: PromptTemplate(MEZO)})
@@ -90,8 +95,10 @@ def prompt_template(spec: TaskSpec, prompt: str = "default", label_words: tuple[
     else:
         name = next(iter(known)) if prompt == "default" else prompt
         if name not in known:
-            raise UserError(f"task {spec.name!r} has no prompt template {name!r}; choose one of: "
-                            f"default, {', '.join(known)}, or write one with the task's fields in braces")
+            raise UserError(
+                f"task {spec.name!r} has no prompt template {name!r}; choose one of: "
+                f"default, {', '.join(known)}, or write one with the task's fields in braces"
+            )
         template = known[name]
         if label_words:
             template = replace(template, candidates=_checked_label_words(spec, label_words, template.prompt))
@@ -100,8 +107,10 @@ def prompt_template(spec: TaskSpec, prompt: str = "default", label_words: tuple[
     if calibration not in CALIBRATIONS:
         raise UserError(f"unknown calibration {calibration!r}; choose one of: auto, {', '.join(CALIBRATIONS)}")
     if calibration != "none" and spec.kind != "classification":
-        raise UserError(f"calibration {calibration!r} shifts the scores of fixed label words; {spec.name} is a "
-                        "multiple-choice task, whose candidates change with every example: use calibration none")
+        raise UserError(
+            f"calibration {calibration!r} shifts the scores of fixed label words; {spec.name} is a "
+            "multiple-choice task, whose candidates change with every example: use calibration none"
+        )
     return replace(template, calibration=calibration)
 
 
@@ -123,16 +132,25 @@ def _custom(spec: TaskSpec, prompt: str, label_words: tuple[str, ...]) -> Prompt
         raise UserError(f"prompt template {prompt!r} is not a valid format string: {error}") from None
     unknown = sorted(used - set(fields))
     if unknown or not used:
-        problem = ("has no slot for the input" if not used or unknown == [""] else
-                   f"names unknown fields {', '.join(name or '{}' for name in unknown)}")
-        raise UserError(f"prompt template {prompt!r} {problem}; {spec.name}'s fields are "
-                        + ", ".join("{" + f + "}" for f in fields))
+        problem = (
+            "has no slot for the input"
+            if not used or unknown == [""]
+            else f"names unknown fields {', '.join(name or '{}' for name in unknown)}"
+        )
+        raise UserError(
+            f"prompt template {prompt!r} {problem}; {spec.name}'s fields are "
+            + ", ".join("{" + f + "}" for f in fields)
+        )
     if spec.kind != "classification":
-        raise UserError(f"{spec.name} is a multiple-choice task: its candidates come from each example, so only "
-                        f"its named templates ({', '.join(template_names(spec.name))}) apply")
+        raise UserError(
+            f"{spec.name} is a multiple-choice task: its candidates come from each example, so only "
+            f"its named templates ({', '.join(template_names(spec.name))}) apply"
+        )
     if not label_words:
-        raise UserError(f"a prompt template of your own needs its label words, one per class of {spec.name} "
-                        f"(e.g. --label-words '{','.join(spec.label_words)}')")
+        raise UserError(
+            f"a prompt template of your own needs its label words, one per class of {spec.name} "
+            f"(e.g. --label-words '{','.join(spec.label_words)}')"
+        )
     return PromptTemplate("custom", prompt, _checked_label_words(spec, label_words, prompt))
 
 
@@ -142,8 +160,10 @@ def _checked_label_words(spec: TaskSpec, label_words: tuple[str, ...], prompt: s
     if spec.kind != "classification":
         raise UserError(f"{spec.name} is a multiple-choice task; label words apply to classification tasks only")
     if len(label_words) != len(spec.label_words):
-        raise UserError(f"{spec.name} has {len(spec.label_words)} classes, so it needs {len(spec.label_words)} "
-                        f"label words, got {len(label_words)}: {', '.join(map(repr, label_words))}")
+        raise UserError(
+            f"{spec.name} has {len(spec.label_words)} classes, so it needs {len(spec.label_words)} "
+            f"label words, got {len(label_words)}: {', '.join(map(repr, label_words))}"
+        )
     if any(not word.strip() for word in label_words):
         raise UserError(f"label words must not be empty or blank, got {', '.join(map(repr, label_words))}")
     spaced = spec.label_words[0].startswith(" ") if prompt is None else not prompt[-1:].isspace()

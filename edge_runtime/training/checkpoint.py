@@ -37,8 +37,13 @@ def _save_tensors(tensors: Mapping[str, torch.Tensor], path: Path) -> None:
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path))
 
 
-def save_checkpoint(folder: Path, params: Mapping[str, torch.Tensor], method_state: Mapping[str, torch.Tensor],
-                    progress: Progress, peft_model=None) -> None:
+def save_checkpoint(
+    folder: Path,
+    params: Mapping[str, torch.Tensor],
+    method_state: Mapping[str, torch.Tensor],
+    progress: Progress,
+    peft_model=None,
+) -> None:
     folder = Path(folder)
     staging = folder.with_name(folder.name + ".writing")
     shutil.rmtree(staging, ignore_errors=True)
@@ -70,12 +75,15 @@ def load_checkpoint(folder: Path, params: Mapping[str, torch.nn.Parameter]) -> t
     progress = Progress(**json.loads((folder / PROGRESS).read_text()))
     saved = load_file(str(folder / TRAINABLE))
     if set(saved) != set(params):
-        raise UserError(f"checkpoint in {folder} was made for other trainable parameters "
-                        f"({len(saved)} saved, {len(params)} in this model); check model and LoRA settings")
+        raise UserError(
+            f"checkpoint in {folder} was made for other trainable parameters "
+            f"({len(saved)} saved, {len(params)} in this model); check model and LoRA settings"
+        )
     with torch.no_grad():
         for name, p in params.items():
             if saved[name].shape != p.shape:
-                raise UserError(f"checkpoint tensor {name} has shape {tuple(saved[name].shape)}, "
-                                f"the model has {tuple(p.shape)}")
+                raise UserError(
+                    f"checkpoint tensor {name} has shape {tuple(saved[name].shape)}, the model has {tuple(p.shape)}"
+                )
             p.copy_(saved[name])
     return progress, load_file(str(folder / METHOD_STATE))

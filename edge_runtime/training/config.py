@@ -28,18 +28,36 @@ from edge_runtime.units import parse_bytes
 
 @dataclass
 @defaults(out=None)
-class TrainConfig(Results, OutDir, NanGuard, PerturbationsPerPass, Estimator, LrSchedule, LearningRate, Steps, Method,
-                  CalibrationExamples, Evaluation, FewShot, FineTuning):
+class TrainConfig(
+    Results,
+    OutDir,
+    NanGuard,
+    PerturbationsPerPass,
+    Estimator,
+    LrSchedule,
+    LearningRate,
+    Steps,
+    Method,
+    CalibrationExamples,
+    Evaluation,
+    FewShot,
+    FineTuning,
+):
     train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
-    memory_cap: str | None = setting("cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops "
-                                   "it cleanly before crossing", None)
-    micro_batch: int | None = setting("examples per forward pass (estimates accumulate over the batch); "
-                                    "none = the whole batch, or the largest that fits the memory cap", None)
+    memory_cap: str | None = setting(
+        "cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops it cleanly before crossing", None
+    )
+    micro_batch: int | None = setting(
+        "examples per forward pass (estimates accumulate over the batch); "
+        "none = the whole batch, or the largest that fits the memory cap",
+        None,
+    )
     allow_shorter_sequences: bool = setting("under a memory cap, may shorten max_length to fit", False)
     allow_method_change: bool = setting("under a memory cap, may switch to a cheaper method to fit", False)
     adapter: AdapterKind = setting(
         "what trains: LoRA adapters, prefix tuning's key/value prefixes, or every weight (full fine-tuning, fp32)",
-        "lora")
+        "lora",
+    )
     prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
     attn_implementation: str = setting("eager (needed for jvp on CPU) or sdpa", "eager")
     # Not the Device group's: a run may also take `auto` (cuda where torch sees one), which the trainer resolves.
@@ -50,10 +68,16 @@ class TrainConfig(Results, OutDir, NanGuard, PerturbationsPerPass, Estimator, Lr
     resume: bool = setting("continue from the checkpoint in out_dir", False)
 
     def validate(self) -> None:
-        positive = {"steps": self.steps, "batch_size": self.batch_size, "warm_start_examples": self.warm_start_examples,
-                    "calibration_examples": self.calibration_examples, "lora_r": self.lora_r,
-                    "prefix_tokens": self.prefix_tokens, "max_length": self.max_length,
-                    "eval_batch_size": self.eval_batch_size}
+        positive = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "warm_start_examples": self.warm_start_examples,
+            "calibration_examples": self.calibration_examples,
+            "lora_r": self.lora_r,
+            "prefix_tokens": self.prefix_tokens,
+            "max_length": self.max_length,
+            "eval_batch_size": self.eval_batch_size,
+        }
         for name, value in positive.items():
             if not value > 0:
                 raise UserError(f"{name} must be positive, got {value}")

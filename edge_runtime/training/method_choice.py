@@ -29,8 +29,15 @@ class Candidate:
     step_seconds: float | None = None
 
 
-def time_one_step(method: str, settings: EstimatorSettings, objective: Objective, examples: list[Example],
-                  micro_batch: int | None, perturbations_per_pass: int, device: torch.device) -> float:
+def time_one_step(
+    method: str,
+    settings: EstimatorSettings,
+    objective: Objective,
+    examples: list[Example],
+    micro_batch: int | None,
+    perturbations_per_pass: int,
+    device: torch.device,
+) -> float:
     """Seconds of one step at learning rate 0 (the parameters do not move), after one warm-up step."""
     built = build_method(method, settings)
     objective.micro_batch, objective.perturbations_per_pass = micro_batch, perturbations_per_pass

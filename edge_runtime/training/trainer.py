@@ -93,49 +93,99 @@ def build_run(config: TrainConfig) -> Run:
         config = replace(config, perturbations_per_pass=_perturbations_per_pass(config, device))
     if candidates is None:
         get_method(config.method).check_adapter(config.adapter)
-    loaded = load_model(config.model, num_labels=spec.num_labels, dtype=load_dtype(config.precision),
-                        attn_implementation=config.attn_implementation, seed=config.seed)
-    peft_model = prepare_model(loaded, adapter=config.adapter, precision=config.precision, r=config.lora_r,
-                               alpha=config.lora_alpha, targets=config.lora_targets or None,
-                               prefix_tokens=config.prefix_tokens).to(device)
+    loaded = load_model(
+        config.model,
+        num_labels=spec.num_labels,
+        dtype=load_dtype(config.precision),
+        attn_implementation=config.attn_implementation,
+        seed=config.seed,
+    )
+    peft_model = prepare_model(
+        loaded,
+        adapter=config.adapter,
+        precision=config.precision,
+        r=config.lora_r,
+        alpha=config.lora_alpha,
+        targets=config.lora_targets or None,
+        prefix_tokens=config.prefix_tokens,
+    ).to(device)
     if not config.train_head:
         freeze_classifier(peft_model)
-    objective = Objective(peft_model, head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length, template),
-                          micro_batch=config.micro_batch, perturbations_per_pass=config.perturbations_per_pass or 1)
+    objective = Objective(
+        peft_model,
+        head_for(loaded.kind, loaded.tokenizer, spec.kind, config.max_length, template),
+        micro_batch=config.micro_batch,
+        perturbations_per_pass=config.perturbations_per_pass or 1,
+    )
     choice, timed = None, None
     if candidates is not None:
-        timed = [c if c.refused else replace(c, step_seconds=method_choice.time_one_step(
-            c.method, config.estimator, objective, train[:config.batch_size], c.micro_batch or config.micro_batch,
-            c.perturbations_per_pass, device))
-            for c in candidates]
+        timed = [
+            c
+            if c.refused
+            else replace(
+                c,
+                step_seconds=method_choice.time_one_step(
+                    c.method,
+                    config.estimator,
+                    objective,
+                    train[: config.batch_size],
+                    c.micro_batch or config.micro_batch,
+                    c.perturbations_per_pass,
+                    device,
+                ),
+            )
+            for c in candidates
+        ]
         chosen, choice = method_choice.choose(timed, loaded.kind)
         if config.progress:
             print(f"method auto: {choice}", flush=True)
         plan = plans.get(chosen.method)
-        config = _follow(config, plan) if plan else replace(config, method=chosen.method,
-                                                             perturbations_per_pass=chosen.perturbations_per_pass)
+        config = (
+            _follow(config, plan)
+            if plan
+            else replace(config, method=chosen.method, perturbations_per_pass=chosen.perturbations_per_pass)
+        )
         objective.micro_batch = config.micro_batch
         objective.perturbations_per_pass = config.perturbations_per_pass
     info = get_method(config.method)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
-    return Run(config, spec, loaded, peft_model, objective, build_method(config.method, config.estimator),
-               config.lr if config.lr is not None else info.default_lr, device, train, eval_, plan, watchdog, choice,
-               timed)
+    return Run(
+        config,
+        spec,
+        loaded,
+        peft_model,
+        objective,
+        build_method(config.method, config.estimator),
+        config.lr if config.lr is not None else info.default_lr,
+        device,
+        train,
+        eval_,
+        plan,
+        watchdog,
+        choice,
+        timed,
+    )
 
 
 def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
-    return replace(config, method=plan.method, max_length=plan.seq_len, micro_batch=plan.micro_batch,
-                   perturbations_per_pass=plan.perturbations_per_pass, eval_batch_size=plan.eval_batch)
+    return replace(
+        config,
+        method=plan.method,
+        max_length=plan.seq_len,
+        micro_batch=plan.micro_batch,
+        perturbations_per_pass=plan.perturbations_per_pass,
+        eval_batch_size=plan.eval_batch,
+    )
 
 
 def _perturbations_per_pass(config: TrainConfig, device: torch.device) -> int:
     tokens = (config.micro_batch or config.batch_size) * config.max_length
-    return copies_per_pass(config.method, config.estimator.queries, device.type, tokens,
-                           config.perturbations_per_pass)
+    return copies_per_pass(config.method, config.estimator.queries, device.type, tokens, config.perturbations_per_pass)
 
 
-def _plan_candidates(config: TrainConfig,
-                     device: torch.device) -> tuple[list[method_choice.Candidate], dict[str, Plan]]:
+def _plan_candidates(
+    config: TrainConfig, device: torch.device
+) -> tuple[list[method_choice.Candidate], dict[str, Plan]]:
     """`--method auto`'s candidates, each planned under the cap as if asked for by name (at the
     asked sequence length: methods are compared on the same examples)."""
     candidates, plans = [], {}
@@ -150,18 +200,28 @@ def _plan_candidates(config: TrainConfig,
             candidates.append(method_choice.Candidate(method, perturbations_per_pass=per_pass))
             continue
         try:
-            plan = _plan(replace(config, method=method, allow_method_change=False, allow_shorter_sequences=False,
-                                 progress=False), device)
+            plan = _plan(
+                replace(
+                    config, method=method, allow_method_change=False, allow_shorter_sequences=False, progress=False
+                ),
+                device,
+            )
         except UserError:
             candidates.append(method_choice.Candidate(method, refused=f"does not fit the {config.memory_cap} cap"))
             continue
         plans[method] = plan
-        candidates.append(method_choice.Candidate(method, needs=required_bytes(plan.estimate),
-                                                  micro_batch=plan.micro_batch,
-                                                  perturbations_per_pass=plan.perturbations_per_pass))
+        candidates.append(
+            method_choice.Candidate(
+                method,
+                needs=required_bytes(plan.estimate),
+                micro_batch=plan.micro_batch,
+                perturbations_per_pass=plan.perturbations_per_pass,
+            )
+        )
     if all(c.refused for c in candidates):
-        raise UserError("method auto: no method can train this run; "
-                        + "; ".join(f"{c.method}: {c.refused}" for c in candidates))
+        raise UserError(
+            "method auto: no method can train this run; " + "; ".join(f"{c.method}: {c.refused}" for c in candidates)
+        )
     return candidates, plans
 
 
@@ -171,16 +231,29 @@ def _plan(config: TrainConfig, device: torch.device) -> Plan:
     memory.pin_allocator()
     memory.release_freed_memory()
     baseline = 0 if device.type == "cuda" else memory.rss_bytes()
-    work = Workload(config.adapter_spec(), MethodSpec(config.method, config.estimator), batch=config.batch_size,
-                    seq_len=config.max_length, nan_guard=config.nan_guard,
-                    perturbations_per_pass=_perturbations_per_pass(config, device))
-    plan = plan_under_cap(cap, baseline, work, eval_batch=config.eval_batch_size,
-                          allow_shorter_sequences=config.allow_shorter_sequences,
-                          allow_method_change=config.allow_method_change)
+    work = Workload(
+        config.adapter_spec(),
+        MethodSpec(config.method, config.estimator),
+        batch=config.batch_size,
+        seq_len=config.max_length,
+        nan_guard=config.nan_guard,
+        perturbations_per_pass=_perturbations_per_pass(config, device),
+    )
+    plan = plan_under_cap(
+        cap,
+        baseline,
+        work,
+        eval_batch=config.eval_batch_size,
+        allow_shorter_sequences=config.allow_shorter_sequences,
+        allow_method_change=config.allow_method_change,
+    )
     if config.progress:
         changed = "; ".join(plan.changes) or "as asked"
-        print(f"memory plan: {format_bytes(plan.estimate.total)} estimated + {format_bytes(baseline)} runtime "
-              f"under a cap of {format_bytes(cap)} ({changed})", flush=True)
+        print(
+            f"memory plan: {format_bytes(plan.estimate.total)} estimated + {format_bytes(baseline)} runtime "
+            f"under a cap of {format_bytes(cap)} ({changed})",
+            flush=True,
+        )
     return plan
 
 
@@ -228,20 +301,45 @@ def fit(run: Run) -> dict:
     probe = run.train[:TRAIN_PROBE]
     train_before, eval_before = _measure(run, probe), _measure(run, run.eval)
     if config.progress:
-        print(f"warm start: {warm.describe()}; dev accuracy {eval_before.accuracy:.3f} on {len(run.eval)} examples "
-              "before training", flush=True)
+        print(
+            f"warm start: {warm.describe()}; dev accuracy {eval_before.accuracy:.3f} on {len(run.eval)} examples "
+            "before training",
+            flush=True,
+        )
     if run.plan is not None:
         _refit(run)
     loop = _train_steps(run, out_dir, first_step, eval_before)
     _checkpoint(run, out_dir, loop.step)
     train_after, eval_after = _measure(run, probe), _measure(run, run.eval)
-    save_adapter(run.peft_model, run.objective.head, out_dir / "adapter", model=config.model, card={
-        "method": config.method, "steps": loop.step, "learning_rate": run.lr, "task": config.task,
-        "training_examples": len(run.train), "warm_start": warm.describe(),
-        "dev_accuracy": f"{eval_before.accuracy:.3f} before training, {eval_after.accuracy:.3f} after "
-                        f"({len(run.eval)} dev examples)"})
-    summary = _summary(run, loop.step - first_step, loop.forward_passes, loop.stopped, train_before, train_after,
-                       eval_before, eval_after, time.perf_counter() - started, out_dir, warm)
+    save_adapter(
+        run.peft_model,
+        run.objective.head,
+        out_dir / "adapter",
+        model=config.model,
+        card={
+            "method": config.method,
+            "steps": loop.step,
+            "learning_rate": run.lr,
+            "task": config.task,
+            "training_examples": len(run.train),
+            "warm_start": warm.describe(),
+            "dev_accuracy": f"{eval_before.accuracy:.3f} before training, {eval_after.accuracy:.3f} after "
+            f"({len(run.eval)} dev examples)",
+        },
+    )
+    summary = _summary(
+        run,
+        loop.step - first_step,
+        loop.forward_passes,
+        loop.stopped,
+        train_before,
+        train_after,
+        eval_before,
+        eval_after,
+        time.perf_counter() - started,
+        out_dir,
+        warm,
+    )
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     if config.out:
         Path(config.out).parent.mkdir(parents=True, exist_ok=True)
@@ -281,9 +379,12 @@ def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResu
     guard = LastGood(objective.params, config.nan_guard)
     guard.passed(first_step)
     loop, last_eval = Loop(first_step), eval_before
-    with open(out_dir / "metrics.jsonl", "a", buffering=1) as metrics, \
-            tqdm(total=config.steps, initial=first_step, disable=not config.progress, desc=config.method,
-                 dynamic_ncols=True) as bar:
+    with (
+        open(out_dir / "metrics.jsonl", "a", buffering=1) as metrics,
+        tqdm(
+            total=config.steps, initial=first_step, disable=not config.progress, desc=config.method, dynamic_ncols=True
+        ) as bar,
+    ):
         for step in range(first_step, config.steps):
             loop.step = step
             batch = objective.encode(sampler.batch(step)).to(run.device)
@@ -296,8 +397,10 @@ def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResu
                 result = run.method.step(objective, batch, lr, step_seed(config.seed, step))
             except NonFiniteLoss as error:
                 guard.restore()
-                loop.stopped = (f"non-finite loss at step {step} ({error}); adapter restored to the state before "
-                                f"step {guard.step}, the last one with a finite loss; try a smaller lr")
+                loop.stopped = (
+                    f"non-finite loss at step {step} ({error}); adapter restored to the state before "
+                    f"step {guard.step}, the last one with a finite loss; try a smaller lr"
+                )
                 return loop
             except KeyboardInterrupt:
                 guard.undo_step()  # the interrupted step may have left the parameters half-updated
@@ -309,8 +412,13 @@ def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResu
                 return loop
             guard.passed(step)
             loop.forward_passes += result.forward_passes
-            record = {"step": step + 1, "loss": result.loss, "lr": lr, "step_seconds": time.perf_counter() - tick,
-                      "memory_bytes": memory.current_bytes(run.device)}
+            record = {
+                "step": step + 1,
+                "loss": result.loss,
+                "lr": lr,
+                "step_seconds": time.perf_counter() - tick,
+                "memory_bytes": memory.current_bytes(run.device),
+            }
             if config.eval_every and (step + 1) % config.eval_every == 0:
                 last_eval = _measure(run, run.eval)
                 record["eval_accuracy"], record["eval_loss"] = last_eval.accuracy, last_eval.loss
@@ -320,15 +428,21 @@ def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResu
             if verdict:
                 record["peak_bytes"] = verdict.last_peak
             metrics.write(json.dumps(record) + "\n")
-            bar.set_postfix(loss=f"{result.loss:.4f}", acc=f"{last_eval.accuracy:.3f}",
-                            s_step=f"{record['step_seconds']:.2f}", mem=f"{record['memory_bytes'] / 2**20:.0f}MB")
+            bar.set_postfix(
+                loss=f"{result.loss:.4f}",
+                acc=f"{last_eval.accuracy:.3f}",
+                s_step=f"{record['step_seconds']:.2f}",
+                mem=f"{record['memory_bytes'] / 2**20:.0f}MB",
+            )
             bar.update(1)
             loop.step = step + 1
             if verdict and not verdict.fits:
-                loop.stopped = (f"memory cap: step {loop.step} peaked at {format_bytes(verdict.last_peak)} and the "
-                                f"next is predicted at {format_bytes(verdict.predicted)}, over the cap of "
-                                f"{format_bytes(run.watchdog.cap)}; checkpoint of step {loop.step} saved, continue "
-                                "with --resume and a larger cap")
+                loop.stopped = (
+                    f"memory cap: step {loop.step} peaked at {format_bytes(verdict.last_peak)} and the "
+                    f"next is predicted at {format_bytes(verdict.predicted)}, over the cap of "
+                    f"{format_bytes(run.watchdog.cap)}; checkpoint of step {loop.step} saved, continue "
+                    "with --resume and a larger cap"
+                )
                 return loop
     return loop
 
@@ -360,30 +474,65 @@ def _refit(run: Run) -> None:
 
 def _checkpoint(run: Run, out_dir: Path, step: int) -> None:
     c = run.config
-    save_checkpoint(out_dir / "checkpoint", run.objective.params, run.method.state_dict(),
-                    Progress(step=step, method=c.method, model=c.model, task=c.task,
-                             head_constants=run.objective.head.constants()), run.peft_model)
+    save_checkpoint(
+        out_dir / "checkpoint",
+        run.objective.params,
+        run.method.state_dict(),
+        Progress(step=step, method=c.method, model=c.model, task=c.task, head_constants=run.objective.head.constants()),
+        run.peft_model,
+    )
 
 
-def _summary(run: Run, steps: int, forward_passes: int, stopped: str, train_before: EvalResult,
-             train_after: EvalResult, eval_before: EvalResult, eval_after: EvalResult, wall: float,
-             out_dir: Path, warm: WarmStart) -> dict:
+def _summary(
+    run: Run,
+    steps: int,
+    forward_passes: int,
+    stopped: str,
+    train_before: EvalResult,
+    train_after: EvalResult,
+    eval_before: EvalResult,
+    eval_after: EvalResult,
+    wall: float,
+    out_dir: Path,
+    warm: WarmStart,
+) -> dict:
     c = run.config
     return {
-        "method": c.method, "method_choice": run.method_choice, "model": c.model, "task": c.task, "steps": steps,
+        "method": c.method,
+        "method_choice": run.method_choice,
+        "model": c.model,
+        "task": c.task,
+        "steps": steps,
         "warm_start": warm.as_dict(),
-        "train_examples": len(run.train), "eval_examples": len(run.eval), "batch_size": c.batch_size,
-        "lr": run.lr, "mu": c.estimator.mu, "queries": c.estimator.queries, "seed": c.seed,
+        "train_examples": len(run.train),
+        "eval_examples": len(run.eval),
+        "batch_size": c.batch_size,
+        "lr": run.lr,
+        "mu": c.estimator.mu,
+        "queries": c.estimator.queries,
+        "seed": c.seed,
         "perturbations_per_pass": run.objective.perturbations_per_pass,
-        "initial_train_loss": train_before.loss, "final_train_loss": train_after.loss,
-        "eval_accuracy_before": eval_before.accuracy, "eval_accuracy_after": eval_after.accuracy,
-        "eval_loss_before": eval_before.loss, "eval_loss_after": eval_after.loss,
-        "forward_passes": forward_passes, "wall_time_s": wall,
+        "initial_train_loss": train_before.loss,
+        "final_train_loss": train_after.loss,
+        "eval_accuracy_before": eval_before.accuracy,
+        "eval_accuracy_after": eval_after.accuracy,
+        "eval_loss_before": eval_before.loss,
+        "eval_loss_after": eval_after.loss,
+        "forward_passes": forward_passes,
+        "wall_time_s": wall,
         "peak_memory_bytes": run.watchdog.peak if run.watchdog else memory.peak_bytes(run.device),
-        "memory_plan": None if run.plan is None else {
-            "cap_bytes": run.watchdog.cap, "available_bytes": run.plan.available, "micro_batch": run.plan.micro_batch,
-            "accumulation": run.plan.accumulation, "changes": list(run.plan.changes),
-            "estimate_bytes": run.plan.estimate.as_dict()},
+        "memory_plan": None
+        if run.plan is None
+        else {
+            "cap_bytes": run.watchdog.cap,
+            "available_bytes": run.plan.available,
+            "micro_batch": run.plan.micro_batch,
+            "accumulation": run.plan.accumulation,
+            "changes": list(run.plan.changes),
+            "estimate_bytes": run.plan.estimate.as_dict(),
+        },
         "trainable_params": sum(p.numel() for p in run.objective.params.values()),
-        "stopped": stopped, "adapter": str(out_dir / "adapter"), "config": config_values(c),
+        "stopped": stopped,
+        "adapter": str(out_dir / "adapter"),
+        "config": config_values(c),
     }

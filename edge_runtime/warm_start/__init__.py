@@ -8,5 +8,13 @@ from edge_runtime.warm_start.calibration import ScoreStatistics, score_offsets
 from edge_runtime.warm_start.linear_head import HEAD_SOLVERS, LinearHead, fit_head
 from edge_runtime.warm_start.statistics import FOLDS, FeatureStatistics, StatisticsError
 
-__all__ = ["FOLDS", "HEAD_SOLVERS", "FeatureStatistics", "LinearHead", "ScoreStatistics", "StatisticsError",
-           "fit_head", "score_offsets"]
+__all__ = [
+    "FOLDS",
+    "HEAD_SOLVERS",
+    "FeatureStatistics",
+    "LinearHead",
+    "ScoreStatistics",
+    "StatisticsError",
+    "fit_head",
+    "score_offsets",
+]

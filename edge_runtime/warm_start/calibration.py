@@ -48,16 +48,19 @@ class ScoreStatistics:
     @classmethod
     def from_tensors(cls, tensors: Mapping[str, np.ndarray], candidates: int, max_examples: int) -> ScoreStatistics:
         if set(tensors) != {"score_sums", "count"}:
-            raise StatisticsError("score statistics need the tensors score_sums, count; "
-                                  f"got {', '.join(sorted(tensors))}")
+            raise StatisticsError(
+                f"score statistics need the tensors score_sums, count; got {', '.join(sorted(tensors))}"
+            )
         sums, count = np.asarray(tensors["score_sums"], dtype=np.float64), np.asarray(tensors["count"])
         if sums.shape != (candidates,) or count.shape != (1,):
-            raise StatisticsError(f"score statistics have shapes {sums.shape} and {count.shape}, "
-                                  f"expected ({candidates},) and (1,)")
+            raise StatisticsError(
+                f"score statistics have shapes {sums.shape} and {count.shape}, expected ({candidates},) and (1,)"
+            )
         n = float(count[0])
         if not (np.isfinite(sums).all() and np.isfinite(n)) or n < 1 or n > max_examples or n != round(n):
-            raise StatisticsError(f"score statistics count {n} is not a whole number "
-                                  f"of at most {max_examples} examples")
+            raise StatisticsError(
+                f"score statistics count {n} is not a whole number of at most {max_examples} examples"
+            )
         if (sums > 1e-3 * n).any():  # log-probabilities are never positive
             raise StatisticsError("score statistics sum positive log-probabilities")
         return cls(sums, int(n))

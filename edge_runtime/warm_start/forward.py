@@ -43,14 +43,21 @@ class WarmStart:
     offsets: tuple[float, ...] = ()
 
     def as_dict(self) -> dict:
-        return {"kind": self.kind, "examples": self.examples, "temperature": self.temperature,
-                "offsets": list(self.offsets)}
+        return {
+            "kind": self.kind,
+            "examples": self.examples,
+            "temperature": self.temperature,
+            "offsets": list(self.offsets),
+        }
 
     def describe(self) -> str:
         if self.kind.startswith("calibration"):
             offsets = ", ".join(f"{o:+.3f}" for o in self.offsets)
-            return f"{self.kind}" + (f" from {self.examples} unlabelled inputs" if self.examples else "") + \
-                (f" (offsets {offsets})" if offsets else "")
+            return (
+                f"{self.kind}"
+                + (f" from {self.examples} unlabelled inputs" if self.examples else "")
+                + (f" (offsets {offsets})" if offsets else "")
+            )
         if self.kind in ("none", "resumed"):
             return {"none": "none (the head as initialised)", "resumed": "the checkpoint's"}[self.kind]
         source = f"{self.examples} labelled examples" if self.examples else "the label descriptions"
@@ -69,8 +76,9 @@ def resolve_encoder_warm_start(requested: str, spec: TaskSpec, labelled: int) ->
 
 
 @torch.no_grad()
-def warm_start_encoder(objective: Objective, spec: TaskSpec, kind: str, examples: Sequence[Example],
-                       batch_size: int, device: torch.device) -> WarmStart:
+def warm_start_encoder(
+    objective: Objective, spec: TaskSpec, kind: str, examples: Sequence[Example], batch_size: int, device: torch.device
+) -> WarmStart:
     """Solve the encoder's head by `kind` from the features of `examples` and write it in place."""
     if kind == "none":
         return WarmStart("none")
@@ -87,10 +95,13 @@ def warm_start_encoder(objective: Objective, spec: TaskSpec, kind: str, examples
 def zero_shot_linear_head(objective: Objective, spec: TaskSpec, device: torch.device) -> LinearHead:
     """Cosine similarity to the embedding of each class's description (tasks/base.py)."""
     if not spec.label_descriptions or spec.kind != "classification":
-        raise UserError(f"a zero-shot head needs sentences describing each class; {spec.name} has none "
-                        f"(use warm start {' or '.join(HEAD_SOLVERS)}, which learn from labelled examples)")
-    described = [Example(text=d, prompt=d, candidates=spec.label_words, label=i)
-                 for i, d in enumerate(spec.label_descriptions)]
+        raise UserError(
+            f"a zero-shot head needs sentences describing each class; {spec.name} has none "
+            f"(use warm start {' or '.join(HEAD_SOLVERS)}, which learn from labelled examples)"
+        )
+    described = [
+        Example(text=d, prompt=d, candidates=spec.label_words, label=i) for i, d in enumerate(spec.label_descriptions)
+    ]
     descriptions = embeddings(objective, objective.head.encode(described).to(device)).double().cpu().numpy()
     return zero_shot_head(descriptions, ZERO_SHOT_TEMPERATURE)
 
@@ -100,14 +111,19 @@ def _candidates(objective: Objective, examples: Sequence[Example]) -> int | None
     return len(examples[0].candidates) if isinstance(head, ClassifierHead) and head.multiple_choice else None
 
 
-def feature_statistics(objective: Objective, examples: Sequence[Example], batch_size: int,
-                       device: torch.device, lengths: list[int] | None = None) -> FeatureStatistics:
+def feature_statistics(
+    objective: Objective,
+    examples: Sequence[Example],
+    batch_size: int,
+    device: torch.device,
+    lengths: list[int] | None = None,
+) -> FeatureStatistics:
     """Class counts, sums and Gram matrix of the pooled embeddings of `examples`; a multiple-choice
     example gives one (prompt, candidate) pair per candidate, of class 1 if it is the answer.
     `lengths` collects each batch's padded length (what its forward pass cost)."""
     stats = None
     for start in range(0, len(examples), batch_size):
-        batch = objective.head.encode(examples[start:start + batch_size]).to(device)
+        batch = objective.head.encode(examples[start : start + batch_size]).to(device)
         if lengths is not None:
             lengths.append(int(batch.inputs["input_ids"].shape[1]))
         features = embeddings(objective, batch).double().cpu().numpy()
@@ -179,23 +195,31 @@ def content_free_offsets(objective: Objective, example: Example, device: torch.d
     return score_offsets(head.raw_scores(objective.module, batch).cpu().numpy())
 
 
-def centred_offsets(objective: Objective, examples: Sequence[Example], batch_size: int,
-                    device: torch.device) -> np.ndarray:
+def centred_offsets(
+    objective: Objective, examples: Sequence[Example], batch_size: int, device: torch.device
+) -> np.ndarray:
     if not examples:
-        raise UserError("a centred calibration needs unlabelled inputs to average over, and there are none; "
-                        "use calibration content-free or none")
+        raise UserError(
+            "a centred calibration needs unlabelled inputs to average over, and there are none; "
+            "use calibration content-free or none"
+        )
     stats = score_statistics(objective, examples, batch_size, device)
     return score_offsets(stats.sums / stats.count)
 
 
 @torch.no_grad()
-def score_statistics(objective: Objective, examples: Sequence[Example], batch_size: int,
-                     device: torch.device, lengths: list[int] | None = None) -> ScoreStatistics:
+def score_statistics(
+    objective: Objective,
+    examples: Sequence[Example],
+    batch_size: int,
+    device: torch.device,
+    lengths: list[int] | None = None,
+) -> ScoreStatistics:
     """Sum of the uncalibrated candidate scores over `examples` (their labels are not used)."""
     head = objective.head
     stats = None
     for start in range(0, len(examples), batch_size):
-        batch = head.encode(examples[start:start + batch_size]).to(device)
+        batch = head.encode(examples[start : start + batch_size]).to(device)
         if lengths is not None:
             lengths.append(int(batch.inputs["input_ids"].shape[1]))
         scores = head.raw_scores(objective.module, batch).double().cpu().numpy()

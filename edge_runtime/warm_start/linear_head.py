@@ -91,8 +91,10 @@ def fit_head(stats: FeatureStatistics, solver: str, *, candidates: int | None = 
     for fold in range(FOLDS):
         missing = [c for c, n in enumerate(stats.fold(fold)[0]) if n == 0]
         if missing:
-            raise StatisticsError(f"a {solver} head needs examples of every class in both folds; class "
-                                  f"{missing[0]} has none in fold {fold} (give it more labelled examples)")
+            raise StatisticsError(
+                f"a {solver} head needs examples of every class in both folds; class "
+                f"{missing[0]} has none in fold {fold} (give it more labelled examples)"
+            )
     expected_loss = np.zeros_like(_TEMPERATURES)
     for fold in range(FOLDS):
         weight, bias = _as_scores(*solve(*stats.fold(fold)), candidates)
@@ -118,8 +120,9 @@ def _as_scores(weight: np.ndarray, bias: np.ndarray, candidates: int | None) -> 
     return (weight[1] - weight[0])[None], (bias[1:] - bias[:1])
 
 
-def _expected_losses(weight: np.ndarray, bias: np.ndarray, counts: np.ndarray, sums: np.ndarray,
-                     gram: np.ndarray, candidates: int | None) -> np.ndarray:
+def _expected_losses(
+    weight: np.ndarray, bias: np.ndarray, counts: np.ndarray, sums: np.ndarray, gram: np.ndarray, candidates: int | None
+) -> np.ndarray:
     """Mean cross-entropy at every temperature of `_TEMPERATURES`, for examples whose features
     have these statistics, taking each class's features as Gaussian around its mean with the
     pooled within-class covariance. Fixed draws: the same statistics give the same temperature."""
@@ -130,8 +133,9 @@ def _expected_losses(weight: np.ndarray, bias: np.ndarray, counts: np.ndarray, s
     draws = np.random.default_rng(0)
     centres = means @ weight.T + bias  # [classes, outputs]
     if candidates is None:
-        logits = np.concatenate([centres[c] + draws.standard_normal((_SAMPLES, len(weight))) @ root.T
-                                 for c in range(len(counts))])
+        logits = np.concatenate(
+            [centres[c] + draws.standard_normal((_SAMPLES, len(weight))) @ root.T for c in range(len(counts))]
+        )
         labels = np.repeat(np.arange(len(counts)), _SAMPLES)
         weights = np.repeat(counts / counts.sum(), _SAMPLES)
     else:

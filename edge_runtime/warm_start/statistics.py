@@ -60,8 +60,10 @@ class FeatureStatistics:
 
     def merged(self, other: FeatureStatistics) -> FeatureStatistics:
         if (self.classes, self.width) != (other.classes, other.width):
-            raise StatisticsError(f"cannot add statistics of {other.classes} classes x {other.width} features "
-                                  f"to {self.classes} x {self.width}")
+            raise StatisticsError(
+                f"cannot add statistics of {other.classes} classes x {other.width} features "
+                f"to {self.classes} x {self.width}"
+            )
         return FeatureStatistics(self.counts + other.counts, self.sums + other.sums, self.gram + other.gram)
 
     def fold(self, index: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,20 +74,26 @@ class FeatureStatistics:
 
     # On the wire: three float32 tensors, checked on arrival like any update.
     def as_tensors(self) -> dict[str, np.ndarray]:
-        return {"counts": self.counts.astype(np.float32), "sums": self.sums.astype(np.float32),
-                "gram": self.gram.astype(np.float32)}
+        return {
+            "counts": self.counts.astype(np.float32),
+            "sums": self.sums.astype(np.float32),
+            "gram": self.gram.astype(np.float32),
+        }
 
     @classmethod
-    def from_tensors(cls, tensors: Mapping[str, np.ndarray], classes: int, width: int,
-                     max_examples: int) -> FeatureStatistics:
+    def from_tensors(
+        cls, tensors: Mapping[str, np.ndarray], classes: int, width: int, max_examples: int
+    ) -> FeatureStatistics:
         expected = {"counts": (FOLDS, classes), "sums": (FOLDS, classes, width), "gram": (FOLDS, width, width)}
         if set(tensors) != set(expected):
-            raise StatisticsError(f"statistics need the tensors {', '.join(expected)}, "
-                                  f"got {', '.join(sorted(tensors))}")
+            raise StatisticsError(
+                f"statistics need the tensors {', '.join(expected)}, got {', '.join(sorted(tensors))}"
+            )
         for name, shape in expected.items():
             if tuple(tensors[name].shape) != shape:
-                raise StatisticsError(f"statistics tensor {name!r} has shape {tuple(tensors[name].shape)}, "
-                                      f"expected {shape}")
+                raise StatisticsError(
+                    f"statistics tensor {name!r} has shape {tuple(tensors[name].shape)}, expected {shape}"
+                )
             if not np.isfinite(tensors[name]).all():
                 raise StatisticsError(f"statistics tensor {name!r} holds non-finite values")
         stats = cls(*(np.asarray(tensors[name], dtype=np.float64) for name in expected))
@@ -100,8 +108,9 @@ class FeatureStatistics:
         if (counts < 0).any() or not np.allclose(counts, np.round(counts)):
             raise StatisticsError("statistics counts must be whole non-negative numbers")
         if counts.sum() > max_examples:
-            raise StatisticsError(f"statistics count {int(counts.sum())} examples, "
-                                  f"more than the {max_examples} the device has")
+            raise StatisticsError(
+                f"statistics count {int(counts.sum())} examples, more than the {max_examples} the device has"
+            )
         for fold in range(FOLDS):
             gram = self.gram[fold]
             if (np.diag(gram) < -1e-3).any():

@@ -37,12 +37,14 @@ def repeatable_identities():
     return identity
 
 
-def small_federation(folder, devices: int = 3, clock=None, profile: pb.DeviceProfile = LAPTOP,
-                     **overrides) -> Federation:
+def small_federation(
+    folder, devices: int = 3, clock=None, profile: pb.DeviceProfile = LAPTOP, **overrides
+) -> Federation:
     """Two short Spry rounds of tiny-bert: every device must answer before a round closes."""
     config = small_config(folder, **{"rounds": 2, "local_steps": 2, "quorum": 1.0, **overrides})
-    return Federation(config, devices=devices, profile=profile, clock=clock or ManualClock(),
-                      identities=repeatable_identities())
+    return Federation(
+        config, devices=devices, profile=profile, clock=clock or ManualClock(), identities=repeatable_identities()
+    )
 
 
 def serve(federation: Federation, port: int = 0) -> CoordinatorServer:
@@ -67,10 +69,13 @@ def snapshot(keeper: RoundKeeper) -> dict:
     ledger = keeper.ledger
     rounds = ledger.rounds()
     return {
-        "devices": ledger.devices(), "rounds": rounds, "checkpoints": ledger.checkpoints(),
+        "devices": ledger.devices(),
+        "rounds": rounds,
+        "checkpoints": ledger.checkpoints(),
         "assignments": {r.round: ledger.assignments(r.round) for r in rounds},
         "updates": {r.round: ledger.updates(r.round) for r in rounds},
-        "metrics": ledger.metrics(), "version": keeper.version,
+        "metrics": ledger.metrics(),
+        "version": keeper.version,
         "answered": keeper.open_round.answered if keeper.open_round else None,
         "params": {name: value.tobytes() for name, value in keeper.params.items()},
     }

@@ -27,8 +27,15 @@ class ValidUpdate:
     foreign: str  # a tensor of another device's slice
 
     def header(self) -> pb.UpdateHeader:
-        return pb.UpdateHeader(task_id=self.task.task_id, round=self.task.round, examples=self.task.batch_size,
-                               steps=1, loss_before=0.7, loss_after=0.6, train_seconds=1.0)
+        return pb.UpdateHeader(
+            task_id=self.task.task_id,
+            round=self.task.round,
+            examples=self.task.batch_size,
+            steps=1,
+            loss_before=0.7,
+            loss_after=0.6,
+            train_seconds=1.0,
+        )
 
     def deltas(self) -> dict[str, np.ndarray]:
         return {name: np.full(self.shapes[name], 1e-3, np.float32) for name in self.task.tensors}
@@ -40,8 +47,9 @@ class ValidUpdate:
 
 def _header_field(draw, update: ValidUpdate):
     header = update.header()
-    field = draw(st.sampled_from(["round", "task_id", "steps", "examples", "loss_before", "loss_after",
-                                  "train_seconds"]))
+    field = draw(
+        st.sampled_from(["round", "task_id", "steps", "examples", "loss_before", "loss_after", "train_seconds"])
+    )
     task = update.task
     value = {
         "round": UINT64.filter(lambda r: r != task.round),
@@ -61,8 +69,9 @@ def _tensor_claim(draw, update: ValidUpdate):
     if field == "dtype":
         chunk.dtype = draw(st.sampled_from(["float64", "float16", "int8", "", "object", "<f4"]))
     elif field == "shape":
-        chunk.shape[:] = draw(st.one_of(WRAPPING_SHAPES, st.lists(UINT64, max_size=4)).filter(
-            lambda s: tuple(s) != tuple(chunk.shape)))
+        chunk.shape[:] = draw(
+            st.one_of(WRAPPING_SHAPES, st.lists(UINT64, max_size=4)).filter(lambda s: tuple(s) != tuple(chunk.shape))
+        )
     else:
         chunk.offset = draw(UINT64.filter(lambda o: o != chunk.offset))
     return chunks
@@ -81,13 +90,13 @@ def _phantom_tensor(draw, update: ValidUpdate):
 def _truncated(draw, update: ValidUpdate):
     chunks = update.chunks()
     last = chunks[-1].tensor
-    last.data = last.data[:draw(st.integers(0, len(last.data) - 1))]
+    last.data = last.data[: draw(st.integers(0, len(last.data) - 1))]
     return chunks
 
 
 def _cut_stream(draw, update: ValidUpdate):
     chunks = update.chunks()
-    return chunks[:draw(st.integers(0, len(chunks) - 2))]
+    return chunks[: draw(st.integers(0, len(chunks) - 2))]
 
 
 def _wrong_tensors(draw, update: ValidUpdate):
@@ -126,11 +135,19 @@ def _out_of_order(draw, update: ValidUpdate):
     if kind == "header last":
         return chunks[1:] + chunks[:1]
     at = draw(st.integers(1, len(chunks) - 1))
-    return chunks[:at + 1] + [chunks[at]] + chunks[at + 1:]
+    return chunks[: at + 1] + [chunks[at]] + chunks[at + 1 :]
 
 
-UPDATE_ATTACKS = [_header_field, _tensor_claim, _phantom_tensor, _truncated, _cut_stream, _wrong_tensors, _bad_values,
-                  _out_of_order]
+UPDATE_ATTACKS = [
+    _header_field,
+    _tensor_claim,
+    _phantom_tensor,
+    _truncated,
+    _cut_stream,
+    _wrong_tensors,
+    _bad_values,
+    _out_of_order,
+]
 
 
 @st.composite
@@ -155,11 +172,25 @@ def hostile_registrations(draw, good: pb.RegisterRequest, known: tuple[str, str]
     request = pb.RegisterRequest()
     request.CopyFrom(good)
     profile = request.profile
-    kind = draw(st.sampled_from(["number", "version", "fingerprint", "secret", "examples", "label", "list",
-                                 "no capacity", "stolen id"]))
+    kind = draw(
+        st.sampled_from(
+            ["number", "version", "fingerprint", "secret", "examples", "label", "list", "no capacity", "stolen id"]
+        )
+    )
     if kind == "number":
-        field = draw(st.sampled_from(["gflops_fp32", "gflops_fp16", "gflops_int8", "uplink_mbps", "downlink_mbps",
-                                      "latency_ms", "memory_bandwidth_gbps"]))
+        field = draw(
+            st.sampled_from(
+                [
+                    "gflops_fp32",
+                    "gflops_fp16",
+                    "gflops_int8",
+                    "uplink_mbps",
+                    "downlink_mbps",
+                    "latency_ms",
+                    "memory_bandwidth_gbps",
+                ]
+            )
+        )
         setattr(profile, field, draw(st.one_of(NOT_FINITE, st.floats(max_value=-1e-300))))
     elif kind == "version":
         request.protocol_version = draw(st.integers(0, 2**32 - 1).filter(lambda v: v != good.protocol_version))

@@ -33,8 +33,9 @@ def _untouched(before: dict, after: dict, tensors) -> bool:
 
 def test_devices_lost_after_the_task_mid_training_and_mid_upload_leave_the_round_to_the_rest(tmp_path):
     clock = ManualClock()
-    federation = small_federation(tmp_path, devices=4, clock=clock, quorum=0.5, round_deadline_s=DEADLINE_S,
-                                  device_timeout_s=10 * DEADLINE_S)
+    federation = small_federation(
+        tmp_path, devices=4, clock=clock, quorum=0.5, round_deadline_s=DEADLINE_S, device_timeout_s=10 * DEADLINE_S
+    )
     keeper, service = federation.keeper, federation.service
     took_task, mid_training, mid_upload, healthy = federation.agents
     keeper.tick()
@@ -46,7 +47,7 @@ def test_devices_lost_after_the_task_mid_training_and_mid_upload_leave_the_round
     assert len(chunks) > 4
 
     def broken_stream():  # the link dies after half the update
-        yield from chunks[:len(chunks) // 2]
+        yield from chunks[: len(chunks) // 2]
         raise ConnectionResetError("link lost mid-upload")
 
     try:
@@ -65,7 +66,9 @@ def test_devices_lost_after_the_task_mid_training_and_mid_upload_leave_the_round
     keeper.tick()
     after = snapshot(keeper)
     assert keeper.version == 1 and {u.device_id for u in after["updates"][0]} == {
-        mid_upload.client.device_id, healthy.client.device_id}
+        mid_upload.client.device_id,
+        healthy.client.device_id,
+    }
     tasks = {device: pb.Task.FromString(blob) for device, (blob, _) in before["assignments"][0].items()}
     lost_tensors = [name for agent in (took_task, mid_training) for name in tasks[agent.client.device_id].tensors]
     assert lost_tensors and _untouched(before, after, lost_tensors)  # lost devices' slices kept their values
@@ -74,8 +77,9 @@ def test_devices_lost_after_the_task_mid_training_and_mid_upload_leave_the_round
 
 def test_a_slow_device_past_the_deadline_is_merged_into_no_round(tmp_path):
     clock = ManualClock()
-    federation = small_federation(tmp_path, devices=3, clock=clock, quorum=0.5, round_deadline_s=DEADLINE_S,
-                                  device_timeout_s=10 * DEADLINE_S)
+    federation = small_federation(
+        tmp_path, devices=3, clock=clock, quorum=0.5, round_deadline_s=DEADLINE_S, device_timeout_s=10 * DEADLINE_S
+    )
     keeper = federation.keeper
     slow, *others = federation.agents
     keeper.tick()
@@ -108,13 +112,14 @@ def test_an_upload_cancelled_mid_stream_over_grpc_stores_nothing_and_can_be_sent
     halfway, release = threading.Event(), threading.Event()
 
     def stalled_stream():
-        yield from chunks[:len(chunks) // 2]
+        yield from chunks[: len(chunks) // 2]
         halfway.set()
         release.wait(10)  # the device dies here: its call is cancelled
 
     try:
-        call = rpc.CoordinatorStub(channel).SubmitUpdate.future(stalled_stream(),
-                                                                 metadata=tuple(agent.client.metadata().items()))
+        call = rpc.CoordinatorStub(channel).SubmitUpdate.future(
+            stalled_stream(), metadata=tuple(agent.client.metadata().items())
+        )
         assert halfway.wait(10)
         time.sleep(0.2)  # let the coordinator take the chunks in
         call.cancel()
@@ -161,4 +166,3 @@ def test_an_agent_reconnects_by_itself_when_its_coordinator_comes_back(tmp_path)
     finally:
         client.close()
         server.stop()
-

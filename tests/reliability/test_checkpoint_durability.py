@@ -39,7 +39,7 @@ def test_a_damaged_checkpoint_is_detected_and_the_previous_one_used(tmp_path, da
     latest = _checkpoints(federation) / federation.keeper.ledger.checkpoints()[0][2]
     data = latest.read_bytes()
     if damage == "torn":
-        latest.write_bytes(data[:len(data) // 2])
+        latest.write_bytes(data[: len(data) // 2])
     elif damage == "missing":
         latest.unlink()
     else:  # one bit of one weight: still a well-formed file, so only the hash can tell

@@ -52,8 +52,9 @@ def _finish_and_compare(federation, accepted_before_restart, uninterrupted):
     assert keeper.finished
     assert after["params"] == uninterrupted["params"]  # the same state as if it never crashed
     assert [r.plan for r in after["rounds"]] == [r.plan for r in uninterrupted["rounds"]]  # the plan resumed
-    assert accepted_updates(keeper) == {(r, d, t) for r, rows in uninterrupted["updates"].items()
-                                         for d, t in ((u.device_id, u.tensors) for u in rows)}
+    assert accepted_updates(keeper) == {
+        (r, d, t) for r, rows in uninterrupted["updates"].items() for d, t in ((u.device_id, u.tensors) for u in rows)
+    }
     assert [r.status for r in after["rounds"]] == ["closed", "closed"]
     state = Path(federation.config.state_dir)
     lines = [json.loads(line) for line in (state / "metrics.jsonl").read_text().splitlines()]
@@ -81,8 +82,14 @@ small_federation(__import__("pathlib").Path(sys.argv[1])).run()
 
 def test_a_real_process_exits_at_the_crash_point_and_a_restart_finishes_the_run(uninterrupted, tmp_path):
     env = {**os.environ, CRASH_ENV: "update-committed@1", "OMP_NUM_THREADS": "1"}
-    crashed = subprocess.run([sys.executable, "-c", CRASHING_RUN, str(tmp_path)], env=env, capture_output=True,
-                             text=True, timeout=120, cwd=Path(__file__).parents[2])
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_RUN, str(tmp_path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
     assert crashed.returncode == CRASH_EXIT_CODE, crashed.stderr[-2000:]
     federation = small_federation(tmp_path)  # the same folder: this is the restart
     assert federation.keeper.open_round is not None and federation.keeper.open_round.round == 0

@@ -25,10 +25,19 @@ from tests.reliability.hostile import (
 )
 
 SECRET = "s3cret"
-CLEAR_REFUSALS = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED,
-                  grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION}
-FUZZ = settings(max_examples=120, deadline=None, database=None, derandomize=True,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+CLEAR_REFUSALS = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+}
+FUZZ = settings(
+    max_examples=120,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
 
 
 class Coordinator:
@@ -42,8 +51,13 @@ class Coordinator:
         self.attacker, self.honest = (agent.client for agent in self.federation.agents)
         foreign = self.keeper.assigned_task(self.honest.device_id).tensors[0]
         self.update = ValidUpdate(self.keeper.assigned_task(self.attacker.device_id), dict(self.keeper.shapes), foreign)
-        self.registration = pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, join_secret=SECRET, profile=LAPTOP,
-                                               examples=10, direction_fingerprint=FINGERPRINT)
+        self.registration = pb.RegisterRequest(
+            protocol_version=PROTOCOL_VERSION,
+            join_secret=SECRET,
+            profile=LAPTOP,
+            examples=10,
+            direction_fingerprint=FINGERPRINT,
+        )
 
     def refuses(self, call) -> None:
         """`call` must be refused and change nothing; the coordinator must still serve."""
@@ -79,13 +93,17 @@ def test_hostile_updates_are_refused_and_change_nothing(coordinator, attack, dat
 def test_forged_identities_are_refused_on_every_call(coordinator, data):
     metadata = data.draw(forged_metadata(coordinator.attacker.metadata()))
     service, update = coordinator.service, coordinator.update
-    call = data.draw(st.sampled_from([
-        lambda: service.heartbeat(metadata),
-        lambda: service.get_task(metadata),
-        lambda: list(service.fetch_state(metadata, pb.FetchStateRequest())),
-        lambda: service.report_metrics(metadata, pb.MetricsReport(round=0, values={"loss": 0.5})),
-        lambda: service.submit_update(metadata, iter(update.chunks())),
-    ]))
+    call = data.draw(
+        st.sampled_from(
+            [
+                lambda: service.heartbeat(metadata),
+                lambda: service.get_task(metadata),
+                lambda: list(service.fetch_state(metadata, pb.FetchStateRequest())),
+                lambda: service.report_metrics(metadata, pb.MetricsReport(round=0, values={"loss": 0.5})),
+                lambda: service.submit_update(metadata, iter(update.chunks())),
+            ]
+        )
+    )
     coordinator.refuses(call)
 
 
@@ -111,10 +129,14 @@ metric_names = st.text(max_size=100)
 
 
 @FUZZ
-@given(values=st.one_of(
-    st.dictionaries(metric_names, st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8).filter(
-        lambda v: any(len(k) > 64 or v[k] != v[k] or abs(v[k]) == float("inf") for k in v)),
-    st.dictionaries(st.text(min_size=1, max_size=8), st.floats(0, 1), min_size=65, max_size=80)))
+@given(
+    values=st.one_of(
+        st.dictionaries(metric_names, st.floats(allow_nan=True, allow_infinity=True), min_size=1, max_size=8).filter(
+            lambda v: any(len(k) > 64 or v[k] != v[k] or abs(v[k]) == float("inf") for k in v)
+        ),
+        st.dictionaries(st.text(min_size=1, max_size=8), st.floats(0, 1), min_size=65, max_size=80),
+    )
+)
 def test_unbounded_or_non_finite_metrics_are_refused(coordinator, values):
     report = pb.MetricsReport(round=0, values=values)
     coordinator.refuses(lambda: coordinator.service.report_metrics(coordinator.attacker.metadata(), report))
@@ -134,17 +156,20 @@ def test_a_valid_update_is_accepted_once_and_its_replays_change_nothing(tmp_path
     accident), and a replayed update, by its device or by another, is never merged twice."""
     coordinator = Coordinator(tmp_path)
     keeper = coordinator.keeper
-    honest = ValidUpdate(keeper.assigned_task(coordinator.honest.device_id), dict(keeper.shapes),
-                         coordinator.update.foreign)
+    honest = ValidUpdate(
+        keeper.assigned_task(coordinator.honest.device_id), dict(keeper.shapes), coordinator.update.foreign
+    )
     assert coordinator.service.submit_update(coordinator.honest.metadata(), iter(honest.chunks())).accepted
     for _ in range(3):  # its own device's resends, as after a lost answer, are acknowledged and change nothing
         before = snapshot(coordinator.keeper)
         assert coordinator.service.submit_update(coordinator.honest.metadata(), iter(honest.chunks())).accepted
         assert snapshot(coordinator.keeper) == before
-    coordinator.refuses(lambda: coordinator.service.submit_update(coordinator.attacker.metadata(),
-                                                                  iter(honest.chunks())))
-    assert coordinator.service.submit_update(coordinator.attacker.metadata(),
-                                             iter(coordinator.update.chunks())).accepted
+    coordinator.refuses(
+        lambda: coordinator.service.submit_update(coordinator.attacker.metadata(), iter(honest.chunks()))
+    )
+    assert coordinator.service.submit_update(
+        coordinator.attacker.metadata(), iter(coordinator.update.chunks())
+    ).accepted
     coordinator.keeper.tick()
     assert coordinator.keeper.version == 1 and len(coordinator.keeper.ledger.updates(0)) == 2
     assert coordinator.service.register(coordinator.registration).device_id  # the valid registration is served

@@ -16,11 +16,20 @@ from tests.federation import LAPTOP
 from tests.reliability.harness import small_federation, snapshot
 
 METHODS = {  # name: (request streaming, response streaming)
-    "Register": (False, False), "Heartbeat": (False, False), "GetTask": (False, False),
-    "FetchState": (False, True), "SubmitUpdate": (True, False), "ReportMetrics": (False, False),
+    "Register": (False, False),
+    "Heartbeat": (False, False),
+    "GetTask": (False, False),
+    "FetchState": (False, True),
+    "SubmitUpdate": (True, False),
+    "ReportMetrics": (False, False),
 }
-CLEAR = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED,
-         grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.RESOURCE_EXHAUSTED}
+CLEAR = {
+    grpc.StatusCode.INVALID_ARGUMENT,
+    grpc.StatusCode.UNAUTHENTICATED,
+    grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.FAILED_PRECONDITION,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,
+}
 
 
 class Wire:
@@ -30,8 +39,9 @@ class Wire:
         self.keeper.tick()
         config = replace(self.federation.config, listen="127.0.0.1:0")
         self.server = CoordinatorServer(config, self.keeper, service=self.federation.service, drive=False).start()
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.server.port}",
-                                             options=[("grpc.max_send_message_length", 64 * 2**20)])
+        self.channel = grpc.insecure_channel(
+            f"127.0.0.1:{self.server.port}", options=[("grpc.max_send_message_length", 64 * 2**20)]
+        )
         self.metadata = tuple(self.federation.agents[0].client.metadata().items())
 
     def send(self, method: str, payloads: list[bytes]):
@@ -53,8 +63,9 @@ class Wire:
             code = error.code()
             assert code in CLEAR, (method, code, error.details())
         assert snapshot(self.keeper) == before
-        heartbeat = self.channel.unary_unary("/edgetune.v1.Coordinator/Heartbeat",
-                                             response_deserializer=pb.HeartbeatReply.FromString)
+        heartbeat = self.channel.unary_unary(
+            "/edgetune.v1.Coordinator/Heartbeat", response_deserializer=pb.HeartbeatReply.FromString
+        )
         assert heartbeat(b"", metadata=self.metadata, timeout=10).round == 0  # still serving
         return code
 
@@ -77,8 +88,9 @@ def test_random_bytes_to_any_method_end_in_a_clear_status(wire, method, payloads
 
 
 def _register_bytes() -> bytes:
-    return pb.RegisterRequest(protocol_version=PROTOCOL_VERSION, profile=LAPTOP, examples=10,
-                              direction_fingerprint=FINGERPRINT).SerializeToString()
+    return pb.RegisterRequest(
+        protocol_version=PROTOCOL_VERSION, profile=LAPTOP, examples=10, direction_fingerprint=FINGERPRINT
+    ).SerializeToString()
 
 
 def test_every_truncation_of_a_valid_registration_is_refused(wire):
@@ -91,8 +103,11 @@ def test_messages_of_another_type_are_refused(wire):
     """(Bytes of one type that happen to parse as a valid message of another are that message: a
     registration read as a metrics report is round 1 with no values, which is served.)"""
     task = wire.keeper.assigned_task(wire.federation.agents[0].client.device_id).SerializeToString()
-    confused = {"Register": task, "FetchState": task,
-                "SubmitUpdate": pb.UpdateChunk(tensor=pb.TensorChunk(name="x", data=task)).SerializeToString()}
+    confused = {
+        "Register": task,
+        "FetchState": task,
+        "SubmitUpdate": pb.UpdateChunk(tensor=pb.TensorChunk(name="x", data=task)).SerializeToString(),
+    }
     for method, payload in confused.items():
         assert wire.refuses(method, [payload]) is not None, method
 

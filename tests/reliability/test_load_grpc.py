@@ -14,8 +14,18 @@ RPCS = {"Register", "GetTask", "FetchState", "SubmitUpdate"}
 
 
 def test_fifty_agents_finish_a_round_over_grpc_with_every_update_merged(tmp_path):
-    config = small_config(tmp_path, listen="127.0.0.1:0", rounds=1, local_steps=1, batch_size=1, min_devices=50,
-                          quorum=1.0, heartbeat_s=0.5, round_deadline_s=60, device_timeout_s=30)
+    config = small_config(
+        tmp_path,
+        listen="127.0.0.1:0",
+        rounds=1,
+        local_steps=1,
+        batch_size=1,
+        min_devices=50,
+        quorum=1.0,
+        heartbeat_s=0.5,
+        round_deadline_s=60,
+        device_timeout_s=30,
+    )
     federation = Federation(config, devices=0)
     server = CoordinatorServer(config, federation.keeper, service=federation.service).start()
     fleet = FleetOfStubs(f"127.0.0.1:{server.port}", 50)

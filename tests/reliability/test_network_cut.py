@@ -57,8 +57,15 @@ class Link:
 def network(tmp_path):
     """A coordinator on a manual clock behind gRPC, and a function that adds agents behind proxies."""
     clock = ManualClock()
-    federation = small_federation(tmp_path, devices=0, clock=clock, rounds=3, quorum=0.5,
-                                  round_deadline_s=DEADLINE_S, device_timeout_s=DEVICE_TIMEOUT_S)
+    federation = small_federation(
+        tmp_path,
+        devices=0,
+        clock=clock,
+        rounds=3,
+        quorum=0.5,
+        round_deadline_s=DEADLINE_S,
+        device_timeout_s=DEVICE_TIMEOUT_S,
+    )
     server = serve(federation)
     links: list[Link] = []
 
@@ -192,10 +199,20 @@ def test_links_cut_again_and_again_while_agents_run_lose_no_update_and_merge_non
     loops in threads over slow links, and a link is cut every 0.1-0.4 s until all rounds are merged."""
     # zo-sgd, not the planner's forward-grad: torch's forward-AD level is process-wide, so jvp in two
     # threads at once breaks (the estimator then falls back to finite differences with a warning).
-    federation = small_federation(tmp_path, devices=0, clock=time.time, rounds=3, round_deadline_s=60,
-                                  device_timeout_s=60, heartbeat_s=1.0, min_devices=3, method="zo-sgd")
-    server = CoordinatorServer(replace(federation.config, listen="127.0.0.1:0"), federation.keeper,
-                               service=federation.service).start()
+    federation = small_federation(
+        tmp_path,
+        devices=0,
+        clock=time.time,
+        rounds=3,
+        round_deadline_s=60,
+        device_timeout_s=60,
+        heartbeat_s=1.0,
+        min_devices=3,
+        method="zo-sgd",
+    )
+    server = CoordinatorServer(
+        replace(federation.config, listen="127.0.0.1:0"), federation.keeper, service=federation.service
+    ).start()
     links = [Link(server.port, _own_model()) for _ in range(3)]
     for link in links:  # calls that last, so that cuts land inside them rather than between them
         link.proxy.delay_up_s = link.proxy.delay_down_s = 0.01

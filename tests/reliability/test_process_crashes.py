@@ -19,15 +19,63 @@ ROUNDS = 3
 @pytest.mark.parametrize("crash", ["round-merged@2", "checkpoint-renamed@2", "update-committed@4"])
 def test_a_coordinator_process_crashed_at_a_crash_point_resumes_with_its_agents(tmp_path, crash):
     port, state = free_port(), tmp_path / "coordinator"
-    arguments = ["coordinator", "--listen", f"127.0.0.1:{port}", "--state-dir", str(state), "--model", "tiny-bert",
-                 "--rounds", str(ROUNDS), "--local-steps", "5", "--batch-size", "8", "--max-length", "64",
-                 "--data", "partition", "--partitions", "3", "--dirichlet-alpha", "none", "--data-dir", SMALL_DATA,
-                 "--min-devices", "3", "--quorum", "1.0", "--round-deadline-s", "60", "--device-timeout-s", "30",
-                 "--heartbeat-s", "0.5", "--eval-examples", "16", "--train-probe-examples", "32"]
+    arguments = [
+        "coordinator",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--state-dir",
+        str(state),
+        "--model",
+        "tiny-bert",
+        "--rounds",
+        str(ROUNDS),
+        "--local-steps",
+        "5",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "64",
+        "--data",
+        "partition",
+        "--partitions",
+        "3",
+        "--dirichlet-alpha",
+        "none",
+        "--data-dir",
+        SMALL_DATA,
+        "--min-devices",
+        "3",
+        "--quorum",
+        "1.0",
+        "--round-deadline-s",
+        "60",
+        "--device-timeout-s",
+        "30",
+        "--heartbeat-s",
+        "0.5",
+        "--eval-examples",
+        "16",
+        "--train-probe-examples",
+        "32",
+    ]
     coordinator = edgetune(*arguments, log=tmp_path / "coordinator.log", env={CRASH_ENV: crash})
-    agents = [edgetune("agent", "--coordinator", f"127.0.0.1:{port}", "--profile", "macbook-air-m2-16gb",
-                       "--data-dir", SMALL_DATA, "--state-dir", str(tmp_path / f"agent{i}"), "--threads", "1",
-                       log=tmp_path / f"agent{i}.log") for i in range(3)]
+    agents = [
+        edgetune(
+            "agent",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--profile",
+            "macbook-air-m2-16gb",
+            "--data-dir",
+            SMALL_DATA,
+            "--state-dir",
+            str(tmp_path / f"agent{i}"),
+            "--threads",
+            "1",
+            log=tmp_path / f"agent{i}.log",
+        )
+        for i in range(3)
+    ]
     try:
         assert wait_for(lambda: coordinator.poll() is not None, 240, "the crash", tmp_path)
         assert coordinator.returncode == CRASH_EXIT_CODE, (tmp_path / "coordinator.log").read_text()[-2000:]

@@ -64,15 +64,21 @@ def test_nothing_a_device_sends_is_unpickled_or_evaluated(tmp_path, monkeypatch)
     work.mkdir()
     monkeypatch.chdir(work)
     traps = [PICKLE_TRAP.decode(), EVAL_TRAP]
-    profile = pb.DeviceProfile(name=traps[0], device_class=traps[1], memory_cap_bytes=8 * 10**9, gflops_fp32=200,
-                               backends=[*traps, "torch"], precisions=["fp32"])
+    profile = pb.DeviceProfile(
+        name=traps[0],
+        device_class=traps[1],
+        memory_cap_bytes=8 * 10**9,
+        gflops_fp32=200,
+        backends=[*traps, "torch"],
+        precisions=["fp32"],
+    )
     federation = small_federation(tmp_path / "coordinator", devices=1, profile=profile, rounds=1)
     keeper, service = federation.keeper, federation.service
     client = federation.agents[0].client
     keeper.tick()
     update = ValidUpdate(keeper.assigned_task(client.device_id), dict(keeper.shapes), "")
     smuggled = update.chunks()
-    smuggled[1].tensor.data = PICKLE_TRAP.ljust(len(smuggled[1].tensor.data), b".")[:len(smuggled[1].tensor.data)]
+    smuggled[1].tensor.data = PICKLE_TRAP.ljust(len(smuggled[1].tensor.data), b".")[: len(smuggled[1].tensor.data)]
     assert not service.submit_update(client.metadata(), iter(smuggled)).accepted  # pickle bytes read as floats
     service.report_metrics(client.metadata(), pb.MetricsReport(round=0, values={t: 1.0 for t in traps}))
     assert service.submit_update(client.metadata(), iter(update.chunks())).accepted
