@@ -19,6 +19,7 @@ from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.trainer import build_run, fit, warm_start
 from edge_runtime.warm_start import FeatureStatistics, StatisticsError, fit_head
 from edge_runtime.warm_start.forward import embeddings, feature_statistics
+from edge_runtime.warm_start.linear_head import MIN_TEMPERATURE
 
 
 def test_minilm_embeddings_are_sentence_transformers_own():
@@ -77,6 +78,16 @@ def test_a_solved_head_separates_unseen_examples_at_a_sensible_temperature(solve
 
     best = min(np.logspace(-2, 3, 200), key=loss)
     assert loss(head.temperature) < loss(best) + 0.05
+
+
+def test_a_head_that_separates_nothing_keeps_a_logit_scale_training_can_move():
+    # Labels independent of the features: cross-fitting alone would pick a near-zero temperature,
+    # and every gradient through the head would shrink with it.
+    rng = np.random.default_rng(0)
+    stats = FeatureStatistics.empty(2, 8)
+    stats.add(rng.standard_normal((400, 8)), rng.integers(0, 2, 400))
+    head = fit_head(stats, "centroids")
+    assert head.temperature == pytest.approx(MIN_TEMPERATURE)
 
 
 def test_a_head_without_examples_of_a_class_in_a_fold_is_refused():

@@ -72,6 +72,11 @@ RIDGE_FROM_EXAMPLES = 1024
 # all-MiniLM-L6-v2 was trained on cosine similarities scaled by 20 (sentence-transformers'
 # MultipleNegativesRankingLoss): the scale of a zero-shot head, which has no labels to fit one.
 ZERO_SHOT_TEMPERATURE = 20.0
+# The logit scale multiplies every gradient and every ZO difference, so a head that separates
+# nothing (cross-fitted to a near-zero temperature) would freeze training: MiniLM's centroid head on
+# COPA got 3.4e-4, and 800 backprop steps then moved the loss from 0.6931 to 0.6922 only. A head at
+# this floor starts near chance, as the untrained head (scale 1) does, and trains like it.
+MIN_TEMPERATURE = 1.0
 
 
 def solver_for(requested: str, examples: int) -> str:
@@ -104,7 +109,7 @@ def fit_head(stats: FeatureStatistics, solver: str, *, candidates: int | None = 
     # test's (adding SST-2's cost 1-1.5 points of dev accuracy).
     weight, bias = _as_scores(*solve(*stats.fold()), candidates)
     norm = float(np.sqrt((weight * weight).sum(1).mean()))
-    return LinearHead(weight / norm, bias / norm, temperature * norm, solver)
+    return LinearHead(weight / norm, bias / norm, max(temperature * norm, MIN_TEMPERATURE), solver)
 
 
 def zero_shot_head(descriptions: np.ndarray, temperature: float) -> LinearHead:
