@@ -137,6 +137,7 @@ class RoundKeeper:
         self.state = GlobalState(0, {})
         self.open: OpenRound | None = None
         self.finished = False
+        self.told_done: set[str] = set()  # devices that asked for work after the last round and heard "done"
         self.waiting_note = ""
         self.recover()
 
@@ -376,12 +377,18 @@ class RoundKeeper:
         """The reply to a device's GetTask: its task in the open round, Done once every round is, else Wait."""
         with self.lock:
             if self.finished:
+                self.told_done.add(device_id)
                 return pb.GetTaskReply(done=pb.Done(reason=f"all {self.config.rounds} rounds are done"))
             open_ = self.open
             if open_ is not None and device_id in open_.tasks and device_id not in open_.accounted:
                 return pb.GetTaskReply(task=open_.tasks[device_id])
             reason = "no task for this device in the open round" if open_ else "no round is open"
             return pb.GetTaskReply(wait=pb.Wait(retry_after_s=self.retry_after_s, reason=reason))
+
+    def everyone_told_done(self) -> bool:
+        """Whether every device still online has heard that the run is over."""
+        with self.lock:
+            return all(device.id in self.told_done for device in self.devices.online())
 
     @property
     def retry_after_s(self) -> float:

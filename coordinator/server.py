@@ -135,9 +135,18 @@ class CoordinatorServer:
         while not self.keeper.finished and not self._stop.is_set():
             time.sleep(TICK_S)
         if self.keeper.finished:
-            # Long enough for every agent's next call, a heartbeat or a poll for work, to hear "done";
-            # an agent that finds the port closed instead retries until it is stopped by hand.
-            time.sleep(max(self.config.heartbeat_s, self.keeper.retry_after_s) if grace_s is None else grace_s)
+            # Serve on until every device still online (heartbeating, so perhaps still training a task of
+            # the last round that closed without it) has asked for work and heard "done", for at most a
+            # round deadline: an agent that finds the port closed instead retries until stopped by hand.
+            shortest = max(self.config.heartbeat_s, self.keeper.retry_after_s) if grace_s is None else grace_s
+            started = time.monotonic()
+            time.sleep(shortest)
+            while (
+                not self.keeper.everyone_told_done()
+                and time.monotonic() - started < self.config.round_deadline_s
+                and not self._stop.is_set()
+            ):
+                time.sleep(TICK_S)
 
     def stop(self) -> None:
         self._stop.set()

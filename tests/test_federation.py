@@ -169,6 +169,18 @@ def test_an_agent_refuses_a_task_for_tensors_its_model_lacks(tmp_path):
     assert federation.keeper.open_round is None or federation.keeper.finished  # a refusal accounts for the device
 
 
+def test_a_finished_coordinator_knows_when_every_online_device_has_heard_it_is_over(tmp_path):
+    # The server serves on after the last round until then, so an agent still training a task of
+    # that round hears "done" instead of retrying against a closed port.
+    federation = Federation(small_config(tmp_path, rounds=1, quorum=0.5), devices=2)
+    federation.run()
+    assert federation.keeper.finished and not federation.keeper.everyone_told_done()
+    assert federation.agents[0].work_once()[0] == "done"
+    assert not federation.keeper.everyone_told_done()
+    assert federation.agents[1].work_once()[0] == "done"
+    assert federation.keeper.everyone_told_done()
+
+
 def test_a_restarted_coordinator_resumes_the_open_round_with_every_accepted_update(tmp_path):
     config = small_config(tmp_path, rounds=2, quorum=1.0)
     federation = Federation(config, devices=3)
