@@ -1,0 +1,50 @@
+"""The no-training start a ZO run on SmolLM2 should be held against: a ridge head on the hidden
+state of the prompt's last token (the `review` prompt the ZO run scores with), solved in closed form
+from N labelled SST-2 training examples by the product's own solver (FeatureStatistics + fit_head),
+scored on the 872 dev examples. Forward passes only; the runtime does not ship this head for causal
+LMs (they score label words).
+
+    E=docs/benchmarks/convergence/experiments
+    OMP_NUM_THREADS=1 .venv/bin/python $E/smollm2_last_token_probe.py > $E/smollm2_last_token_probe.log
+"""
+
+import random
+
+import numpy as np
+import torch
+
+from edge_runtime.models import load_model
+from edge_runtime.tasks import load_split
+from edge_runtime.warm_start import FeatureStatistics, fit_head
+
+torch.set_num_threads(1)
+PROMPT = "Review: {}\nSentiment:"
+loaded = load_model("smollm2-135m")
+tokenizer, model = loaded.tokenizer, loaded.model
+tokenizer.padding_side = "left"  # the last position is every prompt's last token
+
+
+@torch.no_grad()
+def features(texts: list[str], batch: int = 32) -> np.ndarray:
+    out = []
+    for i in range(0, len(texts), batch):
+        encoded = tokenizer([PROMPT.format(t) for t in texts[i : i + batch]], padding=True, truncation=True,
+                            max_length=64, return_tensors="pt")
+        hidden = model(**encoded, output_hidden_states=True).hidden_states[-1][:, -1]
+        out.append(torch.nn.functional.normalize(hidden.float(), dim=-1).numpy())
+    return np.concatenate(out)
+
+
+train, dev = load_split("sst2", "train"), load_split("sst2", "eval")
+order = list(range(len(train)))
+random.Random(0).shuffle(order)
+x_dev, y_dev = features([ex.text for ex in dev]), np.array([ex.label for ex in dev])
+for n in (512, 2048):
+    pick = [train[i] for i in order[:n]]
+    stats = FeatureStatistics.empty(2, x_dev.shape[1])
+    stats.add(features([ex.text for ex in pick]), np.array([ex.label for ex in pick]))
+    for solver in ("centroids", "ridge"):
+        head = fit_head(stats, solver)
+        accuracy = float(((x_dev @ head.weight.T + head.bias).argmax(1) == y_dev).mean())
+        stderr = (accuracy * (1 - accuracy) / len(y_dev)) ** 0.5
+        print(f"{solver} from {n} examples: dev accuracy {accuracy:.3f} +- {stderr:.3f} (872)", flush=True)
