@@ -24,6 +24,28 @@ def edgetune(*args, log: Path, env: dict[str, str] | None = None) -> subprocess.
     )
 
 
+def loopback_agents(port: int, count: int, folder: Path, data_dir: str) -> list[subprocess.Popen]:
+    """`count` agents on the laptop profile against a coordinator on 127.0.0.1:`port`, agent i keeping
+    its identity in folder/agent{i} and its output in folder/agent{i}.log."""
+    return [
+        edgetune(
+            "agent",
+            "--coordinator",
+            f"127.0.0.1:{port}",
+            "--profile",
+            "macbook-air-m2-16gb",
+            "--data-dir",
+            data_dir,
+            "--state-dir",
+            str(folder / f"agent{i}"),
+            "--threads",
+            "1",
+            log=folder / f"agent{i}.log",
+        )
+        for i in range(count)
+    ]
+
+
 def ledger_rows(state: Path, sql: str) -> list[tuple]:
     try:
         db = sqlite3.connect(f"file:{state / 'ledger.sqlite'}?mode=ro", uri=True, timeout=10)

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 from tests.federation import SMALL_DATA
-from tests.processes import edgetune, free_port, ledger_rows, wait_for
+from tests.processes import edgetune, free_port, ledger_rows, loopback_agents, wait_for
 
 ROUNDS = 4
 
@@ -60,23 +60,7 @@ def test_agents_and_coordinator_survive_kills_over_grpc(tmp_path):
         "128",
     ]
     coordinator = edgetune(*coordinator_args, log=tmp_path / "coordinator.log")
-    agents = [
-        edgetune(
-            "agent",
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--profile",
-            "macbook-air-m2-16gb",
-            "--data-dir",
-            SMALL_DATA,
-            "--state-dir",
-            str(tmp_path / f"agent{i}"),
-            "--threads",
-            "1",
-            log=tmp_path / f"agent{i}.log",
-        )
-        for i in range(4)
-    ]
+    agents = loopback_agents(port, 4, tmp_path, SMALL_DATA)
     try:
         # Kill an agent that holds an unfinished task of round 1: the round closes without it.
         def victim():

@@ -10,7 +10,7 @@ import pytest
 
 from coordinator.faults import CRASH_ENV, CRASH_EXIT_CODE
 from tests.federation import SMALL_DATA
-from tests.processes import edgetune, free_port, ledger_rows, wait_for
+from tests.processes import edgetune, free_port, ledger_rows, loopback_agents, wait_for
 
 ROUNDS = 3
 
@@ -59,23 +59,7 @@ def test_a_coordinator_process_crashed_at_a_crash_point_resumes_with_its_agents(
         "32",
     ]
     coordinator = edgetune(*arguments, log=tmp_path / "coordinator.log", env={CRASH_ENV: crash})
-    agents = [
-        edgetune(
-            "agent",
-            "--coordinator",
-            f"127.0.0.1:{port}",
-            "--profile",
-            "macbook-air-m2-16gb",
-            "--data-dir",
-            SMALL_DATA,
-            "--state-dir",
-            str(tmp_path / f"agent{i}"),
-            "--threads",
-            "1",
-            log=tmp_path / f"agent{i}.log",
-        )
-        for i in range(3)
-    ]
+    agents = loopback_agents(port, 3, tmp_path, SMALL_DATA)
     try:
         assert wait_for(lambda: coordinator.poll() is not None, 240, "the crash", tmp_path)
         assert coordinator.returncode == CRASH_EXIT_CODE, (tmp_path / "coordinator.log").read_text()[-2000:]
