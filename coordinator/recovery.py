@@ -33,14 +33,15 @@ def recover(
     ledger: Ledger,
     store: StateStore,
     inputs: MergeInputs,
-    initial: Callable[[], GlobalState],
+    initial: Callable[[bool], GlobalState],
     reopen_until: float,
     log: Callable[[str], None],
 ) -> Recovered:
-    """The state the ledger commits to; `initial()` is the state before any round, used when no
-    checkpoint can be read. The strategy's server optimizer is left holding the recovered moments."""
+    """The state the ledger commits to; `initial(first_start)` is the state before any round, used when
+    no checkpoint can be read (`first_start`: the ledger has no round yet). The strategy's server
+    optimizer is left holding the recovered moments."""
     rounds = ledger.rounds()
-    state = newest_checkpoint(ledger, store, log) or initial()
+    state = newest_checkpoint(ledger, store, log) or initial(not rounds)
     inputs.strategy.optimizer.state = state.optimizer
     closed = [r for r in rounds if r.status == "closed"]
     for row in closed:

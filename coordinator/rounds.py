@@ -162,7 +162,7 @@ class RoundKeeper:
             self.finished = self.version >= self.config.rounds and self.open is None
             # The silence of an outage is the coordinator's, not the devices'.
             self.devices.trust_known()
-            if self.ledger.rounds():
+            if recovered.closed_rounds or recovered.open:
                 # Files derived from the ledger may lag it by the crash; rebuild what is missing.
                 self.files.rewrite_rounds(self.ledger)
                 if self.finished and not self.files.adapter.exists():
@@ -173,14 +173,14 @@ class RoundKeeper:
                     + (f", round {self.open.row.round} open" if self.open else "")
                 )
 
-    def _initial_state(self) -> GlobalState:
+    def _initial_state(self, first_start: bool) -> GlobalState:
         """The adapter before any round: the model's own tensors and the warm start the coordinator
         computes alone. On a first start it is checkpoint 0 and round -1's metrics, the baseline
         every round is compared with."""
         state = GlobalState(0, self.host.state())
         head, state.head_constants = initial_head(self.warm_start, self.host)
         state.params.update(head)
-        if not self.ledger.rounds():
+        if first_start:
             file, sha256 = self.store.write(state)
             self.ledger.close_round_metrics(-1, {"round": -1, "state_version": 0, **self._evaluate(state)})
             self.ledger.record_checkpoint(0, -1, file, sha256)
