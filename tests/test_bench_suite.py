@@ -30,6 +30,8 @@ def bench_dir(tmp_path_factory):
             "1",
             "--progress",
             "false",
+            "--keep-runs",
+            str(folder / "runs"),
             "--out",
             str(folder / "convergence.json"),
         ]
@@ -72,6 +74,41 @@ def test_bench_convergence_spends_the_same_forward_passes_on_every_method(bench_
         assert row["ratio_to_forward"] == pytest.approx(row["step_seconds"] / row["forward_seconds"])
     table = (bench_dir / "convergence.md").read_text()
     assert "| tiny-bert | sst2 | lora | zo-sgd |  | 12 |" in table and "| fo-sgd |  | 24 |" in table
+
+
+def test_bench_convergence_keeps_each_runs_step_metrics_where_asked(bench_dir, capsys):
+    rows = json.loads((bench_dir / "convergence.json").read_text())["rows"]
+    assert [r["run_folder"] for r in rows] == [
+        str(bench_dir / "runs" / "00-tiny-bert-sst2-lora-zo-sgd"),
+        str(bench_dir / "runs" / "01-tiny-bert-sst2-lora-fo-sgd"),
+    ]
+    for row in rows:
+        records = [json.loads(line) for line in open(f"{row['run_folder']}/metrics.jsonl")]
+        assert [r["step"] for r in records if "loss" in r] == list(range(1, row["steps"] + 1))
+    # A second run into the same folder would append its steps to the first one's.
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            [
+                "bench",
+                "convergence",
+                "--quick",
+                "true",
+                "--tasks",
+                "sst2",
+                "--methods",
+                "zo-sgd",
+                "--memory",
+                "false",
+                "--progress",
+                "false",
+                "--out",
+                "none",
+                "--keep-runs",
+                str(bench_dir / "runs"),
+            ]
+        )
+    assert exit_info.value.code == 2
+    assert "00-tiny-bert-sst2-lora-zo-sgd holds a run already" in capsys.readouterr().err
 
 
 @pytest.mark.slow

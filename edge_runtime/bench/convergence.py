@@ -10,10 +10,12 @@ step beside one forward pass of the same batch, the floor no two-point method ca
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import statistics
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from edge_runtime.bench.memory import probe_in_fresh_process
 from edge_runtime.bench.results import write_results
 from edge_runtime.bench.speed import median_seconds
 from edge_runtime.config import build_config
+from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, get_method
 from edge_runtime.memory import Workload, estimate
 from edge_runtime.spec import MethodSpec
@@ -47,22 +50,44 @@ def run(config: ConvergenceBenchConfig) -> list[dict]:
         tqdm(
             total=len(cells) * len(methods) * len(recipes), desc="bench convergence", disable=not config.progress
         ) as bar,
-        tempfile.TemporaryDirectory(prefix="edgetune-convergence-") as scratch,
+        _runs_folder(config.keep_runs) as runs_folder,
     ):
         for model, task, adapter in cells:
             inference_peak = None
             for method in methods:
                 for variant, overrides in recipes.items():
                     bar.set_postfix_str(f"{model} {task} {adapter} {method} {variant}")
-                    train = _train_config(
-                        config, model, task, adapter, method, Path(scratch) / f"{len(rows)}", overrides
-                    )
+                    out_dir = runs_folder / _run_name(len(rows), model, task, adapter, method, variant)
+                    if (out_dir / "metrics.jsonl").exists():  # the trainer appends: two runs' steps would mix
+                        raise UserError(f"{out_dir} holds a run already; keep these runs in another folder")
+                    train = _train_config(config, model, task, adapter, method, out_dir, overrides)
                     if config.memory and inference_peak is None:
                         inference_peak = _peak(config, train, INFERENCE)
                     rows.append({"variant": variant, "overrides": overrides} | _cell(config, train, inference_peak))
                     write_results("convergence", config, rows, table)  # finished cells survive an interrupted run
                     bar.update(1)
     return rows
+
+
+@contextlib.contextmanager
+def _runs_folder(keep: str | None) -> Iterator[Path]:
+    """Where the runs write: `keep` (made if missing, never emptied) or a temporary folder."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix="edgetune-convergence-") as scratch:
+            yield Path(scratch)
+        return
+    folder = Path(keep)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UserError(f"cannot make the runs folder {folder}: {error.strerror}") from None
+    yield folder
+
+
+def _run_name(index: int, model: str, task: str, adapter: str, method: str, variant: str) -> str:
+    """A row's folder name: its index keeps repeated cells apart, the rest says what ran there."""
+    parts = [f"{index:02d}", Path(model).name, task, adapter, method, *([variant] if variant else [])]
+    return "-".join(parts)
 
 
 def _train_config(
@@ -125,6 +150,8 @@ def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: in
     unfit = _does_not_fit(train)
     if unfit:
         return {**row, "skipped": unfit}
+    if config.keep_runs is not None:
+        row["run_folder"] = train.out_dir
     run = build_run(train)
     forward_seconds = _forward_seconds(run, config.repeats)
     summary = fit(run)

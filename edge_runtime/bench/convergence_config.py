@@ -56,6 +56,11 @@ class ConvergenceBenchConfig(
     )
     eval_points: int = setting("evaluations along each run (besides the one before training)", 5)
     memory: bool = setting("measure peak memory of each method and of inference, each in a fresh process", True)
+    keep_runs: str | None = setting(
+        "folder that keeps each run's own folder (its per-step metrics.jsonl, adapter and checkpoints), "
+        "named by row; none = a temporary folder, deleted at the end",
+        None,
+    )
 
     def validate(self) -> None:
         if self.quick:
