@@ -219,9 +219,13 @@ class LearningRate:
 
 @dataclass
 class LrSchedule:
-    """The learning-rate schedule: linear warmup for some steps, then constant, linear or cosine decay."""
+    """The learning-rate schedule: linear warmup for some steps, then constant, linear or cosine decay,
+    or constant with a linear cooldown over the last fifth (wsd)."""
 
-    lr_schedule: Literal["constant", "linear", "cosine"] = setting("decay after warmup", "constant")
+    lr_schedule: Literal["constant", "linear", "cosine", "wsd"] = setting(
+        "decay after warmup (wsd: constant, then a linear cooldown to zero over the last fifth of the steps)",
+        "constant",
+    )
     warmup_steps: int = setting("linear warmup steps", 0)
 
 

@@ -10,6 +10,7 @@ import torch
 from edge_runtime.cli import main
 from edge_runtime.config import build_config
 from edge_runtime.training.config import TrainConfig
+from edge_runtime.training.schedule import learning_rate
 from edge_runtime.training.trainer import build_run, fit, train
 
 
@@ -41,6 +42,20 @@ METHOD_RUNS = {
     "fo-sgd-ckpt": dict(steps=60, lr=5e-3),
     "fo-adam-ckpt": dict(steps=60, lr=1e-3),
 }
+
+
+def test_schedules_warm_up_then_decay_as_named():
+    def rates(schedule, warmup=0):
+        return [learning_rate(1.0, step, 100, schedule, warmup) for step in range(100)]
+
+    assert rates("constant", warmup=10)[:11] == pytest.approx([0.1 * i for i in range(1, 11)] + [1.0])
+    linear, cosine, wsd = rates("linear"), rates("cosine"), rates("wsd")
+    assert linear[0] == cosine[0] == 1.0 and linear[50] == pytest.approx(0.5) == cosine[50]
+    assert cosine[25] == pytest.approx(0.5 + 0.5**1.5)  # 0.5 * (1 + cos(pi / 4))
+    # wsd holds the rate for four fifths of the run, then cools down linearly, never to zero.
+    assert wsd[:80] == [1.0] * 80
+    assert wsd[80:] == pytest.approx([(100 - s) / 20 for s in range(80, 100)]) and wsd[-1] > 0
+    assert all(a > b for a, b in zip(wsd[80:], wsd[81:]))
 
 
 @pytest.mark.parametrize("method", METHOD_RUNS)
