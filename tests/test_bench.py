@@ -200,3 +200,22 @@ def test_bench_time_to_accuracy_plans_and_times_each_method_under_each_cap(tmp_p
     assert fo["seconds_to_gain"]["5"] == 20 * fo["step_seconds"]
     assert "pixel-8" in fo["profile_seconds_to_gain"] and fo["profile_seconds_to_gain"]["pixel-8"]["5"] > 0
     assert "| none | fo-adam | micro-batch 4 |" in (tmp_path / "tta.md").read_text()
+
+
+def test_a_convergence_plot_marks_the_start_and_does_not_stretch_noise_across_the_panel():
+    from edge_runtime.bench.report import MIN_ACCURACY_SPAN, _pyplot, plot_curves
+
+    curve = [
+        {"forward_passes": n, "train_seconds": n / 10, "eval_accuracy": a, "eval_loss": 0.7, "train_loss": 0.7}
+        for n, a in ((0, 0.59), (100, 0.59), (200, 0.6))
+    ]
+    row = {"model": "m", "task": "copa", "adapter": "lora", "method": "zo-sgd", "curve": curve}
+    figure = plot_curves(_pyplot(), [row | {"accuracy_before": 0.59, "eval_examples": 100}])
+    loss_axis, *accuracy_axes = figure.axes
+    for axis in accuracy_axes:
+        low, high = axis.get_ylim()
+        # A 0.01 change on 100 examples (one standard error is 0.049) stays small on the panel.
+        assert high - low >= MIN_ACCURACY_SPAN - 1e-9 and low <= 0.59 - 0.049 and high >= 0.59 + 0.049
+        assert len(axis.patches) == 1  # the band of the start +- one standard error
+        assert any(list(line.get_ydata()) == [0.59, 0.59] for line in axis.lines)  # the start itself
+    assert [t.get_text() for t in accuracy_axes[0].get_legend().get_texts()] == ["zo-sgd", "start +- 1 s.e."]

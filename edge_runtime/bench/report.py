@@ -178,10 +178,30 @@ def plot_curves(plt, rows: list[dict]):
         loss_name = "dev loss" if loss_key == "eval_loss" else "train loss"
         loss_axis.set(title=f"{title}: {loss_name}", xlabel="forward passes", ylabel=loss_name)
         accuracy_axis.set(title=f"{title}: dev accuracy", xlabel="forward passes", ylabel="accuracy")
-        accuracy_axis.legend(fontsize="x-small")
         if timed:
             axes[panels * g + 2].set(title=f"{title}: dev accuracy", xlabel="training wall time (s)", ylabel="accuracy")
+        for axis in axes[panels * g + 1 : panels * (g + 1)]:
+            _mark_the_start(axis, group[0])
+        accuracy_axis.legend(fontsize="x-small")
     return figure
+
+
+# An accuracy axis spans at least this much, so a change within noise does not fill the panel.
+MIN_ACCURACY_SPAN = 0.1
+
+
+def _mark_the_start(axis, row: dict) -> None:
+    """The accuracy training started from and its one-standard-error band: what a curve must leave
+    to show learning, not noise."""
+    start, examples = row.get("accuracy_before"), row.get("eval_examples")
+    if start is not None and examples:
+        error = (start * (1 - start) / examples) ** 0.5
+        axis.axhspan(start - error, start + error, color="grey", alpha=0.2, label="start +- 1 s.e.")
+        axis.axhline(start, color="grey", linestyle="--", linewidth=0.8)
+    low, high = axis.get_ylim()
+    if high - low < MIN_ACCURACY_SPAN:
+        middle = (low + high) / 2
+        axis.set_ylim(middle - MIN_ACCURACY_SPAN / 2, middle + MIN_ACCURACY_SPAN / 2)
 
 
 def _step_label(row: dict) -> str:
