@@ -9,9 +9,11 @@ import torch
 
 from edge_runtime.cli import main
 from edge_runtime.config import build_config
+from edge_runtime.costs import time_to_target
+from edge_runtime.estimators import get_method
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.schedule import learning_rate
-from edge_runtime.training.trainer import build_run, fit, train
+from edge_runtime.training.trainer import base_lr, build_run, fit, train
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
@@ -164,6 +166,20 @@ def test_method_auto_trains_with_a_method_that_reached_the_target_and_a_resume_k
         assert re.search(rf"{method}: [0-9.]+ s/step", first["method_choice"]), first["method_choice"]
     resumed = train(tiny_config(tmp_path, method="auto", steps=5, resume=True))
     assert resumed["method"] == first["method"] and resumed["method_choice"] is None
+    # The prediction holds at the rate the steps were measured at, not the method's default, and a
+    # resume keeps that rate.
+    measured = time_to_target.learning_rate(first["method"], "encoder")
+    assert measured != get_method(first["method"]).default_lr
+    assert first["lr"] == resumed["lr"] == measured
+    assert first["method_choice"].endswith(f"trains at lr {measured:g}")
+
+
+def test_an_asked_for_learning_rate_beats_the_measured_one_and_a_named_method_keeps_its_default(tmp_path):
+    asked, unasked = tiny_config(tmp_path, lr=0.5), tiny_config(tmp_path)
+    assert base_lr(asked, "fo-adam", "encoder", picked_by_auto=True) == 0.5
+    assert base_lr(unasked, "fo-adam", "encoder", picked_by_auto=True) == 2e-4
+    assert base_lr(unasked, "fo-adam", "encoder", picked_by_auto=False) == get_method("fo-adam").default_lr
+    assert base_lr(unasked, "zo-sgd-sign", "encoder", picked_by_auto=True) == 1e-4  # never measured: its default
 
 
 def test_method_auto_prefers_a_method_that_reaches_the_target_however_slow_its_step():

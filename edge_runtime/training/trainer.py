@@ -82,6 +82,7 @@ def build_run(config: TrainConfig) -> Run:
     train = training_examples(spec, config.train_split, config.k_shot, config.seed, config.data_dir)
     eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
     plan, candidates, plans = None, None, {}
+    picked_by_auto = config.method == "auto"
     if config.method == "auto" and config.resume:  # a resumed run keeps the method its checkpoint trained
         config = replace(config, method=saved_method(Path(config.out_dir) / "checkpoint") or "auto")
     if config.method == "auto":
@@ -137,6 +138,7 @@ def build_run(config: TrainConfig) -> Run:
             for c in candidates
         ]
         chosen, choice = method_choice.choose(timed, loaded.kind)
+        choice += f"; trains at lr {base_lr(config, chosen.method, loaded.kind, picked_by_auto=True):g}"
         if config.progress:
             print(f"method auto: {choice}", flush=True)
         plan = plans.get(chosen.method)
@@ -147,7 +149,6 @@ def build_run(config: TrainConfig) -> Run:
         )
         objective.micro_batch = config.micro_batch
         objective.perturbations_per_pass = config.perturbations_per_pass
-    info = get_method(config.method)
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
     return Run(
         config,
@@ -156,7 +157,7 @@ def build_run(config: TrainConfig) -> Run:
         peft_model,
         objective,
         build_method(config.method, config.estimator),
-        config.lr if config.lr is not None else info.default_lr,
+        base_lr(config, config.method, loaded.kind, picked_by_auto),
         device,
         train,
         eval_,
@@ -165,6 +166,16 @@ def build_run(config: TrainConfig) -> Run:
         choice,
         timed,
     )
+
+
+def base_lr(config: TrainConfig, method: str, model_kind: str, picked_by_auto: bool) -> float:
+    """The asked-for rate; else, for a method `--method auto` picked, the rate its steps to the target
+    were measured at (its prediction holds only there, as in the coordinator's per-device choice);
+    else the method's default."""
+    if config.lr is not None:
+        return config.lr
+    measured = time_to_target.learning_rate(method, model_kind) if picked_by_auto else None
+    return measured if measured is not None else get_method(method).default_lr
 
 
 def _follow(config: TrainConfig, plan: Plan) -> TrainConfig:
