@@ -83,7 +83,7 @@ def build_run(config: TrainConfig) -> Run:
     eval_ = evaluation_examples(spec, config.eval_examples, config.seed, config.data_dir)
     plan, candidates, plans = None, None, {}
     picked_by_auto = config.method == "auto"
-    if config.method == "auto" and config.resume:  # a resumed run keeps the method its checkpoint trained
+    if picked_by_auto and config.resume:  # a resumed run keeps the method its checkpoint trained
         config = replace(config, method=saved_method(Path(config.out_dir) / "checkpoint") or "auto")
     if config.method == "auto":
         candidates, plans = _plan_candidates(config, device)
