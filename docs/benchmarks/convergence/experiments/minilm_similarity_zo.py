@@ -9,7 +9,10 @@ two-point ZO-SGD (seeded in-place perturbations), batch 16 x 64 tokens, the k-sh
 starts to hold it against (zero-shot, centroids, ridge of the same examples) are printed first.
 
     E=docs/benchmarks/convergence/experiments
-    OMP_NUM_THREADS=1 .venv/bin/python $E/minilm_similarity_zo.py --lr 1e-3 --steps 4000
+    OMP_NUM_THREADS=1 .venv/bin/python $E/minilm_similarity_zo.py --lr 1e-3 --steps 3000 > $E/minilm_similarity_zo_lr1e-3.log
+    OMP_NUM_THREADS=1 .venv/bin/python $E/minilm_similarity_zo.py --lr 1e-3 --steps 3000 --fixed-head \
+        > $E/minilm_similarity_zo_fixed_lr1e-3.log
+    OMP_NUM_THREADS=1 .venv/bin/python $E/minilm_similarity_zo.py --lr 3e-3 --steps 3000 > $E/minilm_similarity_zo_lr3e-3.log
 """
 
 import argparse
