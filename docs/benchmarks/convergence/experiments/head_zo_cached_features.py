@@ -18,9 +18,12 @@ import torch
 import torch.nn.functional as F
 from transformers import AutoModel, AutoTokenizer
 
+from edge_runtime.models.pooled_classifier import Pooling
+
 torch.set_num_threads(1)
 DATA = Path(__file__).resolve().parents[4] / "edge_runtime/tasks/data/sst2"
 TEMPERATURE, MU, BATCH = 20.0, 1e-3, 16
+POOLING = Pooling("mean", normalize=True)  # how sentence-transformers pools MiniLM, as the runtime does
 parser = argparse.ArgumentParser()
 parser.add_argument("--per-class", type=int, default=0, help="0: 2,048 examples drawn at random")
 parser.add_argument("--steps", type=int, default=6000)
@@ -44,9 +47,7 @@ def features(texts, batch=64):
     out = []
     for i in range(0, len(texts), batch):
         encoded = tokenizer(texts[i:i + batch], padding=True, truncation=True, max_length=64, return_tensors="pt")
-        mask = encoded["attention_mask"].unsqueeze(-1).float()
-        hidden = model(**encoded).last_hidden_state
-        out.append(F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
+        out.append(POOLING.apply(model(**encoded).last_hidden_state, encoded["attention_mask"]))
     return torch.cat(out)
 
 

@@ -1,6 +1,6 @@
 """Does ZO-SGD learn MiniLM when the objective is the one MiniLM was trained for? The classifier is
-the cosine similarity of a review's mean-pooled embedding to each class description's ("a negative
-review" / "a positive review"), with both sides embedded by the adapted encoder every step, so a LoRA
+the cosine similarity of a review's mean-pooled embedding to each class description's (the task's:
+"This movie is bad." / "This movie is great."), with both sides embedded by the adapted encoder every step, so a LoRA
 direction moves the scores through the pretrained similarity geometry (as SmolLM2's label words move
 through its pretrained output layer). `--fixed-head` instead embeds the descriptions once, before
 training (the runtime's zero-shot head, kept fixed): the control. LoRA r=8 on query/value, MeZO's
@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModel, AutoTokenizer
 
+from edge_runtime.models.pooled_classifier import Pooling
 from edge_runtime.tasks import few_shot, get_task, load_split
 from edge_runtime.warm_start import FeatureStatistics, fit_head
 
@@ -38,6 +39,7 @@ parser.add_argument("--temperature", type=float, default=20.0)
 parser.add_argument("--eval-every", type=int, default=500)
 parser.add_argument("--fixed-head", action="store_true")
 args = parser.parse_args()
+POOLING = Pooling("mean", normalize=True)  # how sentence-transformers pools MiniLM, as the runtime does
 
 path = packaged.get_model_path()
 tokenizer = AutoTokenizer.from_pretrained(path)
@@ -55,9 +57,7 @@ def embed(texts: list[str], batch: int = 64) -> torch.Tensor:
     out = []
     for i in range(0, len(texts), batch):
         encoded = tokenizer(texts[i : i + batch], padding=True, truncation=True, max_length=64, return_tensors="pt")
-        mask = encoded["attention_mask"].unsqueeze(-1).float()
-        hidden = model(**encoded).last_hidden_state
-        out.append(F.normalize((hidden * mask).sum(1) / mask.sum(1), dim=-1))
+        out.append(POOLING.apply(model(**encoded).last_hidden_state, encoded["attention_mask"]))
     return torch.cat(out)
 
 
