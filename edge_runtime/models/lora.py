@@ -21,20 +21,40 @@ _LORA_LAYER_TYPES = (torch.nn.Linear, Conv1D)
 
 
 def apply_lora(
-    loaded: LoadedModel, *, r: int = 8, alpha: int = 16, targets: Sequence[str] | None = None
+    loaded: LoadedModel,
+    *,
+    r: int = 8,
+    alpha: int = 16,
+    targets: Sequence[str] | None = None,
+    layers: int | None = None,
 ) -> peft.PeftModel:
     """Inject LoRA into ``loaded.model`` (in place) and return the PEFT wrapper, in eval() mode.
 
     Trainable afterwards: the LoRA A/B matrices and, for encoders, the classification head; all of
     them fp32 even when the base is fp16/bf16, because ZO perturbations vanish in half precision.
+    With `layers`, LoRA goes into the top `layers` transformer layers only (peft's
+    layers_to_transform, which the saved adapter's config carries).
     """
     target_names = tuple(targets) if targets else default_lora_targets(loaded.family)
     _check_targets_exist(loaded.model, target_names)
     # For sequence classification peft trains (and saves) the module named `classifier` itself.
     config = LoraConfig(
-        r=r, lora_alpha=alpha, target_modules=list(target_names), lora_dropout=0.0, task_type=task_type(loaded)
+        r=r,
+        lora_alpha=alpha,
+        target_modules=list(target_names),
+        lora_dropout=0.0,
+        task_type=task_type(loaded),
+        layers_to_transform=None if layers is None else top_layers(loaded, layers),
     )
     return wrap_for_training(loaded, config)
+
+
+def top_layers(loaded: LoadedModel, layers: int) -> list[int]:
+    """The indices of the top `layers` transformer layers of the loaded model."""
+    total = loaded.model.config.num_hidden_layers
+    if not 1 <= layers <= total:
+        raise UserError(f"lora_layers must be between 1 and the model's {total} layers, got {layers}")
+    return list(range(total - layers, total))
 
 
 def task_type(loaded: LoadedModel) -> TaskType:

@@ -49,6 +49,7 @@ def prepare_model(
     r: int = 8,
     alpha: int = 16,
     targets: Sequence[str] | None = None,
+    layers: int | None = None,
     prefix_tokens: int = 5,
 ) -> nn.Module:
     """The module a run trains, from a model loaded with ``load_dtype(precision)``."""
@@ -59,7 +60,7 @@ def prepare_model(
     if adapter == "prefix":
         model = apply_prefix(loaded, tokens=prefix_tokens)
     else:
-        model = apply_lora(loaded, r=r, alpha=alpha, targets=targets)
+        model = apply_lora(loaded, r=r, alpha=alpha, targets=targets, layers=layers)
     if precision == "int8":
         quantize_frozen_(model)
     return model

@@ -59,6 +59,16 @@ class TrainConfig(
         "lora",
     )
     prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
+    lora_layers: int | None = setting(
+        "LoRA in the top N transformer layers only; none = every layer. A Llama-family model then runs "
+        "the frozen layers below once per example and keeps their output (see bottom_cache)",
+        None,
+    )
+    bottom_cache: str | None = setting(
+        "with lora_layers on a Llama-family model: memory for the frozen layers' kept outputs "
+        "(rows beyond it are recomputed); none = keep none. Under a memory cap none are kept",
+        "1GiB",
+    )
     attn_implementation: str = setting("eager (needed for jvp on CPU) or sdpa", "eager")
     # Not the Device group's: a run may also take `auto` (cuda where torch sees one), which the trainer resolves.
     device: str = setting("cpu, cuda or auto", "cpu")
@@ -75,6 +85,7 @@ class TrainConfig(
             "calibration_examples": self.calibration_examples,
             "lora_r": self.lora_r,
             "prefix_tokens": self.prefix_tokens,
+            "lora_layers": 1 if self.lora_layers is None else self.lora_layers,
             "max_length": self.max_length,
             "eval_batch_size": self.eval_batch_size,
         }
@@ -99,6 +110,8 @@ class TrainConfig(
             raise UserError(f"micro_batch must be at least 1, got {self.micro_batch}")
         if self.memory_cap is not None:
             parse_bytes(self.memory_cap)
+        if self.bottom_cache is not None:
+            parse_bytes(self.bottom_cache)
         if self.device not in ("cpu", "cuda", "auto"):
             raise UserError(f"device must be cpu, cuda or auto, got {self.device!r}")
         require_folder(self.out_dir, "out_dir")

@@ -29,6 +29,7 @@ from edge_runtime.memory import measure as memory
 from edge_runtime.memory.planner import Plan, plan_under_cap, refit_after_loading, required_bytes
 from edge_runtime.memory.watchdog import MemoryWatchdog
 from edge_runtime.models import LoadedModel, load_model
+from edge_runtime.models.frozen_bottom import FrozenBottom, keep_frozen_bottom
 from edge_runtime.models.pooled_classifier import freeze_classifier
 from edge_runtime.models.precision import load_dtype, prepare_model
 from edge_runtime.objective import Objective
@@ -65,6 +66,7 @@ class Run:
     watchdog: MemoryWatchdog | None = None
     method_choice: str | None = None  # `--method auto`'s reasons
     candidates: list[method_choice.Candidate] | None = None  # `--method auto`'s, planned and timed
+    frozen_bottom: FrozenBottom | None = None  # with lora_layers: the frozen layers' kept outputs
 
 
 def _device(name: str) -> torch.device:
@@ -108,8 +110,10 @@ def build_run(config: TrainConfig) -> Run:
         r=config.lora_r,
         alpha=config.lora_alpha,
         targets=config.lora_targets or None,
+        layers=config.lora_layers,
         prefix_tokens=config.prefix_tokens,
     ).to(device)
+    frozen_bottom = _keep_frozen_bottom(config, loaded, peft_model)
     if not config.train_head:
         freeze_classifier(peft_model)
     objective = Objective(
@@ -165,7 +169,18 @@ def build_run(config: TrainConfig) -> Run:
         watchdog,
         choice,
         timed,
+        frozen_bottom,
     )
+
+
+def _keep_frozen_bottom(config: TrainConfig, loaded: LoadedModel, peft_model: torch.nn.Module) -> FrozenBottom | None:
+    """With LoRA in the top layers only, keep the frozen layers' outputs, except under a memory cap
+    (the planner does not count them)."""
+    if config.lora_layers is None or config.bottom_cache is None or config.memory_cap is not None:
+        return None
+    if config.adapter != "lora" or loaded.kind != "causal_lm":
+        return None
+    return keep_frozen_bottom(peft_model, loaded.family, config.lora_layers, parse_bytes(config.bottom_cache))
 
 
 def base_lr(config: TrainConfig, method: str, model_kind: str, picked_by_auto: bool) -> float:
@@ -543,6 +558,14 @@ def _summary(
             "estimate_bytes": run.plan.estimate.as_dict(),
         },
         "trainable_params": sum(p.numel() for p in run.objective.params.values()),
+        "bottom_cache": None
+        if run.frozen_bottom is None
+        else {
+            "frozen_layers": run.frozen_bottom.split,
+            "kept_sequences": len(run.frozen_bottom.kept),
+            "kept_bytes": run.frozen_bottom.kept_bytes,
+            "computed_sequences": run.frozen_bottom.computed,
+        },
         "stopped": stopped,
         "adapter": str(out_dir / "adapter"),
         "config": config_values(c),
