@@ -120,3 +120,21 @@ def test_bottom_cache_none_keeps_nothing(tmp_path):
     run = build_run(tiny_config(tmp_path, model="tiny-llama", method="zo-sgd", lora_layers=1, bottom_cache=None))
     assert run.frozen_bottom is None
     assert all(".layers.1." in name for name in run.objective.params)
+
+
+def test_calls_it_cannot_serve_run_the_whole_model():
+    objective = top_layer_objective()
+    inputs = objective.head.encode(load_split("sst2", "train")[:3]).inputs
+    right_padded = {name: value.flip(-1) for name, value in inputs.items()}
+    calls = [
+        dict(input_ids=inputs["input_ids"]),  # implicit positions
+        dict(inputs, use_cache=True),  # generation
+        right_padded,
+    ]
+    with torch.no_grad():
+        whole = [objective.module(**call).logits for call in calls]
+        frozen = keep_frozen_bottom(objective.module, "llama", trained_layers=1, max_bytes=2**30)
+        served = [objective.module(**call).logits for call in calls]
+    assert frozen.computed == 0
+    for expected, got in zip(whole, served):
+        torch.testing.assert_close(got, expected)

@@ -46,10 +46,7 @@ class FrozenBottom:
         del self.body.forward
 
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, inputs_embeds=None, **kwargs):
-        # Embeddings given, positions left implicit (they would shift with the padding), or generation
-        # (a key/value cache of the top layers alone would be wrong): nothing is kept.
-        generating = kwargs.get("use_cache") or kwargs.get("past_key_values") is not None
-        if generating or any(value is None for value in (input_ids, attention_mask, position_ids)):
+        if not _can_use_kept(input_ids, attention_mask, position_ids, kwargs):
             return self._forward(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
@@ -106,6 +103,17 @@ class FrozenBottom:
             yield
         finally:
             self.body.layers, self.body.norm = saved
+
+
+def _can_use_kept(input_ids, attention_mask, position_ids, kwargs) -> bool:
+    """Kept rows stand in for the bottom layers only for token ids with explicit positions (implicit
+    ones would shift with the padding), in left-padded rows, outside generation (a key/value cache of
+    the top layers alone would be wrong)."""
+    if any(value is None for value in (input_ids, attention_mask, position_ids)):
+        return False
+    if kwargs.get("use_cache") or kwargs.get("past_key_values") is not None:
+        return False
+    return bool(attention_mask[:, -1].all())
 
 
 def keep_frozen_bottom(model: nn.Module, family: str, trained_layers: int, max_bytes: int) -> FrozenBottom | None:
