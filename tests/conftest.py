@@ -12,19 +12,10 @@ torch.set_num_threads(1)
 @pytest.fixture
 def tiny_llama_objective():
     """A tiny causal LM with LoRA whose B matrices are non-zero, so every gradient entry is."""
-    from edge_runtime.heads import head_for
-    from edge_runtime.models import apply_lora, load_model
-    from edge_runtime.objective import Objective
     from edge_runtime.tasks import get_task, load_split
+    from tests.tiny_objectives import tiny_llama_lora
 
-    loaded = load_model("tiny-llama", seed=0)
-    model = apply_lora(loaded, r=2, alpha=4)
-    objective = Objective(model, head_for(loaded.kind, loaded.tokenizer, "classification", max_length=32))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in objective.params.items():
-            if "lora_B" in name:
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
+    objective = tiny_llama_lora()
     batch = objective.head.encode(load_split("sst2", "train")[:4])
     return objective, batch, get_task("sst2")
 

@@ -9,25 +9,13 @@ import torch
 from peft import PeftModel
 
 from edge_runtime.errors import UserError
-from edge_runtime.heads import head_for
 from edge_runtime.models import apply_lora, load_model
 from edge_runtime.models.frozen_bottom import keep_frozen_bottom
 from edge_runtime.objective import Objective
 from edge_runtime.tasks import load_split
 from edge_runtime.training.trainer import build_run, fit
 from tests.test_training import tiny_config
-
-
-def top_layer_objective() -> Objective:
-    loaded = load_model("tiny-llama", seed=0)
-    model = apply_lora(loaded, r=2, alpha=4, layers=1)
-    objective = Objective(model, head_for(loaded.kind, loaded.tokenizer, "classification", max_length=32))
-    gen = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, p in objective.params.items():
-            if "lora_B" in name:  # non-zero, so the adapter changes what the top layer computes
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.1)
-    return objective
+from tests.tiny_objectives import tiny_llama_lora
 
 
 def everything_it_computes(objective: Objective, batch) -> dict[str, torch.Tensor]:
@@ -49,14 +37,14 @@ def everything_it_computes(objective: Objective, batch) -> dict[str, torch.Tenso
 
 
 def test_lora_layers_put_adapters_in_the_top_layers_only():
-    objective = top_layer_objective()
+    objective = tiny_llama_lora(layers=1)
     assert objective.params and all(".layers.1." in name for name in objective.params)
     with pytest.raises(UserError, match="between 1 and the model's 2 layers"):
         apply_lora(load_model("tiny-llama"), layers=3)
 
 
 def test_kept_bottom_gives_what_the_whole_model_gives_and_runs_each_sequence_once():
-    objective = top_layer_objective()
+    objective = tiny_llama_lora(layers=1)
     examples = load_split("sst2", "train")[:6]  # reviews of different lengths: rows are padded differently
     batch = objective.head.encode(examples)
     whole = everything_it_computes(objective, batch)
@@ -75,7 +63,7 @@ def test_kept_bottom_gives_what_the_whole_model_gives_and_runs_each_sequence_onc
 
 
 def test_over_its_memory_the_bottom_is_recomputed_with_the_same_result():
-    objective = top_layer_objective()
+    objective = tiny_llama_lora(layers=1)
     batch = objective.head.encode(load_split("sst2", "train")[:4])
     whole = objective.scores(batch)
     frozen = keep_frozen_bottom(objective.module, "llama", trained_layers=1, max_bytes=1)
@@ -88,7 +76,7 @@ def test_nothing_is_kept_where_a_trained_tensor_sits_below_the_top_layers_or_the
     loaded = load_model("tiny-llama")
     every_layer = apply_lora(loaded, r=2, alpha=4)
     assert keep_frozen_bottom(every_layer, "llama", trained_layers=1, max_bytes=2**30) is None
-    assert keep_frozen_bottom(top_layer_objective().module, "gemma", trained_layers=1, max_bytes=2**30) is None
+    assert keep_frozen_bottom(tiny_llama_lora(layers=1).module, "gemma", trained_layers=1, max_bytes=2**30) is None
 
 
 def test_a_run_with_lora_layers_keeps_the_bottom_and_saves_a_plain_peft_adapter(tmp_path):
@@ -123,7 +111,7 @@ def test_bottom_cache_none_keeps_nothing(tmp_path):
 
 
 def test_calls_it_cannot_serve_run_the_whole_model():
-    objective = top_layer_objective()
+    objective = tiny_llama_lora(layers=1)
     inputs = objective.head.encode(load_split("sst2", "train")[:3]).inputs
     right_padded = {name: value.flip(-1) for name, value in inputs.items()}
     calls = [

@@ -119,15 +119,14 @@ def _can_use_kept(input_ids, attention_mask, position_ids, kwargs) -> bool:
 def keep_frozen_bottom(model: nn.Module, family: str, trained_layers: int, max_bytes: int) -> FrozenBottom | None:
     """Install a `FrozenBottom` under the top `trained_layers` of a peft-wrapped decoder, or return
     None where it does not apply: a family not known to be safe, nothing frozen below, or a trained
-    tensor below the top layers (LoRA placed by module names)."""
+    tensor below the top layers, embeddings included (LoRA placed by module names)."""
     body = getattr(model.get_base_model(), "model", None)
     layers = getattr(body, "layers", None)
-    if family not in CACHEABLE_FAMILIES or not isinstance(layers, nn.ModuleList) or max_bytes <= 0:
+    if family not in CACHEABLE_FAMILIES or not isinstance(layers, nn.ModuleList):
         return None
     split = len(layers) - trained_layers
-    if split <= 0 or any(p.requires_grad for layer in layers[:split] for p in layer.parameters()):
-        return None
-    if any(p.requires_grad for p in body.embed_tokens.parameters()):
+    below = [body.embed_tokens, *layers[:split]]
+    if split <= 0 or any(p.requires_grad for module in below for p in module.parameters()):
         return None
     frozen = FrozenBottom(body, split, max_bytes)
     frozen.install()
