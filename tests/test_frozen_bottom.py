@@ -43,6 +43,12 @@ def test_lora_layers_put_adapters_in_the_top_layers_only():
         apply_lora(load_model("tiny-llama"), layers=3)
 
 
+@pytest.mark.parametrize("adapter", ["prefix", "full"])
+def test_lora_layers_with_another_adapter_is_refused_in_one_line(tmp_path, adapter):
+    with pytest.raises(UserError, match=f"does not apply to adapter '{adapter}'"):
+        tiny_config(tmp_path, adapter=adapter, lora_layers=1).validate()
+
+
 def test_kept_bottom_gives_what_the_whole_model_gives_and_runs_each_sequence_once():
     objective = tiny_llama_lora(layers=1)
     examples = load_split("sst2", "train")[:6]  # reviews of different lengths: rows are padded differently
