@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from edge_runtime.config import group, setting
+from edge_runtime.errors import UserError
 from edge_runtime.spec import AdapterKind, AdapterSpec, EstimatorSettings, Precision
 
 
@@ -69,6 +70,20 @@ class Lora(LoraRank):
 
     lora_alpha: int = setting("LoRA alpha", 16)
     lora_targets: tuple[str, ...] = setting("comma-separated module names for LoRA; empty = family default", ())
+    lora_layers: int | None = setting(
+        "LoRA in the top N transformer layers only; none = every layer. On one device a Llama-family "
+        "model then runs the frozen layers below once per example and keeps their output (see bottom_cache)",
+        None,
+    )
+
+    def check_lora_layers(self, adapter: str) -> None:
+        """Refuse, as a UserError, a layer count that is not positive or an adapter without LoRA layers."""
+        if self.lora_layers is None:
+            return
+        if self.lora_layers < 1:
+            raise UserError(f"lora_layers must be positive, got {self.lora_layers}")
+        if adapter != "lora":
+            raise UserError(f"lora_layers places LoRA adapters; it does not apply to adapter {adapter!r}")
 
 
 @dataclass
@@ -145,6 +160,7 @@ class FineTuning(Seed, HeadTraining, Prompting, Lora, Batches, BasePrecision, Da
             self.lora_r,
             self.lora_alpha,
             tuple(self.lora_targets),
+            self.lora_layers,
             self.max_length,
             init_seed,
             self.prompt,

@@ -251,7 +251,9 @@ def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
 
 def test_what_trains_crosses_the_wire_field_for_field():
     # Every value differs from its default, so a field the conversion dropped would show.
-    adapter = AdapterSpec("tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 64, 3, "{premise}?", ("yes", "no"))
+    adapter = AdapterSpec(
+        "tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 1, 64, 3, "{premise}?", ("yes", "no")
+    )
     method = MethodSpec(
         "zo-sgd-block", EstimatorSettings(0.5, 3, 2.0, 0.5, 0.8, 0.9, 1e-6, "inplace", "tensor", 0.5, "random")
     )
@@ -261,6 +263,7 @@ def test_what_trains_crosses_the_wire_field_for_field():
     assert set(pb.AdapterSpec.DESCRIPTOR.fields_by_name) == {f.name for f in fields(AdapterSpec)}
     assert set(pb.MethodSpec.DESCRIPTOR.fields_by_name) == {"name"} | {f.name for f in fields(EstimatorSettings)}
     assert method_of(pb.Task(method=method_message(MethodSpec()))).settings.grad_clip is None
+    assert adapter_of(pb.Task(adapter=adapter_message(AdapterSpec("tiny-llama")))).lora_layers is None
 
 
 def test_tensor_chunks_round_trip_and_refuse_lies():

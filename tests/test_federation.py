@@ -1,6 +1,7 @@
 """Federated training in one process (the in-process transport drives the real service):
 learning, seed-and-scalar uploads, refusals, and recovery from a lost coordinator."""
 
+import json
 from dataclasses import replace
 
 import grpc
@@ -298,3 +299,20 @@ def test_method_auto_trains_each_device_with_the_method_it_can_afford(tmp_path):
 def test_method_auto_refuses_a_planner_that_uploads_seeds(tmp_path):
     with pytest.raises(UserError, match="method auto .* uploads seeds"):
         Federation(small_config(tmp_path, method="auto", planner="zo-seed"), devices=0)
+
+
+def test_a_federation_with_lora_in_the_top_layer_only_trains_that_layer_on_every_device(tmp_path):
+    federation = Federation(small_config(tmp_path, rounds=1, quorum=1.0, lora_layers=1), devices=2)
+    metrics = federation.run()
+    assert metrics[-1]["updates"] == 2
+    (spec,) = federation.models
+    assert spec.lora_layers == 1
+    names = list(federation.models[spec].params)
+    assert names and all(".layer.1." in name or "classifier" in name for name in names), names
+    saved = json.loads((tmp_path / "coordinator" / "adapter" / "adapter_config.json").read_text())
+    assert saved["layers_to_transform"] == [1]
+
+
+def test_lora_layers_below_one_is_refused_in_one_line(tmp_path):
+    with pytest.raises(UserError, match="lora_layers must be positive, got 0"):
+        small_config(tmp_path, lora_layers=0)

@@ -15,7 +15,7 @@ from edge_runtime.errors import UserError
 from edge_runtime.estimators import METHODS, EstimatorSettings, build_method, get_method
 from edge_runtime.heads import head_for
 from edge_runtime.memory import Workload, estimate, measure
-from edge_runtime.memory.model import PassNotSimulated, _meta_model, pass_peak
+from edge_runtime.memory.model import PassNotSimulated, _meta_model, meta_model, pass_peak
 from edge_runtime.memory.planner import plan_under_cap, required_bytes
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
@@ -36,7 +36,7 @@ def _real(precision="fp32"):
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_a_pass_on_meta_tensors_allocates_what_it_does_on_real_ones(kind, precision):
     _, real = _real(precision)
-    meta = _meta_model("tiny-llama", 2, "lora", precision, 8, 16, ())
+    meta = _meta_model("tiny-llama", 2, "lora", precision, 8, 16, (), None)
     trainable = lambda net: {n: p for n, p in net.named_parameters() if p.requires_grad}  # noqa: E731
     simulated, measured = (pass_peak(net, trainable(net), kind, BATCH, SEQ) for net in (meta, real))
     if kind == "jvp":
@@ -168,7 +168,7 @@ def test_recomputed_blocks_give_the_same_gradient_at_less_activation_memory(mode
 
 def test_the_memory_model_simulates_recomputed_blocks_as_a_real_pass_allocates():
     _, real = _real()
-    meta = _meta_model("tiny-llama", 2, "lora", "fp32", 8, 16, ())
+    meta = _meta_model("tiny-llama", 2, "lora", "fp32", 8, 16, (), None)
     trainable = lambda net: {n: p for n, p in net.named_parameters() if p.requires_grad}  # noqa: E731
     simulated, measured = (
         pass_peak(net, trainable(net), "backward", BATCH, SEQ, recompute=True) for net in (meta, real)
@@ -386,3 +386,15 @@ def test_planner_fills_what_the_micro_batch_leaves_with_perturbed_copies():
     # Backprop has no perturbed copies to batch.
     backprop = plan_under_cap(10**12, 10**9, work.with_method("fo-sgd"), eval_batch=8)
     assert backprop.perturbations_per_pass == 1 and not any("perturbations" in c for c in backprop.changes)
+
+
+def test_the_estimate_counts_lora_in_the_top_layers_only():
+    every = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=8, seq_len=128)
+    top = Workload(AdapterSpec("tiny-llama", lora_layers=1), MethodSpec("zo-sgd"), batch=8, seq_len=128)
+    trained = {
+        work.adapter.lora_layers: [name for name, p in meta_model(work).named_parameters() if p.requires_grad]
+        for work in (every, top)
+    }
+    assert trained[1] and all(".layers.1." in name for name in trained[1])
+    assert len(trained[None]) == 2 * len(trained[1])
+    assert estimate(top).adapters * 2 == estimate(every).adapters

@@ -37,7 +37,10 @@ class OrtModel:
         if method not in METHODS:
             raise TaskRefused(f"{method} needs PyTorch; this ONNX Runtime device trains with {', '.join(METHODS)}")
         spec, graph = adapter_of(task), self.manifest.adapter
-        want = {key: (getattr(spec, key), getattr(graph, key)) for key in ("model", "dataset", "lora_r", "lora_alpha")}
+        want = {
+            key: (getattr(spec, key), getattr(graph, key))
+            for key in ("model", "dataset", "lora_r", "lora_alpha", "lora_layers")
+        }
         if self.manifest.template is not None:
             asked = prompt_template(get_task(spec.dataset), spec.prompt, spec.label_words)
             have = self.manifest.template

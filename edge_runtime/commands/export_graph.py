@@ -16,6 +16,7 @@ def _run(args: argparse.Namespace) -> None:
         args.precision,
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,
+        lora_layers=args.lora_layers,
         init_seed=args.seed,
         prompt=args.prompt,
         label_words=label_words,
@@ -38,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--precision", default="fp32", choices=PRECISIONS)
     parser.add_argument("--lora-r", type=int, default=8)
     parser.add_argument("--lora-alpha", type=int, default=16)
+    parser.add_argument(
+        "--lora-layers", type=int, default=None, help="LoRA in the top N layers only (default: every layer)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the LoRA (and random head) initialisation")
     parser.add_argument(
         "--prompt",

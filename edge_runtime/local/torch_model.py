@@ -54,6 +54,7 @@ class TorchModel:
             r=spec.lora_r,
             alpha=spec.lora_alpha,
             targets=spec.lora_targets or None,
+            layers=spec.lora_layers,
         ).to(self.device)
         self.kind = loaded.kind
         template = prompt_template(task, spec.prompt, spec.label_words)

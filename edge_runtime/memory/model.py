@@ -160,18 +160,28 @@ def meta_model(work: Workload) -> nn.Module:
         adapter.lora_r,
         adapter.lora_alpha,
         adapter.lora_targets,
+        adapter.lora_layers,
     )
 
 
 @functools.lru_cache(maxsize=8)
 def _meta_model(
-    model: str, num_labels: int, adapter: str, precision: str, r: int, alpha: int, targets: tuple[str, ...]
+    model: str,
+    num_labels: int,
+    adapter: str,
+    precision: str,
+    r: int,
+    alpha: int,
+    targets: tuple[str, ...],
+    layers: int | None,
 ) -> nn.Module:
     base = _meta_architecture(model, num_labels).to(load_dtype(precision))
     base.eval().requires_grad_(False)
     family = base.config.model_type
     loaded = LoadedModel(model=base, tokenizer=None, name=model, family=family, kind=kind_for_family(family), path=None)
-    return prepare_model(loaded, adapter=adapter, precision=precision, r=r, alpha=alpha, targets=targets or None)
+    return prepare_model(
+        loaded, adapter=adapter, precision=precision, r=r, alpha=alpha, targets=targets or None, layers=layers
+    )
 
 
 def _meta_architecture(model: str, num_labels: int) -> nn.Module:

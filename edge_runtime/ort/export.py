@@ -107,7 +107,12 @@ def export_graph(spec: AdapterSpec, out_dir: str | Path, *, opset: int = OPSET) 
         raise UserError(f"export-graph supports classification tasks so far; {spec.dataset} is {task.kind}")
     loaded = load_model(spec.model, num_labels=task.num_labels, seed=spec.init_seed)
     model = prepare_model(
-        loaded, adapter=spec.kind, r=spec.lora_r, alpha=spec.lora_alpha, targets=spec.lora_targets or None
+        loaded,
+        adapter=spec.kind,
+        r=spec.lora_r,
+        alpha=spec.lora_alpha,
+        targets=spec.lora_targets or None,
+        layers=spec.lora_layers,
     )
     params = trainable_parameters(model)
     template = prompt_template(task, spec.prompt, spec.label_words)

@@ -20,7 +20,7 @@ except ImportError as error:  # a source checkout that was never built
     ) from error
 
 # Bump on any change that an agent of the previous version would misread.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 DEVICE_KEY, TOKEN_KEY, PROTOCOL_KEY = "x-edgetune-device", "x-edgetune-token", "x-edgetune-protocol"
 

@@ -59,11 +59,6 @@ class TrainConfig(
         "lora",
     )
     prefix_tokens: int = setting("prefix tuning: virtual tokens per layer (MeZO: 5)", 5)
-    lora_layers: int | None = setting(
-        "LoRA in the top N transformer layers only; none = every layer. A Llama-family model then runs "
-        "the frozen layers below once per example and keeps their output (see bottom_cache)",
-        None,
-    )
     bottom_cache: str | None = setting(
         "with lora_layers on a Llama-family model: memory for the frozen layers' kept outputs "
         "(rows beyond it are recomputed); none = keep none. Under a memory cap none are kept",
@@ -85,7 +80,6 @@ class TrainConfig(
             "calibration_examples": self.calibration_examples,
             "lora_r": self.lora_r,
             "prefix_tokens": self.prefix_tokens,
-            "lora_layers": 1 if self.lora_layers is None else self.lora_layers,
             "max_length": self.max_length,
             "eval_batch_size": self.eval_batch_size,
         }
@@ -108,8 +102,7 @@ class TrainConfig(
             raise UserError(f"perturbations_per_pass must be at least 1, got {self.perturbations_per_pass}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise UserError(f"micro_batch must be at least 1, got {self.micro_batch}")
-        if self.lora_layers is not None and self.adapter != "lora":
-            raise UserError(f"lora_layers places LoRA adapters; it does not apply to adapter {self.adapter!r}")
+        self.check_lora_layers(self.adapter)
         if self.memory_cap is not None:
             parse_bytes(self.memory_cap)
         if self.bottom_cache is not None:
