@@ -4,6 +4,9 @@ The quick runs happen once per module and the report test renders their very fil
 
 import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -109,6 +112,30 @@ def test_bench_convergence_keeps_each_runs_step_metrics_where_asked(bench_dir, c
         )
     assert exit_info.value.code == 2
     assert "00-tiny-bert-sst2-lora-zo-sgd holds a run already" in capsys.readouterr().err
+
+
+def test_a_kept_training_run_makes_the_same_curve_row_the_bench_wrote(bench_dir, tmp_path):
+    rows = json.loads((bench_dir / "convergence.json").read_text())["rows"]
+    out = tmp_path / "runs.json"
+    folders = [f"{row['run_folder']}={row['method']}" for row in rows]
+    subprocess.run([sys.executable, "tools/train_runs_to_curves.py", *folders, "--out", str(out)], check=True)
+    made = json.loads(out.read_text())
+    assert made["bench"] == "convergence"
+    for bench_row, run_row in zip(rows, made["rows"], strict=True):
+        shared = set(run_row) - {"variant", "run_folder"}
+        assert {k: run_row[k] for k in shared} == {k: bench_row[k] for k in shared}
+    assert "| tiny-bert | sst2 | lora | zo-sgd | zo-sgd |" in out.with_suffix(".md").read_text()
+    thinned = tmp_path / "thinned"
+    thinned.mkdir()
+    kept = Path(rows[0]["run_folder"])
+    (thinned / "summary.json").write_text((kept / "summary.json").read_text())
+    (thinned / "metrics.jsonl").write_text("".join((kept / "metrics.jsonl").read_text().splitlines(True)[1::2]))
+    failed = subprocess.run(
+        [sys.executable, "tools/train_runs_to_curves.py", f"{thinned}=x", "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert failed.returncode == 1 and "lacks steps" in failed.stderr
 
 
 @pytest.mark.slow

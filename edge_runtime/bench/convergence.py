@@ -155,11 +155,56 @@ def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: in
     run = build_run(train)
     forward_seconds = _forward_seconds(run, config.repeats)
     summary = fit(run)
-    records = [json.loads(line) for line in (Path(train.out_dir) / "metrics.jsonl").read_text().splitlines()]
-    step_seconds = statistics.median(r["step_seconds"] for r in records) if records else None
+    reached = _reached(summary, _records(Path(train.out_dir)), row["passes_per_step"])
     peak = _peak(config, train, train.method) if config.memory else None
+    step_seconds = reached["step_seconds"]
     return {
         **row,
+        **reached,
+        "peak_bytes": peak,
+        "inference_peak_bytes": inference_peak,
+        "ratio_to_inference": peak / inference_peak if peak and inference_peak else None,
+        "forward_seconds": forward_seconds,
+        "ratio_to_forward": step_seconds / forward_seconds if step_seconds else None,
+    }
+
+
+def run_row(folder: Path, variant: str) -> dict:
+    """A finished `edgetune train` run (its folder's summary.json and every step's metrics.jsonl) as a
+    row of this bench, so that `bench report` tables and draws it beside the bench's own cells."""
+    try:
+        summary = json.loads((folder / "summary.json").read_text())
+        records = _records(folder)
+    except (OSError, ValueError) as error:
+        raise UserError(f"{folder} holds no finished training run: {error}") from None
+    config = summary["config"]
+    passes_per_step = get_method(summary["method"]).passes_per_step(summary["queries"])
+    if records and records[-1]["step"] != len(records):
+        raise UserError(f"{folder}/metrics.jsonl lacks steps (a thinned copy?): curves need every step's time")
+    return {
+        "model": summary["model"],
+        "task": summary["task"],
+        "adapter": config["adapter"],
+        "method": summary["method"],
+        "variant": variant,
+        "passes_per_step": passes_per_step,
+        "steps": summary["steps"],
+        "queries": summary["queries"],
+        "mu": summary["mu"],
+        "batch_size": summary["batch_size"],
+        "max_length": config["max_length"],
+        "run_folder": str(folder),
+        **_reached(summary, records, passes_per_step),
+    }
+
+
+def _records(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+
+
+def _reached(summary: dict, records: list[dict], passes_per_step: int) -> dict:
+    """What a finished run reached, from its summary and its steps' records."""
+    return {
         "lr": summary["lr"],
         "trainable_params": summary["trainable_params"],
         "forward_passes": summary["forward_passes"],
@@ -175,13 +220,8 @@ def _cell(config: ConvergenceBenchConfig, train: TrainConfig, inference_peak: in
         ),
         "initial_train_loss": summary["initial_train_loss"],
         "final_train_loss": summary["final_train_loss"],
-        "curve": _curve(summary, records, row["passes_per_step"]),
-        "peak_bytes": peak,
-        "inference_peak_bytes": inference_peak,
-        "ratio_to_inference": peak / inference_peak if peak and inference_peak else None,
-        "step_seconds": step_seconds,
-        "forward_seconds": forward_seconds,
-        "ratio_to_forward": step_seconds / forward_seconds if step_seconds else None,
+        "curve": _curve(summary, records, passes_per_step),
+        "step_seconds": statistics.median(r["step_seconds"] for r in records) if records else None,
     }
 
 
@@ -276,7 +316,8 @@ def table(rows: list[dict]) -> str:
             )
             continue
         peak = f"{format_bytes(r['peak_bytes'])} ({r['ratio_to_inference']:.2f})" if r.get("ratio_to_inference") else ""
-        step = f"{r['step_seconds']:.3f} s ({r['ratio_to_forward']:.1f})" if r.get("step_seconds") else ""
+        step = f"{r['step_seconds']:.3f} s" if r.get("step_seconds") else ""
+        step += f" ({r['ratio_to_forward']:.1f})" if r.get("ratio_to_forward") else ""
         lines.append(
             f"| {r['model']} | {r['task']} | {r['adapter']} | {r['method']} | {variant} | {r['steps']} | "
             f"{r['lr']:g} | "
