@@ -108,7 +108,7 @@ class CoordinatorConfig(
             "train_probe_examples",
             "warm_start_examples",
         )
-        self.check_lora_layers("lora")
+        self.check_lora_shape("lora")
         if self.lr is None:
             raise UserError("lr: a federation's devices need a number (none, the method's default, is one run's)")
         for name in (

@@ -75,15 +75,20 @@ class Lora(LoraRank):
         "model then runs the frozen layers below once per example and keeps their output (see bottom_cache)",
         None,
     )
+    lora_fa: bool = setting(
+        "LoRA-FA: keep each A at its seeded start and train B only: half the numbers a ZO step perturbs, "
+        "and while B is near its zero start A's gradient is near zero anyway",
+        False,
+    )
 
-    def check_lora_layers(self, adapter: str) -> None:
-        """Refuse, as a UserError, a layer count that is not positive or an adapter without LoRA layers."""
-        if self.lora_layers is None:
-            return
-        if self.lora_layers < 1:
+    def check_lora_shape(self, adapter: str) -> None:
+        """Refuse, as a UserError, a layer count that is not positive, or LoRA settings for an adapter
+        without LoRA layers."""
+        if self.lora_layers is not None and self.lora_layers < 1:
             raise UserError(f"lora_layers must be positive, got {self.lora_layers}")
-        if adapter != "lora":
-            raise UserError(f"lora_layers places LoRA adapters; it does not apply to adapter {adapter!r}")
+        for name in ("lora_layers", "lora_fa"):
+            if getattr(self, name) not in (None, False) and adapter != "lora":
+                raise UserError(f"{name} shapes LoRA adapters; it does not apply to adapter {adapter!r}")
 
 
 @dataclass
@@ -161,6 +166,7 @@ class FineTuning(Seed, HeadTraining, Prompting, Lora, Batches, BasePrecision, Da
             self.lora_alpha,
             tuple(self.lora_targets),
             self.lora_layers,
+            self.lora_fa,
             self.max_length,
             init_seed,
             self.prompt,

@@ -43,6 +43,7 @@ class AdapterSpec:
     lora_alpha: int = 16
     lora_targets: tuple[str, ...] = ()  # module names; empty = the family's default
     lora_layers: int | None = None  # LoRA in the top N transformer layers only; None = every layer
+    lora_fa: bool = False  # LoRA-FA: each A stays at its seeded start and only B trains
     max_length: int = 128  # tokens per sequence
     init_seed: int = 0  # initialises LoRA A, an encoder's head, and a random test model's whole base
     prompt: str = "default"  # a causal LM's prompt template (tasks/templates.py) or a format string

@@ -252,7 +252,7 @@ def test_training_a_slice_changes_only_its_tensors_and_restores_the_model():
 def test_what_trains_crosses_the_wire_field_for_field():
     # Every value differs from its default, so a field the conversion dropped would show.
     adapter = AdapterSpec(
-        "tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 1, 64, 3, "{premise}?", ("yes", "no")
+        "tiny-llama", "rte", "int8", "prefix", 4, 8, ("q_proj",), 1, True, 64, 3, "{premise}?", ("yes", "no")
     )
     method = MethodSpec(
         "zo-sgd-block", EstimatorSettings(0.5, 3, 2.0, 0.5, 0.8, 0.9, 1e-6, "inplace", "tensor", 0.5, "random")

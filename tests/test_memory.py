@@ -388,7 +388,7 @@ def test_planner_fills_what_the_micro_batch_leaves_with_perturbed_copies():
     assert backprop.perturbations_per_pass == 1 and not any("perturbations" in c for c in backprop.changes)
 
 
-def test_the_estimate_counts_lora_in_the_top_layers_only():
+def test_the_estimate_counts_only_the_lora_tensors_that_train():
     every = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=8, seq_len=128)
     top = Workload(AdapterSpec("tiny-llama", lora_layers=1), MethodSpec("zo-sgd"), batch=8, seq_len=128)
     trained = {
@@ -398,3 +398,9 @@ def test_the_estimate_counts_lora_in_the_top_layers_only():
     assert trained[1] and all(".layers.1." in name for name in trained[1])
     assert len(trained[None]) == 2 * len(trained[1])
     assert estimate(top).adapters * 2 == estimate(every).adapters
+    # LoRA-FA: each A is kept, as a frozen weight, and only B trains.
+    fa = estimate(Workload(AdapterSpec("tiny-llama", lora_fa=True), MethodSpec("zo-sgd"), batch=8, seq_len=128))
+    whole = estimate(every)
+    assert 0 < fa.adapters < whole.adapters
+    assert whole.adapters - fa.adapters == fa.weights - whole.weights
+    assert fa.optimizer_state < whole.optimizer_state

@@ -87,6 +87,7 @@ def test_ort_device_refuses_tasks_its_graph_cannot_train(graph_and_model):
         _task(model, "fo-adam", state),
         _task(model, "zo-sgd", state, lora_r=4),
         _task(model, "zo-sgd", state, lora_layers=1),
+        _task(model, "zo-sgd", state, lora_fa=True),
         _task(model, "zo-sgd", state, dataset="rte"),
         _task("other", "zo-sgd", state),
     ):

@@ -39,7 +39,7 @@ class OrtModel:
         spec, graph = adapter_of(task), self.manifest.adapter
         want = {
             key: (getattr(spec, key), getattr(graph, key))
-            for key in ("model", "dataset", "lora_r", "lora_alpha", "lora_layers")
+            for key in ("model", "dataset", "lora_r", "lora_alpha", "lora_layers", "lora_fa")
         }
         if self.manifest.template is not None:
             asked = prompt_template(get_task(spec.dataset), spec.prompt, spec.label_words)

@@ -17,6 +17,7 @@ def _run(args: argparse.Namespace) -> None:
         lora_r=args.lora_r,
         lora_alpha=args.lora_alpha,
         lora_layers=args.lora_layers,
+        lora_fa=args.lora_fa,
         init_seed=args.seed,
         prompt=args.prompt,
         label_words=label_words,
@@ -42,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--lora-layers", type=int, default=None, help="LoRA in the top N layers only (default: every layer)"
     )
+    parser.add_argument("--lora-fa", action="store_true", help="LoRA-FA: A fixed at its seeded start, B trainable")
     parser.add_argument("--seed", type=int, default=0, help="seed of the LoRA (and random head) initialisation")
     parser.add_argument(
         "--prompt",

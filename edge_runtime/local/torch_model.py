@@ -55,6 +55,7 @@ class TorchModel:
             alpha=spec.lora_alpha,
             targets=spec.lora_targets or None,
             layers=spec.lora_layers,
+            train_a=not spec.lora_fa,
         ).to(self.device)
         self.kind = loaded.kind
         template = prompt_template(task, spec.prompt, spec.label_words)

@@ -161,6 +161,7 @@ def meta_model(work: Workload) -> nn.Module:
         adapter.lora_alpha,
         adapter.lora_targets,
         adapter.lora_layers,
+        adapter.lora_fa,
     )
 
 
@@ -174,13 +175,21 @@ def _meta_model(
     alpha: int,
     targets: tuple[str, ...],
     layers: int | None,
+    lora_fa: bool,
 ) -> nn.Module:
     base = _meta_architecture(model, num_labels).to(load_dtype(precision))
     base.eval().requires_grad_(False)
     family = base.config.model_type
     loaded = LoadedModel(model=base, tokenizer=None, name=model, family=family, kind=kind_for_family(family), path=None)
     return prepare_model(
-        loaded, adapter=adapter, precision=precision, r=r, alpha=alpha, targets=targets or None, layers=layers
+        loaded,
+        adapter=adapter,
+        precision=precision,
+        r=r,
+        alpha=alpha,
+        targets=targets or None,
+        layers=layers,
+        train_a=not lora_fa,
     )
 
 

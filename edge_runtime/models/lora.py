@@ -27,13 +27,15 @@ def apply_lora(
     alpha: int = 16,
     targets: Sequence[str] | None = None,
     layers: int | None = None,
+    train_a: bool = True,
 ) -> peft.PeftModel:
     """Inject LoRA into ``loaded.model`` (in place) and return the PEFT wrapper, in eval() mode.
 
     Trainable afterwards: the LoRA A/B matrices and, for encoders, the classification head; all of
     them fp32 even when the base is fp16/bf16, because ZO perturbations vanish in half precision.
     With `layers`, LoRA goes into the top `layers` transformer layers only (peft's
-    layers_to_transform, which the saved adapter's config carries).
+    layers_to_transform, which the saved adapter's config carries). Without `train_a` (LoRA-FA) each A
+    keeps its seeded start, is saved with the adapter, and only B trains.
     """
     target_names = tuple(targets) if targets else default_lora_targets(loaded.family)
     _check_targets_exist(loaded.model, target_names)
@@ -46,7 +48,12 @@ def apply_lora(
         task_type=task_type(loaded),
         layers_to_transform=None if layers is None else top_layers(loaded, layers),
     )
-    return wrap_for_training(loaded, config)
+    model = wrap_for_training(loaded, config)
+    if not train_a:
+        for name, param in model.named_parameters():
+            if ".lora_A." in name:
+                param.requires_grad_(False)
+    return model
 
 
 def top_layers(loaded: LoadedModel, layers: int) -> list[int]:

@@ -50,6 +50,7 @@ def prepare_model(
     alpha: int = 16,
     targets: Sequence[str] | None = None,
     layers: int | None = None,
+    train_a: bool = True,
     prefix_tokens: int = 5,
 ) -> nn.Module:
     """The module a run trains, from a model loaded with ``load_dtype(precision)``."""
@@ -60,7 +61,7 @@ def prepare_model(
     if adapter == "prefix":
         model = apply_prefix(loaded, tokens=prefix_tokens)
     else:
-        model = apply_lora(loaded, r=r, alpha=alpha, targets=targets, layers=layers)
+        model = apply_lora(loaded, r=r, alpha=alpha, targets=targets, layers=layers, train_a=train_a)
     if precision == "int8":
         quantize_frozen_(model)
     return model

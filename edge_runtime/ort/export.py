@@ -113,6 +113,7 @@ def export_graph(spec: AdapterSpec, out_dir: str | Path, *, opset: int = OPSET) 
         alpha=spec.lora_alpha,
         targets=spec.lora_targets or None,
         layers=spec.lora_layers,
+        train_a=not spec.lora_fa,
     )
     params = trainable_parameters(model)
     template = prompt_template(task, spec.prompt, spec.label_words)

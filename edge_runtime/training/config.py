@@ -102,7 +102,7 @@ class TrainConfig(
             raise UserError(f"perturbations_per_pass must be at least 1, got {self.perturbations_per_pass}")
         if self.micro_batch is not None and self.micro_batch < 1:
             raise UserError(f"micro_batch must be at least 1, got {self.micro_batch}")
-        self.check_lora_layers(self.adapter)
+        self.check_lora_shape(self.adapter)
         if self.memory_cap is not None:
             parse_bytes(self.memory_cap)
         if self.bottom_cache is not None:

@@ -111,6 +111,7 @@ def build_run(config: TrainConfig) -> Run:
         alpha=config.lora_alpha,
         targets=config.lora_targets or None,
         layers=config.lora_layers,
+        train_a=not config.lora_fa,
         prefix_tokens=config.prefix_tokens,
     ).to(device)
     frozen_bottom = _keep_frozen_bottom(config, loaded, peft_model)
