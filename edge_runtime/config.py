@@ -232,8 +232,13 @@ def add_config_arguments(parser: argparse.ArgumentParser, cls: type) -> None:
         )
 
 
-def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
-    """The config that parsed args name: cls's defaults < the --config file < the flags given."""
+def config_sources(cls: type, args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What parsed args give, the --config file's values first and then the flags', for build_config."""
     from_file = read_config_file(args.config) if args.config else {}
     from_flags = {f.name: getattr(args, f.name) for f, _, _ in config_fields(cls) if getattr(args, f.name) is not None}
-    return build_config(cls, from_file, from_flags)
+    return from_file, from_flags
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace) -> C:
+    """The config that parsed args name: cls's defaults < the --config file < the flags given."""
+    return build_config(cls, *config_sources(cls, args))

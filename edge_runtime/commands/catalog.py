@@ -1,4 +1,4 @@
-"""`edgetune list`: the models, tasks and methods this install knows."""
+"""`edgetune list`: the models, tasks, methods and measured recipes this install knows."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ def _run(args: argparse.Namespace) -> None:
     from edge_runtime.models import MODEL_ALIASES
     from edge_runtime.tasks import TASKS
     from edge_runtime.tasks.templates import TEMPLATES
+    from edge_runtime.training.recipes import RECIPES
     from edge_runtime.warm_start.linear_head import ENCODER_WARM_STARTS
 
     print("models: ", ", ".join(MODEL_ALIASES))
@@ -29,7 +30,12 @@ def _run(args: argparse.Namespace) -> None:
     print(
         f"  {'auto':14s} {'':12s}  {'':8s}  the fastest to +5 points of {', '.join(CANDIDATES)} within the memory cap"
     )
+    print("recipes (edgetune train starts from them; --no-recipe for none):")
+    for recipe in RECIPES:
+        print(f"  {recipe.describe()}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    sub.add_parser("list", help="list models, tasks, prompt templates, warm starts and methods").set_defaults(run=_run)
+    sub.add_parser("list", help="list models, tasks, prompt templates, warm starts, methods and recipes").set_defaults(
+        run=_run
+    )

@@ -6,13 +6,19 @@ import argparse
 import json
 import sys
 
-from edge_runtime.config import add_config_arguments, config_from_args
+from edge_runtime.config import add_config_arguments, config_sources
 
 
 def _run(args: argparse.Namespace) -> None:
     from edge_runtime.training.config import TrainConfig
+    from edge_runtime.training.recipes import configure
 
-    config = config_from_args(TrainConfig, args)  # settings are checked before PyTorch loads (seconds)
+    # Settings are checked before PyTorch loads (seconds).
+    config, recipe = configure(*config_sources(TrainConfig, args))
+    if recipe is not None:
+        print(
+            f"edgetune: recipe {recipe.describe()} (given settings override it; --no-recipe for none)", file=sys.stderr
+        )
     from edge_runtime.training.trainer import train
 
     summary = train(config)

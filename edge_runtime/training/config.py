@@ -43,6 +43,11 @@ class TrainConfig(
     FewShot,
     FineTuning,
 ):
+    recipe: bool = setting(
+        "start from the measured recipe of the model, task and method where there is one (`edgetune list` "
+        "shows them); the config file and flags override its settings",
+        True,
+    )
     train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
     memory_cap: str | None = setting(
         "cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops it cleanly before crossing", None
