@@ -166,14 +166,16 @@ def plot_curves(plt, rows: list[dict]):
         loss_axis, accuracy_axis = axes[panels * g], axes[panels * g + 1]
         for row in group:
             passes = [p["forward_passes"] for p in row["curve"]]
-            loss_axis.plot(passes, [p[loss_key] for p in row["curve"]], marker=".", label=row["method"])
-            accuracy_axis.plot(passes, [p["eval_accuracy"] for p in row["curve"]], marker=".", label=row["method"])
+            # Variants of one method (another rate, rank or seed) are told apart by their names.
+            label = " ".join(filter(None, (row["method"], row.get("variant"))))
+            loss_axis.plot(passes, [p[loss_key] for p in row["curve"]], marker=".", label=label)
+            accuracy_axis.plot(passes, [p["eval_accuracy"] for p in row["curve"]], marker=".", label=label)
             if timed:
                 axes[panels * g + 2].plot(
                     [p["train_seconds"] for p in row["curve"]],
                     [p["eval_accuracy"] for p in row["curve"]],
                     marker=".",
-                    label=row["method"],
+                    label=label,
                 )
         loss_name = "dev loss" if loss_key == "eval_loss" else "train loss"
         loss_axis.set(title=f"{title}: {loss_name}", xlabel="forward passes", ylabel=loss_name)
