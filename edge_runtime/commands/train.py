@@ -15,12 +15,12 @@ def _run(args: argparse.Namespace) -> None:
 
     # Settings are checked before PyTorch loads (seconds).
     config, recipe = configure(*config_sources(TrainConfig, args))
+    from edge_runtime.training.trainer import train  # an install without PyTorch stops here, in one line
+
     if recipe is not None:
         print(
             f"edgetune: recipe {recipe.describe()} (given settings override it; --no-recipe for none)", file=sys.stderr
         )
-    from edge_runtime.training.trainer import train
-
     summary = train(config)
     shown = {k: v for k, v in summary.items() if k != "config"}
     print(json.dumps(shown, indent=2))
