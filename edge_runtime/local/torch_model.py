@@ -21,7 +21,7 @@ from edge_runtime.local.work import LocalResult, head_constants, run_local_steps
 from edge_runtime.memory.tracker import LiveBytes
 from edge_runtime.models import load_model
 from edge_runtime.models.pooled_classifier import pooled_classifier_in, trained_classifier
-from edge_runtime.models.precision import load_dtype, prepare_model
+from edge_runtime.models.precision import load_dtype, prepare_for_spec
 from edge_runtime.objective import Objective, trainable_parameters, weighted_parts
 from edge_runtime.protocol import pb
 from edge_runtime.protocol.specs import adapter_of, method_of
@@ -47,16 +47,7 @@ class TorchModel:
             spec.model, num_labels=task.num_labels, dtype=load_dtype(spec.precision), seed=spec.init_seed
         )
         self.device = torch.device(device)
-        self.module = prepare_model(
-            loaded,
-            adapter=spec.kind,
-            precision=spec.precision,
-            r=spec.lora_r,
-            alpha=spec.lora_alpha,
-            targets=spec.lora_targets or None,
-            layers=spec.lora_layers,
-            train_a=not spec.lora_fa,
-        ).to(self.device)
+        self.module = prepare_for_spec(loaded, spec).to(self.device)
         self.kind = loaded.kind
         template = prompt_template(task, spec.prompt, spec.label_words)
         self.head = head_for(loaded.kind, loaded.tokenizer, task.kind, spec.max_length, template)

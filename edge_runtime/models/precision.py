@@ -18,7 +18,7 @@ from edge_runtime.models.int8 import quantize_frozen_
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.lora import apply_lora
 from edge_runtime.models.prefix import apply_prefix
-from edge_runtime.spec import ADAPTERS, PRECISIONS, AdapterKind, Precision
+from edge_runtime.spec import ADAPTERS, PRECISIONS, AdapterKind, AdapterSpec, Precision
 
 # int8 is loaded in fp32 and quantized after LoRA is in place (LoRA wraps nn.Linear layers).
 _LOAD_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
@@ -65,3 +65,18 @@ def prepare_model(
     if precision == "int8":
         quantize_frozen_(model)
     return model
+
+
+def prepare_for_spec(loaded: LoadedModel, spec: AdapterSpec, prefix_tokens: int = 5) -> nn.Module:
+    """The module that trains what `spec` names, from its model loaded with ``load_dtype(spec.precision)``."""
+    return prepare_model(
+        loaded,
+        adapter=spec.kind,
+        precision=spec.precision,
+        r=spec.lora_r,
+        alpha=spec.lora_alpha,
+        targets=spec.lora_targets or None,
+        layers=spec.lora_layers,
+        train_a=not spec.lora_fa,
+        prefix_tokens=prefix_tokens,
+    )

@@ -29,7 +29,7 @@ from edge_runtime.errors import UserError
 from edge_runtime.heads import head_for
 from edge_runtime.models import load_model
 from edge_runtime.models.pooled_classifier import pooled_classifier_in
-from edge_runtime.models.precision import prepare_model
+from edge_runtime.models.precision import prepare_for_spec
 from edge_runtime.objective import trainable_parameters
 from edge_runtime.ort.base_precision import lower_base_precision
 from edge_runtime.ort.manifest import GRAPH_FILE, PRECISIONS, TOKENIZER_DIR, Manifest
@@ -106,15 +106,8 @@ def export_graph(spec: AdapterSpec, out_dir: str | Path, *, opset: int = OPSET) 
     if task.kind != "classification":
         raise UserError(f"export-graph supports classification tasks so far; {spec.dataset} is {task.kind}")
     loaded = load_model(spec.model, num_labels=task.num_labels, seed=spec.init_seed)
-    model = prepare_model(
-        loaded,
-        adapter=spec.kind,
-        r=spec.lora_r,
-        alpha=spec.lora_alpha,
-        targets=spec.lora_targets or None,
-        layers=spec.lora_layers,
-        train_a=not spec.lora_fa,
-    )
+    # Traced in fp32: the graph's own precision is applied to the exported graph, not to this module.
+    model = prepare_for_spec(loaded, replace(spec, precision="fp32"))
     params = trainable_parameters(model)
     template = prompt_template(task, spec.prompt, spec.label_words)
     # The trace's length only: the graph's lengths are dynamic.

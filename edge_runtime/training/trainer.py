@@ -31,7 +31,7 @@ from edge_runtime.memory.watchdog import MemoryWatchdog
 from edge_runtime.models import LoadedModel, load_model
 from edge_runtime.models.frozen_bottom import FrozenBottom, keep_frozen_bottom
 from edge_runtime.models.pooled_classifier import freeze_classifier
-from edge_runtime.models.precision import load_dtype, prepare_model
+from edge_runtime.models.precision import load_dtype, prepare_for_spec
 from edge_runtime.objective import Objective
 from edge_runtime.spec import MethodSpec
 from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
@@ -103,17 +103,7 @@ def build_run(config: TrainConfig) -> Run:
         attn_implementation=config.attn_implementation,
         seed=config.seed,
     )
-    peft_model = prepare_model(
-        loaded,
-        adapter=config.adapter,
-        precision=config.precision,
-        r=config.lora_r,
-        alpha=config.lora_alpha,
-        targets=config.lora_targets or None,
-        layers=config.lora_layers,
-        train_a=not config.lora_fa,
-        prefix_tokens=config.prefix_tokens,
-    ).to(device)
+    peft_model = prepare_for_spec(loaded, config.adapter_spec(), config.prefix_tokens).to(device)
     frozen_bottom = _keep_frozen_bottom(config, loaded, peft_model)
     if not config.train_head:
         freeze_classifier(peft_model)
