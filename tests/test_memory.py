@@ -36,7 +36,7 @@ def _real(precision="fp32"):
 @pytest.mark.parametrize("precision", ["fp32", "int8"])
 def test_a_pass_on_meta_tensors_allocates_what_it_does_on_real_ones(kind, precision):
     _, real = _real(precision)
-    meta = _meta_model("tiny-llama", 2, "lora", precision, 8, 16, (), None, False)
+    meta = _meta_model(AdapterSpec("tiny-llama", precision=precision), 2)
     trainable = lambda net: {n: p for n, p in net.named_parameters() if p.requires_grad}  # noqa: E731
     simulated, measured = (pass_peak(net, trainable(net), kind, BATCH, SEQ) for net in (meta, real))
     if kind == "jvp":
@@ -168,7 +168,7 @@ def test_recomputed_blocks_give_the_same_gradient_at_less_activation_memory(mode
 
 def test_the_memory_model_simulates_recomputed_blocks_as_a_real_pass_allocates():
     _, real = _real()
-    meta = _meta_model("tiny-llama", 2, "lora", "fp32", 8, 16, (), None, False)
+    meta = _meta_model(AdapterSpec("tiny-llama"), 2)
     trainable = lambda net: {n: p for n, p in net.named_parameters() if p.requires_grad}  # noqa: E731
     simulated, measured = (
         pass_peak(net, trainable(net), "backward", BATCH, SEQ, recompute=True) for net in (meta, real)

@@ -28,7 +28,7 @@ from edge_runtime.models.checkpointing import recomputed_blocks
 from edge_runtime.models.families import kind_for_family
 from edge_runtime.models.loader import LoadedModel
 from edge_runtime.models.masks import always_build_masks
-from edge_runtime.models.precision import check_precision, load_dtype, prepare_model
+from edge_runtime.models.precision import check_precision, load_dtype, prepare_for_spec
 from edge_runtime.spec import AdapterSpec, MethodSpec
 from edge_runtime.tasks import get_task
 
@@ -151,46 +151,18 @@ def _nbytes(tensors) -> int:
 
 def meta_model(work: Workload) -> nn.Module:
     """The workload's model on the meta device, LoRA and precision applied: shapes, no storage."""
-    adapter = work.adapter
-    return _meta_model(
-        adapter.model,
-        work.num_labels,
-        adapter.kind,
-        adapter.precision,
-        adapter.lora_r,
-        adapter.lora_alpha,
-        adapter.lora_targets,
-        adapter.lora_layers,
-        adapter.lora_fa,
-    )
+    return _meta_model(work.adapter, work.num_labels)
 
 
 @functools.lru_cache(maxsize=8)
-def _meta_model(
-    model: str,
-    num_labels: int,
-    adapter: str,
-    precision: str,
-    r: int,
-    alpha: int,
-    targets: tuple[str, ...],
-    layers: int | None,
-    lora_fa: bool,
-) -> nn.Module:
-    base = _meta_architecture(model, num_labels).to(load_dtype(precision))
+def _meta_model(adapter: AdapterSpec, num_labels: int) -> nn.Module:
+    base = _meta_architecture(adapter.model, num_labels).to(load_dtype(adapter.precision))
     base.eval().requires_grad_(False)
     family = base.config.model_type
-    loaded = LoadedModel(model=base, tokenizer=None, name=model, family=family, kind=kind_for_family(family), path=None)
-    return prepare_model(
-        loaded,
-        adapter=adapter,
-        precision=precision,
-        r=r,
-        alpha=alpha,
-        targets=targets or None,
-        layers=layers,
-        train_a=not lora_fa,
+    loaded = LoadedModel(
+        model=base, tokenizer=None, name=adapter.model, family=family, kind=kind_for_family(family), path=None
     )
+    return prepare_for_spec(loaded, adapter)
 
 
 def _meta_architecture(model: str, num_labels: int) -> nn.Module:
