@@ -9,6 +9,9 @@ the head reads exactly the K-a-class examples a `--k-shot K --seed S` training r
     OMP_NUM_THREADS=1 .venv/bin/python $E/smollm2_last_token_probe.py > $E/smollm2_last_token_probe.log
     OMP_NUM_THREADS=2 .venv/bin/python $E/smollm2_last_token_probe.py --k-shot 1024 --seeds 0,1 \
         > $E/smollm2_last_token_probe_k1024.log
+
+With --adapter RUN/adapter (and that run's --k-shot and --seeds) the head is solved on the features
+of the ZO-trained model instead: whether ZO's adaptation also makes the hidden state more separable.
 """
 
 import argparse
@@ -16,6 +19,7 @@ import random
 
 import numpy as np
 import torch
+from peft import PeftModel
 
 from edge_runtime.models import load_model
 from edge_runtime.tasks import few_shot, load_split
@@ -24,10 +28,13 @@ from edge_runtime.warm_start import FeatureStatistics, fit_head
 parser = argparse.ArgumentParser()
 parser.add_argument("--k-shot", type=int, default=0, help="0: 512 and 2,048 examples drawn at random")
 parser.add_argument("--seeds", default="0", help="with --k-shot: the training runs' seeds")
+parser.add_argument("--adapter", help="a trained run's adapter folder: the head reads the adapted model's features")
 args = parser.parse_args()
 PROMPT = "Review: {}\nSentiment:"
 loaded = load_model("smollm2-135m")
 tokenizer, model = loaded.tokenizer, loaded.model
+if args.adapter:
+    model = PeftModel.from_pretrained(model, args.adapter).eval()
 tokenizer.padding_side = "left"  # the last position is every prompt's last token
 
 
