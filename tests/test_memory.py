@@ -294,6 +294,13 @@ def test_mezo_full_fine_tuning_stays_near_inference_in_the_estimate_and_in_a_rea
     assert tracked.peak == pytest.approx(est.activations, rel=0.15)
 
 
+def test_a_tail_average_costs_one_more_copy_of_the_trained_tensors():
+    work = Workload(AdapterSpec("tiny-llama"), MethodSpec("zo-sgd"), batch=2, seq_len=16)
+    plain, averaged = estimate(work), estimate(replace(work, tail_average=True))
+    assert averaged.optimizer_state - plain.optimizer_state == plain.adapters > 0
+    assert averaged.total - plain.total == plain.adapters
+
+
 def test_after_loading_the_plan_shrinks_its_micro_batch_to_what_the_process_really_holds():
     from edge_runtime.memory.planner import refit_after_loading, step_bytes
 

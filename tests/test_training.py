@@ -13,7 +13,7 @@ from edge_runtime.costs import time_to_target
 from edge_runtime.estimators import get_method
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.schedule import learning_rate
-from edge_runtime.training.trainer import base_lr, build_run, fit, train
+from edge_runtime.training.trainer import base_lr, build_run, fit, train, warm_start
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
@@ -157,6 +157,59 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+def test_metrics_replay_the_run_and_a_tail_average_saves_the_mean_of_the_last_iterates(tmp_path):
+    from edge_runtime.estimators.base import SeedScalarEstimate
+
+    config = tiny_config(tmp_path, method="zo-sgd", steps=20, lr=1e-3, tail_average=0.25)
+    run = build_run(config)
+    summary = fit(run)
+    assert summary["tail_average"] == {"after_step": 15, "iterates": 5}
+    # The metrics alone (lr, seeds, scalars) rebuild every iterate from the adapter's seeded start.
+    replay = build_run(config)
+    warm_start(replay)  # the head's start, from forward passes
+    params, iterates = replay.objective.params, []
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    with torch.no_grad():
+        for record in records:
+            estimate = SeedScalarEstimate(record["loss"], 2, record["seeds"], record["scalars"])
+            replay.method.rule.apply(params, estimate, record["lr"])
+            iterates.append({n: p.detach().clone() for n, p in params.items()})
+    for name, p in run.objective.params.items():  # after fit: the mean of the iterates after steps 16..20
+        mean = torch.stack([it[name] for it in iterates[15:]]).mean(0)
+        torch.testing.assert_close(p.detach(), mean, rtol=1e-5, atol=1e-7)
+        assert not torch.allclose(mean, iterates[-1][name])
+    # The checkpoint keeps the last iterate, from which a resumed run goes on.
+    from safetensors.torch import load_file
+
+    saved = load_file(str(tmp_path / "run" / "checkpoint" / "trainable.safetensors"))
+    for name in saved:
+        assert torch.equal(saved[name], iterates[-1][name])
+
+
+def test_a_resumed_run_goes_on_averaging_as_an_uninterrupted_one(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    common = dict(method="zo-sgd", steps=20, lr=1e-3, tail_average=0.75)  # the mean begins after step 5
+    train(tiny_config(tmp_path / "a", **common))
+    run = build_run(tiny_config(tmp_path / "b", **common))
+    step = run.method.step
+
+    def interrupt_at_step_10(objective, batch, lr, seed):
+        if interrupt_at_step_10.calls == 10:
+            raise KeyboardInterrupt
+        interrupt_at_step_10.calls += 1
+        return step(objective, batch, lr, seed)
+
+    interrupt_at_step_10.calls = 0
+    monkeypatch.setattr(run.method, "step", interrupt_at_step_10)
+    assert fit(run)["tail_average"] == {"after_step": 5, "iterates": 5}
+    train(tiny_config(tmp_path / "b", resume=True, **common))
+    a, b = (load_file(str(tmp_path / x / "run" / "adapter" / "adapter_model.safetensors")) for x in "ab")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
 def test_method_auto_trains_with_a_method_that_reached_the_target_and_a_resume_keeps_it(tmp_path):
     first = train(tiny_config(tmp_path, method="auto", steps=3))
     # Without a cap every candidate fits; only backprop and its checkpointed twin gained 5 points
@@ -240,6 +293,7 @@ def run_cli(capsys, *argv) -> tuple[int, str]:
         (["--task", "imagenet"], "unknown task"),
         (["--method", "zo-magic"], "unknown method"),
         (["--steps", "-3"], "steps must be positive"),
+        (["--tail-average", "1"], "tail_average is a fraction"),
         (["--lr", "abc"], "config field 'lr'"),
         (["--lora-targets", "no_such_module"], "no_such_module"),
         (["--config", "missing.toml"], "config file not found"),

@@ -51,6 +51,7 @@ class Workload:
     seq_len: int = 128  # tokens per sequence of the pass: a plan may shorten it, a real batch pad below it
     perturbations_per_pass: int = 1  # two-point ZO's perturbed copies batched into one pass
     nan_guard: bool = True  # the trainer's two last-good copies of the trainable tensors
+    tail_average: bool = False  # the trainer's running mean of the last iterates: one copy
 
     @property
     def num_labels(self) -> int:
@@ -68,7 +69,7 @@ class MemoryEstimate:
 
     weights: int  # the frozen base (nothing for full fine-tuning, where every weight is trainable)
     adapters: int  # the trainable tensors, fp32
-    optimizer_state: int  # momentum / Adam moments, snapshots, the trainer's NaN guard
+    optimizer_state: int  # momentum / Adam moments, snapshots, the trainer's NaN guard and tail average
     activations: int  # peak of the pass's transient tensors
     tangents: int  # Forward-Grad's tangent per trainable tensor
     gradients: int  # backprop's .grad per trainable tensor
@@ -109,7 +110,7 @@ def estimate(work: Workload) -> MemoryEstimate:
     frozen = [p for p in net.parameters() if not p.requires_grad]
     adapters = _nbytes(trainable.values())
     weights = _nbytes(frozen) + _nbytes(net.buffers())
-    copies = info.state_copies + (2 if work.nan_guard else 0)
+    copies = info.state_copies + (2 if work.nan_guard else 0) + (1 if work.tail_average else 0)
     points = work.perturbations_per_pass if info.pass_kind != "backward" else 1
     if info.pass_kind == "forward" and work.method.settings.zo_restore == "snapshot" and points == 1:
         copies += 1

@@ -48,6 +48,11 @@ class TrainConfig(
         "shows them); the config file and flags override its settings",
         True,
     )
+    tail_average: float = setting(
+        "average the trained tensors over this last fraction of the steps (tail averaging: one more copy of "
+        "them); the adapter saved and scored at the end is the mean. 0 = the last iterate",
+        0.0,
+    )
     train_split: str = setting("training split (winogrande also takes train_s, train_m)", "train")
     memory_cap: str | None = setting(
         "cap on the process's memory, e.g. 1.2GB; plans the run to fit and stops it cleanly before crossing", None
@@ -101,6 +106,8 @@ class TrainConfig(
         self.estimator.validate()
         if self.k_shot is not None and self.k_shot < 0:
             raise UserError(f"k_shot must not be negative, got {self.k_shot}")
+        if not 0 <= self.tail_average < 1:
+            raise UserError(f"tail_average is a fraction of the steps in [0, 1), got {self.tail_average}")
         if self.eval_examples is not None and self.eval_examples < 1:
             raise UserError(f"eval_examples must be at least 1, got {self.eval_examples}")
         if self.perturbations_per_pass is not None and self.perturbations_per_pass < 1:

@@ -38,6 +38,7 @@ from edge_runtime.tasks import Example, TaskSpec, get_task, subsample
 from edge_runtime.tasks.batches import BatchSampler, evaluation_examples, training_examples
 from edge_runtime.tasks.templates import prompt_template
 from edge_runtime.training import method_choice
+from edge_runtime.training.averaging import TailAverage, first_averaged_step
 from edge_runtime.training.checkpoint import Progress, load_checkpoint, save_checkpoint, saved_method
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.schedule import learning_rate
@@ -67,6 +68,7 @@ class Run:
     method_choice: str | None = None  # `--method auto`'s reasons
     candidates: list[method_choice.Candidate] | None = None  # `--method auto`'s, planned and timed
     frozen_bottom: FrozenBottom | None = None  # with lora_layers: the frozen layers' kept outputs
+    average: TailAverage | None = None  # with tail_average: the mean of the last iterates
 
 
 def _device(name: str) -> torch.device:
@@ -145,6 +147,11 @@ def build_run(config: TrainConfig) -> Run:
         objective.micro_batch = config.micro_batch
         objective.perturbations_per_pass = config.perturbations_per_pass
     watchdog = MemoryWatchdog(parse_bytes(config.memory_cap), device) if config.memory_cap is not None else None
+    average = (
+        TailAverage(objective.params, first_averaged_step(config.steps, config.tail_average))
+        if config.tail_average
+        else None
+    )
     return Run(
         config,
         spec,
@@ -161,6 +168,7 @@ def build_run(config: TrainConfig) -> Run:
         choice,
         timed,
         frozen_bottom,
+        average,
     )
 
 
@@ -254,6 +262,7 @@ def _plan(config: TrainConfig, device: torch.device) -> Plan:
         batch=config.batch_size,
         seq_len=config.max_length,
         nan_guard=config.nan_guard,
+        tail_average=config.tail_average > 0,
         perturbations_per_pass=_perturbations_per_pass(config, device),
     )
     plan = plan_under_cap(
@@ -326,7 +335,9 @@ def fit(run: Run) -> dict:
     if run.plan is not None:
         _refit(run)
     loop = _train_steps(run, out_dir, first_step, eval_before)
-    _checkpoint(run, out_dir, loop.step)
+    _checkpoint(run, out_dir, loop.step)  # the iterate and the mean: a resumed run goes on averaging
+    if run.average and run.average.count:
+        run.average.load_into_params()
     train_after, eval_after = _measure(run, probe), _measure(run, run.eval)
     save_adapter(
         run.peft_model,
@@ -379,6 +390,8 @@ def _resume_or_warm_start(run: Run, out_dir: Path) -> tuple[int, WarmStart]:
         return 0, warm_start(run)
     progress, method_state = load_checkpoint(out_dir / "checkpoint", run.objective.params)
     run.method.load_state_dict(method_state)
+    if run.average:
+        run.average.load_state_dict(method_state)
     run.objective.head.load_constants(progress.head_constants or {})
     return progress.step, WarmStart("resumed")
 
@@ -428,6 +441,8 @@ def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResu
                 loop.stopped = f"memory cap: step {step} hit the CUDA allocator's limit; checkpoint saved before it"
                 return loop
             guard.passed(step)
+            if run.average:
+                run.average.update(step + 1)
             loop.forward_passes += result.forward_passes
             record = {
                 "step": step + 1,
@@ -436,9 +451,15 @@ def _train_steps(run: Run, out_dir: Path, first_step: int, eval_before: EvalResu
                 "step_seconds": time.perf_counter() - tick,
                 "memory_bytes": memory.current_bytes(run.device),
             }
+            if result.seeds:  # the step in seed-scalar form: with the lr, any iterate can be replayed
+                record["seeds"], record["scalars"] = result.seeds, result.scalars
             if config.eval_every and (step + 1) % config.eval_every == 0:
                 last_eval = _measure(run, run.eval)
                 record["eval_accuracy"], record["eval_loss"] = last_eval.accuracy, last_eval.loss
+                if run.average and run.average.count:  # what the run would save if it ended here
+                    with run.average.swapped_in():
+                        mean = _measure(run, run.eval)
+                    record["average_eval_accuracy"], record["average_eval_loss"] = mean.accuracy, mean.loss
             if config.checkpoint_every and (step + 1) % config.checkpoint_every == 0:
                 _checkpoint(run, out_dir, step + 1)
             verdict = run.watchdog.step_finished() if run.watchdog else None
@@ -494,7 +515,7 @@ def _checkpoint(run: Run, out_dir: Path, step: int) -> None:
     save_checkpoint(
         out_dir / "checkpoint",
         run.objective.params,
-        run.method.state_dict(),
+        run.method.state_dict() | (run.average.state_dict() if run.average else {}),
         Progress(step=step, method=c.method, model=c.model, task=c.task, head_constants=run.objective.head.constants()),
         run.peft_model,
     )
@@ -557,6 +578,9 @@ def _summary(
             "kept_bytes": run.frozen_bottom.kept_bytes,
             "computed_sequences": run.frozen_bottom.computed,
         },
+        "tail_average": None
+        if not (run.average and run.average.count)
+        else {"after_step": run.average.start, "iterates": run.average.count},
         "stopped": stopped,
         "adapter": str(out_dir / "adapter"),
         "config": config_values(c),
