@@ -28,7 +28,7 @@ from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.trainer import build_run, warm_start
 
 parser = argparse.ArgumentParser()
-parser.add_argument("run", type=Path, help="a finished `edgetune train` folder (summary.json, metrics.jsonl)")
+parser.add_argument("run", type=Path, help="a finished `edgetune train` folder, or long-run/<name> (its summary and metrics)")
 parser.add_argument("--tails", default="1400,1680,2000,2240,2500", help="uniform averages from these steps to the end")
 parser.add_argument("--emas", default="0.99,0.995,0.998", help="EMA decays, started at --ema-from")
 parser.add_argument("--ema-from", type=int, default=1000)
@@ -36,7 +36,14 @@ parser.add_argument("--iterates", default="2000,2200,2400,2800", help="steps who
 parser.add_argument("--out", type=Path, help="JSON file for the scores (default: RUN/averages.json)")
 args = parser.parse_args()
 
-summary = json.loads((args.run / "summary.json").read_text())
+# A run's folder, or the <name>.summary.json / <name>.metrics.jsonl pair kept in long-run/.
+folder = args.run.is_dir()
+summary_path, metrics_path = (
+    (args.run / "summary.json", args.run / "metrics.jsonl")
+    if folder
+    else (args.run.with_name(args.run.name + ".summary.json"), args.run.with_name(args.run.name + ".metrics.jsonl"))
+)
+summary = json.loads(summary_path.read_text())
 config = build_config(TrainConfig, summary["config"] | {"progress": False, "eval_every": 0, "out": None})
 run = build_run(config)
 warm_start(run)  # the head's constants as the run had them; the trained tensors are untouched
@@ -75,7 +82,7 @@ def score(name: str, step: int, tensors: dict[str, torch.Tensor] | None = None) 
 
 rows = []
 ema_state: dict[float, dict[str, torch.Tensor]] = {}
-records = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
+records = [json.loads(line) for line in metrics_path.read_text().splitlines()]
 with torch.no_grad():
     for record in records:
         step = record["step"]
@@ -90,13 +97,15 @@ with torch.no_grad():
                     ema[n].lerp_(p, 1 - decay)
         if step in iterates:
             rows.append(score("iterate", step))
-saved = load_file(str(args.run / "checkpoint" / "trainable.safetensors"))
-drift = max((saved[n] - p.detach()).abs().max().item() for n, p in params.items())
+drift = None  # kept metrics come without the checkpoint; the last iterate's score then checks the replay
+if folder:
+    saved = load_file(str(args.run / "checkpoint" / "trainable.safetensors"))
+    drift = max((saved[n] - p.detach()).abs().max().item() for n, p in params.items())
 print(json.dumps({"replayed_steps": len(records), "max_abs_difference_from_saved": drift}), flush=True)
 final = records[-1]["step"]
 for start, average in tails.items():
     rows.append(score(f"tail after step {start} ({average.count} iterates)", final, average.mean))
 for decay, ema in ema_state.items():
     rows.append(score(f"ema {decay} from {args.ema_from}", final, ema))
-out = args.out or args.run / "averages.json"
+out = args.out or (args.run / "averages.json" if folder else args.run.with_name(args.run.name + ".averages.json"))
 out.write_text(json.dumps({"run": str(args.run), "max_abs_difference_from_saved": drift, "rows": rows}, indent=2))
