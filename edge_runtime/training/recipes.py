@@ -53,8 +53,8 @@ RECIPES = (
         },
         "SST-2 dev (872, +-0.013): 0.779 -> 0.818 and 0.812 after 2,800 steps (seeds 0 and 1: +3.9 and "
         "+3.3; the ridge head of the same 2,048 examples: 0.820 and 0.828), 37 min each alone on two CPU "
-        "threads; at this rate a longer run drifts (4,400 steps: 0.828 at 2,200, 0.784 at the end); "
-        "docs/benchmarks/convergence/notes.md, 'SmolLM2: the top layers only'",
+        "threads (59 min on a box 1.8x slower a step); at this rate a longer run drifts (4,400 steps: 0.828 "
+        "at 2,200, 0.784 at the end); docs/benchmarks/convergence/notes.md, 'SmolLM2: the top layers only'",
     ),
     Recipe(
         "minilm",

@@ -8,8 +8,12 @@ iterates from chosen steps to the end (tail / Polyak-Ruppert averaging), and exp
 Whether averaging takes out the end point's wobble (about 1.5 points of accuracy within 400 steps)
 is then measured on the very trajectory the run took.
 
-    E=docs/benchmarks/convergence/experiments
-    OMP_NUM_THREADS=2 .venv/bin/python $E/replay_averages.py runs/traj-seed0 > $E/replay_averages_seed0.log
+    R=docs/benchmarks/convergence
+    OMP_NUM_THREADS=1 .venv/bin/python $R/experiments/replay_averages.py runs/traj-seed0 \
+        > $R/experiments/replay_averages_seed0.log
+    # without the run folder, from its kept trajectory (no checkpoint to compare the end point with)
+    OMP_NUM_THREADS=1 .venv/bin/python $R/experiments/replay_averages.py \
+        $R/long-run/smollm2-recipe-seed0-trajectory --out /tmp/averages.json
 """
 
 import argparse
