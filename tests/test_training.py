@@ -157,6 +157,19 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path):
         assert torch.equal(a[name], b[name]), name
 
 
+def interrupt_at(run, step_index, monkeypatch):
+    """Make the run's method raise KeyboardInterrupt (Ctrl-C) when it is asked for step `step_index`."""
+    step, calls = run.method.step, []
+
+    def interrupting(objective, batch, lr, seed):
+        if len(calls) == step_index:
+            raise KeyboardInterrupt
+        calls.append(seed)
+        return step(objective, batch, lr, seed)
+
+    monkeypatch.setattr(run.method, "step", interrupting)
+
+
 def test_metrics_replay_the_run_and_a_tail_average_saves_the_mean_of_the_last_iterates(tmp_path):
     from edge_runtime.estimators.base import SeedScalarEstimate
 
@@ -192,16 +205,7 @@ def test_a_resumed_run_goes_on_averaging_as_an_uninterrupted_one(tmp_path, monke
     common = dict(method="zo-sgd", steps=20, lr=1e-3, tail_average=0.75)  # the mean begins after step 5
     train(tiny_config(tmp_path / "a", **common))
     run = build_run(tiny_config(tmp_path / "b", **common))
-    step = run.method.step
-
-    def interrupt_at_step_10(objective, batch, lr, seed):
-        if interrupt_at_step_10.calls == 10:
-            raise KeyboardInterrupt
-        interrupt_at_step_10.calls += 1
-        return step(objective, batch, lr, seed)
-
-    interrupt_at_step_10.calls = 0
-    monkeypatch.setattr(run.method, "step", interrupt_at_step_10)
+    interrupt_at(run, 10, monkeypatch)
     assert fit(run)["tail_average"] == {"after_step": 5, "iterates": 5}
     train(tiny_config(tmp_path / "b", resume=True, **common))
     a, b = (load_file(str(tmp_path / x / "run" / "adapter" / "adapter_model.safetensors")) for x in "ab")
@@ -264,16 +268,7 @@ def test_diverging_lr_stops_and_keeps_the_last_good_adapter(tmp_path):
 
 def test_interrupted_run_saves_a_resumable_checkpoint(tmp_path, monkeypatch):
     run = build_run(tiny_config(tmp_path, method="zo-sgd", steps=10))
-    step = run.method.step
-
-    def interrupt_at_step_4(objective, batch, lr, seed):
-        if interrupt_at_step_4.calls == 4:
-            raise KeyboardInterrupt
-        interrupt_at_step_4.calls += 1
-        return step(objective, batch, lr, seed)
-
-    interrupt_at_step_4.calls = 0
-    monkeypatch.setattr(run.method, "step", interrupt_at_step_4)
+    interrupt_at(run, 4, monkeypatch)
     summary = fit(run)
     assert summary["stopped"].startswith("interrupted at step 4")
     progress = json.loads((tmp_path / "run" / "checkpoint" / "progress.json").read_text())
