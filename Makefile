@@ -21,8 +21,10 @@ setup: $(STAMP)
 run: setup
 	$(VENV)/bin/edgetune fleet
 
+# Two processes (the tests run one torch thread each); a test file stays in one process, so its
+# module fixtures are built once.
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -106,7 +106,12 @@ def _set(data: dict, path: str, value) -> None:
         data[last] = value
 
 
-_DELETE = object()
+class _Deleted:
+    def __repr__(self) -> str:  # a stable test id, the same in every pytest process
+        return "<deleted>"
+
+
+_DELETE = _Deleted()
 
 BAD_FIELDS = [
     # (field to change, new value, the start of the one-line refusal after "pixel-8.yaml: ")
