@@ -17,6 +17,22 @@ PREFIX = "tail_average."
 COUNT = PREFIX + "count"
 
 
+@contextmanager
+def swapped_in(params: Mapping[str, torch.nn.Parameter], tensors: dict[str, torch.Tensor]) -> Iterator[None]:
+    """The parameters hold `tensors` inside the block and their own values again after it; storage is
+    swapped, not copied, so scoring another set of values costs no memory."""
+
+    def swap() -> None:
+        for n, p in params.items():
+            p.data, tensors[n] = tensors[n], p.data
+
+    swap()
+    try:
+        yield
+    finally:
+        swap()
+
+
 def first_averaged_step(steps: int, fraction: float) -> int:
     """The number of steps done after which iterates enter the mean: the last `fraction` of the run."""
     return steps - max(round(fraction * steps), 1)
@@ -42,25 +58,15 @@ class TailAverage:
         for n, p in self.params.items():
             self.mean[n].lerp_(p.detach(), 1 / self.count)  # in place: no second copy
 
-    @contextmanager
-    def swapped_in(self) -> Iterator[None]:
-        """The parameters hold the mean inside the block and the iterate again after it (storage is swapped,
-        not copied)."""
-        self._swap()
-        try:
-            yield
-        finally:
-            self._swap()
+    def swapped_in(self):
+        """The parameters hold the mean inside the block and the iterate again after it."""
+        return swapped_in(self.params, self.mean)
 
     @torch.no_grad()
     def load_into_params(self) -> None:
         """End of the run: the parameters become the mean for good."""
         for n, p in self.params.items():
             p.copy_(self.mean[n])
-
-    def _swap(self) -> None:
-        for n, p in self.params.items():
-            p.data, self.mean[n] = self.mean[n], p.data
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """The mean, keyed `tail_average.<parameter name>`, and how many iterates it holds (for a checkpoint,

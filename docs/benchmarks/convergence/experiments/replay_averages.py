@@ -18,7 +18,6 @@ is then measured on the very trajectory the run took.
 
 import argparse
 import json
-from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -27,12 +26,14 @@ from safetensors.torch import load_file
 from edge_runtime.config import build_config
 from edge_runtime.estimators.base import SeedScalarEstimate
 from edge_runtime.local.evaluation import evaluate
-from edge_runtime.training.averaging import TailAverage
+from edge_runtime.training.averaging import TailAverage, swapped_in
 from edge_runtime.training.config import TrainConfig
 from edge_runtime.training.trainer import build_run, warm_start
 
 parser = argparse.ArgumentParser()
-parser.add_argument("run", type=Path, help="a finished `edgetune train` folder, or long-run/<name> (its summary and metrics)")
+parser.add_argument(
+    "run", type=Path, help="a finished `edgetune train` folder, or long-run/<name> (its summary and metrics)"
+)
 parser.add_argument("--tails", default="1400,1680,2000,2240,2500", help="uniform averages from these steps to the end")
 parser.add_argument("--emas", default="0.99,0.995,0.998", help="EMA decays, started at --ema-from")
 parser.add_argument("--ema-from", type=int, default=1000)
@@ -62,22 +63,11 @@ def copy() -> dict[str, torch.Tensor]:
     return {n: p.detach().clone() for n, p in params.items()}
 
 
-@contextmanager
-def swapped_in(tensors: dict[str, torch.Tensor]):
-    for n, p in params.items():
-        p.data, tensors[n] = tensors[n], p.data
-    try:
-        yield
-    finally:
-        for n, p in params.items():
-            p.data, tensors[n] = tensors[n], p.data
-
-
 def score(name: str, step: int, tensors: dict[str, torch.Tensor] | None = None) -> dict:
     if tensors is None:
         result = evaluate(run.objective, run.eval, config.eval_batch_size, run.device)
     else:
-        with swapped_in(tensors):
+        with swapped_in(params, tensors):
             result = evaluate(run.objective, run.eval, config.eval_batch_size, run.device)
     row = {"average": name, "step": step, "accuracy": result.accuracy, "loss": result.loss, "examples": len(run.eval)}
     print(json.dumps(row), flush=True)
